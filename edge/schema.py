@@ -1,0 +1,281 @@
+"""The MQTT message contract between edge agents, the stream job and dashboards.
+
+Dependency-free on purpose: the edge agent (numpy + paho only), the PyFlink job and the
+dashboard server all import this one module. Every payload is a JSON object with
+``"schema": SCHEMA_VERSION`` and a ``"type"``. The JSON Schemas below are published as files
+under ``edge/schemas/`` (``python -m edge.schema --write``) and a test keeps them in sync.
+
+``validate(payload, kind)`` implements the small subset of JSON Schema these schemas use
+(type, required, properties, additionalProperties, enum, minimum/maximum, minItems/maxItems,
+items, minLength, maxLength), so the edge and the server can check messages without the
+``jsonschema`` package; the tests cross-check it against ``jsonschema``.
+
+Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
+``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
+are always one topic level and can be used in file names and SQL keys.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_DEVICE_RE = re.compile(DEVICE_ID_PATTERN)
+
+TOPIC_KINDS = ("detections", "status", "metrics", "config/set", "config/state")
+
+
+class SchemaError(ValueError):
+    """A payload does not match its schema. ``str()`` names the offending field path."""
+
+
+def check_device_id(device: str) -> str:
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise SchemaError(
+            f"device id {device!r} is invalid: use 1-64 characters from A-Z a-z 0-9 _ - "
+            "(it becomes one MQTT topic level)"
+        )
+    return device
+
+
+def topic(prefix: str, device: str, kind: str) -> str:
+    """``<prefix>/<device>/<kind>``; raises SchemaError for a bad device id or kind."""
+    if kind not in TOPIC_KINDS:
+        raise SchemaError(f"unknown topic kind {kind!r}; expected one of {', '.join(TOPIC_KINDS)}")
+    prefix = prefix.strip("/")
+    if not prefix or any(c in prefix for c in "+#"):
+        raise SchemaError(f"MQTT topic prefix {prefix!r} must be non-empty and contain no + or #")
+    return f"{prefix}/{check_device_id(device)}/{kind}"
+
+
+def parse_topic(prefix: str, topic_name: str) -> tuple[str, str]:
+    """Inverse of :func:`topic`: returns ``(device, kind)`` or raises SchemaError."""
+    prefix = prefix.strip("/")
+    if not topic_name.startswith(prefix + "/"):
+        raise SchemaError(f"topic {topic_name!r} is not under prefix {prefix!r}")
+    rest = topic_name[len(prefix) + 1:]
+    device, _, kind = rest.partition("/")
+    if kind not in TOPIC_KINDS:
+        raise SchemaError(f"topic {topic_name!r} has unknown kind {kind!r}")
+    return check_device_id(device), kind
+
+
+# --------------------------------------------------------------------------- schemas
+_NUM = {"type": "number"}
+_UNIT = {"type": "number", "minimum": 0.0, "maximum": 1.0}
+_NONNEG = {"type": "number", "minimum": 0.0}
+_COUNT = {"type": "integer", "minimum": 0}
+_DEVICE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": DEVICE_ID_PATTERN}
+_TS = {"type": "number", "minimum": 0.0, "description": "Unix time in seconds (float)"}
+
+
+def _obj(properties: dict, required: list[str], *, extra: bool = False, **kw) -> dict:
+    return {"type": "object", "properties": properties, "required": required,
+            "additionalProperties": extra, **kw}
+
+
+def _envelope(kind: str) -> dict:
+    return {
+        "schema": {"type": "integer", "enum": [SCHEMA_VERSION]},
+        "type": {"type": "string", "enum": [kind]},
+        "device": _DEVICE,
+    }
+
+
+MODEL_REF = _obj({
+    "id": {"type": "string", "minLength": 1, "maxLength": 200},
+    "hash": {"type": "string", "minLength": 8, "maxLength": 80,
+             "description": "sha256 of the model flatbuffer, hex"},
+}, ["id", "hash"])
+
+DETECTION = _obj({
+    "class_id": _COUNT,
+    "label": {"type": "string", "maxLength": 100},
+    "score": _UNIT,
+    "objectness": _UNIT,
+    "box": {"type": "array", "items": _UNIT, "minItems": 4, "maxItems": 4,
+            "description": "[x_min, y_min, x_max, y_max], normalized to the frame"},
+    "sigma": {"type": "array", "items": _UNIT, "minItems": 4, "maxItems": 4,
+              "description": "the model's sigma_x, sigma_y, sigma_w, sigma_h (each in [0,1])"},
+    "sigma_mean": _UNIT,
+    "box_sigma": {"type": "array", "items": _NONNEG, "minItems": 4, "maxItems": 4,
+                  "description": "sigma of x_center, y_center, width, height in frame-normalized units"},
+}, ["class_id", "label", "score", "objectness", "box", "sigma", "sigma_mean"])
+
+CLASSIFICATION = _obj({
+    "class_id": _COUNT,
+    "label": {"type": "string", "maxLength": 100},
+    "score": _UNIT,
+}, ["class_id", "label", "score"])
+
+DETECTIONS = _obj({
+    **_envelope("detections"),
+    "seq": {"type": "integer", "minimum": 0,
+            "description": "per-device, strictly increasing, survives restarts"},
+    "ts": _TS,
+    "frame": _obj({"w": {"type": "integer", "minimum": 1}, "h": {"type": "integer", "minimum": 1}},
+                  ["w", "h"]),
+    "model": MODEL_REF,
+    "task": {"type": "string", "enum": ["detection", "classification"]},
+    "latency_ms": _obj({"inference": _NONNEG, "total": _NONNEG}, ["inference"]),
+    "detections": {"type": "array", "items": DETECTION, "maxItems": 1000},
+    "classes": {"type": "array", "items": CLASSIFICATION, "maxItems": 100},
+    "entropy": _NONNEG,
+}, ["schema", "type", "device", "seq", "ts", "frame", "model", "task", "latency_ms", "detections"])
+
+STATUS = _obj({
+    **_envelope("status"),
+    "state": {"type": "string", "enum": ["online", "offline"]},
+    "ts": _TS,
+    "version": {"type": "string"},
+    "model": {"type": "object"},
+    "interpreter": {"type": "string"},
+    "source": {"type": "object"},
+    "config": {"type": "object"},
+    "reason": {"type": "string"},
+}, ["schema", "type", "device", "state"])
+
+METRICS = _obj({
+    **_envelope("metrics"),
+    "ts": _TS,
+    "uptime_s": _NONNEG,
+    "fps": _NONNEG,
+    "latency_ms": _obj({"p50": _NONNEG, "p95": _NONNEG}, ["p50", "p95"], extra=True),
+    "frames": _obj({"captured": _COUNT, "processed": _COUNT, "dropped": _COUNT}, ["captured", "processed", "dropped"], extra=True),
+    "outbox": _obj({"depth": _COUNT, "dropped": _COUNT}, ["depth", "dropped"], extra=True),
+    "source": {"type": "object"},
+    "cpu_temp_c": {"type": ["number", "null"]},
+    "last_seq": {"type": ["integer", "null"]},
+}, ["schema", "type", "device", "ts", "fps", "latency_ms", "frames", "outbox"])
+
+CONFIG_SET = _obj({
+    "request_id": {"type": "string", "minLength": 1, "maxLength": 100},
+    "set": {"type": "object"},
+}, ["set"])
+
+CONFIG_STATE = _obj({
+    **_envelope("config_state"),
+    "ts": _TS,
+    "request_id": {"type": ["string", "null"]},
+    "ok": {"type": "boolean"},
+    "error": {"type": ["string", "null"]},
+    "config": {"type": "object"},
+}, ["schema", "type", "device", "ts", "ok", "config"])
+
+SCHEMAS: dict[str, dict] = {
+    "detections": DETECTIONS,
+    "status": STATUS,
+    "metrics": METRICS,
+    "config_set": CONFIG_SET,
+    "config_state": CONFIG_STATE,
+}
+
+
+def json_schema(kind: str) -> dict:
+    """The published JSON Schema document for one payload kind."""
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+           "$id": f"https://sigmawatch.invalid/schemas/{kind}.v{SCHEMA_VERSION}.json",
+           "title": f"sigmawatch {kind} message, schema version {SCHEMA_VERSION}"}
+    doc.update(SCHEMAS[kind])
+    return doc
+
+
+# --------------------------------------------------------------------------- validator
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "null": lambda v: v is None,
+}
+
+
+def _check(value: Any, schema: dict, path: str) -> None:
+    types = schema.get("type")
+    if types is not None:
+        names = types if isinstance(types, list) else [types]
+        if not any(_TYPES[t](value) for t in names):
+            raise SchemaError(f"{path}: expected {' or '.join(names)}, got {type(value).__name__} {value!r:.60}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaError(f"{path}: {value!r:.60} is not one of {schema['enum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise SchemaError(f"{path}: {value} is below the minimum {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise SchemaError(f"{path}: {value} is above the maximum {schema['maximum']}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise SchemaError(f"{path}: string shorter than {schema['minLength']}")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise SchemaError(f"{path}: string longer than {schema['maxLength']}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise SchemaError(f"{path}: {value!r:.60} does not match {schema['pattern']}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise SchemaError(f"{path}: needs at least {schema['minItems']} items, has {len(value)}")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise SchemaError(f"{path}: at most {schema['maxItems']} items, has {len(value)}")
+        if "items" in schema:
+            for i, item in enumerate(value):
+                _check(item, schema["items"], f"{path}[{i}]")
+    if isinstance(value, dict) and schema.get("type") == "object":
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                raise SchemaError(f"{path}.{key}: required field is missing")
+        for key, item in value.items():
+            if key in props:
+                _check(item, props[key], f"{path}.{key}")
+            elif schema.get("additionalProperties", True) is False:
+                raise SchemaError(f"{path}.{key}: unknown field (allowed: {', '.join(sorted(props))})")
+
+
+def validate(payload: Any, kind: str) -> Any:
+    """Check a decoded payload against the schema of ``kind``; return it or raise SchemaError."""
+    if kind not in SCHEMAS:
+        raise SchemaError(f"unknown message kind {kind!r}; expected one of {', '.join(SCHEMAS)}")
+    _check(payload, SCHEMAS[kind], kind)
+    return payload
+
+
+def decode(raw: bytes | str, kind: str) -> dict:
+    """Parse JSON bytes and validate; any failure is a SchemaError with a reason."""
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"{kind}: payload is not valid UTF-8 JSON ({exc})") from exc
+    return validate(payload, kind)
+
+
+def encode(payload: dict) -> bytes:
+    """Compact, deterministic JSON bytes for MQTT."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=False, allow_nan=False).encode()
+
+
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+
+
+def write_schema_files(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in SCHEMAS:
+        path = directory / f"{kind}.schema.json"
+        path.write_text(json.dumps(json_schema(kind), indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # python -m edge.schema --write
+    if sys.argv[1:] == ["--write"]:
+        for p in write_schema_files():
+            print(p)
+    else:
+        print("usage: python -m edge.schema --write", file=sys.stderr)
+        sys.exit(2)
