@@ -1,0 +1,158 @@
+"""Layers shared by the architectures: activations (incl. XNNPACK-friendly hard-swish), input
+normalization, channel splits, mixed depthwise conv, grouped pointwise conv, squeeze-excitation.
+
+Hard-swish formulations (numerically identical functions, different TFLite graphs):
+  "native":  x * relu6(x + 3) / 6 -- the converter fuses it into one HARD_SWISH op, which XNNPACK
+             does not take in int8 (the int8 graph falls apart into many delegate partitions).
+  "xnnpack": x * (relu(x + 3) - relu(x - 3)) / 6 -- relu(x+3) - relu(x-3) == clip(x+3, 0, 6), so
+             the function is the same, but the converter emits ADD/SUB (fused ReLU) + MUL, all of which
+             XNNPACK runs in int8. Hard-sigmoid likewise: (relu(x + 3) - relu(x - 3)) / 6.
+Neither has weights, so ImageNet weights load into either.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from convert.blocks import split_channels
+
+HARD_SWISH_FORMULATIONS = ("native", "xnnpack")
+
+
+@keras.saving.register_keras_serializable(package="sigmawatch")
+class HardSwish(layers.Layer):
+    """hard_swish(x) = x * relu6(x + 3) / 6, in one of HARD_SWISH_FORMULATIONS."""
+
+    def __init__(self, formulation: str = "native", **kwargs):
+        super().__init__(**kwargs)
+        if formulation not in HARD_SWISH_FORMULATIONS:
+            raise ValueError(f"hard-swish formulation {formulation!r}; expected one of {HARD_SWISH_FORMULATIONS}")
+        self.formulation = formulation
+
+    def call(self, x):
+        if self.formulation == "native":
+            return x * ops.relu6(x + 3.0) * (1.0 / 6.0)
+        return x * ((ops.relu(x + 3.0) - ops.relu(x - 3.0)) * (1.0 / 6.0))
+
+    def get_config(self):
+        return {**super().get_config(), "formulation": self.formulation}
+
+
+@keras.saving.register_keras_serializable(package="sigmawatch")
+class HardSigmoid(layers.Layer):
+    """relu6(x + 3) / 6 (the MobileNetV3 gate), in one of HARD_SWISH_FORMULATIONS."""
+
+    def __init__(self, formulation: str = "native", **kwargs):
+        super().__init__(**kwargs)
+        if formulation not in HARD_SWISH_FORMULATIONS:
+            raise ValueError(f"hard-sigmoid formulation {formulation!r}; expected one of {HARD_SWISH_FORMULATIONS}")
+        self.formulation = formulation
+
+    def call(self, x):
+        if self.formulation == "native":
+            return ops.relu6(x + 3.0) * (1.0 / 6.0)
+        return (ops.relu(x + 3.0) - ops.relu(x - 3.0)) * (1.0 / 6.0)
+
+    def get_config(self):
+        return {**super().get_config(), "formulation": self.formulation}
+
+
+@keras.saving.register_keras_serializable(package="sigmawatch")
+class PixelNormalize(layers.Layer):
+    """RGB pixels in [0, 255] -> (x / 255 - mean) / std per channel, inside the graph (one MUL + ADD)."""
+
+    def __init__(self, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+
+    def call(self, x):
+        scale = ops.convert_to_tensor([1.0 / (255.0 * s) for s in self.std], dtype=x.dtype)
+        offset = ops.convert_to_tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=x.dtype)
+        return x * scale + offset
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package="sigmawatch")
+class ChannelSplit(layers.Layer):
+    """Split the last axis into groups: equal groups give one SPLIT op (XNNPACK int8 takes it),
+    unequal ones give SPLIT_V (XNNPACK int8 does not)."""
+
+    def __init__(self, sizes, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = [int(s) for s in sizes]
+
+    def call(self, x):
+        if len(set(self.sizes)) == 1:
+            return ops.split(x, len(self.sizes), axis=-1)
+        bounds = [sum(self.sizes[:i + 1]) for i in range(len(self.sizes) - 1)]
+        return ops.split(x, bounds, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[:-1]) + (s,) for s in self.sizes]
+
+    def get_config(self):
+        return {**super().get_config(), "sizes": self.sizes}
+
+
+def activation(x, name: str, hard_swish: str = "native", layer_name: str | None = None):
+    """Apply a named activation: relu, relu6, swish, hard_swish, sigmoid, hard_sigmoid."""
+    if name == "relu":
+        return layers.ReLU(name=layer_name)(x)
+    if name == "relu6":
+        return layers.ReLU(6.0, name=layer_name)(x)
+    if name == "swish":
+        return layers.Activation("swish", name=layer_name)(x)
+    if name == "sigmoid":
+        return layers.Activation("sigmoid", name=layer_name)(x)
+    if name == "hard_swish":
+        return HardSwish(hard_swish, name=layer_name)(x)
+    if name == "hard_sigmoid":
+        return HardSigmoid(hard_swish, name=layer_name)(x)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def batch_norm(x, name: str, epsilon: float = 1e-3, momentum: float = 0.99):
+    return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)(x)
+
+
+def grouped_pointwise(x, filters: int, groups: int, name: str, use_bias: bool = False):
+    """1x1 conv; with groups > 1 the input and output channels are split into equal groups, one conv each."""
+    if groups == 1:
+        return layers.Conv2D(filters, 1, padding="same", use_bias=use_bias, name=name)(x)
+    in_sizes = split_channels(int(x.shape[-1]), groups)
+    out_sizes = split_channels(filters, groups)
+    parts = ChannelSplit(in_sizes, name=f"{name}_split")(x)
+    outs = [layers.Conv2D(o, 1, padding="same", use_bias=use_bias, name=f"{name}_g{i}")(p)
+            for i, (p, o) in enumerate(zip(parts, out_sizes))]
+    return layers.Concatenate(name=f"{name}_concat")(outs)
+
+
+def mixed_depthwise(x, kernel_sizes, stride: int, name: str):
+    """Mixed depthwise conv (MixConv): channels split into equal groups, one kernel size each."""
+    if len(kernel_sizes) == 1:
+        return layers.DepthwiseConv2D(kernel_sizes[0], strides=stride, padding="same", use_bias=False, name=name)(x)
+    sizes = split_channels(int(x.shape[-1]), len(kernel_sizes))
+    parts = ChannelSplit(sizes, name=f"{name}_split")(x)
+    outs = [layers.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False, name=f"{name}_k{k}")(p)
+            for p, k in zip(parts, kernel_sizes)]
+    return layers.Concatenate(name=f"{name}_concat")(outs)
+
+
+def squeeze_excite(x, reduced: int, name: str, act: str = "relu", gate: str = "sigmoid", hard_swish: str = "native"):
+    """Global average pool -> 1x1 conv (reduced) -> act -> 1x1 conv -> gate -> multiply the input."""
+    channels = int(x.shape[-1])
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    s = layers.Conv2D(reduced, 1, padding="same", name=f"{name}_reduce")(s)
+    s = activation(s, act, hard_swish)
+    s = layers.Conv2D(channels, 1, padding="same", name=f"{name}_expand")(s)
+    s = activation(s, gate, hard_swish)
+    return layers.Multiply(name=f"{name}_mul")([x, s])
+
+
+def image_input(input_size, batch_size: int | None = 1, name: str = "image"):
+    """RGB pixels in [0, 255]; static batch 1 for export, None for training."""
+    h, w = int(input_size[0]), int(input_size[1])
+    return keras.Input(shape=(h, w, 3), batch_size=batch_size, name=name)
