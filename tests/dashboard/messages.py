@@ -1,0 +1,52 @@
+"""Valid sigmawatch messages for dashboard tests, built from the real contracts (edge.schema, stream.topics)."""
+from __future__ import annotations
+
+import time
+
+from edge import schema
+from stream import topics
+
+PREFIX = "sigmawatch"
+MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}
+
+
+def status(device: str, state: str = "online") -> tuple[str, bytes]:
+    body = {"schema": 1, "type": "status", "device": device, "state": state, "ts": time.time()}
+    return schema.topic(PREFIX, device, "status"), schema.encode(schema.validate(body, "status"))
+
+
+def metrics(device: str, fps: float, processed: int, dropped: int, depth: int, outbox_dropped: int = 0):
+    body = {"schema": 1, "type": "metrics", "device": device, "ts": time.time(), "fps": fps,
+            "latency_ms": {"p50": 12.5, "p95": 20.0},
+            "frames": {"captured": processed + dropped, "processed": processed, "dropped": dropped},
+            "outbox": {"depth": depth, "dropped": outbox_dropped}}
+    return schema.topic(PREFIX, device, "metrics"), schema.encode(schema.validate(body, "metrics"))
+
+
+def detection(label: str, class_id: int, box, sigma_mean: float, score: float = 0.8) -> dict:
+    x1, y1, x2, y2 = box
+    return {"class_id": class_id, "label": label, "score": score, "objectness": 0.9, "box": list(box),
+            "sigma": [sigma_mean] * 4, "sigma_mean": sigma_mean,
+            "box_sigma": [sigma_mean * (x2 - x1), sigma_mean * (y2 - y1), sigma_mean * (x2 - x1), sigma_mean * (y2 - y1)]}
+
+
+def detections(device: str, seq: int, dets: list[dict], ts: float | None = None, frame=(640, 360)):
+    body = {"schema": 1, "type": "detections", "device": device, "seq": seq, "ts": ts or time.time(),
+            "frame": {"w": frame[0], "h": frame[1]}, "model": MODEL, "task": "detection",
+            "latency_ms": {"inference": 7.5, "total": 11.0}, "detections": dets}
+    return schema.topic(PREFIX, device, "detections"), schema.encode(schema.validate(body, "detections"))
+
+
+def aggregate(device: str, label: str, class_id: int, start: float, count: int, sigma_mean: float):
+    body = topics.build("aggregate", device=device, class_id=class_id, label=label, window_start=start,
+                        window_end=start + 5.0, detections=count, frames=count, score_mean=0.8,
+                        sigma_mean=sigma_mean, sigma_max=sigma_mean * 1.5, high_sigma_share=0.25,
+                        high_sigma_threshold=0.15)
+    return topics.topic_for(PREFIX, body), topics.encode(body)
+
+
+def alert(device: str, label: str, state: str = "firing", message: str = "too many squares"):
+    body = topics.build("alert", rule="square-count", kind="class_count", severity="warning", state=state,
+                        device=device, label=label, since=time.time() - 3, ts=time.time(), value=12.0,
+                        threshold=10.0, message=message)
+    return topics.topic_for(PREFIX, body), topics.encode(body)
