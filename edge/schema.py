@@ -105,6 +105,8 @@ DETECTION = _obj({
     "sigma_mean": _UNIT,
     "box_sigma": {"type": "array", "items": _NONNEG, "minItems": 4, "maxItems": 4,
                   "description": "sigma of x_center, y_center, width, height in frame-normalized units"},
+    "zones": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 32,
+              "description": "names of the configured zones containing the box centre (only when zones are set)"},
 }, ["class_id", "label", "score", "objectness", "box", "sigma", "sigma_mean"])
 
 CLASSIFICATION = _obj({

@@ -1,0 +1,216 @@
+"""The running agent: wires config, model, source, outbox, MQTT and the pipeline threads together.
+
+``Agent(cfg).run()`` loads everything (errors raise before anything starts), connects to the broker in
+the background (the agent detects and queues while the broker is away), starts the threads, tells
+systemd READY=1, then the main loop pings the watchdog while the workers are healthy, reports source
+stalls and waits for the one stop event (SIGTERM/SIGINT, a worker failure, or the end of a video
+with ``exit_on_end``). Shutdown drains outstanding acks for a few seconds, publishes the retained
+``offline`` status and closes the outbox; whatever was not acknowledged stays there for the next start.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from typing import Any
+
+from edge import messages
+from edge.config import AgentConfig, Settings, updated_settings
+from edge.engine import Engine
+from edge.errors import ConfigError
+from edge.mqtt_client import LinkOptions, MqttLink
+from edge.outbox import Outbox
+from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
+from edge.publisher import Publisher
+from edge.schema import SchemaError, decode, encode, topic
+from edge.sdnotify import Notifier
+from edge.secrets import resolve_key_file, resolve_password
+from edge.sources import SourceSupervisor, classify_uri
+from edge.stats import Stats, cpu_temperature_c
+
+log = logging.getLogger("edge.agent")
+
+
+def link_options(cfg: AgentConfig, will: tuple[str, bytes] | None = None,
+                 subscriptions: list[tuple[str, int]] | None = None) -> LinkOptions:
+    m = cfg.mqtt
+    tls = m.tls
+    return LinkOptions(
+        host=m.host, port=m.port, client_id=m.client_id or f"edge-{cfg.device_id}",
+        username=m.username, password=resolve_password(m.password_file, m.password_credential),
+        tls=tls is not None, ca_file=tls.ca_file if tls else None, cert_file=tls.cert_file if tls else None,
+        key_file=resolve_key_file(tls.key_file, tls.key_credential) if tls else None,
+        tls_insecure=bool(tls and tls.insecure), keepalive=m.keepalive, will=will,
+        subscriptions=subscriptions or [], reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, notifier: Notifier | None = None):
+        self.cfg = cfg
+        self.device = cfg.device_id
+        self._settings = cfg.settings
+        self.engine = Engine(cfg.model, cfg.settings)
+        self.notifier = notifier or Notifier()
+        self.stop_event = threading.Event()
+        self.stats = Stats()
+        prefix = cfg.mqtt.topic_prefix
+        self.topics = {k: topic(prefix, self.device, k)
+                       for k in ("detections", "status", "metrics", "config/set", "config/state")}
+        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_messages, cfg.outbox.max_age_s)
+        self.link = MqttLink(
+            link_options(cfg, will=(self.topics["status"], messages.will_payload(self.device)),
+                         subscriptions=[(self.topics["config/set"], 1)]),
+            on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected)
+        self.publisher = Publisher(self.link, self.outbox, topic=self.topics["detections"], device=self.device,
+                                   model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
+        self._status_dirty = threading.Event()
+        self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
+        kind, _ = classify_uri(cfg.source.uri)
+        lossless = kind == "file" and not cfg.source.realtime
+        self.slot = NewestSlot()
+        self.results: queue.Queue = queue.Queue(maxsize=64)
+        self.inference = InferenceWorker(self.engine, self.slot, self.results, self.stop_event, self.stats,
+                                         lambda: self._settings)
+        self.capture = CaptureWorker(self.supervisor, self.slot, self.stop_event, self.stats, lossless,
+                                     on_end=self.inference.source_done.set)
+        self.publish_worker = PublishWorker(self.publisher, self.results, self.stop_event, self.stats, self._tick)
+        self._next_metrics = 0.0
+        self._next_bounds = 0.0
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def apply_settings(self, changes: Any) -> Settings:
+        new = updated_settings(self._settings, changes)
+        unknown = [c for c in (new.classes or []) if c not in self.engine.labels]
+        if unknown:
+            raise ConfigError(f"classes {unknown} are not labels of the model ({self.engine.labels})")
+        self._settings = new   # one reference swap: the inference thread picks it up on its next frame
+        return new
+
+    # ------------------------------------------------------------------ MQTT callbacks (paho thread)
+    def _on_ack(self, mid: int) -> None:
+        self.publisher.on_ack(mid)
+
+    def _on_connected(self) -> None:
+        self._publish_status()
+        self._publish_config_state(ok=True, request_id=None, error=None)
+
+    def _on_message(self, topic_name: str, payload: bytes) -> None:
+        if topic_name != self.topics["config/set"]:
+            return
+        request_id = None
+        try:
+            msg = decode(payload, "config_set")
+            request_id = msg.get("request_id")
+            new = self.apply_settings(msg["set"])
+            log.info("remote config applied (request %s): %s", request_id, msg["set"])
+            self._publish_config_state(ok=True, request_id=request_id, error=None, config=new)
+        except (SchemaError, ConfigError) as exc:
+            if request_id is None:
+                try:
+                    rid = json.loads(payload).get("request_id")
+                    request_id = rid if isinstance(rid, str) else None
+                except (ValueError, AttributeError):
+                    pass
+            log.warning("remote config rejected (request %s): %s", request_id, exc)
+            self._publish_config_state(ok=False, request_id=request_id, error=str(exc)[:2000])
+
+    # ------------------------------------------------------------------ publishing helpers
+    def status_payload(self, state: str = "online", reason: str | None = None) -> dict:
+        return messages.status_payload(self.device, state, model=self.engine.describe(),
+                                       interpreter=self.engine.interpreter_name, source=self.supervisor.status(),
+                                       config=self.cfg.summary() | {"settings": self._settings.summary()},
+                                       reason=reason)
+
+    def _publish_status(self, state: str = "online", reason: str | None = None) -> None:
+        self.link.publish(self.topics["status"], encode(self.status_payload(state, reason)), qos=1, retain=True)
+
+    def _publish_config_state(self, *, ok: bool, request_id, error, config: Settings | None = None) -> None:
+        payload = messages.config_state_payload(self.device, ok=ok, request_id=request_id, error=error,
+                                                config=(config or self._settings).summary())
+        self.link.publish(self.topics["config/state"], encode(payload), qos=1, retain=True)
+
+    def metrics_payload(self) -> dict:
+        s = self.stats
+        return messages.metrics_payload(
+            self.device, uptime_s=s.uptime(), fps=s.fps(),
+            latency={**s.latency_summary("inference"), "stages": s.stage_table()},
+            frames={"captured": s.captured, "processed": s.processed, "dropped": s.dropped, "published": s.published},
+            outbox={"depth": self.outbox.depth(), "dropped": self.outbox.dropped, "inflight": self.publisher.inflight,
+                    "acked": self.outbox.acked},
+            source=self.supervisor.status(), cpu_temp_c=cpu_temperature_c(), last_seq=self.publisher.last_seq)
+
+    def _tick(self) -> None:
+        """Publisher thread, every loop: bounds, metrics, status changes."""
+        now = time.monotonic()
+        if now >= self._next_bounds:
+            self._next_bounds = now + 2.0
+            dropped = self.outbox.enforce_bounds(self.publisher.protect_upto)
+            if dropped:
+                log.warning("outbox over its bounds: dropped %d oldest messages (total dropped %d)",
+                            dropped, self.outbox.dropped)
+        if not self.link.connected:
+            return
+        if now >= self._next_metrics:
+            self._next_metrics = now + self.cfg.mqtt.metrics_interval_s
+            self.link.publish(self.topics["metrics"], encode(self.metrics_payload()), qos=0)
+        if self._status_dirty.is_set():
+            self._status_dirty.clear()
+            self._publish_status()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.stop_event.set())
+
+    def run(self) -> int:
+        self._install_signals()
+        self.link.start()
+        workers = (self.capture, self.inference, self.publish_worker)
+        for w in workers:
+            w.start()
+        self.notifier.ready(f"running {self.engine.model_ref['id']} on {self.cfg.source.uri}")
+        log.info("edge-agent %s running: model %s (%s), source %s, broker %s:%s, outbox %s (%d pending)",
+                 self.device, self.engine.model_ref["id"], self.engine.interpreter_name, self.cfg.source.uri,
+                 self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.outbox_path, self.outbox.depth())
+        ping_every = (self.notifier.watchdog_s or 10.0) / 2.0
+        healthy_within = max(self.notifier.watchdog_s or 30.0, 5.0)
+        next_ping = 0.0
+        while not self.stop_event.wait(0.25):
+            if self.publish_worker.finished.is_set():
+                break
+            now = time.monotonic()
+            self.supervisor.check_stall()
+            healthy = all(w.is_alive() for w in workers) and all(
+                now - w.heartbeat < healthy_within for w in (self.inference, self.publish_worker))
+            if self.cfg.watchdog and healthy and now >= next_ping:
+                self.notifier.watchdog()
+                next_ping = now + ping_every
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        self.notifier.stopping()
+        self.stop_event.set()
+        self.slot.close()
+        for w in (self.capture, self.inference, self.publish_worker):
+            w.join(timeout=10)
+        drained = self.publisher.drain(self.cfg.outbox.drain_timeout_s)
+        left = self.outbox.depth()
+        if not drained:
+            log.warning("stopping with %d unacknowledged messages in the outbox; they are sent on the next start", left)
+        final = (self.topics["status"], encode(self.status_payload("offline", "stopped")))
+        self.link.stop(final=final)
+        self.outbox.close()
+        failed = [w for w in (self.capture, self.inference, self.publish_worker) if w.error is not None]
+        if failed:
+            log.error("stopped because the %s thread failed: %r", failed[0].name, failed[0].error)
+            return 1
+        return 0

@@ -1,0 +1,152 @@
+"""``edge-agent`` command line: ``run`` (the service), ``check`` (config, model, source, broker), ``bench``.
+
+Errors map to exit codes in one place (``main``); see ``edge.errors`` for the table.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from edge import __version__
+from edge.errors import BrokerError, ConfigError, EdgeError, SourceError
+
+log = logging.getLogger("edge")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="YAML config (see configs/edge-agent.example.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set settings.score_threshold=0.4 (repeatable)")
+    p.add_argument("--device-id", help="override device_id")
+    p.add_argument("--source", help="override source.uri (camera index, /dev/videoN, file, rtsp://..., picamera2)")
+    p.add_argument("--loop", action="store_true", default=None, help="video file: loop (source.loop)")
+    p.add_argument("--model", help="override model.path")
+    p.add_argument("--device", help="override model.device: cpu, edgetpu, usb, usb:N, pci, pci:N")
+    p.add_argument("--threads", type=int, help="override model.threads")
+    p.add_argument("--broker", metavar="HOST[:PORT]", help="override mqtt.host / mqtt.port")
+    p.add_argument("--state-dir", help="override state_dir (outbox and sequence numbers)")
+    p.add_argument("--fps", type=float, help="override settings.fps (processing rate cap)")
+    p.add_argument("--score-threshold", type=float, help="override settings.score_threshold")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log_level")
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from edge.config import parse_override
+    out: dict[str, Any] = {}
+    for text in args.overrides:
+        key, value = parse_override(text)
+        out[key] = value
+    simple = {"device_id": args.device_id, "source.uri": args.source, "source.loop": args.loop,
+              "model.path": args.model, "model.device": args.device, "model.threads": args.threads,
+              "state_dir": args.state_dir, "settings.fps": args.fps,
+              "settings.score_threshold": args.score_threshold, "log_level": args.log_level}
+    out.update({k: v for k, v in simple.items() if v is not None})
+    if args.broker:
+        host, _, port = args.broker.rpartition(":") if ":" in args.broker else (args.broker, "", "")
+        out["mqtt.host"] = host or args.broker
+        if port:
+            if not port.isdigit():
+                raise ConfigError(f"--broker {args.broker!r}: port must be a number")
+            out["mqtt.port"] = int(port)
+    return out
+
+
+def load_config(args: argparse.Namespace):
+    from edge.config import load
+    return load(args.config, overrides_from_args(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    logging.getLogger().setLevel(cfg.log_level)
+    from edge.agent import Agent
+    return Agent(cfg).run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate each part and print one line per check; exit with the first failure's code."""
+    cfg = load_config(args)
+    print(f"ok    config: device {cfg.device_id}, state dir {cfg.state_dir}")
+    first: EdgeError | None = None
+
+    def fail(what: str, exc: EdgeError) -> None:
+        nonlocal first
+        print(f"FAIL  {what}: {exc}")
+        first = first or exc
+
+    from edge.engine import Engine
+    try:
+        engine = Engine(cfg.model, cfg.settings)
+        d = engine.describe()
+        print(f"ok    model: {d['id']} ({d['task']}, input {d['input']}, {d['labels']} labels) "
+              f"on {engine.interpreter_name}")
+    except EdgeError as exc:
+        fail("model", exc)
+    from edge.sources import probe
+    try:
+        w, h = probe(cfg.source)
+        print(f"ok    source: {cfg.source.uri} delivers {w}x{h} frames")
+    except SourceError as exc:
+        fail("source", exc)
+    from edge.agent import link_options
+    from edge.mqtt_client import check_broker
+    try:
+        check_broker(link_options(cfg), timeout=args.timeout)
+        print(f"ok    broker: {cfg.mqtt.host}:{cfg.mqtt.port} accepted the connection")
+    except ConnectionError as exc:
+        fail("broker", BrokerError(str(exc)))
+    except ConfigError as exc:
+        fail("broker credentials", exc)
+    if first is None:
+        print("all checks passed")
+        return 0
+    return first.exit_code
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import run_bench
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description="camera -> int8 TFLite -> detections with "
+                                     "uncertainty over MQTT")
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the agent (the systemd service)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="validate config, model, camera and broker, then exit")
+    _common(p)
+    p.add_argument("--timeout", type=float, default=5.0, help="broker connection timeout in seconds")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("bench", help="interpreter-only vs full-pipeline FPS, stage latencies, CPU, RSS, bytes")
+    p.add_argument("--model", required=True, help=".tflite model exported by convert-model")
+    p.add_argument("--video", required=True, help="video file used as the camera")
+    p.add_argument("--frames", type=int, default=200, help="frames to process in each measurement")
+    p.add_argument("--device", default="cpu", help="cpu, edgetpu, usb, usb:N, pci")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    p.add_argument("--broker", metavar="HOST[:PORT]", help="publish through this broker (default: outbox only)")
+    p.add_argument("--score-threshold", type=float, default=0.25)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeError as exc:
+        print(f"edge-agent {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Persistent outbox: every detections message lives in SQLite (WAL) until the broker acknowledged it.
+
+* ``append(topic, build)`` allocates the next sequence number and stores the message in one
+  transaction, so sequence numbers are strictly increasing and survive restarts (also after SIGKILL:
+  a committed WAL transaction is in the OS page cache when the process dies).
+* ``pending(after_id, limit)`` returns stored rows in insertion order, for publishing and for the
+  replay after a restart.
+* ``ack(row_id)`` deletes a row once paho reported the PUBACK for it.
+* ``enforce_bounds(protect_upto)`` drops the oldest rows beyond ``max_messages`` or older than
+  ``max_age_s``; drops are counted in the database and reported in metrics. Rows already handed to
+  paho (id <= ``protect_upto``) are never dropped: paho still holds them and will deliver them.
+
+Thread-safe: one connection guarded by a lock (the publisher thread writes, paho's thread acks).
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 0), ('dropped', 0), ('acked', 0);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    seq: int
+    topic: str
+    payload: bytes
+    created: float
+
+
+class Outbox:
+    def __init__(self, path: str | Path, max_messages: int = 200_000, max_age_s: float = 7 * 86400):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_messages = int(max_messages)
+        self.max_age_s = float(max_age_s)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; fsync at checkpoints
+        self._db.executescript(SCHEMA)
+
+    # -- counters
+    def _meta(self, key: str) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
+
+    @property
+    def next_seq(self) -> int:
+        with self._lock:
+            return self._meta("next_seq")
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return self._meta("dropped")
+
+    @property
+    def acked(self) -> int:
+        with self._lock:
+            return self._meta("acked")
+
+    def depth(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def last_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(id) FROM outbox").fetchone()
+            return int(row[0] or 0)
+
+    # -- writes
+    def append(self, topic: str, build: Callable[[int], bytes], now: float | None = None) -> tuple[int, int]:
+        """Store ``build(seq)`` under the next sequence number; returns (row id, seq)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._meta("next_seq")
+                payload = build(seq)
+                cur = self._db.execute("INSERT INTO outbox (seq, topic, payload, created) VALUES (?, ?, ?, ?)",
+                                       (seq, topic, payload, now))
+                self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq + 1,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return int(cur.lastrowid), seq
+
+    def ack(self, row_id: int) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
+            if cur.rowcount:
+                self._db.execute("UPDATE meta SET value=value+1 WHERE key='acked'")
+            return bool(cur.rowcount)
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[Row]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, seq, topic, payload, created FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit)).fetchall()
+        return [Row(int(r[0]), int(r[1]), r[2], bytes(r[3]), float(r[4])) for r in rows]
+
+    def enforce_bounds(self, protect_upto: int = 0, now: float | None = None) -> int:
+        """Drop the oldest unprotected rows over the size bound and rows over the age bound; returns how many."""
+        now = time.time() if now is None else now
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                aged = self._db.execute("DELETE FROM outbox WHERE id > ? AND created < ?",
+                                        (protect_upto, now - self.max_age_s)).rowcount
+                total = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                excess = total - self.max_messages
+                over = 0
+                if excess > 0:
+                    over = self._db.execute(
+                        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?)",
+                        (protect_upto, excess)).rowcount
+                if aged + over:
+                    self._db.execute("UPDATE meta SET value=value+? WHERE key='dropped'", (aged + over,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return aged + over
+
+    # -- small persistent key/value (remote settings survive restarts)
+    def get_blob(self, key: str) -> bytes | None:
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            row = self._db.execute("SELECT value FROM blobs WHERE key=?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            self._db.execute("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            self._db.close()

@@ -1,0 +1,74 @@
+"""Fixtures for the edge-agent tests: project-built int8 models, OpenCV-written videos, agent processes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from edge_helpers import AgentProcess, Subscriber, write_video
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+SHIPPED_DETECTOR = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
+
+
+@pytest.fixture(scope="session")
+def fixture_models(request) -> Path:
+    """Tiny int8 detector + classifier built by make_fixture_models.py (TensorFlow, in a subprocess),
+    cached in pytest's cache keyed by the script's hash."""
+    script = Path(__file__).with_name("make_fixture_models.py")
+    key = hashlib.sha256(script.read_bytes() + (ROOT / "edge" / "model_metadata.py").read_bytes()).hexdigest()[:12]
+    out = Path(request.config.cache.mkdir(f"edge-fixture-models-{key}"))
+    if not (out / "detector-int8.tflite").is_file() or not (out / "classifier-int8.tflite").is_file():
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+        proc = subprocess.run([PY, str(script), str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+        if proc.returncode != 0:
+            pytest.fail(f"building the fixture models failed:\n{proc.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector_model(fixture_models) -> Path:
+    return fixture_models / "detector-int8.tflite"
+
+
+@pytest.fixture(scope="session")
+def classifier_model(fixture_models) -> Path:
+    return fixture_models / "classifier-int8.tflite"
+
+
+@pytest.fixture
+def video(tmp_path) -> Path:
+    return write_video(tmp_path / "camera.avi")
+
+
+@pytest.fixture
+def agents():
+    started: list[AgentProcess] = []
+
+    def start(config: Path, *args: str, env: dict | None = None) -> AgentProcess:
+        a = AgentProcess(config, *args, env=env)
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.kill()
+
+
+@pytest.fixture
+def subscriber():
+    subs: list[Subscriber] = []
+
+    def make(broker, topic_filter: str, **kw) -> Subscriber:
+        s = Subscriber(broker, topic_filter, client_id=kw.pop("client_id", f"test-sub-{len(subs)}"), **kw)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()

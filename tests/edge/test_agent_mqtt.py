@@ -1,0 +1,76 @@
+"""The agent as a real process against a real mosquitto, a project-built int8 model and an OpenCV video."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from edge.schema import json_schema, validate
+
+from edge_helpers import agent_config, write_video
+
+pytestmark = pytest.mark.mqtt
+
+
+def _check(payload: dict, kind: str) -> None:
+    validate(payload, kind)
+    jsonschema.validate(payload, json_schema(kind))
+
+
+def test_detections_status_metrics_arrive_and_validate(tmp_path, broker, detector_model, agents, subscriber):
+    video = write_video(tmp_path / "cam.avi", frames=40, empty_every=10)
+    sub = subscriber(broker, "sigmawatch/cam-1/#")
+    agent = agents(agent_config(tmp_path, broker, detector_model, video))
+
+    dets = sub.wait_for(lambda: len(sub.payloads("/detections")) >= 25 and sub.payloads("/metrics"),
+                        timeout=60, what="25 detections messages and a metrics message")
+    dets = sub.payloads("/detections")
+    for d in dets:
+        _check(d, "detections")
+    seqs = [d["seq"] for d in dets]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "sequence numbers must strictly increase"
+    with_boxes = [d for d in dets if d["detections"]]
+    assert with_boxes, "the red square must be detected"
+    assert {x["label"] for d in with_boxes for x in d["detections"]} == {"red"}
+    for d in with_boxes:
+        for x in d["detections"]:
+            assert 0 < x["sigma_mean"] < 1 and x["score"] >= 0.3
+            # score = objectness x p(class) x (1 - mean sigma) <= objectness x (1 - mean sigma)
+            assert x["score"] <= x["objectness"] * (1 - x["sigma_mean"]) + 1e-3
+    # every 10th frame is black: the scene becomes empty -> exactly one empty message per transition
+    empties = [i for i, d in enumerate(dets) if not d["detections"]]
+    assert empties, "one empty message is expected when the scene becomes empty"
+    assert all(dets[i - 1]["detections"] for i in empties if i > 0), "no two empty messages in a row"
+    assert all(d["model"]["id"] == "fixture-det-64" and len(d["model"]["hash"]) == 64 for d in dets)
+    assert all(d["frame"] == {"w": 160, "h": 120} for d in dets)
+
+    status = sub.payloads("/status")
+    assert status and status[0]["state"] == "online"
+    _check(status[0], "status")
+    assert status[0]["interpreter"].startswith("ai-edge-litert")
+    assert "password" not in json.dumps(status[0])
+    metrics = sub.payloads("/metrics")
+    _check(metrics[0], "metrics")
+
+    assert agent.terminate() == 0, agent.logs()
+    final = sub.wait_for(lambda: [s for s in sub.payloads("/status") if s["state"] == "offline"], timeout=10,
+                         what="offline status")
+    _check(final[-1], "status")
+    assert final[-1]["reason"] == "stopped"
+
+
+def test_classifier_reports_top_k_and_entropy(tmp_path, broker, classifier_model, agents, subscriber):
+    video = write_video(tmp_path / "cam.avi", frames=20)
+    sub = subscriber(broker, "sigmawatch/cls-1/detections")
+    agent = agents(agent_config(tmp_path, broker, classifier_model, video, device="cls-1",
+                                settings__top_k=2, model__task="classification"))
+    msgs = sub.wait_for(lambda: sub.payloads("/detections") if len(sub.payloads("/detections")) >= 3 else None,
+                        timeout=60, what="classification messages")
+    for m in msgs:
+        _check(m, "detections")
+        assert m["task"] == "classification" and len(m["classes"]) == 2
+        assert m["classes"][0]["score"] >= m["classes"][1]["score"]
+        assert 0 <= m["entropy"] <= 1.0986123 + 1e-6   # ln(3)
+    assert {m["classes"][0]["label"] for m in msgs} <= {"red"} | {"green", "blue"}
+    assert agent.terminate() == 0, agent.logs()
