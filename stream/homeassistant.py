@@ -1,0 +1,179 @@
+"""Home Assistant MQTT discovery for sigmawatch devices (optional).
+
+Home Assistant's MQTT integration creates entities from retained JSON configs published on
+``<discovery_prefix>/<component>/<node_id>/<object_id>/config``. For every device seen this module
+publishes:
+
+- a ``binary_sensor`` with ``device_class: connectivity`` reading the device's own status topic
+  (``<prefix>/<device>/status``, ``{"state": "online"|"offline"}``, retained with a last will by
+  the edge agent), so HA shows the camera as connected/disconnected;
+
+and for every (device, class) that the Flink job aggregates (``stream.topics`` aggregate topic):
+
+- a ``sensor`` "<label> count": detections of that class in the latest window;
+- a ``sensor`` "<label> mean σ": the window's mean predicted σ̄ (the uncertainty the model reports).
+
+The class sensors use the device's status topic as their availability, so they turn
+"unavailable" in HA when the camera goes offline. All entities of one camera share one HA device
+(``identifiers: ["sigmawatch_<device>"]``). Only plain ``{{ value_json.<field> }}`` templates are
+used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m stream.homeassistant``);
+remove everything with ``--remove`` (empty retained configs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from edge import schema
+from stream import topics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DISCOVERY_PREFIX = "homeassistant"
+ORIGIN = {"name": "sigmawatch", "sw_version": "0.1.0",
+          "support_url": "https://github.com/sigmawatch/sigmawatch"}
+
+
+def _node(device: str) -> str:
+    return f"sigmawatch_{schema.check_device_id(device)}"
+
+
+def _device_block(device: str, model: str | None = None, sw_version: str | None = None) -> dict:
+    block = {"identifiers": [_node(device)], "name": f"sigmawatch {device}", "manufacturer": "sigmawatch",
+             "model": model or "edge camera"}
+    if sw_version:
+        block["sw_version"] = sw_version
+    return block
+
+
+def _availability(prefix: str, device: str) -> list[dict]:
+    return [{"topic": schema.topic(prefix, device, "status"), "value_template": "{{ value_json.state }}",
+             "payload_available": "online", "payload_not_available": "offline"}]
+
+
+def device_configs(device: str, *, prefix: str = topics.DEFAULT_PREFIX,
+                   discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX, model: str | None = None,
+                   sw_version: str | None = None) -> list[tuple[str, dict]]:
+    """Discovery messages for one device: its connectivity binary_sensor."""
+    node = _node(device)
+    config = {
+        "name": "Connectivity",
+        "unique_id": f"{node}_connectivity",
+        "device_class": "connectivity",
+        "state_topic": schema.topic(prefix, device, "status"),
+        "value_template": "{{ value_json.state }}",
+        "payload_on": "online",
+        "payload_off": "offline",
+        "json_attributes_topic": schema.topic(prefix, device, "status"),
+        "qos": 1,
+        "device": _device_block(device, model, sw_version),
+        "origin": ORIGIN,
+    }
+    return [(f"{discovery_prefix}/binary_sensor/{node}/connectivity/config", config)]
+
+
+def class_configs(device: str, label: str, class_id: int | None = None, *, prefix: str = topics.DEFAULT_PREFIX,
+                  discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX, model: str | None = None,
+                  sw_version: str | None = None) -> list[tuple[str, dict]]:
+    """Discovery messages for one (device, class): count and mean-σ sensors on the aggregate topic."""
+    node = _node(device)
+    key = topics.class_key(label, class_id)
+    state_topic = topics.agg_device_topic(prefix, device, label, class_id)
+    common = {
+        "state_topic": state_topic,
+        "availability": _availability(prefix, device),
+        "json_attributes_topic": state_topic,
+        "state_class": "measurement",
+        "qos": 1,
+        "device": _device_block(device, model, sw_version),
+        "origin": ORIGIN,
+    }
+    count = {"name": f"{label} count", "unique_id": f"{node}_{key}_count",
+             "value_template": "{{ value_json.detections }}", "unit_of_measurement": "detections",
+             "icon": "mdi:counter", **common}
+    sigma = {"name": f"{label} mean σ", "unique_id": f"{node}_{key}_sigma",
+             "value_template": "{{ value_json.sigma_mean }}", "suggested_display_precision": 3,
+             "icon": "mdi:sigma", **common}
+    return [(f"{discovery_prefix}/sensor/{node}/{key}_count/config", count),
+            (f"{discovery_prefix}/sensor/{node}/{key}_sigma/config", sigma)]
+
+
+class DiscoveryPublisher:
+    """Listens to a DashboardState and publishes discovery configs (retained) for new devices/classes."""
+
+    def __init__(self, client, state, *, discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX, remove: bool = False):
+        self.client = client
+        self.prefix = state.prefix
+        self.discovery_prefix = discovery_prefix.strip("/")
+        self.remove = remove
+        self.published: dict[str, dict | None] = {}  # config topic -> payload sent
+        self._lock = threading.Lock()
+        self._models: dict[str, str] = {}
+        self.state = state
+        state.add_listener(self.on_event)
+
+    def close(self) -> None:
+        self.state.remove_listener(self.on_event)
+
+    def on_event(self, event: dict) -> None:
+        kind = event.get("kind")
+        if kind in ("status", "detections", "metrics"):
+            device = event["device"]
+            model = (event["payload"].get("model") or {}).get("id")
+            if model:
+                self._models[device] = model
+            self._send(device_configs(device, prefix=self.prefix, discovery_prefix=self.discovery_prefix,
+                                      model=self._models.get(device),
+                                      sw_version=event["payload"].get("version")))
+        elif kind == "aggregate":
+            p = event["payload"]
+            self._send(class_configs(p["device"], p["label"], p["class_id"], prefix=self.prefix,
+                                     discovery_prefix=self.discovery_prefix, model=self._models.get(p["device"])))
+
+    def _send(self, messages: list[tuple[str, dict]]) -> None:
+        for topic, config in messages:
+            with self._lock:
+                if topic in self.published and (self.remove or self.published[topic] == config):
+                    continue
+                self.published[topic] = None if self.remove else config
+            payload = b"" if self.remove else json.dumps(config, ensure_ascii=False).encode()
+            self.client.publish(topic, payload, qos=1, retain=True)
+            log.info("%s Home Assistant discovery %s", "removed" if self.remove else "published", topic)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stream.homeassistant``: publish discovery for every device/class seen, until Ctrl-C."""
+    from stream.dashboard.cli import add_broker_arguments, broker_options  # noqa: PLC0415
+    from stream.dashboard.relay import MqttRelay  # noqa: PLC0415
+    from stream.dashboard.state import DashboardState  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="python -m stream.homeassistant", description=main.__doc__)
+    p.add_argument("--discovery-prefix", default=DEFAULT_DISCOVERY_PREFIX)
+    p.add_argument("--remove", action="store_true", help="publish empty retained configs (removes the entities)")
+    add_broker_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        options = broker_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state = DashboardState(args.prefix)
+    relay = MqttRelay(options, state)
+    DiscoveryPublisher(relay.client, state, discovery_prefix=args.discovery_prefix, remove=args.remove)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    relay.start()
+    stop.wait()
+    relay.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
