@@ -54,7 +54,7 @@ def test_alert_ids_and_topics_stable():
 
 
 def test_health_and_stats():
-    h = topics.build("health", device="d", window_start=0.0, window_end=10.0, last_seen=9.5, messages=3,
+    h = topics.build("health", device="d", window_start=0.0, window_end=10.0, last_seen=9.5,
                      frames=2, frame_rate=0.2, fps=None, dropped=None, outbox_depth=None, state=None)
     assert topics.topic_for("p", h) == "p/agg/health/d"
     s = topics.build("stats", window_start=0.0, window_end=10.0, dead_letters=1, late=2, reasons={"x": 1})

@@ -1,0 +1,213 @@
+"""Configuration of the bridge, the job and the alert rules: pure-data pydantic models, explicit ``load``.
+
+Every model forbids unknown keys, so a YAML typo is an error naming the key. No file is read at import.
+Examples: ``configs/stream.example.yaml`` and ``configs/alerts.example.yaml``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stream.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Strict):
+    host: str = Field("127.0.0.1", description="broker host")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    prefix: str = Field("sigmawatch", min_length=1, description="topic prefix shared with the edge agents")
+    username: Optional[str] = Field(None, description="MQTT user name (None = anonymous)")
+    password_file: Optional[Path] = Field(None, description="file holding the MQTT password (never in YAML)")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+
+    def password(self) -> Optional[str]:
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc}") from exc
+
+
+class BridgeConfig(Strict):
+    landing_dir: Path = Field(Path("var/landing"), description="directory the job monitors (shared FS in a cluster)")
+    client_id: str = Field("sigmawatch-bridge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                           description="MQTT client id; a restarted bridge must reuse it to get its unacked messages")
+    group: Optional[str] = Field("sigmawatch-bridges", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                 description="shared-subscription group ($share/<group>/...); None = plain subscription")
+    kinds: list[Literal["detections", "status", "metrics"]] = Field(
+        ["detections", "status", "metrics"], min_length=1, description="edge topics to bridge")
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="MQTT 5 session expiry (broker keeps the queue)")
+    roll_interval_s: float = Field(1.0, gt=0, le=60, description="roll the landing file at least this often")
+    roll_max_records: int = Field(1000, ge=1, description="roll after this many records")
+    roll_idle_s: float = Field(0.05, gt=0, le=10, description="roll when no message arrived for this long "
+                                                              "(the broker caps unacked messages in flight)")
+    max_payload_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads are dead-lettered (truncated)")
+    consumed_dir: Optional[Path] = Field(Path("var/out/consumed"), description="the job's committed consumption "
+                                         "records; landed files fully counted there are deleted (None = keep all)")
+    cleanup_interval_s: float = Field(10.0, gt=0, description="how often to look for consumed landing files")
+
+
+class WindowConfig(Strict):
+    size_s: float = Field(10.0, gt=0, description="window length (event time)")
+    slide_s: Optional[float] = Field(None, gt=0, description="sliding (hop) windows: slide; None = tumbling")
+
+    @model_validator(mode="after")
+    def _whole_ms(self):
+        for name in ("size_s", "slide_s"):
+            v = getattr(self, name)
+            if v is not None and abs(v * 1000 - round(v * 1000)) > 1e-6:
+                raise ValueError(f"window.{name}={v}: use whole milliseconds")
+        if self.slide_s is not None:
+            ratio = self.size_s / self.slide_s
+            if self.slide_s > self.size_s or abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(f"window.slide_s={self.slide_s} must divide window.size_s={self.size_s}")
+        return self
+
+    @property
+    def slide(self) -> float:
+        return self.slide_s or self.size_s
+
+
+class JobConfig(Strict):
+    landing_dir: Path = Field(Path("var/landing"), description="the bridge's landing directory (file:// or a URI)")
+    output_dir: Path = Field(Path("var/out"), description="JSON-lines outputs: records/, deadletter/, late/, consumed/")
+    checkpoint_dir: Path = Field(Path("var/checkpoints"), description="retained checkpoints (resume from the newest)")
+    checkpoint_interval_s: float = Field(5.0, gt=0, description="checkpoint interval; also output commit interval")
+    resume: bool = Field(True, description="resume from the newest checkpoint in checkpoint_dir if there is one")
+    restart_attempts: int = Field(3, ge=0, description="fixed-delay restart attempts before the job fails")
+    restart_delay_s: float = Field(2.0, ge=0, description="delay between restart attempts")
+    parallelism: int = Field(1, ge=1, description="operator parallelism")
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    out_of_orderness_s: float = Field(2.0, ge=0, description="bounded out-of-orderness of capture timestamps")
+    idle_timeout_s: Optional[float] = Field(None, gt=0, description="source idle timeout (parallel sources)")
+    monitor_interval_s: float = Field(0.2, gt=0, description="how often the landing directory is scanned")
+    dedup_ttl_s: float = Field(3600.0, gt=0, description="how long a (device, seq) is remembered for dedup")
+    high_sigma_threshold: float = Field(0.25, ge=0, le=1, description="sigma_mean at/above this is 'high uncertainty'")
+    stats_interval_s: float = Field(10.0, gt=0, description="processing-time window of the dead-letter/late counters")
+    publish_mqtt: bool = Field(True, description="publish outputs to MQTT (files are always written)")
+    alerts_file: Optional[Path] = Field(None, description="alert rules YAML (None = no alerts)")
+
+
+class ClassCountRule(Strict):
+    """Fires when a class is detected at least ``min_count`` times in one window (per device or fleet)."""
+    type: Literal["class_count"]
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="stable rule id (part of the alert id)")
+    label: str = Field(description="class label, or '*' for every class")
+    min_count: int = Field(ge=1, description="detections per window that fire the alert")
+    scope: Literal["device", "fleet"] = "device"
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class UncertaintySpikeRule(Strict):
+    """Fires when a window's mean sigma exceeds ``factor`` x the mean of the previous ``history`` windows."""
+    type: Literal["uncertainty_spike"]
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    label: str = Field("*", description="class label, or '*' for every class")
+    factor: float = Field(1.5, gt=1.0, description="spike = sigma_mean > factor x recent average")
+    history: int = Field(6, ge=1, le=1000, description="windows in the recent average")
+    min_history: int = Field(3, ge=1, description="windows needed before the rule can fire")
+    min_detections: int = Field(3, ge=1, description="ignore windows with fewer detections")
+    scope: Literal["device", "fleet"] = "device"
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class DeviceSilentRule(Strict):
+    """Fires when a device that was seen sends nothing for ``after_s`` seconds (processing-time timers)."""
+    type: Literal["device_silent"]
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    after_s: float = Field(gt=0, description="silence that fires the alert")
+    severity: Literal["info", "warning", "critical"] = "critical"
+
+
+Rule = Annotated[Union[ClassCountRule, UncertaintySpikeRule, DeviceSilentRule], Field(discriminator="type")]
+
+
+class AlertRules(Strict):
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        ids = [r.id for r in self.rules]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"rule ids must be unique; repeated: {', '.join(dup)}")
+        if len([r for r in self.rules if r.type == "device_silent"]) > 1:
+            raise ValueError("at most one device_silent rule")
+        return self
+
+
+class StreamConfig(Strict):
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    bridge: BridgeConfig = Field(default_factory=BridgeConfig)
+    job: JobConfig = Field(default_factory=JobConfig)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def _explain(path, exc: ValidationError) -> ConfigError:
+    lines = [f"{path}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {key}: {err['msg']}")
+    return ConfigError("\n".join(lines))
+
+
+def load(path: Optional[Path]) -> StreamConfig:
+    """Load the stream config YAML (None = defaults); relative alerts_file is resolved against the YAML."""
+    if path is None:
+        return StreamConfig()
+    data = _read_yaml(path)
+    try:
+        cfg = StreamConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+    alerts = cfg.job.alerts_file
+    if alerts is not None and not alerts.is_absolute() and not alerts.exists():
+        alt = Path(path).parent / alerts
+        if alt.exists():
+            cfg = cfg.model_copy(update={"job": cfg.job.model_copy(update={"alerts_file": alt})})
+    return cfg
+
+
+def load_rules(path: Optional[Path]) -> AlertRules:
+    if path is None:
+        return AlertRules()
+    try:
+        return AlertRules.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+
+
+def with_overrides(cfg: StreamConfig, section: str, **values) -> StreamConfig:
+    """A validated copy with ``cfg.<section>.<key> = value`` for each non-None value."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    data = cfg.model_dump()
+    data[section].update(values)
+    return from_dict(data)
+
+
+def from_dict(data: dict) -> StreamConfig:
+    try:
+        return StreamConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain("config", exc) from None

@@ -1,0 +1,172 @@
+"""A generated multi-device edge stream, and a plain-Python recount of what the job must output.
+
+Used by the tests and the benchmarks. The stream has what a real fleet produces: bounded out-of-order
+capture timestamps, duplicates (edge replay / at-least-once bridge), metrics heartbeats, a device that
+goes silent, malformed and schema-invalid payloads, and events that arrive behind the watermark.
+:func:`recount` computes the expected aggregates from the same messages without Flink.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from edge import schema
+
+LABELS = ("person", "car", "dog")
+MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}
+
+
+@dataclass(frozen=True)
+class Event:
+    topic: str
+    payload: bytes
+    category: str          # valid | dup | invalid | late | flush
+    device: Optional[str] = None
+    kind: Optional[str] = None
+
+
+def detections_msg(device: str, seq: int, ts: float, dets: list[tuple[int, float, float]]) -> dict:
+    """A schema-valid detections payload; ``dets`` = [(class_id, score, sigma_mean)]."""
+    out = []
+    for class_id, score, sig in dets:
+        out.append({"class_id": class_id, "label": LABELS[class_id], "score": score, "objectness": min(1.0, score + 0.05),
+                    "box": [0.1, 0.1, 0.4, 0.5], "sigma": [sig, sig, sig, sig], "sigma_mean": sig})
+    return {"schema": 1, "type": "detections", "device": device, "seq": seq, "ts": ts, "frame": {"w": 640, "h": 480},
+            "model": MODEL, "task": "detection", "latency_ms": {"inference": 12.5}, "detections": out}
+
+
+def metrics_msg(device: str, ts: float, fps: float, dropped: int, depth: int = 0) -> dict:
+    return {"schema": 1, "type": "metrics", "device": device, "ts": ts, "uptime_s": 10.0, "fps": fps,
+            "latency_ms": {"p50": 10.0, "p95": 20.0},
+            "frames": {"captured": 100, "processed": 100 - dropped, "dropped": dropped},
+            "outbox": {"depth": depth, "dropped": 0}}
+
+
+@dataclass
+class Scenario:
+    prefix: str = "sigmawatch"
+    devices: int = 3
+    fps: float = 4.0                 # frames per second of event time per device
+    duration_s: float = 40.0         # event-time span of the main stream
+    start_ts: float = 1_700_000_000.0
+    disorder_s: float = 1.0          # max capture-time disorder in publish order (< job out_of_orderness)
+    dup_every: int = 7               # every n-th frame is published twice
+    malformed: int = 6
+    late: int = 4
+    silent_device: bool = True       # "cam-silent" sends for the first 2 s of event time only
+    spike: bool = True               # cam-0 has a burst of persons and high sigma in one window
+    window_s: float = 10.0
+    seed: int = 7
+    metrics_every_s: float = 2.0
+    events: list = field(default_factory=list)
+
+
+def generate(sc: Scenario) -> list[Event]:
+    """Events in publish order. The last is a 'flush' heartbeat far enough ahead to close every window."""
+    rng = random.Random(sc.seed)
+    p = sc.prefix
+    timed: list[tuple[float, Event]] = []
+    devices = [f"cam-{i}" for i in range(sc.devices)] + (["cam-silent"] if sc.silent_device else [])
+    spike_lo = sc.start_ts + 2 * sc.window_s
+    for dev in devices:
+        span = 2.0 if dev == "cam-silent" else sc.duration_s
+        n = int(span * sc.fps)
+        for seq in range(n):
+            ts = round(sc.start_ts + seq / sc.fps + rng.uniform(0, 0.05), 3)
+            in_spike = sc.spike and dev == "cam-0" and spike_lo <= ts < spike_lo + sc.window_s
+            dets = []
+            for _ in range(rng.randint(0, 3) + (4 if in_spike else 0)):
+                cid = 0 if in_spike else rng.randrange(len(LABELS))
+                sig = round(rng.uniform(0.6, 0.9) if in_spike else rng.uniform(0.02, 0.3), 4)
+                dets.append((cid, round(rng.uniform(0.3, 0.99), 4), sig))
+            msg = detections_msg(dev, seq, ts, dets)
+            ev = Event(schema.topic(p, dev, "detections"), schema.encode(msg), "valid", dev, "detections")
+            timed.append((ts + rng.uniform(0, sc.disorder_s), ev))
+            if sc.dup_every and seq % sc.dup_every == 3:
+                timed.append((ts + rng.uniform(0, sc.disorder_s), Event(ev.topic, ev.payload, "dup", dev, "detections")))
+        t = sc.start_ts
+        while t < sc.start_ts + span:
+            m = metrics_msg(dev, round(t, 3), sc.fps, int((t - sc.start_ts) // 5))
+            timed.append((t + rng.uniform(0, sc.disorder_s),
+                          Event(schema.topic(p, dev, "metrics"), schema.encode(m), "valid", dev, "metrics")))
+            t += sc.metrics_every_s
+    timed.sort(key=lambda x: x[0])
+    events = [e for _, e in timed]
+    bad = _malformed(p, sc.start_ts)
+    for i in range(sc.malformed):
+        events.insert(rng.randrange(1, len(events)), bad[i % len(bad)])
+    for i in range(sc.late):   # new frames with capture times long behind the watermark, published at the end
+        m = detections_msg("cam-0", 100_000 + i, sc.start_ts + 1.0 + i * 0.1, [(1, 0.5, 0.1)])
+        events.append(Event(schema.topic(p, "cam-0", "detections"), schema.encode(m), "late", "cam-0", "detections"))
+    return events
+
+
+def flush_event(sc: Scenario, out_of_orderness_s: float, after_ts: Optional[float] = None) -> Event:
+    """A metrics heartbeat from cam-0 whose ts closes every window of the stream."""
+    ts = (after_ts or sc.start_ts + sc.duration_s) + 2 * sc.window_s + out_of_orderness_s + 1
+    return Event(schema.topic(sc.prefix, "cam-0", "metrics"), schema.encode(metrics_msg("cam-0", ts, sc.fps, 0)),
+                 "flush", "cam-0", "metrics")
+
+
+def _malformed(p: str, ts: float) -> list[Event]:
+    ok = detections_msg("cam-0", 999_999, ts, [(0, 0.5, 0.1)])
+    bad_score = json.loads(json.dumps(ok))
+    bad_score["detections"][0]["score"] = 1.5
+    no_seq = {k: v for k, v in ok.items() if k != "seq"}
+    other_dev = {**ok, "device": "cam-1"}
+    return [
+        Event(f"{p}/cam-0/detections", b"{not json", "invalid", "cam-0"),
+        Event(f"{p}/cam-0/detections", schema.encode(bad_score), "invalid", "cam-0"),
+        Event(f"{p}/cam-0/detections", schema.encode(no_seq), "invalid", "cam-0"),
+        Event(f"{p}/cam-0/detections", schema.encode(other_dev), "invalid", "cam-0"),
+        Event(f"{p}/cam-0/metrics", b'{"schema":1,"type":"metrics"}', "invalid", "cam-0"),
+        Event(f"{p}/bad.device/status", b'{"schema":1}', "invalid", None),
+    ]
+
+
+# --------------------------------------------------------------------------- recount
+def window_starts(ts_ms: int, size_ms: int, slide_ms: int) -> list[int]:
+    last = ts_ms - ts_ms % slide_ms
+    return [s for s in range(last - size_ms + slide_ms, last + 1, slide_ms) if s <= ts_ms < s + size_ms]
+
+
+def recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] = None,
+            high_sigma: float = 0.25) -> dict[str, dict]:
+    """Expected aggregate and fleet payload fields keyed by payload id, from valid non-late events."""
+    size_ms, slide_ms = int(round(window_s * 1000)), int(round((slide_s or window_s) * 1000))
+    seen: set[tuple[str, int]] = set()
+    cells: dict[tuple, list] = defaultdict(list)
+    for ev in events:
+        if ev.category not in ("valid", "dup") or ev.kind != "detections":
+            continue
+        msg = json.loads(ev.payload)
+        key = (msg["device"], msg["seq"])
+        if key in seen:
+            continue
+        seen.add(key)
+        ts_ms = int(msg["ts"] * 1000)
+        for ws in window_starts(ts_ms, size_ms, slide_ms):
+            for d in msg["detections"]:
+                cells[("aggregate", msg["device"], d["class_id"], d["label"], ws)].append((msg["seq"], d))
+                cells[("fleet", None, d["class_id"], d["label"], ws)].append(((msg["device"], msg["seq"]), d))
+    out = {}
+    for (kind, dev, cid, label, ws), rows in cells.items():
+        dets = [d for _, d in rows]
+        n = len(dets)
+        fields = {"class_id": cid, "label": label, "window_start": ws / 1000, "window_end": (ws + size_ms) / 1000,
+                  "detections": n, "frames": len({f for f, _ in rows}),
+                  "score_mean": sum(d["score"] for d in dets) / n,
+                  "sigma_mean": sum(d["sigma_mean"] for d in dets) / n,
+                  "sigma_max": max(d["sigma_mean"] for d in dets),
+                  "high_sigma_share": sum(d["sigma_mean"] >= high_sigma for d in dets) / n}
+        if kind == "aggregate":
+            fields["device"] = dev
+            key = f"{dev}/{label}/{ws}"
+        else:
+            fields["devices"] = len({f[0] for f, _ in rows})
+            key = f"_fleet/{label}/{ws}"
+        out[key] = fields
+    return out
