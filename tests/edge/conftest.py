@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from edge_helpers import AgentProcess, Subscriber, write_video
+from edge_helpers import USERS, AgentProcess, Subscriber, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -72,3 +73,14 @@ def subscriber():
     yield make
     for s in subs:
         s.close()
+
+
+@pytest.fixture
+def secured_broker(tmp_path, broker_factory):
+    if not shutil.which("mosquitto_passwd"):
+        pytest.skip("mosquitto_passwd is not installed (apt-get install mosquitto)")
+    passwd = tmp_path / "passwd"
+    for i, (user, pw) in enumerate(USERS.items()):
+        subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd), user, pw], check=True)
+    acl = ROOT / "configs" / "mosquitto" / "acl"
+    return broker_factory(extra_conf=f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")

@@ -16,6 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
+USERS = {"cam-a": "secret-a", "cam-b": "secret-b", "operator": "secret-op"}   # secured_broker
 
 
 def write_video(path: Path, frames: int = 60, size=(160, 120), fps: float = 20.0, empty_every: int = 0,

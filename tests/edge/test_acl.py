@@ -1,8 +1,6 @@
 """configs/mosquitto/acl on a real mosquitto with a password file: each device writes only its own topics."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 
 import paho.mqtt.client as paho
@@ -10,21 +8,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.cli import main
-from edge_helpers import ROOT, agent_config, write_video
+from edge_helpers import USERS, agent_config, write_video
 
 pytestmark = pytest.mark.mqtt
-USERS = {"cam-a": "secret-a", "cam-b": "secret-b", "operator": "secret-op"}
-
-
-@pytest.fixture
-def secured_broker(tmp_path, broker_factory):
-    if not shutil.which("mosquitto_passwd"):
-        pytest.skip("mosquitto_passwd is not installed (apt-get install mosquitto)")
-    passwd = tmp_path / "passwd"
-    for i, (user, pw) in enumerate(USERS.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd), user, pw], check=True)
-    acl = ROOT / "configs" / "mosquitto" / "acl"
-    return broker_factory(extra_conf=f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
 
 
 def _client(broker, user: str) -> paho.Client:
