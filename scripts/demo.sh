@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# Placeholder until the full chain lands: converts a model.
+# The main job (`make demo`, after `make setup`): the whole sigmawatch chain on this machine.
+#   broker -> 2 edge agents (generated videos, shipped int8 detector) -> bridge -> PyFlink job -> dashboard
+# Options go to sigmawatch-demo, e.g.  make demo ARGS="--duration 60"   or   bash scripts/demo.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/convert-model "$@"
+PY=${SIGMAWATCH_VENV:-.venv}/bin/python
+if [ ! -x "$PY" ]; then
+  echo "ERROR: $PY not found: run 'make setup' (or 'bash scripts/setup.sh') first" >&2
+  exit 1
+fi
+exec "$PY" -m stream.demo "$@"

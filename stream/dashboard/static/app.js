@@ -206,6 +206,8 @@ function drawFrame(card, msg) {
   ul.textContent = "";
   card.querySelector(".meta").textContent =
     `seq ${msg.seq} · ${msg.frame.w}×${msg.frame.h} · ${msg.detections.length} boxes · ${fmt(msg.latency_ms.inference)} ms`;
+  // text labels on the canvas only for the best few boxes, so crowded frames stay readable
+  const labelled = new Set([...msg.detections].sort((a, b) => b.score - a.score).slice(0, 8));
   for (const det of msg.detections) {
     const [x1, y1, x2, y2] = det.box;
     const c = colorFor(det.label);
@@ -221,9 +223,11 @@ function drawFrame(card, msg) {
     }
     g.strokeStyle = c; g.lineWidth = 2;
     g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
-    const text = `${det.label} ${fmt(det.score, 2)} σ̄${fmt(det.sigma_mean, 3)}`;
-    g.font = "12px sans-serif"; g.fillStyle = c;
-    g.fillText(text, x1 * W + 2, Math.max(12, y1 * H - 3));
+    if (labelled.has(det)) {
+      const text = `${det.label} ${fmt(det.score, 2)} σ̄${fmt(det.sigma_mean, 3)}`;
+      g.font = "12px sans-serif"; g.fillStyle = c;
+      g.fillText(text, x1 * W + 2, Math.max(12, y1 * H - 3));
+    }
     const li = el("li", {"data-label": det.label});
     li.appendChild(el("span", {class: "swatch", style: `background:${c}`}));
     li.appendChild(document.createTextNode(

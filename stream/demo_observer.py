@@ -1,0 +1,165 @@
+"""The demo's own MQTT subscriber: counts what flows through the chain and computes the summary.
+
+Subscribes to everything under the prefix before the agents start, so it sees every detections message
+(QoS 1) and every stream output. Figures:
+
+- frames processed: the agents' own counters (latest metrics message per device);
+- detections published: detections messages (distinct ``(device, seq)``) and the detections inside them;
+- bytes: payload bytes of the detections messages vs the JPEG frames they stand in for
+  (frames processed x mean JPEG size of the camera video);
+- events aggregated: sum of ``detections`` over distinct per-device aggregate windows (by payload id);
+- alerts: alert transitions and the alerts firing at the end;
+- latency: capture -> detections message received (edge + broker), and capture -> aggregate received
+  (the newest detection of that device and class inside the window, to the window's result).
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import statistics
+import threading
+import time
+from collections import defaultdict
+
+import paho.mqtt.client as mqtt
+
+from edge import schema
+from stream import topics
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+class Observer:
+    def __init__(self, host: str, port: int, prefix: str = "sigmawatch"):
+        self.prefix = prefix
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.seqs: dict[str, set[int]] = defaultdict(set)
+        self.duplicates = 0
+        self.detections = 0
+        self.detection_bytes = 0
+        self.per_class: dict[str, int] = defaultdict(int)
+        self.det_ts: dict[tuple[str, str], list[float]] = defaultdict(list)  # (device, label) -> capture ts
+        self.publish_latency: list[float] = []
+        self.metrics: dict[str, dict] = {}
+        self.status: dict[str, str] = {}
+        self.aggregates: dict[str, dict] = {}
+        self.agg_latency: list[float] = []
+        self.window_latency: list[float] = []
+        self.alerts: dict[str, dict] = {}
+        self.alert_transitions = 0
+        self.stats: dict | None = None
+        self.invalid: list[str] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sigmawatch-demo-observer-{port}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect_async(host, port)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self.connected.wait(timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            return
+        client.subscribe([(f"{self.prefix}/+/detections", 1), (f"{self.prefix}/+/metrics", 0),
+                          (f"{self.prefix}/+/status", 1), *[(t, 1) for t in topics.subscriptions(self.prefix)]])
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        now = time.time()
+        with self.lock:
+            try:
+                if msg.topic.startswith(f"{self.prefix}/agg/") or msg.topic.startswith(f"{self.prefix}/alerts/"):
+                    self._output(msg.topic, json.loads(msg.payload), now)
+                else:
+                    self._device(msg.topic, msg.payload, now)
+            except (ValueError, KeyError, schema.SchemaError, topics.PayloadError) as exc:
+                self.invalid.append(f"{msg.topic}: {exc}")
+
+    def _device(self, topic: str, payload: bytes, now: float) -> None:
+        device, kind = schema.parse_topic(self.prefix, topic)
+        body = schema.decode(payload, kind) if kind in ("detections", "metrics", "status") else None
+        if kind == "detections":
+            if body["seq"] in self.seqs[device]:
+                self.duplicates += 1
+                return
+            self.seqs[device].add(body["seq"])
+            self.detections += len(body["detections"])
+            self.detection_bytes += len(payload)
+            self.publish_latency.append(now - body["ts"])
+            for det in body["detections"]:
+                self.per_class[det["label"]] += 1
+                bisect.insort(self.det_ts[(device, det["label"])], body["ts"])
+        elif kind == "metrics":
+            self.metrics[device] = body
+        elif kind == "status":
+            self.status[device] = body["state"]
+
+    def _output(self, topic: str, body: dict, now: float) -> None:
+        where = topics.parse_output_topic(self.prefix, topic)
+        topics.validate(body, where["kind"])
+        if where["kind"] == "aggregate":
+            if body["id"] not in self.aggregates:
+                self.window_latency.append(now - body["window_end"])
+                ts = self.det_ts.get((body["device"], body["label"]), [])
+                i = bisect.bisect_left(ts, body["window_end"])
+                if i > 0 and ts[i - 1] >= body["window_start"]:
+                    self.agg_latency.append(now - ts[i - 1])
+            self.aggregates[body["id"]] = body
+        elif where["kind"] == "alert":
+            self.alerts[body["id"]] = body
+            self.alert_transitions += 1
+        elif where["kind"] == "stats":
+            self.stats = body
+
+    # ------------------------------------------------------------------ figures
+    def aggregated_events(self) -> int:
+        with self.lock:
+            return sum(a["detections"] for a in self.aggregates.values())
+
+    def published_events(self) -> int:
+        with self.lock:
+            return self.detections
+
+    def summary(self, mean_jpeg_bytes: float) -> dict:
+        with self.lock:
+            frames = sum(m["frames"]["processed"] for m in self.metrics.values())
+            dropped = sum(m["frames"]["dropped"] for m in self.metrics.values())
+            messages = sum(len(s) for s in self.seqs.values())
+            jpeg = frames * mean_jpeg_bytes
+            agg_by_class: dict[str, int] = defaultdict(int)
+            for a in self.aggregates.values():
+                agg_by_class[a["label"]] += a["detections"]
+
+            def lat(values):
+                return {"p50_s": _pct(values, 0.5), "p95_s": _pct(values, 0.95), "n": len(values),
+                        "mean_s": statistics.fmean(values) if values else None}
+            return {
+                "devices": sorted(set(self.seqs) | set(self.metrics)),
+                "frames_processed": frames, "frames_dropped": dropped,
+                "detection_messages": messages, "duplicate_messages": self.duplicates,
+                "detections_published": self.detections, "detections_by_class": dict(self.per_class),
+                "bytes_sent": self.detection_bytes, "jpeg_bytes_replaced": round(jpeg),
+                "bytes_ratio": (self.detection_bytes / jpeg) if jpeg else None,
+                "aggregate_windows": len(self.aggregates), "events_aggregated": sum(agg_by_class.values()),
+                "aggregated_by_class": dict(agg_by_class),
+                "alert_transitions": self.alert_transitions,
+                "alerts_firing": sorted(a["id"] for a in self.alerts.values() if a["state"] == "firing"),
+                "dead_letters": self.stats["dead_letters"] if self.stats else None,
+                "late_events": self.stats["late"] if self.stats else None,
+                "latency_capture_to_mqtt": lat(self.publish_latency),
+                "latency_capture_to_aggregate": lat(self.agg_latency),
+                "latency_window_end_to_aggregate": lat(self.window_latency),
+                "invalid": list(self.invalid[-5:]),
+            }
