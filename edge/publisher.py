@@ -60,12 +60,18 @@ class Publisher:
         else:
             self._scene_empty = False
 
+        size = 0
+
         def build(seq: int) -> bytes:
-            return detections_bytes(result, device=self.device, seq=seq, model_ref=self.model_ref)
+            nonlocal size
+            data = detections_bytes(result, device=self.device, seq=seq, model_ref=self.model_ref)
+            size = len(data)
+            return data
 
         _row, seq = self.outbox.append(self.topic, build)
         self.last_seq = seq
         self.messages_built += 1
+        self.bytes_built += size
         return seq
 
     def _apply_acks(self) -> int:

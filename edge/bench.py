@@ -1,0 +1,144 @@
+"""``edge-agent bench --model M --video V``: what the pipeline costs on top of the interpreter.
+
+1. Interpreter only: one preprocessed frame, ``set_input + invoke + get_outputs`` in a loop -> FPS.
+2. Full pipeline: the real ``Agent`` (capture thread decoding the video, inference thread with
+   preprocess/inference/decode, publish thread writing the SQLite outbox and, with ``--broker``, MQTT)
+   on the same video read without pacing and without dropping -> FPS, per-stage p50/p95, CPU, RSS.
+3. Bytes: MQTT payload bytes per processed frame vs the same frame JPEG-encoded (quality 90).
+
+Goals from the issue: pipeline FPS / interpreter FPS >= 0.9, MQTT bytes per frame <= 1/100 of the JPEG.
+All figures come from this one run; nothing is hard-coded.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config import ModelConfig, Settings, validate
+from edge.engine import Engine
+from edge.errors import SourceError
+
+
+def _rss_mb() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def sample_frames(video: str, n: int = 20) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(video)
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise SourceError(f"cannot read frames from {video}: is it a video file OpenCV can decode?")
+    return frames
+
+
+def interpreter_fps(engine: Engine, frame: np.ndarray, n: int, warmup: int = 5) -> tuple[float, list[float]]:
+    image, _info = engine.preprocess(frame)
+    for _ in range(warmup):
+        engine.infer(image)
+    times = []
+    t_start = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        engine.infer(image)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return n / (time.perf_counter() - t_start), times
+
+
+def pipeline_run(model: str, video: str, n: int, device: str, threads: int | None, broker: str | None,
+                 score_threshold: float, warmup: int = 10) -> dict:
+    from edge.agent import Agent
+    host, port = "127.0.0.1", 1   # nothing listens: the outbox keeps everything (the offline case)
+    if broker:
+        host, _, p = broker.rpartition(":") if ":" in broker else (broker, "", "1883")
+        port = int(p or 1883)
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as state:
+        cfg = validate({
+            "device_id": "bench", "state_dir": state, "log_level": "WARNING", "watchdog": False,
+            "source": {"uri": video, "loop": True, "realtime": False},
+            "model": {"path": model, "device": device, "threads": threads},
+            "mqtt": {"host": host, "port": port, "metrics_interval_s": 3600},
+            "outbox": {"drain_timeout_s": 2 if broker else 0},
+            "settings": {"score_threshold": score_threshold},
+        }, "bench")
+        agent = Agent(cfg)
+        marks: dict[str, float] = {}
+
+        def monitor():
+            while not agent.stop_event.is_set():
+                done = agent.stats.processed
+                if "t0" not in marks and done >= warmup:
+                    marks.update(t0=time.perf_counter(), cpu0=_cpu_s(), f0=done,
+                                 b0=agent.publisher.bytes_built)
+                if "t0" in marks and done >= marks["f0"] + n:
+                    marks.update(t1=time.perf_counter(), cpu1=_cpu_s(), f1=done, b1=agent.publisher.bytes_built,
+                                 rss=_rss_mb())
+                    agent.stop_event.set()
+                    return
+                time.sleep(0.002)
+
+        threading.Thread(target=monitor, daemon=True).start()
+        agent.run()
+        if "t1" not in marks:
+            raise SourceError(f"the pipeline stopped after {agent.stats.processed} frames; is {video} readable?")
+        wall = marks["t1"] - marks["t0"]
+        frames = marks["f1"] - marks["f0"]
+        return {"fps": frames / wall, "cpu_percent": 100.0 * (marks["cpu1"] - marks["cpu0"]) / wall,
+                "rss_mb": marks["rss"], "stages": agent.stats.stage_table(),
+                "bytes_per_frame": (marks["b1"] - marks["b0"]) / frames,
+                "messages": agent.publisher.messages_built, "dropped": agent.stats.dropped,
+                "interpreter": agent.engine.interpreter_name}
+
+
+def run_bench(args) -> int:
+    engine = Engine(ModelConfig(path=args.model, device=args.device, threads=args.threads),
+                    Settings(score_threshold=args.score_threshold))
+    frames = sample_frames(args.video)
+    jpeg = float(np.mean([len(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]) for f in frames]))
+    interp_fps, interp_ms = interpreter_fps(engine, frames[0], args.frames)
+    del engine
+    pipe = pipeline_run(args.model, args.video, args.frames, args.device, args.threads, args.broker,
+                        args.score_threshold)
+    ratio = pipe["fps"] / interp_fps
+    bytes_ratio = pipe["bytes_per_frame"] / jpeg
+    h, w = frames[0].shape[:2]
+    print(f"edge-agent bench: {args.model} on {args.video} ({w}x{h}), {args.frames} frames, {pipe['interpreter']}, "
+          f"threads={args.threads or 'default'}")
+    print(f"  interpreter only   {interp_fps:8.1f} FPS   (invoke p50 {np.percentile(interp_ms, 50):.2f} ms, "
+          f"p95 {np.percentile(interp_ms, 95):.2f} ms)")
+    print(f"  full pipeline      {pipe['fps']:8.1f} FPS   ratio {ratio:.2f} (goal >= 0.9)")
+    print("  stage latency (ms)      p50      p95")
+    for stage in ("capture", "preprocess", "inference", "postprocess", "publish"):
+        s = pipe["stages"].get(stage)
+        if s:
+            print(f"    {stage:<18}{s['p50']:8.2f} {s['p95']:8.2f}")
+    print(f"  CPU {pipe['cpu_percent']:.0f}% of one core, RSS {pipe['rss_mb']:.0f} MB")
+    print(f"  MQTT {pipe['bytes_per_frame']:.0f} B/frame vs JPEG {jpeg:.0f} B/frame: 1/{(1 / bytes_ratio) if bytes_ratio else float('inf'):.0f} "
+          f"(goal <= 1/100)")
+    if args.json:
+        print(json.dumps({"interpreter_fps": interp_fps, "pipeline_fps": pipe["fps"], "ratio": ratio,
+                          "stages": pipe["stages"], "cpu_percent": pipe["cpu_percent"], "rss_mb": pipe["rss_mb"],
+                          "mqtt_bytes_per_frame": pipe["bytes_per_frame"], "jpeg_bytes_per_frame": jpeg,
+                          "bytes_ratio": bytes_ratio}))
+    return 0
