@@ -74,3 +74,15 @@ def test_classifier_reports_top_k_and_entropy(tmp_path, broker, classifier_model
         assert 0 <= m["entropy"] <= 1.0986123 + 1e-6   # ln(3)
     assert {m["classes"][0]["label"] for m in msgs} <= {"red"} | {"green", "blue"}
     assert agent.terminate() == 0, agent.logs()
+
+
+def test_last_will_marks_a_killed_agent_offline(tmp_path, broker, detector_model, agents, subscriber):
+    video = write_video(tmp_path / "cam.avi", frames=20)
+    sub = subscriber(broker, "sigmawatch/cam-1/status")
+    agent = agents(agent_config(tmp_path, broker, detector_model, video))
+    sub.wait_for(lambda: [s for s in sub.payloads("/status") if s["state"] == "online"], timeout=30, what="online")
+    agent.kill()
+    will = sub.wait_for(lambda: [s for s in sub.payloads("/status") if s["state"] == "offline"], timeout=30,
+                        what="the last will")
+    _check(will[-1], "status")
+    assert "last will" in will[-1]["reason"]
