@@ -49,11 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after stopping the agents, wait at most this long for the job to aggregate everything")
     p.add_argument("--homeassistant", action="store_true", help="dashboard also publishes Home Assistant discovery")
     p.add_argument("--screenshot", type=Path, help="save a headless-Chromium screenshot of the dashboard before stopping")
+    p.add_argument("--check-dashboard", action="store_true",
+                   help="read the dashboard's figures in headless Chromium at the end (in the summary JSON)")
     p.add_argument("--summary-json", type=Path, help="also write the summary here (default <workdir>/summary.json)")
     return p
 
 
 # ---------------------------------------------------------------------------------------------- plan
+def in_tree(rel: str) -> bool:
+    """A component is there when its file exists and, in a git checkout, is committed (work in progress
+    by someone else in the same tree is not started)."""
+    path = ROOT / rel
+    if not path.is_file():
+        return False
+    if not (ROOT / ".git").exists() or not shutil.which("git"):
+        return True
+    import subprocess  # noqa: PLC0415
+    return subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", rel],
+                          capture_output=True).returncode == 0
+
+
 def broker_spec(workdir: Path, port: int) -> ProcSpec:
     binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if not binary:
@@ -94,7 +109,7 @@ def plan(args, workdir: Path, port: int, videos: list, stream_yaml: Path) -> tup
     """The processes to start, in order, and a note for every component skipped."""
     py = sys.executable
     specs, skipped = [broker_spec(workdir, port)], []
-    have_job = (ROOT / "stream" / "job.py").is_file()
+    have_job = in_tree("stream/job.py")
     if args.no_flink:
         skipped.append("stream-bridge + PyFlink job: skipped (--no-flink)")
     elif not have_job:
@@ -109,7 +124,7 @@ def plan(args, workdir: Path, port: int, videos: list, stream_yaml: Path) -> tup
     if args.homeassistant:
         dash.append("--homeassistant")
     specs.append(ProcSpec("dashboard", dash, ready_line=r"dashboard: (http://\S+)", ready_timeout_s=20))
-    if not (ROOT / "edge" / "cli.py").is_file():
+    if not in_tree("edge/cli.py"):
         skipped.append("edge agents: edge/cli.py is not in the tree yet")
     elif not args.model.is_file():
         skipped.append(f"edge agents: the demo detector {args.model} is not there yet "
@@ -173,6 +188,7 @@ def run(args) -> int:
     observer = None
     failed = None
     dashboard_url = None
+    dashboard_seen = None
     try:
         for spec in specs:
             if stop.is_set():
@@ -209,9 +225,10 @@ def run(args) -> int:
                 s = observer.summary(mean_jpeg)
                 say(f"    t+{now - t0:4.0f}s  frames {s['frames_processed']}, detections {s['detections_published']}, "
                     f"aggregated {s['events_aggregated']}, alerts firing {len(s['alerts_firing'])}")
-        if args.screenshot and dashboard_url and not failed:
-            _screenshot(dashboard_url, args.screenshot)
-        _drain(sup, observer, port, args, skipped_flink=not any(s.name == "flink-job" for s in specs))
+        if not failed:
+            _drain(sup, observer, port, args, skipped_flink=not any(s.name == "flink-job" for s in specs))
+            if (args.screenshot or args.check_dashboard) and dashboard_url:
+                dashboard_seen = _dashboard_check(dashboard_url, args.screenshot)
     except DemoError as exc:
         failed = str(exc)
     finally:
@@ -226,6 +243,7 @@ def run(args) -> int:
         say(f"WARNING: processes left behind by: {', '.join(left)}")
     summary = observer.summary(mean_jpeg) if observer else {}
     summary["left_behind"] = left
+    summary["dashboard"] = dashboard_seen
     summary["skipped"] = skipped
     _print_summary(summary)
     out = args.summary_json or workdir / "summary.json"
@@ -257,17 +275,34 @@ def _drain(sup: Supervisor, observer: Observer | None, port: int, args, skipped_
         f"{observer.published_events()} detections aggregated")
 
 
-def _screenshot(url: str, path: Path) -> None:
+DOM_FIGURES = """(() => {
+  const num = (sel) => Number((document.querySelector(sel) || {}).textContent);
+  const rows = [...document.querySelectorAll('#devices tbody tr')].map((tr) => ({
+    device: tr.dataset.device, state: tr.querySelector('td.state').textContent,
+    detections: tr.querySelector('td.detections').textContent}));
+  return {detections: num('#count-detections'), aggregated_events: num('#count-aggregated-events'),
+          aggregates: num('#count-aggregates'), alerts_firing: num('#count-alerts'), devices: rows,
+          live_canvases: document.querySelectorAll('.cam canvas').length};
+})()"""
+
+
+def _dashboard_check(url: str, screenshot: Path | None) -> dict | None:
+    """Load the dashboard in headless Chromium, read the figures it shows, optionally save a screenshot."""
     from stream.demo_browser import BrowserError, HeadlessChromium  # noqa: PLC0415
     try:
         with HeadlessChromium() as browser:
             browser.goto(url)
-            browser.wait_for("document.querySelectorAll('.cam').length > 0", timeout=20)
-            time.sleep(1.0)
-            browser.screenshot(path)
-        say(f"    dashboard screenshot: {path}")
+            browser.wait_for("document.querySelector('#stream').textContent.startsWith('page: live')", timeout=20)
+            time.sleep(1.0)  # the snapshot is rendered within 100 ms; leave room for the charts
+            seen = browser.evaluate(DOM_FIGURES)
+            if screenshot:
+                browser.screenshot(screenshot)
+                say(f"    dashboard screenshot: {screenshot}")
+        say(f"    dashboard shows {seen['detections']} detections, {seen['aggregated_events']} aggregated")
+        return seen
     except BrowserError as exc:
-        say(f"--> no screenshot: {exc}")
+        say(f"--> could not check the dashboard in Chromium: {exc}")
+        return None
 
 
 def _fmt_lat(d: dict) -> str:

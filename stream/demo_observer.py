@@ -3,7 +3,8 @@
 Subscribes to everything under the prefix before the agents start, so it sees every detections message
 (QoS 1) and every stream output. Figures:
 
-- frames processed: the agents' own counters (latest metrics message per device);
+- frames processed: the agents' own counters (latest metrics message per device), at least the number
+  of detections messages (one per processed frame that had something to report);
 - detections published: detections messages (distinct ``(device, seq)``) and the detections inside them;
 - bytes: payload bytes of the detections messages vs the JPEG frames they stand in for
   (frames processed x mean JPEG size of the camera video);
@@ -134,7 +135,10 @@ class Observer:
 
     def summary(self, mean_jpeg_bytes: float) -> dict:
         with self.lock:
-            frames = sum(m["frames"]["processed"] for m in self.metrics.values())
+            # every detections message stands for one processed frame, and the agents' counters arrive
+            # only every few seconds: per device, the larger of the two is a lower bound of frames processed
+            frames = sum(max(self.metrics[d]["frames"]["processed"] if d in self.metrics else 0, len(self.seqs.get(d, ())))
+                         for d in set(self.metrics) | set(self.seqs))
             dropped = sum(m["frames"]["dropped"] for m in self.metrics.values())
             messages = sum(len(s) for s in self.seqs.values())
             jpeg = frames * mean_jpeg_bytes
