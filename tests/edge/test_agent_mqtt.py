@@ -86,3 +86,18 @@ def test_last_will_marks_a_killed_agent_offline(tmp_path, broker, detector_model
                         what="the last will")
     _check(will[-1], "status")
     assert "last will" in will[-1]["reason"]
+
+
+def test_fps_cap_drops_stale_frames_and_counts_them(tmp_path, broker, detector_model, agents, subscriber):
+    """A 20 FPS camera-paced video processed at 2 FPS: the newest frame wins, the rest are dropped and counted."""
+    video = write_video(tmp_path / "cam.avi", frames=40, fps=20)
+    sub = subscriber(broker, "sigmawatch/cam-1/metrics")
+    agent = agents(agent_config(tmp_path, broker, detector_model, video, settings__fps=2))
+    m = sub.wait_for(lambda: [x for x in sub.payloads("/metrics") if x["frames"]["captured"] >= 60], timeout=30,
+                     what="metrics after 60 captured frames")[-1]
+    _check(m, "metrics")
+    f = m["frames"]
+    assert f["processed"] * 4 < f["captured"], f
+    assert f["dropped"] >= f["captured"] - f["processed"] - 2, f   # at most the frame in the slot is pending
+    assert m["outbox"]["depth"] >= 0 and m["latency_ms"]["p50"] > 0
+    assert agent.terminate() == 0, agent.logs()
