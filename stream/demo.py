@@ -243,6 +243,8 @@ def run(args) -> int:
         say(f"WARNING: processes left behind by: {', '.join(left)}")
     summary = observer.summary(mean_jpeg) if observer else {}
     summary["left_behind"] = left
+    if observer and any(sp.name == "flink-job" for sp in specs):
+        summary["recount"] = observer.recount_mismatches(WINDOW_S)
     summary["dashboard"] = dashboard_seen
     summary["skipped"] = skipped
     _print_summary(summary)
@@ -327,6 +329,10 @@ def _print_summary(s: dict) -> None:
         f"{json.dumps(s['aggregated_by_class'])}")
     say(f"alerts                   {s['alert_transitions']} transitions, firing at the end: "
         f"{', '.join(s['alerts_firing']) or 'none'}")
+    if s.get("recount") is not None:
+        bad = sum(len(v) for v in s["recount"].values())
+        say(f"exactly-once check       " + ("every (device, class, window) count matches the published detections"
+                                            if not bad else f"{bad} mismatching windows: {json.dumps(s['recount'])[:300]}"))
     if s.get("dead_letters") is not None:
         say(f"dead letters / late      {s['dead_letters']} / {s['late_events']}")
     say(f"latency capture->MQTT    {_fmt_lat(s['latency_capture_to_mqtt'])}")

@@ -133,6 +133,22 @@ class Observer:
         with self.lock:
             return self.detections
 
+    def recount_mismatches(self, window_s: float) -> dict[str, list]:
+        """Every (device, class, tumbling window) the detections fall into, counted here from the published
+        messages, against the job's aggregates: ``{"missing": [...], "extra": [...], "wrong": [...]}``."""
+        size_ms = int(round(window_s * 1000))
+        expected: dict[tuple[str, str, int], int] = defaultdict(int)
+        with self.lock:
+            for (device, label), stamps in self.det_ts.items():
+                for ts in stamps:
+                    ms = int(round(ts * 1000))
+                    expected[(device, label, ms - ms % size_ms)] += 1
+            actual = {(a["device"], a["label"], int(round(a["window_start"] * 1000))): a["detections"]
+                      for a in self.aggregates.values()}
+        return {"missing": sorted(k for k in expected if k not in actual),
+                "extra": sorted(k for k in actual if k not in expected),
+                "wrong": sorted((k, expected[k], actual[k]) for k in expected if k in actual and actual[k] != expected[k])}
+
     def summary(self, mean_jpeg_bytes: float) -> dict:
         with self.lock:
             # every detections message stands for one processed frame, and the agents' counters arrive
