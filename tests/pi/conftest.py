@@ -1,0 +1,96 @@
+"""Fixtures for the emulated Raspberry Pi 4 tests (marker ``pi``; ``make test-pi``).
+
+The root and the two wheel environments are cached on disk (see pi_root / pi_wheels); a failure to build
+them fails the tests with the reason (it is never a skip: CI must not go green without running them).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pi_root  # noqa: E402
+import pi_wheels  # noqa: E402
+from pi_runner import EmulatedPython  # noqa: E402
+
+DEMO_MODEL = Path("edge/models/demo-detector-int8.tflite")
+
+
+def wheels_dir() -> Path:
+    return pi_root.cache_dir().parent / "pi-wheels"
+
+
+@pytest.fixture(scope="session")
+def pi_rootfs() -> Path:
+    try:
+        return pi_root.ensure_root()
+    except pi_root.PiRootError as exc:
+        pytest.fail(f"emulated Raspberry Pi root: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pi_platform_tags(pi_rootfs) -> list[str]:
+    return pi_wheels.platform_tags(pi_wheels.root_glibc(pi_rootfs))
+
+
+@pytest.fixture(scope="session")
+def pi_site(pi_platform_tags, project_root):
+    """``pi_site(extra)`` -> target dir holding ``sigmawatch[extra]``'s requirement set as aarch64 wheels."""
+    made: dict[str, Path] = {}
+
+    def get(extra: str) -> Path:
+        if extra not in made:
+            reqs = pi_wheels.requirement_set(project_root / "pyproject.toml", extra)
+            try:
+                made[extra] = pi_wheels.install(wheels_dir(), extra, reqs, pi_platform_tags)
+            except pi_wheels.WheelInstallError as exc:
+                pytest.fail(f"sigmawatch[{extra}] on a Raspberry Pi 4: {exc}", pytrace=False)
+        return made[extra]
+    return get
+
+
+@pytest.fixture(scope="session")
+def pi_python(pi_rootfs, pi_site, project_root):
+    """``pi_python(extra, cpu="cortex-a72", extra_paths=())`` -> EmulatedPython with the project source and
+    that extra's wheels on its path."""
+    def make(extra: str, cpu: str = "cortex-a72", extra_paths: tuple[Path, ...] = ()) -> EmulatedPython:
+        return EmulatedPython(pi_rootfs, [*extra_paths, project_root, pi_site(extra)], cpu=cpu)
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_model(project_root) -> Path:
+    """The shipped int8 demo detector (SIGMAWATCH_PI_MODEL overrides it for development)."""
+    path = Path(os.environ.get("SIGMAWATCH_PI_MODEL") or project_root / DEMO_MODEL)
+    if not path.is_file():
+        pytest.fail(f"the shipped demo detector {path} is missing: the Pi test runs the model the project ships "
+                    "(see edge/models/README.md for the command that makes it)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pi_video(tmp_path_factory) -> tuple[Path, int]:
+    """(lossless FFV1 video of the synthetic classes, number of frames)."""
+    from pi_video import write_video
+    path = tmp_path_factory.mktemp("pi-video") / "scene.mkv"
+    frames = write_video(path, frames=4, fourcc="FFV1")
+    return path, len(frames)
+
+
+@pytest.fixture(scope="session")
+def score_threshold() -> float:
+    """The agent's default threshold (SIGMAWATCH_PI_SCORE_THRESHOLD only for trying other models)."""
+    return float(os.environ.get("SIGMAWATCH_PI_SCORE_THRESHOLD", "0.25"))
+
+
+@pytest.fixture(scope="session")
+def model_quantization(demo_model) -> tuple[dict, dict]:
+    """(metadata, {output name: (scale, zero point)}) of the demo detector, read on the host."""
+    from edge.model_metadata import read_model
+    from edge.runtime import TFLiteModel
+    flatbuffer, meta = read_model(demo_model)
+    return meta, TFLiteModel(flatbuffer).output_quantization()

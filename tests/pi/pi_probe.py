@@ -1,0 +1,74 @@
+"""Runtime-level probe, run unchanged by the host's Python (x86) and the emulated Pi's Python (aarch64).
+
+    python pi_probe.py MODEL VIDEO OUT.npz [--threads N] [--score-threshold T]
+
+Reads every frame of VIDEO with OpenCV, prepares it as the model's metadata says (edge.preprocess), runs
+edge.runtime.TFLiteModel and decodes with edge.decode, exactly the device's code path below the agent.
+Writes the raw output tensors (per frame) to OUT.npz and prints one JSON line: platform, interpreter,
+numpy/OpenCV versions, SHA-256 of each decoded frame and of each model input (so a difference can be
+traced to video decoding, resizing or inference), and the decoded detections.
+Imports only what a Pi has (numpy, cv2, edge.*).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+
+import cv2
+import numpy as np
+
+from edge.decode import DetectionDecoder
+from edge.model_metadata import read_model
+from edge.preprocess import prepare_for_model
+from edge.runtime import TFLiteModel
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("video")
+    ap.add_argument("out")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--score-threshold", type=float, default=0.25)
+    args = ap.parse_args(argv)
+
+    flatbuffer, meta = read_model(args.model)
+    model = TFLiteModel(flatbuffer, threads=args.threads)
+    decoder = DetectionDecoder.from_metadata(meta) if meta["task"] == "detection" else None
+    quant = model.output_quantization()
+    cap = cv2.VideoCapture(args.video)
+    if not cap.isOpened():
+        print(f"cannot open video {args.video}", file=sys.stderr)
+        return 2
+    tensors: dict[str, np.ndarray] = {}
+    frames, inputs, detections = [], [], []
+    frame_size = None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        i = len(frames)
+        frame_size = frame_size or [int(frame.shape[1]), int(frame.shape[0])]
+        frames.append(hashlib.sha256(frame.tobytes()).hexdigest()[:16])
+        rgb, info = prepare_for_model(frame, meta["input"])
+        inputs.append(hashlib.sha256(rgb.tobytes()).hexdigest()[:16])
+        outputs = model.run(rgb)
+        for name, value in outputs.items():
+            tensors[f"{i}/{name}"] = value
+        if decoder is not None:
+            dets = decoder.decode(outputs, quant, info, score_threshold=args.score_threshold)
+            detections.append([d.to_message() for d in dets])
+    cap.release()
+    np.savez(args.out, **tensors)
+    print(json.dumps({
+        "machine": platform.machine(), "interpreter": model.runtime.describe(), "numpy": np.__version__,
+        "opencv": cv2.__version__, "frame_size": frame_size, "frames": frames, "inputs": inputs, "quantization": quant,
+        "detections": detections}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The real ``edge-agent run`` on an emulated Raspberry Pi 4 (Cortex-A72, aarch64 wheels of sigmawatch[edge] or
+[edge-legacy]) with the shipped int8 demo detector, a lossless generated video as its camera, publishing to
+mosquitto on the host's 127.0.0.1 (qemu-user shares the host's network).
+
+What arrives must validate against edge.schema and match the x86 run of the same agent, model and frames:
+one message per frame (every frame shows four objects), the same classes (detections pair up only within a
+class; an unpaired one above threshold + score tolerance fails), boxes / sigma / scores within
+K output-quantization steps propagated through decoding (pi_compare explains K and the propagation).
+The agent's retained status names the interpreter it picked, which must be the one the extra installs.
+
+A crash under the Cortex-A72 model (SIGILL from an instruction the Pi lacks) fails the run with a message
+saying so: tested by injecting an ARMv8.2 instruction into inference, with a control run on a Cortex-A76.
+Emulated run times are printed for CI budgeting only; they say nothing about a Pi's speed.
+"""
+from __future__ import annotations
+
+import pytest
+
+from edge import schema
+from pi_runner import NEWER_CORE_SNIPPET
+from pi_agent import AgentRunError, Collector, console_script_args, run_agent, write_config
+from pi_compare import STEPS, Tolerance, compare_frames
+from pi_wheels import ENVIRONMENTS
+
+pytestmark = [pytest.mark.pi, pytest.mark.mqtt]
+AGENT_TIMEOUT = 300
+
+
+def agent_args(project_root, tmp_path, device, video, model, broker, threshold) -> list[str]:
+    cfg = write_config(tmp_path / f"{device}.yaml", device_id=device, video=video, model=model, port=broker.port,
+                       state_dir=tmp_path / f"state-{device}", score_threshold=threshold)
+    return console_script_args(project_root / "pyproject.toml", "run", "--config", str(cfg))
+
+
+def checked_detections(collector: Collector, device: str, frames: int) -> list[dict]:
+    """The device's detection messages, schema-validated, one per frame, seq 0..frames-1."""
+    msgs = collector.wait_for(device, "detections", frames, timeout=30)
+    for m in msgs:
+        schema.validate(m, "detections")
+    seqs = [m["seq"] for m in msgs]
+    assert seqs == list(range(frames)), f"{device}: expected one detections message per frame, got seq {seqs}"
+    return msgs
+
+
+def online_status(collector: Collector, device: str) -> dict:
+    statuses = [schema.validate(s, "status") for s in collector.of(device, "status")]
+    online = [s for s in statuses if s["state"] == "online"]
+    assert online, f"{device} never published an online status: {statuses}"
+    return online[0]
+
+
+@pytest.mark.parametrize("extra", sorted(ENVIRONMENTS))
+def test_agent_on_cortex_a72_publishes_what_x86_publishes(extra, pi_python, broker, project_root, tmp_path,
+                                                          demo_model, pi_video, score_threshold, model_quantization):
+    video, frames = pi_video
+    runtime, _ = ENVIRONMENTS[extra]
+    device = f"pi4-{extra}"
+    collector = Collector(broker.host, broker.port).start()
+    try:
+        x86 = run_agent(agent_args(project_root, tmp_path, "x86-ref", video, demo_model, broker, score_threshold),
+                        python=None, cwd=tmp_path, log_path=tmp_path / "x86.log", timeout=AGENT_TIMEOUT)
+        arm = run_agent(agent_args(project_root, tmp_path, device, video, demo_model, broker, score_threshold),
+                        python=pi_python(extra), cwd=tmp_path, log_path=tmp_path / "aarch64.log", timeout=AGENT_TIMEOUT)
+        ref = checked_detections(collector, "x86-ref", frames)
+        got = checked_detections(collector, device, frames)
+        status = online_status(collector, device)
+    finally:
+        collector.stop()
+    print(f"[{extra}] aarch64 agent status: interpreter {status['interpreter']!r}; emulated run {arm.seconds:.0f} s, "
+          f"x86 run {x86.seconds:.0f} s (CI budget only, not performance)")
+    assert status["interpreter"].startswith(runtime), (
+        f"sigmawatch[{extra}] installs {runtime}, but the agent reports {status['interpreter']!r}")
+    assert online_status(collector, "x86-ref")["model"]["hash"] == status["model"]["hash"]
+
+    meta, quant = model_quantization
+    assert {d["label"] for m in ref for d in m["detections"]} <= set(meta["labels"])
+    cmp = compare_frames(ref, got, Tolerance.for_model(meta, quant, STEPS[extra]), score_threshold)
+    print(f"[{extra}] {cmp.report()}")
+    assert cmp.ok, cmp.report()
+
+
+SIGILL_IN_INFERENCE = f'''
+"""Test injection: every inference first executes an ARMv8.2 instruction (as a kernel built for a newer
+core would). Imported by Python at start-up from PYTHONPATH."""
+import edge.runtime
+
+_invoke = edge.runtime.TFLiteModel.invoke
+
+
+def invoke(self):
+    exec(compile({NEWER_CORE_SNIPPET!r}, "newer-core-kernel", "exec"), {{}})
+    return _invoke(self)
+
+
+edge.runtime.TFLiteModel.invoke = invoke
+'''
+
+
+def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, project_root, tmp_path, demo_model,
+                                                      pi_video, score_threshold):
+    video, frames = pi_video
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(SIGILL_IN_INFERENCE)
+    collector = Collector(broker.host, broker.port).start()
+    try:
+        with pytest.raises(AgentRunError) as info:
+            run_agent(agent_args(project_root, tmp_path, "pi4-crash", video, demo_model, broker, score_threshold),
+                      python=pi_python("edge", extra_paths=(inject,)), cwd=tmp_path, log_path=tmp_path / "crash.log",
+                      timeout=AGENT_TIMEOUT)
+        message = str(info.value)
+        assert "killed by SIGILL" in message and "Cortex-A72" in message, message
+        wills = collector.wait_for("pi4-crash", "status", 2, timeout=10)
+        assert any(s["state"] == "offline" and "last will" in s.get("reason", "") for s in wills), wills
+        # Control: the same injected agent on a core that has the instruction runs to the end of the video.
+        run_agent(agent_args(project_root, tmp_path, "a76-control", video, demo_model, broker, score_threshold),
+                  python=pi_python("edge", cpu="cortex-a76", extra_paths=(inject,)), cwd=tmp_path,
+                  log_path=tmp_path / "control.log", timeout=AGENT_TIMEOUT)
+        assert len(collector.wait_for("a76-control", "detections", frames, timeout=30)) == frames
+    finally:
+        collector.stop()
