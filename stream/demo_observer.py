@@ -141,7 +141,7 @@ class Observer:
         with self.lock:
             for (device, label), stamps in self.det_ts.items():
                 for ts in stamps:
-                    ms = int(round(ts * 1000))
+                    ms = int(ts * 1000)  # the job: CAST(ts * 1000 AS BIGINT), truncating
                     expected[(device, label, ms - ms % size_ms)] += 1
             actual = {(a["device"], a["label"], int(round(a["window_start"] * 1000))): a["detections"]
                       for a in self.aggregates.values()}
