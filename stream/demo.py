@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-port", type=int, default=8050, help="dashboard HTTP port on 127.0.0.1 (0 = any free)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free port)")
     p.add_argument("--model", type=Path, default=MODEL, help="detector the agents run (default: the shipped demo model)")
+    p.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
+                   help="auto: mosquitto if installed, else the pure-Python amqtt (if installed)")
     p.add_argument("--no-flink", action="store_true", help="skip the PyFlink job (and the bridge)")
     p.add_argument("--drain-timeout", type=float, default=40.0,
                    help="after stopping the agents, wait at most this long for the job to aggregate everything")
@@ -69,19 +71,30 @@ def in_tree(rel: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def broker_spec(workdir: Path, port: int) -> ProcSpec:
+def broker_spec(workdir: Path, port: int, kind: str = "auto") -> tuple[ProcSpec, str]:
+    """mosquitto if installed, else the embedded pure-Python amqtt broker if importable, else a clear error."""
+    from stream import demo_broker  # noqa: PLC0415
     binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-    if not binary:
-        raise DemoError("no MQTT broker: mosquitto is not installed. Install it (sudo apt-get install mosquitto; "
-                        "`make setup` does this when run as root) and run the demo again")
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
-                    "max_queued_messages 100000\nmax_inflight_messages 100\n"
-                    + ("user root\n" if os.geteuid() == 0 else ""))
-    return ProcSpec("broker", [binary, "-c", str(conf)], ready_port=port, ready_timeout_s=15, stop_grace_s=5)
+    if kind == "mosquitto" or (kind == "auto" and binary):
+        if not binary:
+            raise DemoError("mosquitto is not installed: sudo apt-get install mosquitto (or use --broker amqtt)")
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
+                        "max_queued_messages 100000\nmax_inflight_messages 100\n"
+                        + ("user root\n" if os.geteuid() == 0 else ""))
+        return ProcSpec("broker", [binary, "-c", str(conf)], ready_port=port, ready_timeout_s=15,
+                        stop_grace_s=5), "mosquitto"
+    if kind == "amqtt" and not demo_broker.available():
+        raise DemoError("--broker amqtt: amqtt is not installed (.venv/bin/pip install amqtt)")
+    if demo_broker.available():
+        return ProcSpec("broker", [sys.executable, "-m", "stream.demo_broker", "--port", str(port)],
+                        ready_line="listening on", ready_timeout_s=30, stop_grace_s=5), "amqtt"
+    raise DemoError("no MQTT broker: mosquitto is not installed and neither is the pure-Python fallback amqtt. "
+                    "Install one (sudo apt-get install mosquitto -- `make setup` does this when run as root -- "
+                    "or .venv/bin/pip install amqtt) and run the demo again")
 
 
-def write_stream_config(workdir: Path, port: int) -> Path:
+def write_stream_config(workdir: Path, port: int, mqtt311: bool = False) -> Path:
     var = workdir / "stream"
     alerts = workdir / "alerts.yaml"
     alerts.write_text(yaml.safe_dump({"rules": [
@@ -92,9 +105,10 @@ def write_stream_config(workdir: Path, port: int) -> Path:
         {"type": "device_silent", "id": "camera-silent", "after_s": 15.0, "severity": "critical"},
     ]}))
     cfg = {
-        "mqtt": {"host": "127.0.0.1", "port": port, "prefix": "sigmawatch"},
+        "mqtt": {"host": "127.0.0.1", "port": port, "prefix": "sigmawatch", "protocol": "3.1.1" if mqtt311 else "5"},
         "bridge": {"landing_dir": str(var / "landing"), "client_id": "sigmawatch-demo-bridge",
-                   "consumed_dir": str(var / "out" / "consumed")},
+                   "consumed_dir": str(var / "out" / "consumed"),
+                   **({"group": None} if mqtt311 else {})},  # amqtt: MQTT 3.1.1, no shared subscriptions
         "job": {"landing_dir": str(var / "landing"), "output_dir": str(var / "out"),
                 "checkpoint_dir": str(var / "checkpoints"), "checkpoint_interval_s": 2.0, "resume": False,
                 "window": {"size_s": WINDOW_S}, "out_of_orderness_s": OUT_OF_ORDER_S,
@@ -105,10 +119,12 @@ def write_stream_config(workdir: Path, port: int) -> Path:
     return path
 
 
-def plan(args, workdir: Path, port: int, videos: list, stream_yaml: Path) -> tuple[list[ProcSpec], list[str]]:
+def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], list[str]]:
     """The processes to start, in order, and a note for every component skipped."""
     py = sys.executable
-    specs, skipped = [broker_spec(workdir, port)], []
+    broker, kind = broker_spec(workdir, port, args.broker)
+    stream_yaml = write_stream_config(workdir, port, mqtt311=kind == "amqtt")
+    specs, skipped = [broker], []
     have_job = in_tree("stream/job.py")
     if args.no_flink:
         skipped.append("stream-bridge + PyFlink job: skipped (--no-flink)")
@@ -180,7 +196,7 @@ def run(args) -> int:
     for v in videos:
         say(f"    {v.path.name}: {v.width}x{v.height}, {v.frames} frames at {v.fps:g} fps, "
             f"mean JPEG (q90) {v.mean_jpeg_bytes / 1024:.1f} KiB/frame")
-    specs, skipped = plan(args, workdir, port, videos, write_stream_config(workdir, port))
+    specs, skipped = plan(args, workdir, port, videos)
     sup = Supervisor(workdir / "logs", say)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
