@@ -72,11 +72,13 @@ class Agent:
         lossless = kind == "file" and not cfg.source.realtime
         self.slot = NewestSlot()
         self.results: queue.Queue = queue.Queue(maxsize=64)
-        self.inference = InferenceWorker(self.engine, self.slot, self.results, self.stop_event, self.stats,
-                                         lambda: self._settings)
+        get_settings = lambda: self._settings  # noqa: E731 - read once per frame, swapped atomically
+        self.inference = InferenceWorker(self.engine.run, self.slot, self.results, self.stop_event, self.stats,
+                                         get_settings)
         self.capture = CaptureWorker(self.supervisor, self.slot, self.stop_event, self.stats, lossless,
-                                     on_end=self.inference.source_done.set)
-        self.publish_worker = PublishWorker(self.publisher, self.results, self.stop_event, self.stats, self._tick)
+                                     on_end=self.inference.source_done.set, prepare=self.engine.prepare)
+        self.publish_worker = PublishWorker(self.publisher, self.results, self.stop_event, self.stats,
+                                            self.engine.finish, get_settings, self._tick)
         self._next_metrics = 0.0
         self._next_bounds = 0.0
 

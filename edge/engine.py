@@ -1,5 +1,6 @@
 """Model + metadata -> a frame processor. Loads the model through ``edge.runtime``, refuses a model that
-does not match the configuration or its own metadata, and turns one BGR frame into a ``FrameResult``.
+does not match the configuration or its own metadata, and turns one BGR frame into a ``FrameResult`` in three stages that the pipeline runs in three threads:
+``prepare`` (capture thread), ``run`` (inference thread: the interpreter only), ``finish`` (publish thread).
 
 Detection uses the shared ``edge.preprocess`` and ``edge.decode`` (the same code the converter evaluates
 with), then applies the class filter, zones and an optional sigma cap. Classification reports the top-k
@@ -8,6 +9,7 @@ and the predictive entropy (``edge.classify``).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,23 @@ from edge.runtime import RuntimeUnavailableError, TFLiteModel, find_runtime, par
 from edge.zones import zones_of
 
 _DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
+
+
+@dataclass
+class Prepared:
+    image: np.ndarray
+    info: Any               # edge.preprocess.LetterboxInfo
+    ts: float
+    frame_w: int
+    frame_h: int
+    prep_ms: float
+
+
+@dataclass
+class Inferred:
+    prepared: Prepared
+    outputs: dict[str, np.ndarray]
+    infer_ms: float
 
 
 def load_metadata(path: Path) -> tuple[bytes, dict]:
@@ -146,16 +165,32 @@ class Engine:
         top = top_k(probs, self.labels, settings.top_k, None if ids is None else set(ids))
         return [], top, entropy(probs)
 
-    def process(self, frame: np.ndarray, ts: float, settings: Settings) -> tuple[FrameResult, dict[str, float]]:
+    def prepare(self, frame: np.ndarray, ts: float) -> Prepared:
+        """Stage 1 (capture thread): resize/letterbox to the model input."""
         t0 = time.perf_counter()
         image, info = self.preprocess(frame)
-        t1 = time.perf_counter()
-        outputs = self.infer(image)
-        t2 = time.perf_counter()
-        dets, classes, ent = self.postprocess(outputs, info, settings)
-        t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        result = FrameResult(ts=ts, frame_w=int(frame.shape[1]), frame_h=int(frame.shape[0]), task=self.task,
-                             detections=dets, classes=classes, entropy=ent,
-                             latency_ms={"inference": timings["inference"], "total": (t3 - t0) * 1e3})
-        return result, timings
+        return Prepared(image, info, ts, int(frame.shape[1]), int(frame.shape[0]), (time.perf_counter() - t0) * 1e3)
+
+    def run(self, item: Prepared) -> Inferred:
+        """Stage 2 (inference thread): the interpreter, nothing else."""
+        t0 = time.perf_counter()
+        outputs = self.infer(item.image)
+        return Inferred(item, outputs, (time.perf_counter() - t0) * 1e3)
+
+    def finish(self, item: Inferred, settings: Settings) -> tuple[FrameResult, float]:
+        """Stage 3 (publish thread): decode, filter, build the result. Returns (result, postprocess ms)."""
+        t0 = time.perf_counter()
+        p = item.prepared
+        dets, classes, ent = self.postprocess(item.outputs, p.info, settings)
+        post_ms = (time.perf_counter() - t0) * 1e3
+        result = FrameResult(ts=p.ts, frame_w=p.frame_w, frame_h=p.frame_h, task=self.task, detections=dets,
+                             classes=classes, entropy=ent,
+                             latency_ms={"inference": item.infer_ms, "total": p.prep_ms + item.infer_ms + post_ms})
+        return result, post_ms
+
+    def process(self, frame: np.ndarray, ts: float, settings: Settings) -> tuple[FrameResult, dict[str, float]]:
+        """All three stages in one call (tests, tools)."""
+        prepared = self.prepare(frame, ts)
+        inferred = self.run(prepared)
+        result, post_ms = self.finish(inferred, settings)
+        return result, {"preprocess": prepared.prep_ms, "inference": inferred.infer_ms, "postprocess": post_ms}

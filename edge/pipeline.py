@@ -1,7 +1,11 @@
 """Three threads joined by bounded queues, one stop event.
 
-capture --(NewestSlot: 1 frame, newest wins, stale frames dropped and counted)--> inference
-inference --(queue.Queue(maxsize), blocking put: results are never dropped)--> publish
+capture + preprocess --(NewestSlot: 1 frame, newest wins, stale frames dropped and counted)--> inference
+inference (interpreter only) --(queue.Queue(maxsize), blocking put: results are never dropped)--> publish
+publish: decode + filter + outbox + MQTT window + periodic metrics/status
+
+Splitting the work this way keeps the interpreter busy while the other threads resize the next frame and
+decode the previous one (OpenCV, numpy and the interpreter release the GIL for their heavy parts).
 
 A video file read with ``realtime: false`` blocks capture instead of dropping (every frame processed
 once: benchmarks and tests). Every loop waits with a timeout so it notices the stop event; each worker
@@ -15,7 +19,6 @@ import threading
 import time
 from typing import Callable, Optional
 
-from edge.messages import FrameResult
 from edge.stats import Stats
 
 log = logging.getLogger("edge.pipeline")
@@ -77,9 +80,10 @@ class Worker(threading.Thread):
 
 class CaptureWorker(Worker):
     def __init__(self, supervisor, slot: NewestSlot, stop: threading.Event, stats: Stats, lossless: bool,
-                 on_end: Callable[[], None]):
+                 on_end: Callable[[], None], prepare: Callable):
         super().__init__("capture", stop)
         self.supervisor, self.slot, self.stats, self.lossless, self.on_end = supervisor, slot, stats, lossless, on_end
+        self.prepare = prepare
 
     def loop(self) -> None:
         last = time.perf_counter()
@@ -87,7 +91,9 @@ class CaptureWorker(Worker):
             now = time.perf_counter()
             self.stats.add_latency("capture", (now - last) * 1e3)
             self.stats.captured += 1
-            if self.slot.put((frame, ts), block=self.lossless, stop=self.stop_event):
+            item = self.prepare(frame, ts)
+            self.stats.add_latency("preprocess", item.prep_ms)
+            if self.slot.put(item, block=self.lossless, stop=self.stop_event):
                 self.stats.dropped += 1
             self.beat()
             last = time.perf_counter()
@@ -96,36 +102,34 @@ class CaptureWorker(Worker):
 
 
 class InferenceWorker(Worker):
-    def __init__(self, engine, slot: NewestSlot, results: queue.Queue, stop: threading.Event, stats: Stats,
+    def __init__(self, run: Callable, slot: NewestSlot, results: queue.Queue, stop: threading.Event, stats: Stats,
                  settings: Callable):
         super().__init__("inference", stop)
-        self.engine, self.slot, self.results, self.stats, self.settings = engine, slot, results, stats, settings
+        self.run_model, self.slot, self.results, self.stats, self.settings = run, slot, results, stats, settings
         self.source_done = threading.Event()
 
     def loop(self) -> None:
         next_at = 0.0
         while not self.stop_event.is_set():
             self.beat()
-            settings = self.settings()
-            if settings.fps:
+            fps = self.settings().fps
+            if fps:
                 wait = next_at - time.monotonic()
                 if wait > 0:
-                    self.stop_event.wait(wait)
+                    self.stop_event.wait(min(wait, 0.2))
                     continue
             item = self.slot.get(timeout=0.2)
             if item is None:
                 if self.source_done.is_set():
                     break
                 continue
-            frame, ts = item
-            result, timings = self.engine.process(frame, ts, settings)
-            for stage, ms in timings.items():
-                self.stats.add_latency(stage, ms)
-            if settings.fps:
-                next_at = max(next_at + 1.0 / settings.fps, time.monotonic())
+            inferred = self.run_model(item)
+            self.stats.add_latency("inference", inferred.infer_ms)
+            if fps:
+                next_at = max(next_at + 1.0 / fps, time.monotonic())
             while not self.stop_event.is_set():
                 try:
-                    self.results.put(result, timeout=0.2)
+                    self.results.put(inferred, timeout=0.2)
                     break
                 except queue.Full:
                     self.beat()
@@ -134,37 +138,43 @@ class InferenceWorker(Worker):
 
 
 class PublishWorker(Worker):
-    """Stores results in the outbox, pumps the window, and runs ``tick`` (metrics, status) periodically."""
+    """Decodes results (``finish``), stores them in the outbox, pumps the window, runs ``tick`` (metrics, status)."""
 
     def __init__(self, publisher, results: queue.Queue, stop: threading.Event, stats: Stats,
-                 tick: Callable[[], None]):
+                 finish: Callable, settings: Callable, tick: Callable[[], None]):
         super().__init__("publish", stop)
         self.publisher, self.results, self.stats, self.tick = publisher, results, stats, tick
+        self.finish, self.settings = finish, settings
         self.finished = threading.Event()
+
+    def _handle(self, inferred) -> None:
+        result, post_ms = self.finish(inferred, self.settings())
+        self.stats.add_latency("postprocess", post_ms)
+        t0 = time.perf_counter()
+        if self.publisher.submit(result) is not None:
+            self.stats.published += 1
+        self.stats.add_latency("publish", (time.perf_counter() - t0) * 1e3)
 
     def loop(self) -> None:
         while not self.stop_event.is_set():
             self.beat()
             try:
-                result: FrameResult | None = self.results.get(timeout=0.05)
+                inferred = self.results.get(timeout=0.05)
             except queue.Empty:
-                result = False
-            if result is None:      # inference ended (exit_on_end)
+                inferred = False
+            if inferred is None:      # inference ended (exit_on_end)
                 self.finished.set()
                 break
-            if result is not False:
-                t0 = time.perf_counter()
-                if self.publisher.submit(result) is not None:
-                    self.stats.published += 1
-                self.stats.add_latency("publish", (time.perf_counter() - t0) * 1e3)
+            if inferred is not False:
+                self._handle(inferred)
             self.publisher.pump()
             self.tick()
-        # drain what inference already produced: results must not be lost on a clean stop
+        # store what inference already produced: results must not be lost on a clean stop
         while True:
             try:
-                result = self.results.get_nowait()
+                inferred = self.results.get_nowait()
             except queue.Empty:
                 break
-            if result is not None and self.publisher.submit(result) is not None:
-                self.stats.published += 1
+            if inferred is not None:
+                self._handle(inferred)
         self.finished.set()
