@@ -101,3 +101,25 @@ def test_fps_cap_drops_stale_frames_and_counts_them(tmp_path, broker, detector_m
     assert f["dropped"] >= f["captured"] - f["processed"] - 2, f   # at most the frame in the slot is pending
     assert m["outbox"]["depth"] >= 0 and m["latency_ms"]["p50"] > 0
     assert agent.terminate() == 0, agent.logs()
+
+
+def test_exit_on_end_processes_every_frame_and_drains(tmp_path, broker, detector_model, subscriber):
+    """A video read without pacing (realtime: false) is processed frame by frame, none dropped; at its end the
+    agent drains the outbox and exits 0 by itself (batch runs, the emulated-Pi test)."""
+    import subprocess
+    import sys
+
+    from edge_helpers import ROOT
+    video = write_video(tmp_path / "cam.avi", frames=30, empty_every=5)
+    sub = subscriber(broker, "sigmawatch/cam-1/#")
+    cfg = agent_config(tmp_path, broker, detector_model, video, source__loop=False, source__realtime=False,
+                       source__exit_on_end=True)
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "run", "-c", str(cfg)], cwd=ROOT, timeout=60,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dets = sub.wait_for(lambda: [d for d in sub.payloads("/detections")] if sub.payloads("/status") and
+                        [s for s in sub.payloads("/status") if s["state"] == "offline"] else None, timeout=10,
+                        what="offline status after the end")
+    # 30 frames, every 5th empty: 24 frames with the square + 6 transitions to an empty scene
+    assert [d["seq"] for d in dets] == list(range(30))
+    assert sum(1 for d in dets if not d["detections"]) == 6
