@@ -9,7 +9,7 @@ import pytest
 
 import ha_schema
 import messages as m
-from conftest import RunningDashboard
+from dash_helpers import RunningDashboard
 from stream import homeassistant as ha
 
 

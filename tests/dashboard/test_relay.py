@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import messages as m
-from conftest import RunningDashboard, SSEReader
+from dash_helpers import RunningDashboard, SSEReader
 
 pytestmark = pytest.mark.mqtt
 
@@ -98,7 +98,7 @@ def test_the_relay_reconnects_after_the_broker_restarts(dashboard, broker, publi
     dashboard.wait_for(lambda s: s["broker"]["connected"] is False)
     broker.start()
     dashboard.wait_for(lambda s: s["broker"]["connected"] is True, timeout=20)
-    from conftest import Publisher
+    from dash_helpers import Publisher
     again = Publisher(broker)
     try:
         again.send([m.status("cam-r")])
