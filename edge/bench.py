@@ -39,6 +39,26 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def make_pan_video(image: str, out: str, frames: int = 150, size: tuple[int, int] = (640, 480),
+                   fps: float = 30.0) -> str:
+    """A camera-like MJPG video panning across a photo (real-image JPEG sizes, unlike synthetic scenes)."""
+    img = cv2.imread(image)
+    if img is None:
+        raise SourceError(f"--from-image {image}: not an image OpenCV can read")
+    w, h = size
+    scale = max(w * 1.25 / img.shape[1], h / img.shape[0])
+    img = cv2.resize(img, (int(img.shape[1] * scale) + 1, int(img.shape[0] * scale) + 1))
+    span = img.shape[1] - w
+    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    if not writer.isOpened():
+        raise SourceError(f"cannot write {out} with the MJPG codec")
+    for i in range(frames):
+        x = int(span * (0.5 - 0.5 * np.cos(2 * np.pi * i / frames)))
+        writer.write(np.ascontiguousarray(img[:h, x:x + w]))
+    writer.release()
+    return out
+
+
 def sample_frames(video: str, n: int = 20) -> list[np.ndarray]:
     cap = cv2.VideoCapture(video)
     frames = []
@@ -112,6 +132,8 @@ def pipeline_run(model: str, video: str, n: int, device: str, threads: int | Non
 
 
 def run_bench(args) -> int:
+    if args.from_image and not Path(args.video).exists():
+        make_pan_video(args.from_image, args.video)
     engine = Engine(ModelConfig(path=args.model, device=args.device, threads=args.threads),
                     Settings(score_threshold=args.score_threshold))
     frames = sample_frames(args.video)

@@ -143,3 +143,12 @@ def test_newest_slot_drops_stale_and_blocking_mode_waits():
     assert slot.get(1) == 3
     t.join(2)
     assert got == [False] and slot.get(1) == 4
+
+
+def test_shipped_example_configs_validate():
+    from edge_helpers import ROOT
+    paths = sorted((ROOT / "configs").glob("edge-agent*.yaml"))
+    assert paths
+    for path in paths:
+        cfg = load(path)
+        assert "password" not in cfg.summary()
