@@ -88,6 +88,8 @@ class JobConfig(Strict):
     window: WindowConfig = Field(default_factory=WindowConfig)
     out_of_orderness_s: float = Field(2.0, ge=0, description="bounded out-of-orderness of capture timestamps")
     idle_timeout_s: Optional[float] = Field(None, gt=0, description="source idle timeout (parallel sources)")
+    max_future_s: float = Field(300.0, gt=0, description="capture times further ahead of the bridge clock are "
+                                "dead-lettered (a bad device clock must not push the watermark)")
     monitor_interval_s: float = Field(0.2, gt=0, description="how often the landing directory is scanned")
     dedup_ttl_s: float = Field(3600.0, gt=0, description="how long a (device, seq) is remembered for dedup")
     high_sigma_threshold: float = Field(0.25, ge=0, le=1, description="sigma_mean at/above this is 'high uncertainty'")

@@ -1,0 +1,203 @@
+"""The Python operators of the job. They only see the rows windows produce (and rejects), never every event.
+
+- :class:`ToPayload` turns a union output row (``stream.sql.OUTPUT_COLUMNS``) into one JSON line: a
+  ``stream.topics`` payload (aggregate, fleet, health, stats), a dead-letter record, a consumption record or
+  an activity record, tagged with its destination.
+- :class:`WindowAlerts` (keyed by ``<device|_fleet>/<class>``) runs ``class_count``/``uncertainty_spike``
+  rules, with an event-time timer at the end of the next window to clear alerts of keys that went quiet.
+- :class:`SilenceAlerts` (keyed by device) runs ``device_silent`` with processing-time timers.
+- :class:`MqttPublish` publishes payloads QoS 1 retained (the paho client lives in ``open``/``close``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Optional
+
+from pyflink.common import Types
+from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from stream import topics
+from stream.alerts import SilenceRule, WindowRules
+from stream.config import AlertRules
+
+log = logging.getLogger("stream.functions")
+
+# destination tag -> records directory under output_dir
+DEST_RECORDS, DEST_DEADLETTER, DEST_CONSUMED, DEST_ACTIVITY = "records", "deadletter", "consumed", "activity"
+
+
+def tag(dest: str, body: dict) -> str:
+    return dest + "\t" + json.dumps(body, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def untag(line: str) -> tuple[str, str]:
+    dest, _, body = line.partition("\t")
+    return dest, body
+
+
+def _reasons(text: Optional[str]) -> dict:
+    counts: dict = {}
+    for r in (text or "").split("\n"):
+        if r:
+            counts[r[:200]] = counts.get(r[:200], 0) + 1
+    return counts
+
+
+def row_to_record(r: dict, high_sigma_threshold: float) -> str:
+    """Map one output row (as a dict of OUTPUT_COLUMNS) to a tagged JSON line."""
+    out = r["okind"]
+    win = {} if r.get("ws") is None else {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
+    if out in ("aggregate", "fleet"):
+        fields = dict(class_id=int(r["class_id"]), label=r["label"], **win, detections=int(r["detections"]),
+                      frames=int(r["frames"]), score_mean=float(r["score_mean"]), sigma_mean=float(r["sigma_mean"]),
+                      sigma_max=float(r["sigma_max"]), high_sigma_share=float(r["high_sigma_share"]),
+                      high_sigma_threshold=float(high_sigma_threshold))
+        if out == "aggregate":
+            fields["device"] = r["device"]
+        else:
+            fields["devices"] = int(r["devices"])
+        return tag(DEST_RECORDS, topics.build(out, **fields))
+    if out == "health":
+        frames = int(r["frames"])
+        span = max(1e-9, win["window_end"] - win["window_start"])
+        return tag(DEST_RECORDS, topics.build(
+            "health", device=r["device"], **win, last_seen=float(r["last_seen"]), frames=frames,
+            frame_rate=frames / span, fps=None if r["fps"] is None else float(r["fps"]),
+            dropped=None if r["dropped"] is None else int(r["dropped"]),
+            outbox_depth=None if r["outbox_depth"] is None else int(r["outbox_depth"]), state=r["state"]))
+    if out == "stats":
+        return tag(DEST_RECORDS, topics.build("stats", **win, dead_letters=int(r["dead_letters"]),
+                                              late=int(r["late"]), reasons=_reasons(r["reasons"])))
+    if out == "reject":
+        return tag(DEST_DEADLETTER, {k: r[k] for k in ("category", "recv_ts", "topic", "device", "reason",
+                                                       "raw_payload", "seq", "ts")})
+    if out == "consumed":
+        return tag(DEST_CONSUMED, {"file_path": r["file_path"], "records": int(r["records"])})
+    if out == "activity":
+        return tag(DEST_ACTIVITY, {"device": r["device"], "last_recv": r["recv_ts"], "messages": int(r["records"])})
+    raise ValueError(f"unknown output row kind {out!r}")
+
+
+class ToPayload(MapFunction):
+    def __init__(self, names: list[str], high_sigma_threshold: float):
+        self.names = names
+        self.threshold = high_sigma_threshold
+
+    def map(self, value):
+        return row_to_record(dict(zip(self.names, value)), self.threshold)
+
+
+def window_key(line: str) -> str:
+    p = json.loads(untag(line)[1])
+    return f"{p.get('device') or topics.FLEET_DEVICE}/{p['label']}"
+
+
+def is_class_window(line: str) -> bool:
+    dest, body = untag(line)
+    return dest == DEST_RECORDS and ('"type":"aggregate"' in body or '"type":"fleet"' in body)
+
+
+class _JsonState(KeyedProcessFunction):
+    def open(self, runtime_context: RuntimeContext):
+        self.state = runtime_context.get_state(ValueStateDescriptor("alert_state", Types.STRING()))
+
+    def load(self) -> dict:
+        raw = self.state.value()
+        return json.loads(raw) if raw else {}
+
+    def save(self, st: dict) -> None:
+        self.state.update(json.dumps(st))
+
+
+class WindowAlerts(_JsonState):
+    def __init__(self, rules: AlertRules, slide_s: float):
+        self.rules_json = rules.model_dump_json()
+        self.slide_s = slide_s
+
+    def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
+        self.engine = WindowRules(AlertRules.model_validate_json(self.rules_json))
+
+    def process_element(self, value, ctx):
+        payload = json.loads(untag(value)[1])
+        st = self.load()
+        st["_key"] = [payload.get("device"), payload["label"]]
+        alerts = self.engine.on_window(st, payload)
+        if self.engine.any_firing(st):
+            ctx.timer_service().register_event_time_timer(int(round((payload["window_end"] + self.slide_s) * 1000)))
+        self.save(st)
+        for a in alerts:
+            yield tag(DEST_RECORDS, a)
+
+    def on_timer(self, timestamp, ctx):
+        st = self.load()
+        if "_key" not in st:
+            return
+        device, label = st["_key"]
+        alerts = self.engine.on_gap(st, device, label, timestamp / 1000.0)
+        self.save(st)
+        for a in alerts:
+            yield tag(DEST_RECORDS, a)
+
+
+class SilenceAlerts(_JsonState):
+    def __init__(self, rules: AlertRules):
+        self.rules_json = rules.model_dump_json()
+
+    def open(self, runtime_context: RuntimeContext):
+        super().open(runtime_context)
+        self.engine = SilenceRule(AlertRules.model_validate_json(self.rules_json))
+
+    def process_element(self, value, ctx):
+        body = json.loads(untag(value)[1])
+        now = ctx.timer_service().current_processing_time() / 1000.0
+        st = self.load()
+        alerts = self.engine.on_activity(st, body["device"], now)
+        self.save(st)
+        if self.engine.rule:
+            ctx.timer_service().register_processing_time_timer(int((now + self.engine.rule.after_s) * 1000))
+        for a in alerts:
+            yield tag(DEST_RECORDS, a)
+
+    def on_timer(self, timestamp, ctx):
+        st = self.load()
+        alerts = self.engine.on_timer(st, ctx.get_current_key(), timestamp / 1000.0)
+        self.save(st)
+        for a in alerts:
+            yield tag(DEST_RECORDS, a)
+
+
+class MqttPublish(MapFunction):
+    """Publishes record payloads (QoS 1, retained) and passes every line through unchanged."""
+
+    def __init__(self, host: str, port: int, prefix: str, username: Optional[str], password: Optional[str],
+                 client_id: str):
+        self.conf = (host, port, prefix, username, password, client_id)
+
+    def open(self, runtime_context: RuntimeContext):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        host, port, self.prefix, user, password, client_id = self.conf
+        idx = runtime_context.get_index_of_this_subtask()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-{idx}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.max_queued_messages_set(100_000)
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.connect_async(host, port, 30)   # reconnects by itself; publishes queue meanwhile
+        self.client.loop_start()
+
+    def map(self, value):
+        dest, body = untag(value)
+        if dest == DEST_RECORDS:
+            payload = json.loads(body)
+            self.client.publish(topics.topic_for(self.prefix, payload), body.encode(), qos=1, retain=True)
+        return value
+
+    def close(self):
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()

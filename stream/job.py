@@ -1,0 +1,117 @@
+"""``stream-job``: the PyFlink aggregation job (local mini-cluster by default; ``flink run -py`` for a cluster).
+
+    stream-job run --config configs/stream.example.yaml           # monitor the landing dir, run until stopped
+    stream-job run --config ... --bounded                          # read what is there, close all windows, exit
+    stream-job bench [--events 200000]                             # throughput / latency benchmarks
+    flink run -m HOST:8081 -py stream/job.py -pyfs stream,edge -- run --config ...   # submit to a cluster
+
+Checkpoints go to ``job.checkpoint_dir`` (retained on cancel); a restarted job resumes from the newest
+complete checkpoint there (``job.resume``), and a failing job is restarted at most
+``job.restart_attempts`` times (the Flink default with checkpointing retries forever, silently).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from stream.config import StreamConfig, load, load_rules, with_overrides
+from stream.errors import JobError, StreamError, report
+
+log = logging.getLogger("stream.job")
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
+    """The newest complete checkpoint (a ``chk-N`` directory with ``_metadata``) under ``checkpoint_dir``."""
+    found = [p.parent for p in Path(checkpoint_dir).glob("*/chk-*/_metadata") if p.is_file()]
+    if not found:
+        return None
+    return max(found, key=lambda p: (p.joinpath("_metadata").stat().st_mtime, int(p.name.split("-")[1])))
+
+
+def flink_configuration(cfg: StreamConfig, restore_from: Optional[Path] = None, checkpointing: bool = True):
+    from pyflink.common import Configuration
+    job = cfg.job
+    conf = Configuration()
+    if checkpointing:
+        conf.set_string("execution.checkpointing.interval", f"{int(job.checkpoint_interval_s * 1000)} ms")
+        conf.set_string("execution.checkpointing.dir", Path(job.checkpoint_dir).resolve().as_uri())
+        conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+        conf.set_string("execution.checkpointing.num-retained", "2")
+    conf.set_string("restart-strategy.type", "fixed-delay")
+    conf.set_string("restart-strategy.fixed-delay.attempts", str(job.restart_attempts))
+    conf.set_string("restart-strategy.fixed-delay.delay", f"{int(job.restart_delay_s * 1000)} ms")
+    conf.set_string("parallelism.default", str(job.parallelism))
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    if restore_from is not None:
+        conf.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
+    return conf
+
+
+def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, checkpointing: bool = True):
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg, restore_from, checkpointing))
+    env.set_parallelism(cfg.job.parallelism)
+    env.set_python_executable(sys.executable)
+    return env, StreamTableEnvironment.create(env)
+
+
+def run(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_from: Optional[Path] = None) -> int:
+    from stream.pipeline import SinkSpec, SourceSpec, build_pipeline
+    job = cfg.job
+    if restore_from is None and job.resume:
+        restore_from = latest_checkpoint(job.checkpoint_dir)
+    if restore_from is not None:
+        log.info("resuming from checkpoint %s", restore_from)
+    rules = load_rules(job.alerts_file)
+    Path(job.landing_dir).mkdir(parents=True, exist_ok=True)
+    env, t_env = make_environments(cfg, restore_from)
+    source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s)
+    sinks = SinkSpec(output_dir=str(job.output_dir), mqtt=cfg.mqtt if (mqtt and job.publish_mqtt) else None)
+    build_pipeline(t_env, source, sinks, job, rules)
+    try:
+        env.execute("sigmawatch-stream")
+    except Exception as exc:  # py4j wraps the Java failure; keep its first line
+        raise JobError(f"the Flink job failed: {str(exc).strip().splitlines()[0][:500]} "
+                       "(full trace in the log above / pyflink/log/)") from exc
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from stream.bench import main as bench_main
+        return bench_main(argv[1:])
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    ap = argparse.ArgumentParser(prog="stream-job", description="sigmawatch PyFlink aggregation job "
+                                 "(subcommands: run [default], bench)")
+    ap.add_argument("--config", type=Path, help="stream YAML (configs/stream.example.yaml)")
+    ap.add_argument("--landing-dir", type=Path)
+    ap.add_argument("--output-dir", type=Path)
+    ap.add_argument("--checkpoint-dir", type=Path)
+    ap.add_argument("--bounded", action="store_true", help="read the files present, close every window, exit")
+    ap.add_argument("--no-mqtt", action="store_true", help="write files only")
+    ap.add_argument("--from-checkpoint", type=Path, help="restore from this checkpoint/savepoint directory")
+    ap.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args, unknown = ap.parse_known_args(argv)     # tolerate launcher flags (flink run passes its own)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if unknown:
+        log.info("ignoring arguments %s", unknown)
+    try:
+        cfg = load(args.config)
+        cfg = with_overrides(cfg, "job", landing_dir=args.landing_dir, output_dir=args.output_dir,
+                             checkpoint_dir=args.checkpoint_dir, resume=False if args.fresh else None)
+        return run(cfg, bounded=args.bounded, mqtt=not args.no_mqtt, restore_from=args.from_checkpoint)
+    except StreamError as exc:
+        return report(exc, "stream-job")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

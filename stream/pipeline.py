@@ -1,0 +1,113 @@
+"""``build_pipeline(t_env, source, sinks, cfg, rules)``: the whole job graph, separate from the launcher.
+
+SQL (stream.sql) does all per-event work and produces one union table of output rows; one conversion to a
+DataStream hands those few rows to Python (stream.functions): payloads, alerts, MQTT, and Flink's
+exactly-once file sinks (``records/``, ``deadletter/``, ``consumed/`` under the output directory; files
+become visible when the checkpoint that covers them completes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from stream import sql
+from stream.config import AlertRules, JobConfig, MqttConfig
+from stream.functions import (DEST_ACTIVITY, DEST_CONSUMED, DEST_DEADLETTER, DEST_RECORDS, MqttPublish,
+                              SilenceAlerts, ToPayload, WindowAlerts, is_class_window, untag, window_key)
+
+SOURCE_TABLE = "landing"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    path: str                                   # landing directory: local path or filesystem URI
+    monitor_interval_s: Optional[float] = 0.2   # None = bounded: read the files present, close all windows, finish
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    output_dir: Optional[str] = None            # None = no files
+    mqtt: Optional[MqttConfig] = None           # None = no MQTT
+    python: bool = True                         # False: SQL outputs into a blackhole (throughput benchmark)
+    client_id: str = "sigmawatch-job"
+
+
+def options(cfg: JobConfig) -> sql.SqlOptions:
+    return sql.SqlOptions(window_s=cfg.window.size_s, slide_s=cfg.window.slide_s,
+                          out_of_orderness_s=cfg.out_of_orderness_s, high_sigma_threshold=cfg.high_sigma_threshold,
+                          stats_interval_s=cfg.stats_interval_s)
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path else "file://" + str(__import__("pathlib").Path(path).resolve())
+
+
+def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
+    conf = t_env.get_config()
+    conf.set("table.local-time-zone", "UTC")
+    conf.set("table.exec.state.ttl", f"{int(cfg.dedup_ttl_s * 1000)} ms")
+    if cfg.idle_timeout_s:
+        conf.set("table.exec.source.idle-timeout", f"{int(cfg.idle_timeout_s * 1000)} ms")
+    o = options(cfg)
+    t_env.execute_sql(sql.source_ddl(SOURCE_TABLE, _uri(source.path), source.monitor_interval_s,
+                                     cfg.out_of_orderness_s, cfg.max_future_s))
+    for stmt in sql.views(SOURCE_TABLE, o):
+        t_env.execute_sql(stmt)
+    return o
+
+
+def _file_sink(path: str):
+    from pyflink.common.serialization import Encoder
+    from pyflink.datastream.connectors.file_system import BucketAssigner, FileSink, OutputFileConfig, RollingPolicy
+    return (FileSink.for_row_format(_uri(path), Encoder.simple_string_encoder())
+            .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
+            .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+            .with_output_file_config(OutputFileConfig.builder().with_part_suffix(".jsonl").build())
+            .build())
+
+
+def build_pipeline(t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConfig = JobConfig(),
+                   rules: AlertRules = AlertRules()):
+    """Add the job to ``t_env``'s environment. Returns a TableResult-less StatementSet or None.
+
+    With ``sinks.python`` the caller runs ``env.execute()``; without it the returned statement set holds
+    the SQL-only insert into a blackhole (call ``.execute()``).
+    """
+    from pyflink.common import Types
+
+    o = register_sql(t_env, source, cfg)
+    query = sql.outputs_query(SOURCE_TABLE, o)
+    names = [c for c, _ in sql.OUTPUT_COLUMNS]
+    if not sinks.python:
+        cols = ", ".join(f"`{c}` {t}" for c, t in sql.OUTPUT_COLUMNS)
+        t_env.execute_sql(sql.blackhole_ddl("outputs_blackhole", cols))
+        ss = t_env.create_statement_set()
+        ss.add_insert_sql(f"INSERT INTO outputs_blackhole {query}")
+        return ss
+
+    rows = t_env.to_data_stream(t_env.sql_query(query))
+    lines = rows.map(ToPayload(names, cfg.high_sigma_threshold), output_type=Types.STRING()).uid("to-payload")
+    out = lines.filter(lambda x: not x.startswith(DEST_ACTIVITY + "\t")).uid("not-activity")
+    window_rules = [r for r in rules.rules if r.type in ("class_count", "uncertainty_spike")]
+    if window_rules:
+        alerts = (lines.filter(is_class_window).uid("class-windows")
+                  .key_by(window_key, key_type=Types.STRING())
+                  .process(WindowAlerts(rules, o.slide_ms / 1000.0), output_type=Types.STRING()).uid("window-alerts"))
+        out = out.union(alerts)
+    if any(r.type == "device_silent" for r in rules.rules):
+        silence = (lines.filter(lambda x: x.startswith(DEST_ACTIVITY + "\t")).uid("activity")
+                   .key_by(lambda x: untag(x)[1].split('"device":"', 1)[1].split('"', 1)[0], key_type=Types.STRING())
+                   .process(SilenceAlerts(rules), output_type=Types.STRING()).uid("silence-alerts"))
+        out = out.union(silence)
+    if sinks.mqtt is not None:
+        m = sinks.mqtt
+        out = out.map(MqttPublish(m.host, m.port, m.prefix, m.username, m.password(), sinks.client_id),
+                      output_type=Types.STRING()).uid("mqtt-publish")
+    if sinks.output_dir:
+        for dest in (DEST_RECORDS, DEST_DEADLETTER, DEST_CONSUMED):
+            (out.filter(lambda x, d=dest: x.startswith(d + "\t")).uid(f"to-{dest}")
+             .map(lambda x: untag(x)[1], output_type=Types.STRING()).uid(f"untag-{dest}")
+             .sink_to(_file_sink(f"{sinks.output_dir.rstrip('/')}/{dest}")).uid(f"sink-{dest}"))
+    else:
+        out.filter(lambda x: False).print()
+    return None
