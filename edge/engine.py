@@ -148,7 +148,7 @@ class Engine:
             for d in dets:
                 if settings.max_sigma is not None and d.sigma_mean is not None and d.sigma_mean > settings.max_sigma:
                     continue
-                m = d.to_message()
+                m = d.to_message(digits=4)   # 1e-4 of the frame: finer than a pixel up to 10k px
                 if settings.zones:
                     inside = zones_of(m["box"], settings.zones)
                     if not inside:

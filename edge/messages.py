@@ -31,10 +31,10 @@ def _env(kind: str, device: str) -> dict[str, Any]:
 
 
 def detections_payload(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    msg = {**_env("detections", device), "seq": int(seq), "ts": round(result.ts, 6),
+    msg = {**_env("detections", device), "seq": int(seq), "ts": round(result.ts, 3),
            "frame": {"w": int(result.frame_w), "h": int(result.frame_h)},
            "model": dict(model_ref), "task": result.task,
-           "latency_ms": {k: round(float(v), 3) for k, v in result.latency_ms.items()},
+           "latency_ms": {k: round(float(v), 2) for k, v in result.latency_ms.items()},
            "detections": list(result.detections)}
     if result.classes is not None:
         msg["classes"] = result.classes
