@@ -50,6 +50,12 @@ def find_runtime(preferred: str | None = None) -> Runtime:
             continue
         dist = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime",
                 "tensorflow.lite": "tensorflow"}[mod_name]
+        if dist == "tflite-runtime" and int(np.__version__.split(".")[0]) >= 2:
+            # Every tflite-runtime release (the last is 2.14) is built against numpy 1.x: the import works,
+            # creating an interpreter fails with "_ARRAY_API not found" (a SystemError, on a Pi too).
+            errors.append(f"{mod_name}: tflite-runtime {_dist_version(dist)} is built for numpy 1.x but numpy "
+                          f"{np.__version__} is installed (pip install 'numpy<2', as sigmawatch[edge-legacy] pins)")
+            continue
         return Runtime(dist, _dist_version(dist), module)
     raise RuntimeUnavailableError(
         "no TFLite interpreter is importable (" + "; ".join(errors) + "). Install one: "
