@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="video file used as the camera")
     p.add_argument("--from-image", help="first write --video as a 640x480 pan across this photo (if it does not exist)")
     p.add_argument("--frames", type=int, default=200, help="frames to process in each measurement")
+    p.add_argument("--rounds", type=int, default=3, help="alternating interpreter/pipeline rounds (medians reported)")
     p.add_argument("--device", default="cpu", help="cpu, edgetpu, usb, usb:N, pci")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads")
     p.add_argument("--broker", metavar="HOST[:PORT]", help="publish through this broker (default: outbox only)")
