@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -189,4 +188,3 @@ def check_broker(options: LinkOptions, timeout: float = 5.0) -> None:
     finally:
         c.disconnect()
         c.loop_stop()
-        time.sleep(0)
