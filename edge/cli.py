@@ -84,6 +84,16 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"on {engine.interpreter_name}")
     except EdgeError as exc:
         fail("model", exc)
+    import sqlite3
+
+    from edge.outbox import Outbox
+    try:
+        ob = Outbox(cfg.outbox_path)
+        print(f"ok    outbox: {cfg.outbox_path} ({ob.depth()} messages waiting, next seq {ob.next_seq})")
+        ob.close()
+    except (OSError, sqlite3.Error) as exc:
+        fail("outbox", ConfigError(f"{cfg.outbox_path} cannot be opened for writing ({exc}); check state_dir "
+                                   "and its owner (systemd: StateDirectory=edge-agent)"))
     from edge.sources import probe
     try:
         w, h = probe(cfg.source)

@@ -145,4 +145,4 @@ def test_check_reports_each_part(base, tmp_path, capsys):
 @pytest.mark.mqtt
 def test_check_passes_with_broker(base, broker, capsys):
     code, text = run(capsys, "check", "-c", base(mqtt__port=broker.port))
-    assert code == 0 and "all checks passed" in text and "160x120" in text
+    assert code == 0 and "all checks passed" in text and "160x120" in text and "ok    outbox" in text
