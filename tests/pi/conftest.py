@@ -42,9 +42,10 @@ def pi_site(pi_platform_tags, project_root):
     """``pi_site(extra)`` -> target dir holding ``sigmawatch[extra]``'s requirement set as aarch64 wheels."""
     made: dict[str, Path] = {}
 
-    def get(extra: str) -> Path:
+    def get(extra: str, requirements: list[str] | None = None) -> Path:
+        """``requirements``: install these instead of the extra's set (the name ``extra`` keys the cache)."""
         if extra not in made:
-            reqs = pi_wheels.requirement_set(project_root / "pyproject.toml", extra)
+            reqs = requirements or pi_wheels.requirement_set(project_root / "pyproject.toml", extra)
             try:
                 made[extra] = pi_wheels.install(wheels_dir(), extra, reqs, pi_platform_tags)
             except pi_wheels.WheelInstallError as exc:

@@ -20,7 +20,8 @@ from edge import schema
 from pi_runner import NEWER_CORE_SNIPPET
 from pi_agent import AgentRunError, Collector, console_script_args, run_agent, write_config
 from pi_compare import STEPS, Tolerance, compare_frames
-from pi_wheels import ENVIRONMENTS
+from pi_runner import EmulatedPython
+from pi_wheels import ENVIRONMENTS, requirement_set
 
 pytestmark = [pytest.mark.pi, pytest.mark.mqtt]
 AGENT_TIMEOUT = 300
@@ -119,3 +120,21 @@ def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, project_r
         assert len(collector.wait_for("a76-control", "detections", frames, timeout=30)) == frames
     finally:
         collector.stop()
+
+
+def test_tflite_runtime_under_numpy2_is_refused_with_a_clear_error(pi_rootfs, pi_site, broker, project_root, tmp_path,
+                                                                    demo_model, pi_video, score_threshold):
+    """What a Pi user gets from `pip install tflite-runtime opencv-python-headless ...` without the numpy<2 pin
+    of [edge-legacy]: numpy 2 (tflite-runtime declares no upper bound). tflite-runtime imports, then fails
+    deep inside Interpreter(); the agent must refuse with its interpreter exit code and a reason, no traceback."""
+    reqs = [r for r in requirement_set(project_root / "pyproject.toml", "edge-legacy")
+            if not r.replace(" ", "").startswith("numpy")] + ["numpy>=2"]
+    python = EmulatedPython(pi_rootfs, [project_root, pi_site("edge-legacy-without-numpy-pin", reqs)])
+    video, _ = pi_video
+    with pytest.raises(AgentRunError) as info:
+        run_agent(agent_args(project_root, tmp_path, "pi4-numpy2", video, demo_model, broker, score_threshold),
+                  python=python, cwd=tmp_path, log_path=tmp_path / "numpy2.log", timeout=AGENT_TIMEOUT)
+    message = str(info.value)
+    assert "exit status 4" in message, message  # edge.errors: interpreter or accelerator unavailable
+    assert "built for numpy 1.x" in message and "numpy<2" in message, message
+    assert "Traceback" not in message, message
