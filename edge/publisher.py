@@ -98,6 +98,8 @@ class Publisher:
                 if rc == ERR_QUEUE_SIZE:
                     log.warning("paho refused more messages (queue size); holding back")
                     return handed
+                if rc == ERR_NO_CONN and self.qos == 0:   # QoS 0 is not queued by paho: try again later
+                    return handed
                 if rc not in (SUCCESS, ERR_NO_CONN):
                     log.warning("publish of seq %s failed: rc=%s; retrying later", row.seq, rc)
                     return handed
