@@ -28,7 +28,7 @@ from stream.demo_procs import DemoError, ProcSpec, Supervisor, free_port
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-WINDOW_S, OUT_OF_ORDER_S = 5.0, 1.0
+WINDOW_S, OUT_OF_ORDER_S = 5.0, 2.0
 
 
 def say(msg: str = "") -> None:
@@ -136,8 +136,12 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
     else:
         specs.append(ProcSpec("bridge", [py, "-m", "stream.bridge", "--config", str(stream_yaml)],
                               ready_line=r"subscribing", ready_timeout_s=30))
+        # ready = its first completed checkpoint: the job is running and reading the landing directory, so
+        # the agents start only then (a backlog read at start-up could come out of order and be late)
         specs.append(ProcSpec("flink-job", [py, "-m", "stream.job", "--config", str(stream_yaml)],
-                              env={"PYTHONPATH": str(ROOT)}, ready_timeout_s=120, stop_grace_s=20))
+                              env={"PYTHONPATH": str(ROOT)},
+                              ready_glob=str(workdir / "stream" / "checkpoints" / "*" / "chk-*" / "_metadata"),
+                              ready_timeout_s=240, stop_grace_s=20))
     dash = [py, "-m", "stream.dashboard", "--port", str(args.dashboard_port), "--mqtt-port", str(port)]
     if args.homeassistant:
         dash.append("--homeassistant")
@@ -176,7 +180,7 @@ def _flush_windows(observer: Observer, port: int) -> None:
             return
         device, last = sorted(observer.metrics.items())[0]
         newest = max((ts[-1] for ts in observer.det_ts.values() if ts), default=last["ts"])
-    beat = {**last, "ts": max(newest, last["ts"]) + 2 * WINDOW_S + OUT_OF_ORDER_S + 1, "fps": 0.0}
+    beat = {**last, "ts": max(newest, last["ts"]) + 2 * WINDOW_S + OUT_OF_ORDER_S + 1}
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sigmawatch-demo-flush")
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -211,7 +215,8 @@ def run(args) -> int:
         for spec in specs:
             if stop.is_set():
                 break
-            say(f"==> starting {spec.name}")
+            say(f"==> starting {spec.name}" + (" (JVM + mini-cluster; ready at its first checkpoint, "
+                                                "can take a minute)" if spec.name == "flink-job" else ""))
             running = sup.start(spec)
             if spec.name == "broker":  # subscribe before anything publishes
                 observer = Observer("127.0.0.1", port)

@@ -7,6 +7,7 @@ then SIGKILL after a grace period, then checks that no member of any group is le
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
 import signal
@@ -29,6 +30,7 @@ class ProcSpec:
     env: dict[str, str] = field(default_factory=dict)
     ready_line: Optional[str] = None        # regex searched in the log (stdout+stderr)
     ready_port: Optional[int] = None        # or: 127.0.0.1:<port> accepts connections
+    ready_glob: Optional[str] = None        # or: a file matching this glob exists (e.g. a first checkpoint)
     ready_timeout_s: float = 60.0
     stop_grace_s: float = 15.0              # SIGTERM -> SIGKILL
     cwd: Optional[str] = None
@@ -115,7 +117,7 @@ class Supervisor:
 
     def _wait_ready(self, run: Running) -> None:
         spec = run.spec
-        if spec.ready_line is None and spec.ready_port is None:
+        if spec.ready_line is None and spec.ready_port is None and spec.ready_glob is None:
             return
         pattern = re.compile(spec.ready_line) if spec.ready_line else None
         deadline = time.monotonic() + spec.ready_timeout_s
@@ -127,6 +129,9 @@ class Supervisor:
                 m = pattern.search(run.log_path.read_text(errors="replace"))
                 if m:
                     run.ready_match = m
+                    return
+            elif spec.ready_glob:
+                if glob.glob(spec.ready_glob):
                     return
             elif _port_open(spec.ready_port):
                 return

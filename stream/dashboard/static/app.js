@@ -163,7 +163,7 @@ function renderDevices() {
     cell("seq", d.detections ? d.detections.seq : (m.last_seq ?? "–"));
     cell("detections", `${d.detections_count} in ${d.detection_messages} msgs`);
     const h = S.health.get(id);
-    cell("job", h ? `${fmt(h.frame_rate)} frames/s, ${h.messages} msgs` : "–");
+    cell("job", h ? `${fmt(h.frame_rate)} frames/s (${h.frames} frames, state ${h.state ?? "–"})` : "–");
     const model = (d.detections && d.detections.model) || st.model || {};
     cell("model", model.id || "–");
   }
