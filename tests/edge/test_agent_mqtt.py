@@ -123,3 +123,26 @@ def test_exit_on_end_processes_every_frame_and_drains(tmp_path, broker, detector
     # 30 frames, every 5th empty: 24 frames with the square + 6 transitions to an empty scene
     assert [d["seq"] for d in dets] == list(range(30))
     assert sum(1 for d in dets if not d["detections"]) == 6
+
+
+def test_shipped_demo_detector_end_to_end(tmp_path, broker, shipped_detector, scene, agents, subscriber):
+    """The project's trained demo detector on a synthetic scene of the kind it was trained on."""
+    from edge.model_metadata import read_metadata
+    model, video = scene
+    assert model == shipped_detector
+    meta = read_metadata(model)
+    sub = subscriber(broker, "sigmawatch/demo-1/#")
+    agent = agents(agent_config(tmp_path, broker, model, video, device="demo-1", model__task="detection",
+                                model__threads=2))
+    sub.wait_for(lambda: len([d for d in sub.payloads("/detections") if d["detections"]]) >= 10, timeout=90,
+                 what="10 messages with detections from the demo detector")
+    assert agent.terminate() == 0, agent.logs()
+    dets = sub.payloads("/detections")
+    for d in dets:
+        _check(d, "detections")
+        assert d["model"]["hash"] == meta["model_sha256"]
+        for x in d["detections"]:
+            assert x["label"] in meta["labels"]
+            assert x["score"] <= x["objectness"] * (1 - x["sigma_mean"]) + 1e-3
+    status = [s for s in sub.payloads("/status") if s["state"] == "online"][0]
+    assert status["model"]["id"] == meta.get("model_id", status["model"]["id"])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edge_helpers import agent_config, write_video
+from edge_helpers import agent_config
 
 pytestmark = pytest.mark.mqtt
 
@@ -33,8 +33,8 @@ def _assert_exactly_once_or_duplicate(payloads: list[dict], expected: range) -> 
     assert set(by_seq) == set(expected)
 
 
-def test_broker_down_30s_mid_stream_loses_nothing(tmp_path, broker, detector_model, agents, subscriber):
-    video = write_video(tmp_path / "cam.avi", frames=60, fps=20)
+def test_broker_down_30s_mid_stream_loses_nothing(tmp_path, broker, scene, agents, subscriber):
+    detector_model, video = scene
     sub = subscriber(broker, "sigmawatch/cam-1/detections", client_id="outage-sub")
     agent = agents(agent_config(tmp_path, broker, detector_model, video))
     sub.wait_for(lambda: len(sub.payloads("detections")) >= 20, timeout=60, what="detections before the outage")
@@ -43,7 +43,7 @@ def test_broker_down_30s_mid_stream_loses_nothing(tmp_path, broker, detector_mod
     down_at = time.time()
     time.sleep(30)
     next_seq_down, depth_down = _outbox(tmp_path)
-    assert depth_down > 100, f"the agent must keep detecting and queue while the broker is down (depth {depth_down})"
+    assert depth_down > 30, f"the agent must keep detecting and queue while the broker is down (depth {depth_down})"
     broker.start()
     sub.wait_for(lambda: any(p["ts"] > down_at + 30 for p in sub.payloads("detections")), timeout=60,
                  what="fresh detections after the broker came back")
@@ -56,9 +56,9 @@ def test_broker_down_30s_mid_stream_loses_nothing(tmp_path, broker, detector_mod
     assert next_seq > next_seq_down
 
 
-def test_sigkill_then_restart_replays_outbox_in_order(tmp_path, broker_factory, detector_model, agents, subscriber):
+def test_sigkill_then_restart_replays_outbox_in_order(tmp_path, broker_factory, scene, agents, subscriber):
     broker = broker_factory()
-    video = write_video(tmp_path / "cam.avi", frames=60, fps=20)
+    detector_model, video = scene
     sub = subscriber(broker, "sigmawatch/cam-1/detections", client_id="kill-sub")
     broker.stop()                       # the agent starts without a broker and queues
     config = agent_config(tmp_path, broker, detector_model, video)
