@@ -50,3 +50,18 @@ def alert(device: str, label: str, state: str = "firing", message: str = "too ma
                         device=device, label=label, since=time.time() - 3, ts=time.time(), value=12.0,
                         threshold=10.0, message=message)
     return topics.topic_for(PREFIX, body), topics.encode(body)
+
+
+def health(device: str, start: float, frames: int, state: str = "online"):
+    fields = dict(device=device, window_start=start, window_end=start + 5.0, last_seen=start + 4.9, frames=frames,
+                  frame_rate=frames / 5.0, fps=frames / 5.0, dropped=0, outbox_depth=0, state=state)
+    if "messages" in topics.SPECS["health"]:  # older contract version
+        fields["messages"] = frames
+    body = topics.build("health", **fields)
+    return topics.topic_for(PREFIX, body), topics.encode(body)
+
+
+def stats(start: float, dead_letters: int, late: int):
+    body = topics.build("stats", window_start=start, window_end=start + 10.0, dead_letters=dead_letters, late=late,
+                        reasons={"late: capture time behind the watermark": late} if late else {})
+    return topics.topic_for(PREFIX, body), topics.encode(body)

@@ -46,7 +46,8 @@ def test_live_values_boxes_with_sigma_bands_aggregates_and_alerts_appear(dashboa
                     m.aggregate("cam-a", "circle", 0, 1000.0, 4, 0.10),
                     m.aggregate("cam-a", "circle", 0, 1005.0, 6, 0.12),
                     m.aggregate("cam-b", "square", 1, 1000.0, 5, 0.30),
-                    m.alert("cam-a", "square", message="square count 12 > 10 on cam-a")])
+                    m.alert("cam-a", "square", message="square count 12 > 10 on cam-a"),
+                    m.health("cam-a", 1000.0, 20), m.stats(1000.0, 2, 3)])
 
     row = 'tr[data-device="cam-a"] td.'
     chromium.wait_for(f"(document.querySelector('{row}fps') || {{}}).textContent === '9.5'")
@@ -75,6 +76,8 @@ def test_live_values_boxes_with_sigma_bands_aggregates_and_alerts_appear(dashboa
     assert "15 detections in 3 windows" in text(chromium, "#sigma-stats")
     assert "square count 12 > 10 on cam-a" in text(chromium, "#alerts")
     assert text(chromium, "#count-alerts") == "1"
+    assert text(chromium, "#count-dead") == "2 / 3"
+    assert text(chromium, row + "job") == "4.0 frames/s (20 frames, state online)"
 
     # live updates keep coming: a new metrics message changes the row
     publisher.send([m.metrics("cam-a", 12.25, 200, 4, 0)])
