@@ -35,8 +35,7 @@ from stream import topics
 log = logging.getLogger(__name__)
 
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
-ORIGIN = {"name": "sigmawatch", "sw_version": "0.1.0",
-          "support_url": "https://github.com/sigmawatch/sigmawatch"}
+ORIGIN = {"name": "sigmawatch", "sw_version": "0.1.0"}
 
 
 def _node(device: str) -> str:

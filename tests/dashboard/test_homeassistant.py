@@ -131,3 +131,31 @@ def test_the_dashboard_publishes_retained_discovery_once_per_device_and_class(br
         assert late.count == 3
     finally:
         late.close()
+
+
+@pytest.mark.mqtt
+def test_dashboard_cli_with_homeassistant_flag_publishes_discovery(broker, publisher):
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "stream.dashboard", "--port", "0", "--mqtt-port", str(broker.port),
+                             "--homeassistant", "ha-test"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("dashboard: http://127.0.0.1:")
+        time.sleep(0.5)  # subscribed
+        publisher.send([m.status("cam-9")])
+        got = {}
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-cli-check")
+        client.on_message = lambda c, u, msg: got.setdefault(msg.topic, json.loads(msg.payload))
+        client.connect(broker.host, broker.port)
+        client.subscribe("ha-test/#", qos=1)
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.disconnect()
+        client.loop_stop()
+        assert list(got) == ["ha-test/binary_sensor/sigmawatch_cam-9/connectivity/config"]
+        ha_schema.validate(*next(iter(got.items())))
+    finally:
+        proc.terminate()
+        proc.wait(10)
