@@ -7,6 +7,6 @@
 # The logic lives in tests/pi/pi_root.py (tested); this is its command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
+PY=${SIGMAWATCH_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 exec "$PY" tests/pi/pi_root.py "$@"

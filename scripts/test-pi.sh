@@ -6,7 +6,7 @@
 # Extra arguments go to pytest, e.g. scripts/test-pi.sh -k legacy
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
+PY=${SIGMAWATCH_PYTHON:-.venv/bin/python}
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Emulation tools (qemu-user-static, debootstrap)"
