@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -114,12 +115,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._write_event(state.snapshot())
             reported = 0
+            last_write = time.monotonic()
             while not self.server.stopping.is_set():
                 try:
-                    self._write_event(events.get(timeout=KEEPALIVE_S))
+                    self._write_event(events.get(timeout=0.5))  # short: notice a stopping server quickly
+                    last_write = time.monotonic()
                 except queue.Empty:
-                    self.wfile.write(b": keep-alive\n\n")
-                    self.wfile.flush()
+                    if time.monotonic() - last_write >= KEEPALIVE_S:
+                        self.wfile.write(b": keep-alive\n\n")
+                        self.wfile.flush()
+                        last_write = time.monotonic()
                 if lost[0] != reported:
                     reported = lost[0]
                     self._write_event({"kind": "lagged", "lost": reported})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # messages.py
+sys.path.insert(0, str(Path(__file__).parent))  # dash_messages.py, ha_schema.py
 
 from stream.dashboard.relay import BrokerOptions, MqttRelay  # noqa: E402
 from stream.dashboard.server import DashboardServer  # noqa: E402
@@ -106,4 +107,9 @@ class SSEReader:
         raise AssertionError(f"no SSE event matched; got kinds {[e.get('kind') for e in self.events][-20:]}")
 
     def close(self):
+        # shut the socket down first: close() alone waits for the reader thread's pending read
+        sock = getattr(getattr(self.resp.fp, "raw", None), "_sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
         self.resp.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import messages as m
+import dash_messages as m
 from stream.demo_browser import HeadlessChromium, find_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]

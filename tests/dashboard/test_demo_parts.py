@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-import messages as m
+import dash_messages as m
 from stream.demo_observer import Observer
 from stream.demo_video import write_demo_video
 

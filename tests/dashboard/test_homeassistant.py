@@ -8,7 +8,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import ha_schema
-import messages as m
+import dash_messages as m
 from dash_helpers import RunningDashboard
 from stream import homeassistant as ha
 

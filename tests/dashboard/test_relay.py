@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-import messages as m
+import dash_messages as m
 from dash_helpers import RunningDashboard, SSEReader
 
 pytestmark = pytest.mark.mqtt
