@@ -52,3 +52,30 @@ def test_a_component_that_fails_stops_the_demo_with_its_log_and_nothing_is_left(
     assert "ERROR: agent-cam-1 exited with code" in proc.stdout, proc.stdout[-3000:]
     assert "agent-cam-1.log" in proc.stdout
     assert summary["left_behind"] == [] and _ours(workdir) == []
+
+
+def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(tmp_path):
+    import signal
+    import time
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "stream.demo", "--workdir", str(workdir), "--dashboard-port", "0",
+                             "--devices", "1", "--no-flink", "--model", str(tmp_path / "none.tflite")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Stop with Ctrl-C" in line:
+                break
+        assert "Stop with Ctrl-C\n" in lines[-1], "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "==> stopping everything" in rest and "broker: stopped" in rest
+    assert json.loads((workdir / "summary.json").read_text())["left_behind"] == []
+    assert _ours(workdir) == []
