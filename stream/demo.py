@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--devices", type=int, default=2, help="edge agents to run (default 2)")
     p.add_argument("--fps", type=float, default=4.0, help="processing rate cap per agent (default 4)")
+    p.add_argument("--video-seconds", type=float, default=20.0, help="length of each generated video (it loops)")
     p.add_argument("--workdir", type=Path, default=ROOT / "build" / "demo", help="logs, videos, state (default build/demo)")
     p.add_argument("--dashboard-port", type=int, default=8050, help="dashboard HTTP port on 127.0.0.1 (0 = any free)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free port)")
@@ -197,7 +198,8 @@ def run(args) -> int:
     say(f"==> sigmawatch demo in {workdir}")
     from stream.demo_video import write_demo_video  # noqa: PLC0415
     say(f"==> generating {args.devices} camera videos of the synthetic classes")
-    videos = [write_demo_video(workdir / "videos" / f"cam-{i + 1}.mp4", seed=101 + i) for i in range(args.devices)]
+    videos = [write_demo_video(workdir / "videos" / f"cam-{i + 1}.mp4", seed=101 + i,
+                               seconds=args.video_seconds) for i in range(args.devices)]
     mean_jpeg = sum(v.mean_jpeg_bytes for v in videos) / len(videos)
     for v in videos:
         say(f"    {v.path.name}: {v.width}x{v.height}, {v.frames} frames at {v.fps:g} fps, "
