@@ -1,0 +1,189 @@
+"""Detector training loop: Adam with warmup + cosine decay, progress bars, per-epoch checkpoints, resume.
+
+Run directory layout (``--out RUN``)::
+
+    RUN/detector.json          DetectorConfig (rebuild the model from it)
+    RUN/train.json             TrainConfig
+    RUN/ckpt/last.weights.h5   model weights after the last finished epoch
+    RUN/ckpt/optimizer.npz     optimizer state, RUN/ckpt/state.json: finished epochs, step
+    RUN/history.jsonl          one line of mean losses per epoch
+    RUN/final.weights.h5       weights when training finished
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from convert.detection.datasets import DetectionDataset
+from convert.detection.model import Detector, DetectorConfig, build_detector
+from convert.detection.pipeline import Augment, TrainingData
+from convert.errors import InputError, UsageError
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: images // batch_size")
+    lr: float = Field(2e-3, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    augment: bool = True
+    max_boxes: int = Field(50, ge=1)
+    seed: int = 0
+    threads: int = Field(2, ge=1, description="TensorFlow intra-op threads (the machine is shared)")
+
+
+def set_threads(threads: int) -> None:
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # already initialized in this process
+
+
+@keras.saving.register_keras_serializable(package="sigmawatch")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step): linear warmup to ``peak`` then cosine decay to 2% of it at ``total`` steps."""
+
+    def __init__(self, peak: float, warmup: int, total: int):
+        self.peak, self.warmup, self.total = float(peak), int(warmup), int(total)
+
+    def __call__(self, step):
+        from keras import ops
+        step = ops.cast(step, "float32")
+        warm = self.peak * (step + 1.0) / float(max(1, self.warmup))
+        progress = ops.clip((step - self.warmup) / float(max(1, self.total - self.warmup)), 0.0, 1.0)
+        cos = self.peak * (0.02 + 0.98 * 0.5 * (1.0 + ops.cos(math.pi * progress)))
+        return ops.where(step < self.warmup, warm, cos)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
+
+
+def run_dir_files(out: Path) -> dict[str, Path]:
+    return {"detector": out / "detector.json", "train": out / "train.json", "weights": out / "ckpt" / "last.weights.h5",
+            "optimizer": out / "ckpt" / "optimizer.npz", "state": out / "ckpt" / "state.json",
+            "history": out / "history.jsonl", "final": out / "final.weights.h5"}
+
+
+def load_trained(run: str | Path, batch_size: int | None = None) -> Detector:
+    """Rebuild a trained detector from a run directory (final weights, else the last checkpoint)."""
+    files = run_dir_files(Path(run))
+    if not files["detector"].is_file():
+        raise InputError(f"{run} is not a training run directory (no detector.json); train with convert-model train-detector")
+    cfg = DetectorConfig.model_validate_json(files["detector"].read_text())
+    det = build_detector(cfg, batch_size)
+    weights = files["final"] if files["final"].is_file() else files["weights"]
+    if not weights.is_file():
+        raise InputError(f"{run} has no weights yet ({files['final'].name} or ckpt/last.weights.h5)")
+    det.train_model.load_weights(str(weights))
+    return det
+
+
+def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: DetectionDataset, out: str | Path,
+          *, resume: bool = False, progress: bool = True, log=print) -> Detector:
+    """Train (or continue training) a detector on ``dataset``; returns it with the final weights loaded."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from convert.detection.loss import YoloLoss
+
+    set_threads(train_cfg.threads)
+    out = Path(out)
+    files = run_dir_files(out)
+    if dataset.names != detector_cfg.labels:
+        raise UsageError(f"dataset classes {dataset.names} differ from the detector's labels {detector_cfg.labels}")
+    if files["state"].is_file() and not resume:
+        raise UsageError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    if resume and files["detector"].is_file():
+        saved = DetectorConfig.model_validate_json(files["detector"].read_text())
+        if saved != detector_cfg:
+            log(f"resume: using the run's own detector config from {files['detector']}")
+        detector_cfg = saved
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    files["detector"].write_text(detector_cfg.model_dump_json(indent=1) + "\n")
+    files["train"].write_text(train_cfg.model_dump_json(indent=1) + "\n")
+    keras.utils.set_random_seed(train_cfg.seed)
+
+    det = build_detector(detector_cfg, batch_size=None)
+    data = TrainingData(dataset, detector_cfg.input_size, detector_cfg.strides, detector_cfg.anchors,
+                        Augment() if train_cfg.augment else None, train_cfg.max_boxes, train_cfg.seed)
+    steps = train_cfg.steps_per_epoch or data.steps_per_epoch(train_cfg.batch_size)
+    total = steps * train_cfg.epochs
+    opt = keras.optimizers.AdamW(learning_rate=WarmupCosine(train_cfg.lr, train_cfg.warmup_steps, total),
+                                 weight_decay=train_cfg.weight_decay, global_clipnorm=10.0)
+    opt.build(det.train_model.trainable_variables)
+    loss_fn = YoloLoss(detector_cfg.head, detector_cfg.num_classes, detector_cfg.strides, detector_cfg.anchors)
+
+    start_epoch = 0
+    if resume and files["state"].is_file():
+        state = json.loads(files["state"].read_text())
+        det.train_model.load_weights(str(files["weights"]))
+        saved = np.load(files["optimizer"])
+        for i, var in enumerate(opt.variables):
+            var.assign(saved[f"v{i}"])
+        start_epoch = int(state["epochs_done"])
+        log(f"resumed {out} after epoch {start_epoch} (step {int(opt.iterations.numpy())})")
+    if start_epoch >= train_cfg.epochs:
+        log(f"{out}: all {train_cfg.epochs} epochs are done")
+
+    model = det.train_model
+
+    @tf.function(reduce_retracing=True)
+    def step(images, targets, gt):
+        with tf.GradientTape() as tape:
+            outs = model(images, training=True)
+            parts = loss_fn(outs, list(targets), gt)
+        grads = tape.gradient(parts["total"], model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return parts
+
+    it = iter(data.tf_dataset(train_cfg.batch_size, shuffle=True, repeat=True))
+    for epoch in range(start_epoch, train_cfg.epochs):
+        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
+        t0 = time.time()
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False,
+                   dynamic_ncols=True)
+        for i in bar:
+            images, targets, gt = next(it)
+            parts = step(images, targets, gt)
+            vals = {k: float(v) for k, v in parts.items()}
+            if not math.isfinite(vals["total"]):
+                raise FloatingPointError(f"loss became {vals['total']} at epoch {epoch + 1} step {i + 1}; lower --lr")
+            for k in sums:
+                sums[k] += vals[k]
+            bar.set_postfix({k: f"{v / (i + 1):.3f}" for k, v in sums.items()})
+        means = {k: v / steps for k, v in sums.items()}
+        record = {"epoch": epoch + 1, **{k: round(v, 5) for k, v in means.items()},
+                  "lr": float(keras.ops.convert_to_numpy(opt.learning_rate)),
+                  "seconds": round(time.time() - t0, 1)}
+        with open(files["history"], "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        _checkpoint(model, opt, files, epoch + 1)
+        log(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {means['total']:.3f} (box {means['box']:.3f} obj {means['obj']:.3f} "
+            f"cls {means['cls']:.3f})  {record['seconds']:.0f}s")
+    model.save_weights(str(files["final"]))
+    return det
+
+
+def _checkpoint(model, opt, files, epochs_done: int) -> None:
+    """Write weights + optimizer state + state.json; state.json last (atomically) so a crash mid-write
+    leaves the previous checkpoint usable."""
+    tmp_w = files["weights"].with_name("tmp.weights.h5")
+    model.save_weights(str(tmp_w))
+    os.replace(tmp_w, files["weights"])
+    tmp_o = files["optimizer"].with_name("optimizer.tmp.npz")
+    np.savez(tmp_o, **{f"v{i}": v.numpy() for i, v in enumerate(opt.variables)})
+    os.replace(tmp_o, files["optimizer"])
+    tmp_s = files["state"].with_suffix(".tmp")
+    tmp_s.write_text(json.dumps({"epochs_done": epochs_done, "step": int(opt.iterations.numpy())}) + "\n")
+    os.replace(tmp_s, files["state"])
