@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import tempfile
 import threading
@@ -167,7 +168,9 @@ def run_bench(args) -> int:
         s = pipe["stages"].get(stage)
         if s:
             print(f"    {stage:<18}{s['p50']:8.2f} {s['p95']:8.2f}")
-    print(f"  CPU {pipe['cpu_percent']:.0f}% of one core, RSS {pipe['rss_mb']:.0f} MB")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"  CPU {pipe['cpu_percent']:.0f}% of one core, RSS {pipe['rss_mb']:.0f} MB   "
+          f"(machine: {os.cpu_count()} cores, load average {load})")
     print(f"  MQTT {pipe['bytes_per_frame']:.0f} B/frame vs JPEG {jpeg:.0f} B/frame: 1/{(1 / bytes_ratio) if bytes_ratio else float('inf'):.0f} "
           f"(goal <= 1/100)")
     if args.json:
