@@ -55,11 +55,26 @@ def pi_site(pi_platform_tags, project_root):
 
 
 @pytest.fixture(scope="session")
-def pi_python(pi_rootfs, pi_site, project_root):
-    """``pi_python(extra, cpu="cortex-a72", extra_paths=())`` -> EmulatedPython with the project source and
-    that extra's wheels on its path."""
+def project_wheel(project_root, tmp_path_factory) -> Path:
+    """The project built as the Pi's ``pip install '/opt/sigmawatch[edge]'`` builds it (a pure wheel)."""
+    try:
+        return pi_wheels.build_project_wheel(project_root, tmp_path_factory.mktemp("wheel"))
+    except pi_wheels.WheelInstallError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pi_project_site(project_wheel, tmp_path_factory) -> Path:
+    """The project's wheel installed alone (pure Python: the same files on every platform)."""
+    return pi_wheels.install_project(project_wheel, tmp_path_factory.mktemp("project-site") / "site")
+
+
+@pytest.fixture(scope="session")
+def pi_python(pi_rootfs, pi_site, pi_project_site):
+    """``pi_python(extra, cpu="cortex-a72", extra_paths=())`` -> EmulatedPython with the installed project
+    and that extra's aarch64 wheels on its path (not the source tree: what a Pi has after pip install)."""
     def make(extra: str, cpu: str = "cortex-a72", extra_paths: tuple[Path, ...] = ()) -> EmulatedPython:
-        return EmulatedPython(pi_rootfs, [*extra_paths, project_root, pi_site(extra)], cpu=cpu)
+        return EmulatedPython(pi_rootfs, [*extra_paths, pi_project_site, pi_site(extra)], cpu=cpu)
     return make
 
 

@@ -34,9 +34,9 @@ def entry_point(pyproject: Path, script: str = "edge-agent") -> tuple[str, str]:
     return module, func
 
 
-def console_script_args(pyproject: Path, *argv: str, script: str = "edge-agent") -> list[str]:
+def console_script_args(entry: tuple[str, str], *argv: str, script: str = "edge-agent") -> list[str]:
     """Python arguments that do what the installed console script does: sys.exit(module.func())."""
-    module, func = entry_point(pyproject, script)
+    module, func = entry
     code = f"import sys; sys.argv[0] = {script!r}; from {module} import {func}; sys.exit({func}())"
     return ["-c", code, *argv]
 

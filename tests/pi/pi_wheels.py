@@ -17,6 +17,7 @@ Targets are cached next to the root (keyed by requirement set, tags and Python v
 """
 from __future__ import annotations
 
+import configparser
 import hashlib
 import re
 import shutil
@@ -95,6 +96,68 @@ def platform_tags(glibc: tuple[int, int], arch: str = "aarch64") -> list[str]:
     if major != 2 or minor < 17:
         raise WheelInstallError(f"glibc {major}.{minor} is older than manylinux2014 (2.17)")
     return [f"manylinux_2_{m}_{arch}" for m in range(minor, 16, -1)] + [f"manylinux2014_{arch}"]
+
+
+def normalize(requirement: str) -> tuple[str, frozenset[str]]:
+    """(canonical name, specifiers) so that 'paho-mqtt>=2.0,<3' equals 'paho_mqtt<3,>=2.0'."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    req = Requirement(requirement)
+    return canonicalize_name(req.name), frozenset(str(s) for s in req.specifier)
+
+
+# --------------------------------------------------------------------------- the project's own wheel
+def build_project_wheel(project_root: Path, out_dir: Path, timeout: float = 300) -> Path:
+    """``pip wheel --no-deps`` of the project (pure Python, py3-none-any): what a Pi's
+    ``pip install '/opt/sigmawatch[edge]'`` builds and installs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--no-deps",
+           "--progress-bar", "off", "-w", str(out_dir), str(project_root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    wheels = sorted(out_dir.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise WheelInstallError(f"building the project's wheel failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return wheels[-1]
+
+
+def wheel_requirements(wheel: Path, extra: str) -> list[str]:
+    """Requires-Dist of a wheel that apply to ``pip install 'name[extra]'`` (markers other than the extra
+    are kept out: they do not occur in this project)."""
+    import zipfile
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        text = zf.read(meta).decode()
+    out = []
+    for line in text.splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        req, _, marker = line[len("Requires-Dist:"):].partition(";")
+        marker = marker.strip().replace("'", '"')
+        if not marker or marker == f'extra == "{extra}"':
+            out.append(req.strip())
+    return out
+
+
+def install_project(wheel: Path, target: Path) -> Path:
+    """The project's pure wheel alone (its dependencies come from the cached target)."""
+    shutil.rmtree(target, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps",
+           "--no-index", "--target", str(target), str(wheel)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise WheelInstallError(f"installing {wheel.name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return target
+
+
+def console_script(site: Path, name: str) -> tuple[str, str]:
+    """(module, function) of an installed distribution's console script, from its entry_points.txt."""
+    for ep in site.glob("*.dist-info/entry_points.txt"):
+        cp = configparser.ConfigParser()
+        cp.read(ep)
+        if cp.has_option("console_scripts", name):
+            module, _, func = cp.get("console_scripts", name).partition(":")
+            return module.strip(), func.strip()
+    raise WheelInstallError(f"no console script {name!r} is installed in {site}")
 
 
 # --------------------------------------------------------------------------- install

@@ -18,19 +18,30 @@ import pytest
 
 from edge import schema
 from pi_runner import NEWER_CORE_SNIPPET
-from pi_agent import AgentRunError, Collector, console_script_args, run_agent, write_config
+from pi_agent import AgentRunError, Collector, console_script_args, entry_point, run_agent, write_config
 from pi_compare import STEPS, Tolerance, compare_frames
 from pi_runner import EmulatedPython
-from pi_wheels import ENVIRONMENTS, requirement_set
+from pi_wheels import ENVIRONMENTS, console_script, requirement_set
 
 pytestmark = [pytest.mark.pi, pytest.mark.mqtt]
 AGENT_TIMEOUT = 300
 
 
-def agent_args(project_root, tmp_path, device, video, model, broker, threshold) -> list[str]:
+def agent_args(entry, tmp_path, device, video, model, broker, threshold) -> list[str]:
+    """``edge-agent run --config <yaml>`` through ``entry`` (module, function) of the console script."""
     cfg = write_config(tmp_path / f"{device}.yaml", device_id=device, video=video, model=model, port=broker.port,
                        state_dir=tmp_path / f"state-{device}", score_threshold=threshold)
-    return console_script_args(project_root / "pyproject.toml", "run", "--config", str(cfg))
+    return console_script_args(entry, "run", "--config", str(cfg))
+
+
+@pytest.fixture(scope="session")
+def host_agent(project_root) -> tuple[str, str]:
+    return entry_point(project_root / "pyproject.toml")
+
+
+@pytest.fixture(scope="session")
+def pi_agent(pi_project_site) -> tuple[str, str]:
+    return console_script(pi_project_site, "edge-agent")
 
 
 def checked_detections(collector: Collector, device: str, frames: int) -> list[dict]:
@@ -51,16 +62,16 @@ def online_status(collector: Collector, device: str) -> dict:
 
 
 @pytest.mark.parametrize("extra", sorted(ENVIRONMENTS))
-def test_agent_on_cortex_a72_publishes_what_x86_publishes(extra, pi_python, broker, project_root, tmp_path,
+def test_agent_on_cortex_a72_publishes_what_x86_publishes(extra, pi_python, broker, host_agent, pi_agent, tmp_path,
                                                           demo_model, pi_video, score_threshold, model_quantization):
     video, frames = pi_video
     runtime, _ = ENVIRONMENTS[extra]
     device = f"pi4-{extra}"
     collector = Collector(broker.host, broker.port).start()
     try:
-        x86 = run_agent(agent_args(project_root, tmp_path, "x86-ref", video, demo_model, broker, score_threshold),
+        x86 = run_agent(agent_args(host_agent, tmp_path, "x86-ref", video, demo_model, broker, score_threshold),
                         python=None, cwd=tmp_path, log_path=tmp_path / "x86.log", timeout=AGENT_TIMEOUT)
-        arm = run_agent(agent_args(project_root, tmp_path, device, video, demo_model, broker, score_threshold),
+        arm = run_agent(agent_args(pi_agent, tmp_path, device, video, demo_model, broker, score_threshold),
                         python=pi_python(extra), cwd=tmp_path, log_path=tmp_path / "aarch64.log", timeout=AGENT_TIMEOUT)
         ref = checked_detections(collector, "x86-ref", frames)
         got = checked_detections(collector, device, frames)
@@ -97,7 +108,7 @@ edge.runtime.TFLiteModel.invoke = invoke
 '''
 
 
-def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, project_root, tmp_path, demo_model,
+def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, pi_agent, tmp_path, demo_model,
                                                       pi_video, score_threshold):
     video, frames = pi_video
     inject = tmp_path / "inject"
@@ -106,7 +117,7 @@ def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, project_r
     collector = Collector(broker.host, broker.port).start()
     try:
         with pytest.raises(AgentRunError) as info:
-            run_agent(agent_args(project_root, tmp_path, "pi4-crash", video, demo_model, broker, score_threshold),
+            run_agent(agent_args(pi_agent, tmp_path, "pi4-crash", video, demo_model, broker, score_threshold),
                       python=pi_python("edge", extra_paths=(inject,)), cwd=tmp_path, log_path=tmp_path / "crash.log",
                       timeout=AGENT_TIMEOUT)
         message = str(info.value)
@@ -114,7 +125,7 @@ def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, project_r
         wills = collector.wait_for("pi4-crash", "status", 2, timeout=10)
         assert any(s["state"] == "offline" and "last will" in s.get("reason", "") for s in wills), wills
         # Control: the same injected agent on a core that has the instruction runs to the end of the video.
-        run_agent(agent_args(project_root, tmp_path, "a76-control", video, demo_model, broker, score_threshold),
+        run_agent(agent_args(pi_agent, tmp_path, "a76-control", video, demo_model, broker, score_threshold),
                   python=pi_python("edge", cpu="cortex-a76", extra_paths=(inject,)), cwd=tmp_path,
                   log_path=tmp_path / "control.log", timeout=AGENT_TIMEOUT)
         assert len(collector.wait_for("a76-control", "detections", frames, timeout=30)) == frames
@@ -122,17 +133,18 @@ def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, project_r
         collector.stop()
 
 
-def test_tflite_runtime_under_numpy2_is_refused_with_a_clear_error(pi_rootfs, pi_site, broker, project_root, tmp_path,
-                                                                    demo_model, pi_video, score_threshold):
+def test_tflite_runtime_under_numpy2_is_refused_with_a_clear_error(pi_rootfs, pi_site, pi_project_site, broker, pi_agent,
+                                                                    project_root, tmp_path, demo_model, pi_video,
+                                                                    score_threshold):
     """What a Pi user gets from `pip install tflite-runtime opencv-python-headless ...` without the numpy<2 pin
     of [edge-legacy]: numpy 2 (tflite-runtime declares no upper bound). tflite-runtime imports, then fails
     deep inside Interpreter(); the agent must refuse with its interpreter exit code and a reason, no traceback."""
     reqs = [r for r in requirement_set(project_root / "pyproject.toml", "edge-legacy")
             if not r.replace(" ", "").startswith("numpy")] + ["numpy>=2"]
-    python = EmulatedPython(pi_rootfs, [project_root, pi_site("edge-legacy-without-numpy-pin", reqs)])
+    python = EmulatedPython(pi_rootfs, [pi_project_site, pi_site("edge-legacy-without-numpy-pin", reqs)])
     video, _ = pi_video
     with pytest.raises(AgentRunError) as info:
-        run_agent(agent_args(project_root, tmp_path, "pi4-numpy2", video, demo_model, broker, score_threshold),
+        run_agent(agent_args(pi_agent, tmp_path, "pi4-numpy2", video, demo_model, broker, score_threshold),
                   python=python, cwd=tmp_path, log_path=tmp_path / "numpy2.log", timeout=AGENT_TIMEOUT)
     message = str(info.value)
     assert "exit status 4" in message, message  # edge.errors: interpreter or accelerator unavailable

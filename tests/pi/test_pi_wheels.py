@@ -121,3 +121,20 @@ def test_adding_an_x86_only_package_to_the_edge_extra_is_caught(project_root, pi
         pi_wheels.install(tmp_path, "edge-plus-tf", reqs, pi_platform_tags)
     assert info.value.requirements == ["tensorflow-cpu>=2.20"], str(info.value)
     print(info.value)
+
+
+@pytest.mark.pi
+@pytest.mark.parametrize("extra", sorted(pi_wheels.ENVIRONMENTS))
+def test_project_wheel_asks_for_the_requirement_set_the_test_installs(extra, project_wheel, project_root):
+    """The Pi's `pip install '/opt/sigmawatch[edge]'` resolves the built wheel's Requires-Dist: the same set
+    the cached aarch64 environment was installed from."""
+    from_wheel = {pi_wheels.normalize(r) for r in pi_wheels.wheel_requirements(project_wheel, extra)}
+    from_pyproject = {pi_wheels.normalize(r) for r in pi_wheels.requirement_set(project_root / "pyproject.toml", extra)}
+    assert from_wheel == from_pyproject
+
+
+@pytest.mark.pi
+def test_installed_project_has_the_agent_and_its_data(pi_project_site):
+    assert pi_wheels.console_script(pi_project_site, "edge-agent") == ("edge.cli", "main")
+    assert {p.name for p in (pi_project_site / "edge" / "schemas").glob("*.json")} >= {
+        "detections.schema.json", "status.schema.json", "metrics.schema.json"}
