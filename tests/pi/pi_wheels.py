@@ -111,8 +111,17 @@ def build_project_wheel(project_root: Path, out_dir: Path, timeout: float = 300)
     """``pip wheel --no-deps`` of the project (pure Python, py3-none-any): what a Pi's
     ``pip install '/opt/sigmawatch[edge]'`` builds and installs."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
+    src = out_dir / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir()
+    for item in Path(project_root).iterdir():
+        if item.name in ("pyproject.toml", "README.md", "LICENSE") and item.is_file():
+            shutil.copy2(item, src / item.name)
+        elif item.is_dir() and (item / "__init__.py").is_file() and item.name != "tests":
+            shutil.copytree(item, src / item.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     cmd = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--no-deps",
-           "--progress-bar", "off", "-w", str(out_dir), str(project_root)]
+           "--progress-bar", "off", "-w", str(out_dir), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     wheels = sorted(out_dir.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
