@@ -32,7 +32,13 @@ WINDOW_S, OUT_OF_ORDER_S = 5.0, 2.0
 
 
 def say(msg: str = "") -> None:
-    print(msg, flush=True)
+    try:
+        print(msg, flush=True)
+    except (BrokenPipeError, OSError):  # the terminal or pipe went away: keep going, still stop everything
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +134,10 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
     broker, kind = broker_spec(workdir, port, args.broker)
     stream_yaml = write_stream_config(workdir, port, mqtt311=kind == "amqtt")
     specs, skipped = [broker], []
+    dash = [py, "-m", "stream.dashboard", "--port", str(args.dashboard_port), "--mqtt-port", str(port)]
+    if args.homeassistant:
+        dash.append("--homeassistant")
+    specs.append(ProcSpec("dashboard", dash, ready_line=r"dashboard: (http://\S+)", ready_timeout_s=20))
     have_job = in_tree("stream/job.py")
     if args.no_flink:
         skipped.append("stream-bridge + PyFlink job: skipped (--no-flink)")
@@ -143,10 +153,6 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
                               env={"PYTHONPATH": str(ROOT)},
                               ready_glob=str(workdir / "stream" / "checkpoints" / "*" / "chk-*" / "_metadata"),
                               ready_timeout_s=240, stop_grace_s=20))
-    dash = [py, "-m", "stream.dashboard", "--port", str(args.dashboard_port), "--mqtt-port", str(port)]
-    if args.homeassistant:
-        dash.append("--homeassistant")
-    specs.append(ProcSpec("dashboard", dash, ready_line=r"dashboard: (http://\S+)", ready_timeout_s=20))
     if not in_tree("edge/cli.py"):
         skipped.append("edge agents: edge/cli.py is not in the tree yet")
     elif not args.model.is_file():
@@ -226,6 +232,7 @@ def run(args) -> int:
                     raise DemoError("the demo's observer could not connect to the broker")
             if spec.name == "dashboard":
                 dashboard_url = running.ready_match.group(1)
+                say(f"    dashboard is up: {dashboard_url}")
         for note in skipped:
             say(f"--> {note}")
         say("")
@@ -257,11 +264,13 @@ def run(args) -> int:
     except DemoError as exc:
         failed = str(exc)
     finally:
-        say("==> stopping everything")
-        stopped = sup.stop_all()
-        left = sup.leftovers()
-        if observer:
-            observer.close()
+        try:
+            say("==> stopping everything")
+        finally:  # whatever happens, the processes are stopped
+            stopped = sup.stop_all()
+            left = sup.leftovers()
+            if observer:
+                observer.close()
     for name, how in stopped.items():
         say(f"    {name}: {how}")
     if left:
