@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stream.demo import MODEL, in_tree
-from stream.demo_browser import find_chromium
+from stream.demo import DOM_FIGURES, MODEL, in_tree
+from stream.demo_browser import HeadlessChromium, find_chromium
 
-pytestmark = [pytest.mark.mqtt, pytest.mark.flink, pytest.mark.browser]
+# About 3 minutes on a loaded 2-core machine (the Flink mini-cluster alone took 1-2 min to its first
+# checkpoint there): `make test-slow`. The orchestration itself is covered by test_demo_cli.py in the default run.
+pytestmark = [pytest.mark.slow, pytest.mark.mqtt, pytest.mark.flink, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 DURATION_S = 40
@@ -50,18 +53,55 @@ def _ours(workdir: Path) -> list[str]:
     return left
 
 
+def _live_check(url: str, shot: Path) -> dict:
+    """While the chain runs: the page shows both cameras online, live boxes and aggregated windows."""
+    with HeadlessChromium(window=(1400, 1200)) as browser:
+        browser.goto(url)
+        browser.wait_for("document.querySelectorAll('#devices td.state.state-online').length === 2", timeout=60)
+        browser.wait_for("document.querySelectorAll('.cam canvas').length === 2", timeout=60)
+        browser.wait_for("Number(document.querySelector('#count-aggregated-events').textContent) > 0", timeout=90)
+        seen = browser.evaluate(DOM_FIGURES)
+        browser.screenshot(shot)
+    return seen
+
+
 def test_every_published_detection_is_aggregated_once_and_shown_and_nothing_is_left(tmp_path):
     _require_chain()
     workdir = tmp_path / "demo"
     summary_path = tmp_path / "summary.json"
-    shot = tmp_path / "dashboard.png"
-    proc = subprocess.run(
+    shot = tmp_path / "dashboard-end.png"
+    live_shot = tmp_path / "dashboard-live.png"
+    proc = subprocess.Popen(
         [sys.executable, "-m", "stream.demo", "--duration", str(DURATION_S), "--devices", "2", "--fps", "3",
-         "--workdir", str(workdir), "--dashboard-port", "0", "--check-dashboard", "--screenshot", str(shot),
-         "--summary-json", str(summary_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=DURATION_S + 240)
-    out = proc.stdout + proc.stderr
+         "--video-seconds", "10", "--workdir", str(workdir), "--dashboard-port", "0", "--check-dashboard",
+         "--screenshot", str(shot), "--summary-json", str(summary_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        url = None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip().startswith("Dashboard:"):
+                url = line.split()[1]
+            if "Stop with Ctrl-C" in line:
+                break
+        assert url, "".join(lines)[-3000:]
+        live = _live_check(url, live_shot)
+        rest, _ = proc.communicate(timeout=DURATION_S + 180)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines)
     assert proc.returncode == 0, out[-4000:]
+    assert live["detections"] > 0 and live["live_canvases"] == 2
+    assert live_shot.stat().st_size > 20_000
+    keep = os.environ.get("SIGMAWATCH_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(live_shot, Path(keep) / "dashboard-e2e-live.png")
+        shutil.copy(shot, Path(keep) / "dashboard-e2e-end.png")
     s = json.loads(summary_path.read_text())
     assert s["skipped"] == [], s["skipped"]
     assert s["devices"] == ["cam-1", "cam-2"]
