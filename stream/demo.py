@@ -176,6 +176,16 @@ def _fresh_workdir(workdir: Path) -> None:
         shutil.rmtree(workdir / sub, ignore_errors=True)
 
 
+def _port_free(port: int) -> bool:
+    import socket  # noqa: PLC0415
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def _flush_windows(observer: Observer, port: int) -> None:
     """After the agents stop, one metrics heartbeat whose ts is past every window closes them in the job
     (an event-time window closes only when newer events arrive)."""
@@ -201,6 +211,9 @@ def run(args) -> int:
     workdir = args.workdir.resolve()
     _fresh_workdir(workdir)
     port = args.mqtt_port or free_port()
+    if args.dashboard_port and not _port_free(args.dashboard_port):
+        say(f"--> port {args.dashboard_port} is in use: the dashboard takes a free port instead (--dashboard-port)")
+        args.dashboard_port = 0
     say(f"==> sigmawatch demo in {workdir}")
     from stream.demo_video import write_demo_video  # noqa: PLC0415
     say(f"==> generating {args.devices} camera videos of the synthetic classes")
