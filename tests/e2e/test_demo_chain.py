@@ -17,7 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stream.demo import DOM_FIGURES, MODEL, in_tree
+from stream.demo_plan import MODEL, in_tree
+from stream.demo_report import DOM_FIGURES
 from stream.demo_browser import HeadlessChromium, find_chromium
 
 # About 3 minutes on a loaded 2-core machine (the Flink mini-cluster alone took 1-2 min to its first

@@ -1,0 +1,70 @@
+"""The demo's report: the dashboard's own figures read in headless Chromium, and the printed summary."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+DOM_FIGURES = """(() => {
+  const num = (sel) => Number((document.querySelector(sel) || {}).textContent);
+  const rows = [...document.querySelectorAll('#devices tbody tr')].map((tr) => ({
+    device: tr.dataset.device, state: tr.querySelector('td.state').textContent,
+    detections: tr.querySelector('td.detections').textContent}));
+  return {detections: num('#count-detections'), aggregated_events: num('#count-aggregated-events'),
+          aggregates: num('#count-aggregates'), alerts_firing: num('#count-alerts'), devices: rows,
+          live_canvases: document.querySelectorAll('.cam canvas').length};
+})()"""
+
+
+def dashboard_check(url: str, screenshot: Path | None, say: Callable[[str], None] = print) -> dict | None:
+    """Load the dashboard in headless Chromium, read the figures it shows, optionally save a screenshot."""
+    from stream.demo_browser import BrowserError, HeadlessChromium  # noqa: PLC0415
+    try:
+        with HeadlessChromium() as browser:
+            browser.goto(url)
+            browser.wait_for("document.querySelector('#stream').textContent.startsWith('page: live')", timeout=20)
+            time.sleep(1.0)  # the snapshot is rendered within 100 ms; leave room for the charts
+            seen = browser.evaluate(DOM_FIGURES)
+            if screenshot:
+                browser.screenshot(screenshot)
+                say(f"    dashboard screenshot: {screenshot}")
+        say(f"    dashboard shows {seen['detections']} detections, {seen['aggregated_events']} aggregated")
+        return seen
+    except BrowserError as exc:
+        say(f"--> could not check the dashboard in Chromium: {exc}")
+        return None
+
+
+def _fmt_lat(d: dict) -> str:
+    if not d or not d.get("n"):
+        return "n/a"
+    return f"p50 {d['p50_s'] * 1000:.0f} ms, p95 {d['p95_s'] * 1000:.0f} ms (n={d['n']})"
+
+
+def print_summary(s: dict, say: Callable[[str], None] = print) -> None:
+    if not s.get("devices") and not s.get("frames_processed"):
+        say("\nSummary: nothing flowed (no agent ran).")
+        return
+    ratio = s.get("bytes_ratio")
+    say("\n================ sigmawatch demo summary ================")
+    say(f"devices                  {', '.join(s['devices'])}")
+    say(f"frames processed         {s['frames_processed']} (dropped by the agents: {s['frames_dropped']})")
+    say(f"detections published     {s['detections_published']} in {s['detection_messages']} messages "
+        f"{json.dumps(s['detections_by_class'])}")
+    say(f"bytes sent               {s['bytes_sent']:,} B of detections+sigma vs {s['jpeg_bytes_replaced']:,} B "
+        f"of JPEG frames" + (f" ({ratio * 100:.2f} %, {1 / ratio:.0f}x less)" if ratio else ""))
+    say(f"events aggregated        {s['events_aggregated']} in {s['aggregate_windows']} windows "
+        f"{json.dumps(s['aggregated_by_class'])}")
+    say(f"alerts                   {s['alert_transitions']} transitions, firing at the end: "
+        f"{', '.join(s['alerts_firing']) or 'none'}")
+    if s.get("recount") is not None:
+        bad = sum(len(v) for v in s["recount"].values())
+        say(f"exactly-once check       " + ("every (device, class, window) count matches the published detections"
+                                            if not bad else f"{bad} mismatching windows: {json.dumps(s['recount'])[:300]}"))
+    if s.get("dead_letters") is not None:
+        say(f"dead letters / late      {s['dead_letters']} / {s['late_events']}")
+    say(f"latency capture->MQTT    {_fmt_lat(s['latency_capture_to_mqtt'])}")
+    say(f"latency capture->window result {_fmt_lat(s['latency_capture_to_aggregate'])}")
+    say(f"  (window end->result    {_fmt_lat(s['latency_window_end_to_aggregate'])})")
+    say("=========================================================")
