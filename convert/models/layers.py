@@ -16,7 +16,16 @@ from keras import layers, ops
 
 from convert.blocks import split_channels
 
-HARD_SWISH_FORMULATIONS = ("native", "xnnpack")
+HARD_SWISH_FORMULATIONS = ("native", "xnnpack", "relu_diff")
+
+
+def _clip_0_6(x, formulation: str):
+    """clip(x + 3, 0, 6) in the chosen formulation."""
+    if formulation == "native":
+        return ops.relu6(x + 3.0)
+    if formulation == "relu_diff":
+        return ops.relu(x + 3.0) - ops.relu(x - 3.0)
+    return 6.0 - ops.relu(6.0 - ops.relu(x + 3.0))
 
 
 @keras.saving.register_keras_serializable(package="sigmawatch")
@@ -32,7 +41,8 @@ class HardSwish(layers.Layer):
     def call(self, x):
         if self.formulation == "native":
             return x * ops.relu6(x + 3.0) * (1.0 / 6.0)
-        return x * ((ops.relu(x + 3.0) - ops.relu(x - 3.0)) * (1.0 / 6.0))
+        # (x / 6) * clip: scaling x first keeps every int8 MUL's scale ratio inside XNNPACK's limits
+        return (x * (1.0 / 6.0)) * _clip_0_6(x, self.formulation)
 
     def get_config(self):
         return {**super().get_config(), "formulation": self.formulation}
@@ -49,9 +59,7 @@ class HardSigmoid(layers.Layer):
         self.formulation = formulation
 
     def call(self, x):
-        if self.formulation == "native":
-            return ops.relu6(x + 3.0) * (1.0 / 6.0)
-        return (ops.relu(x + 3.0) - ops.relu(x - 3.0)) * (1.0 / 6.0)
+        return _clip_0_6(x, self.formulation) * (1.0 / 6.0)
 
     def get_config(self):
         return {**super().get_config(), "formulation": self.formulation}
@@ -77,16 +85,19 @@ class PixelNormalize(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="sigmawatch")
 class ChannelSplit(layers.Layer):
-    """Split the last axis into groups: equal groups give one SPLIT op (XNNPACK int8 takes it),
-    unequal ones give SPLIT_V (XNNPACK int8 does not)."""
+    """Split the last axis into groups: 2-4 equal groups give one SPLIT op (XNNPACK int8 takes it),
+    more equal groups give static slices, unequal ones SPLIT_V (XNNPACK int8 does not take SPLIT_V)."""
 
     def __init__(self, sizes, **kwargs):
         super().__init__(**kwargs)
         self.sizes = [int(s) for s in sizes]
 
     def call(self, x):
-        if len(set(self.sizes)) == 1:
+        if len(set(self.sizes)) == 1 and len(self.sizes) <= 4:   # XNNPACK's SPLIT takes 2, 3 or 4 outputs
             return ops.split(x, len(self.sizes), axis=-1)
+        if len(set(self.sizes)) == 1:                            # more groups: static slices (delegated too)
+            n = self.sizes[0]
+            return [x[..., i * n:(i + 1) * n] for i in range(len(self.sizes))]
         bounds = [sum(self.sizes[:i + 1]) for i in range(len(self.sizes) - 1)]
         return ops.split(x, bounds, axis=-1)
 
@@ -118,27 +129,50 @@ def batch_norm(x, name: str, epsilon: float = 1e-3, momentum: float = 0.99):
     return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)(x)
 
 
-def grouped_pointwise(x, filters: int, groups: int, name: str, use_bias: bool = False):
-    """1x1 conv; with groups > 1 the input and output channels are split into equal groups, one conv each."""
+FUSABLE = ("relu", "relu6")   # the converter fuses these into the conv; XNNPACK int8 leaves a standalone RELU out
+
+
+def _finish(outs, name: str, act: str | None):
+    """Concat the groups; a fusable activation was applied per group (same function, elementwise)."""
+    y = layers.Concatenate(name=f"{name}_concat")(outs)
+    return activation(y, act) if act and act not in FUSABLE else y
+
+
+def grouped_pointwise(x, filters: int, groups: int, name: str, use_bias: bool = False, bn: bool = True,
+                      act: str | None = None):
+    """1x1 conv (+ BatchNorm); with groups > 1 the input and output channels are split into equal groups,
+    one conv each. BN is per channel, so applying it per group before the concat is the same function and
+    lets the converter fold it into each conv (after a concat it would stay as int8 MUL + ADD)."""
     if groups == 1:
-        return layers.Conv2D(filters, 1, padding="same", use_bias=use_bias, name=name)(x)
+        y = layers.Conv2D(filters, 1, padding="same", use_bias=use_bias, name=name)(x)
+        y = batch_norm(y, f"{name}_bn") if bn else y
+        return activation(y, act) if act else y
     in_sizes = split_channels(int(x.shape[-1]), groups)
     out_sizes = split_channels(filters, groups)
     parts = ChannelSplit(in_sizes, name=f"{name}_split")(x)
-    outs = [layers.Conv2D(o, 1, padding="same", use_bias=use_bias, name=f"{name}_g{i}")(p)
-            for i, (p, o) in enumerate(zip(parts, out_sizes))]
-    return layers.Concatenate(name=f"{name}_concat")(outs)
+    outs = []
+    for i, (p, o) in enumerate(zip(parts, out_sizes)):
+        y = layers.Conv2D(o, 1, padding="same", use_bias=use_bias, name=f"{name}_g{i}")(p)
+        y = batch_norm(y, f"{name}_g{i}_bn") if bn else y
+        outs.append(activation(y, act) if act in FUSABLE else y)
+    return _finish(outs, name, act)
 
 
-def mixed_depthwise(x, kernel_sizes, stride: int, name: str):
-    """Mixed depthwise conv (MixConv): channels split into equal groups, one kernel size each."""
+def mixed_depthwise(x, kernel_sizes, stride: int, name: str, bn: bool = True, act: str | None = None):
+    """Mixed depthwise conv (MixConv) (+ BatchNorm per group, see grouped_pointwise): channels split into
+    equal groups, one kernel size each."""
     if len(kernel_sizes) == 1:
-        return layers.DepthwiseConv2D(kernel_sizes[0], strides=stride, padding="same", use_bias=False, name=name)(x)
+        y = layers.DepthwiseConv2D(kernel_sizes[0], strides=stride, padding="same", use_bias=False, name=name)(x)
+        y = batch_norm(y, f"{name}_bn") if bn else y
+        return activation(y, act) if act else y
     sizes = split_channels(int(x.shape[-1]), len(kernel_sizes))
     parts = ChannelSplit(sizes, name=f"{name}_split")(x)
-    outs = [layers.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False, name=f"{name}_k{k}")(p)
-            for p, k in zip(parts, kernel_sizes)]
-    return layers.Concatenate(name=f"{name}_concat")(outs)
+    outs = []
+    for p, k in zip(parts, kernel_sizes):
+        y = layers.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False, name=f"{name}_k{k}")(p)
+        y = batch_norm(y, f"{name}_k{k}_bn") if bn else y
+        outs.append(activation(y, act) if act in FUSABLE else y)
+    return _finish(outs, name, act)
 
 
 def squeeze_excite(x, reduced: int, name: str, act: str = "relu", gate: str = "sigmoid", hard_swish: str = "native"):

@@ -4,6 +4,7 @@ Follows the reference implementation's structure (tensorflow/tpu mixnet, as re-e
 stem conv 3x3/2 -> BN -> ReLU; blocks; head conv 1x1 -> 1536 -> BN -> ReLU; pool; dropout; dense.
   - mixed depthwise conv with equal channel groups per kernel size (one SPLIT op);
   - grouped pointwise convs ('a' expansion, 'p' projection) as split -> convs -> concat;
+  - BatchNorm per channel group before each concat (same function; lets the converter fold it);
   - squeeze-excitation sized on the block's *input* width (round(in * se)), with the block's activation
     and a sigmoid gate;
   - ReLU in the early stages, swish where the block string says nsw.
@@ -62,16 +63,11 @@ def _block(x, spec: BlockSpec, out_channels: int, name: str, default_act: str):
     shortcut = x
     if spec.block_type == "ir":
         mid = int(round(in_ch * spec.expansion))
-        x = grouped_pointwise(x, mid, spec.expand_groups, f"{name}_expand")
-        x = batch_norm(x, f"{name}_expand_bn")
-        x = activation(x, act)
-    x = mixed_depthwise(x, spec.kernel_sizes, spec.stride, f"{name}_dw")
-    x = batch_norm(x, f"{name}_dw_bn")
-    x = activation(x, act)
+        x = grouped_pointwise(x, mid, spec.expand_groups, f"{name}_expand", act=act)
+    x = mixed_depthwise(x, spec.kernel_sizes, spec.stride, f"{name}_dw", act=act)
     if spec.se_ratio:
         x = squeeze_excite(x, max(1, int(round(in_ch * spec.se_ratio))), f"{name}_se", act=act)
     x = grouped_pointwise(x, out_channels, spec.project_groups, f"{name}_project")
-    x = batch_norm(x, f"{name}_project_bn")
     if spec.skip and spec.stride == 1 and in_ch == out_channels:
         x = layers.Add(name=f"{name}_add")([shortcut, x])
     return x

@@ -1,0 +1,1 @@
+"""Image data readers: image folders, class-per-folder datasets, video files, calibration sources."""

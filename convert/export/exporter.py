@@ -1,0 +1,111 @@
+"""export_tflite: convert, check, measure fidelity, write with metadata (the contract in notes/contracts.md)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+import keras
+import numpy as np
+
+from convert.errors import ExportError, OutputError, UsageError
+from convert.export.edgetpu import check_edgetpu_ready, run_compiler
+from convert.export.fidelity import measure_fidelity
+from convert.export.inspect_model import inspect_flatbuffer
+from convert.export.prepare import hard_swish_formulation, input_shape, with_static_batch
+from convert.export.report import ExportReport
+from convert.export.tflite_convert import check_options, convert_keras
+from edge import model_metadata
+
+DEFAULT_HARD_SWISH = "xnnpack"
+
+
+def check_writable(out_path: str | Path) -> Path:
+    out = Path(out_path)
+    if out.suffix != ".tflite":
+        raise UsageError(f"output {out} must end in .tflite")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise OutputError(f"cannot write {out}: permission denied; choose another --output")
+    return out
+
+
+def _named_outputs(model: keras.Model) -> keras.Model:
+    """A single-output model gets its output layer's name in the TFLite signature (instead of output_0)."""
+    if isinstance(model.output, dict) or len(model.outputs) != 1:
+        return model
+    name = model.output_names[0]
+    return keras.Model(model.inputs, {name: model.outputs[0]}, name=model.name)
+
+
+def _metadata(meta: dict, model, inspection, quantization: str, io_dtype: str) -> dict:
+    meta = dict(meta)
+    _, h, w, c = input_shape(model)
+    given = dict(meta.get("input") or {})
+    meta["input"] = {"height": int(h), "width": int(w), "channels": int(c), "dtype": inspection.input_dtype,
+                     "color": "RGB", "resize": given.get("resize", "stretch"), "pad_value": given.get("pad_value", 114),
+                     "normalization": None}
+    meta["quantization"] = quantization
+    meta["io_dtype"] = io_dtype
+    meta.setdefault("created_by", "convert-model")
+    if meta.get("task") == "classification":
+        cls = dict(meta.get("classification") or {})
+        names = list(inspection.output_dtypes)
+        cls.setdefault("output", names[0])
+        cls.setdefault("activation", "softmax")
+        meta["classification"] = cls
+    return meta
+
+
+def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str, io_dtype: str = "uint8",
+                  calibration: Iterable[np.ndarray] | None = None, heldout: Iterable[np.ndarray] | None = None,
+                  metadata: dict, edgetpu: bool = False, hard_swish: str | None = DEFAULT_HARD_SWISH,
+                  compare_float32: bool = True, progress: bool = True, warnings: list[str] | None = None,
+                  run_edgetpu_compiler: bool = True) -> ExportReport:
+    t0 = time.perf_counter()
+    out = check_writable(out_path)
+    if edgetpu:
+        if quantization != "int8" or io_dtype != "uint8":
+            raise UsageError("--edgetpu needs full int8 with uint8 input/output (drop --quantization/--io or use "
+                             "int8/uint8)")
+    io_dtype = check_options(quantization, io_dtype)
+    calibration = list(calibration or [])
+    heldout = list(heldout or [])
+    model = _named_outputs(with_static_batch(model))
+    with hard_swish_formulation(model, hard_swish) as n_hswish:
+        flatbuffer, _ = convert_keras(model, quantization, io_dtype, calibration, progress)
+        float32_size = None
+        if compare_float32 and quantization != "float32":
+            float32_size = len(convert_keras(model, "float32", progress=False)[0])
+    inspection = inspect_flatbuffer(flatbuffer)
+    if quantization == "int8" and inspection.float_ops:
+        raise ExportError("int8 export left float ops: " + ", ".join(f"{k} x{v}" for k, v in
+                          sorted(inspection.float_ops.items())) + f"; {out} was not written")
+    unsupported = check_edgetpu_ready(inspection) if edgetpu else []
+    fidelity = measure_fidelity(model, flatbuffer, heldout) if heldout else []
+    meta = _metadata(metadata, model, inspection, quantization, io_dtype)
+    try:
+        final = model_metadata.write_model(out, flatbuffer, meta)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc}") from exc
+    except model_metadata.ModelMetadataError as exc:
+        raise ExportError(f"metadata for {out} is incomplete: {exc}") from exc
+    edgetpu_result = None
+    if edgetpu:
+        if run_edgetpu_compiler:
+            edgetpu_result = run_compiler(out, unsupported)
+        else:
+            from convert.export.edgetpu import EdgeTPUResult, HOW_TO_GET
+            edgetpu_result = EdgeTPUResult(compiler=None, unsupported_ops=unsupported, message=HOW_TO_GET)
+        if edgetpu_result.compiled_path is not None:
+            model_metadata.write_sidecar(edgetpu_result.compiled_path,
+                                         {k: v for k, v in final.items() if k not in ("model_sha256", "flatbuffer_size")}
+                                         | {"compiled_for": "edgetpu"})
+    return ExportReport(path=out, quantization=quantization, io_dtype=io_dtype, size_bytes=len(flatbuffer),
+                        float32_size_bytes=float32_size, inspection=inspection, fidelity=fidelity,
+                        calibration_images=len(calibration), heldout_images=len(heldout),
+                        seconds=time.perf_counter() - t0, hard_swish=hard_swish if n_hswish else None,
+                        metadata=final, edgetpu=edgetpu_result, warnings=list(warnings or []))
