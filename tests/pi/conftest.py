@@ -6,6 +6,7 @@ them fails the tests with the reason (it is never a skip: CI must not go green w
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pi_root  # noqa: E402
 import pi_wheels  # noqa: E402
-from pi_runner import EmulatedPython  # noqa: E402
+from pi_runner import EmulatedPython, HostPython  # noqa: E402
 
 DEMO_MODEL = Path("edge/models/demo-detector-int8.tflite")
 
@@ -110,3 +111,55 @@ def model_quantization(demo_model) -> tuple[dict, dict]:
     from edge.runtime import TFLiteModel
     flatbuffer, meta = read_model(demo_model)
     return meta, TFLiteModel(flatbuffer).output_quantization()
+
+
+@pytest.fixture(scope="session")
+def x86_site(project_root):
+    """``x86_site(extra)`` -> the same requirement set installed for x86_64 (the reference: only the CPU differs)."""
+    made: dict[str, Path] = {}
+    libc, version = platform.libc_ver()
+    if libc != "glibc" or platform.machine() != "x86_64":
+        pytest.fail(f"the x86 reference needs an x86_64 glibc host (this is {platform.machine()} {libc})", pytrace=False)
+    tags = pi_wheels.platform_tags(tuple(int(x) for x in version.split(".")[:2]), "x86_64")
+
+    def get(extra: str) -> Path:
+        if extra not in made:
+            reqs = pi_wheels.requirement_set(project_root / "pyproject.toml", extra)
+            try:
+                made[extra] = pi_wheels.install(wheels_dir() / "x86_64", extra, reqs, tags)
+            except pi_wheels.WheelInstallError as exc:
+                pytest.fail(f"sigmawatch[{extra}] for the x86 reference: {exc}", pytrace=False)
+        return made[extra]
+    return get
+
+
+@pytest.fixture(scope="session")
+def x86_python(x86_site, pi_project_site):
+    """``x86_python(extra)`` -> HostPython with the installed project and that extra's x86_64 wheels."""
+    return lambda extra: HostPython(pythonpath=[pi_project_site, x86_site(extra)])
+
+
+@pytest.fixture(scope="session")
+def x86_reference(x86_python, demo_model, pi_video, score_threshold, model_quantization, tmp_path_factory):
+    """``x86_reference(extra)`` -> dict(clean=(json, tensors), noisy=[(json, tensors)...], tolerance=Tolerance):
+    the x86 probe on the clean frames and on NOISE_SEEDS noisy copies (+-1 gray level), and the detection
+    tolerance derived from them (see pi_compare)."""
+    from pi_compare import Tolerance, noise_envelope
+    from pi_reference import NOISE_SEEDS, probe_payloads, run_probe
+    made: dict[str, dict] = {}
+    video, _ = pi_video
+
+    def get(extra: str) -> dict:
+        if extra not in made:
+            py = x86_python(extra)
+            d = tmp_path_factory.mktemp(f"x86-{extra}")
+            clean = run_probe(py, demo_model, video, d / "clean.npz", score_threshold)
+            noisy = [run_probe(py, demo_model, video, d / f"noise{s}.npz", score_threshold, s) for s in NOISE_SEEDS]
+            meta, quant = model_quantization
+            w, h = clean[0]["frame_size"]
+            envelope = noise_envelope(probe_payloads(clean[0]), [probe_payloads(n[0]) for n in noisy])
+            tol = Tolerance.floor(meta, quant, w, h).widened(
+                envelope, f"x86 under +-1 gray-level noise, {len(noisy)} seeds, with a floor of 2 output steps")
+            made[extra] = {"clean": clean, "noisy": noisy, "tolerance": tol, "envelope": envelope}
+        return made[extra]
+    return get

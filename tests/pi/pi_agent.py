@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +23,6 @@ PREFIX = "sigmawatch"
 
 class AgentRunError(AssertionError):
     """The agent crashed, hung or exited with an error: the message carries the exit reason and its log."""
-
-
-def entry_point(pyproject: Path, script: str = "edge-agent") -> tuple[str, str]:
-    """(module, function) of a console script declared in pyproject.toml."""
-    scripts = tomllib.loads(Path(pyproject).read_text())["project"]["scripts"]
-    module, _, func = scripts[script].partition(":")
-    return module, func
 
 
 def console_script_args(entry: tuple[str, str], *argv: str, script: str = "edge-agent") -> list[str]:
@@ -108,32 +99,24 @@ class AgentRun:
     seconds: float
 
 
-def run_agent(argv_python: list[str], *, python: EmulatedPython | None, cwd: Path, log_path: Path,
+def run_agent(argv_python: list[str], *, python: EmulatedPython, cwd: Path, log_path: Path,
               timeout: float) -> AgentRun:
-    """Run the agent to completion (host Python when ``python`` is None). Raises AgentRunError on a crash,
-    a non-zero exit or a timeout, with the exit reason and the agent's log."""
+    """Run the agent to completion with ``python`` (emulated Pi or HostPython). Raises AgentRunError on a
+    crash, a non-zero exit or a timeout, with the exit reason and the agent's log."""
     t0 = time.monotonic()
     with open(log_path, "wb") as logf:
-        if python is None:
-            proc = subprocess.Popen([sys.executable, *argv_python], cwd=cwd, stdout=logf, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        else:
-            proc = python.popen(*argv_python, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT)
+        proc = python.popen(*argv_python, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             stop(proc)
-            raise AgentRunError(f"edge-agent ({_where(python)}) did not finish within {timeout:.0f} s "
+            raise AgentRunError(f"edge-agent ({python.where}) did not finish within {timeout:.0f} s "
                                 f"(it should stop at the end of the video); log:\n{_tail(log_path)}") from None
     run = AgentRun(proc.returncode, log_path.read_text(errors="replace"), time.monotonic() - t0)
     if run.returncode != 0:
-        raise AgentRunError(f"edge-agent ({_where(python)}) failed: {describe_exit(run.returncode)}\n"
+        raise AgentRunError(f"edge-agent ({python.where}) failed: {describe_exit(run.returncode)}\n"
                             f"--- agent log (tail) ---\n{_tail(log_path)}")
     return run
-
-
-def _where(python: EmulatedPython | None) -> str:
-    return "host x86_64" if python is None else f"emulated aarch64, QEMU_CPU={python.cpu}"
 
 
 def _tail(path: Path, n: int = 4000) -> str:

@@ -2,7 +2,7 @@
 
     python pi_probe.py MODEL VIDEO OUT.npz [--threads N] [--score-threshold T]
 
-Reads every frame of VIDEO with OpenCV, prepares it as the model's metadata says (edge.preprocess), runs
+Reads every frame of VIDEO with OpenCV (optionally adding +-1 gray-level noise: ``--noise-seed``), prepares it as the model's metadata says (edge.preprocess), runs
 edge.runtime.TFLiteModel and decodes with edge.decode, exactly the device's code path below the agent.
 Writes the raw output tensors (per frame) to OUT.npz and prints one JSON line: platform, interpreter,
 numpy/OpenCV versions, SHA-256 of each decoded frame and of each model input (so a difference can be
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--score-threshold", type=float, default=0.25)
+    ap.add_argument("--noise-seed", type=int, default=None,
+                    help="add uniform {-1, 0, +1} gray-level noise to every decoded frame (seeded per frame)")
     args = ap.parse_args(argv)
 
     flatbuffer, meta = read_model(args.model)
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         i = len(frames)
         frame_size = frame_size or [int(frame.shape[1]), int(frame.shape[0])]
         frames.append(hashlib.sha256(frame.tobytes()).hexdigest()[:16])
+        if args.noise_seed is not None:
+            rng = np.random.default_rng([args.noise_seed, i])
+            frame = np.clip(frame.astype(np.int16) + rng.integers(-1, 2, frame.shape), 0, 255).astype(np.uint8)
         rgb, info = prepare_for_model(frame, meta["input"])
         inputs.append(hashlib.sha256(rgb.tobytes()).hexdigest()[:16])
         outputs = model.run(rgb)

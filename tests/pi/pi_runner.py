@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,9 +94,33 @@ class EmulatedPython:
         """Start in its own process group (stop it with :func:`stop`)."""
         return subprocess.Popen(self.command(*args), env=self.env(env), cwd=cwd, start_new_session=True, **kw)
 
+    @property
+    def where(self) -> str:
+        return f"emulated aarch64, QEMU_CPU={self.cpu}"
+
     def failure_message(self, args, returncode: int, output: str) -> str:
-        return (f"emulated aarch64 Python (QEMU_CPU={self.cpu}) `python3.11 {' '.join(map(str, args))[:300]}` "
+        return (f"Python ({self.where}) `python3.11 {' '.join(map(str, args))[:300]}` "
                 f"failed: {describe_exit(returncode)}\n--- output (last 4000 chars) ---\n{output[-4000:]}")
+
+
+@dataclass
+class HostPython(EmulatedPython):
+    """The x86 reference: the host's base Python 3.11 without site-packages (``-S``), with exactly the
+    import path given (the same requirement set installed for x86_64), so only the CPU differs from the Pi."""
+    root: Path = Path("/")
+    cpu: str = "host"
+
+    def command(self, *args: str) -> list[str]:
+        return [getattr(sys, "_base_executable", sys.executable), "-S", *map(str, args)]
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = super().env(extra)
+        env.pop("QEMU_CPU", None)
+        return env
+
+    @property
+    def where(self) -> str:
+        return "host x86_64"
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> int:

@@ -32,6 +32,8 @@ COMPLETE = ".sigmawatch-complete"
 # The two Pi environments: extra -> (interpreter package it must bring, numpy major version it must bring)
 ENVIRONMENTS = {"edge": ("ai-edge-litert", 2), "edge-legacy": ("tflite-runtime", 1)}
 EM_AARCH64 = 183
+EM_X86_64 = 62
+MACHINES = {"aarch64": EM_AARCH64, "x86_64": EM_X86_64}
 _GLIBC_RE = re.compile(rb"GNU C Library[^\n]*?version (\d+)\.(\d+)")
 _NO_MATCH_RE = re.compile(r"No matching distribution found for (\S+)")
 _VERSIONS_RE = re.compile(r"satisfies the requirement (\S+)[^\n]*\(from versions: ([^)]*)\)")
@@ -210,8 +212,9 @@ def elf_machine(path: Path) -> int | None:
     return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
 
 
-def check_aarch64(target: Path) -> int:
-    """Every ELF file under ``target`` must be aarch64; returns how many were checked."""
+def check_machine(target: Path, arch: str = "aarch64") -> int:
+    """Every ELF file under ``target`` must be built for ``arch``; returns how many were checked."""
+    expected = MACHINES[arch]
     wrong, count = [], 0
     for p in target.rglob("*"):
         if not p.is_file() or p.is_symlink() or p.suffix in (".py", ".pyc", ".pyi", ".txt", ".json"):
@@ -220,11 +223,15 @@ def check_aarch64(target: Path) -> int:
         if machine is None:
             continue
         count += 1
-        if machine != EM_AARCH64:
+        if machine != expected:
             wrong.append(f"{p.relative_to(target)} (e_machine {machine})")
     if wrong:
-        raise WrongArchitectureError(f"{len(wrong)} native file(s) in {target} are not aarch64: " + ", ".join(wrong[:10]))
+        raise WrongArchitectureError(f"{len(wrong)} native file(s) in {target} are not {arch}: " + ", ".join(wrong[:10]))
     return count
+
+
+def check_aarch64(target: Path) -> int:
+    return check_machine(target, "aarch64")
 
 
 def installed_distributions(target: Path) -> dict[str, str]:
@@ -259,7 +266,7 @@ def install(base: Path, name: str, requirements: list[str], tags: list[str], pyt
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise explain_failure(proc.stdout + proc.stderr, requirements, tags, python_version)
-        check_aarch64(tmp)
+        check_machine(tmp, "x86_64" if tags[0].endswith("_x86_64") else "aarch64")
         (tmp / COMPLETE).write_text("\n".join(f"{k}=={v}" for k, v in installed_distributions(tmp).items()) + "\n")
         tmp.rename(target)
     except subprocess.TimeoutExpired:
