@@ -108,7 +108,7 @@ class SilenceRule:
         if not self.rule or state.get("firing") or "last" not in state:
             return []
         silent = now - state["last"]
-        if silent + 1e-3 < self.rule.after_s:
+        if silent + 0.05 < self.rule.after_s:   # a newer activity re-armed a later timer
             return []
         state.update(firing=True, since=state["last"])
         return [_alert(self.rule, "firing", device, None, state["last"], now, silent, self.rule.after_s,

@@ -149,9 +149,12 @@ class SilenceAlerts(_JsonState):
     def open(self, runtime_context: RuntimeContext):
         super().open(runtime_context)
         self.engine = SilenceRule(AlertRules.model_validate_json(self.rules_json))
+        self.started_ms: Optional[int] = None
 
     def process_element(self, value, ctx):
         body = json.loads(untag(value)[1])
+        if self.started_ms is None:
+            self.started_ms = ctx.timer_service().current_processing_time()
         now = ctx.timer_service().current_processing_time() / 1000.0
         st = self.load()
         alerts = self.engine.on_activity(st, body["device"], now)
@@ -162,6 +165,16 @@ class SilenceAlerts(_JsonState):
             yield tag(DEST_RECORDS, a)
 
     def on_timer(self, timestamp, ctx):
+        # Timers restored from a checkpoint fire at once: silence that spans the job's own outage is not
+        # evidence (the devices' messages of that time are still in the landing backlog), so give the
+        # restarted job ``after_s`` of processing time before judging.
+        now_ms = ctx.timer_service().current_processing_time()
+        if self.started_ms is None:
+            self.started_ms = now_ms
+        grace_end = self.started_ms + int(self.engine.rule.after_s * 1000)
+        if now_ms < grace_end:
+            ctx.timer_service().register_processing_time_timer(grace_end)
+            return
         st = self.load()
         alerts = self.engine.on_timer(st, ctx.get_current_key(), timestamp / 1000.0)
         self.save(st)

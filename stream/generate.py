@@ -98,8 +98,8 @@ def generate(sc: Scenario) -> list[Event]:
     bad = _malformed(p, sc.start_ts)
     for i in range(sc.malformed):
         events.insert(rng.randrange(1, len(events)), bad[i % len(bad)])
-    for i in range(sc.late):   # new frames with capture times long behind the watermark, published at the end
-        m = detections_msg("cam-0", 100_000 + i, sc.start_ts + 1.0 + i * 0.1, [(1, 0.5, 0.1)])
+    for i in range(sc.late):   # new frames captured 1000 s before the stream, published at the end: late
+        m = detections_msg("cam-0", 100_000 + i, sc.start_ts - 1000.0 + i * 0.1, [(1, 0.5, 0.1)])
         events.append(Event(schema.topic(p, "cam-0", "detections"), schema.encode(m), "late", "cam-0", "detections"))
     return events
 
@@ -109,6 +109,23 @@ def flush_event(sc: Scenario, out_of_orderness_s: float, after_ts: Optional[floa
     ts = (after_ts or sc.start_ts + sc.duration_s) + 2 * sc.window_s + out_of_orderness_s + 1
     return Event(schema.topic(sc.prefix, "cam-0", "metrics"), schema.encode(metrics_msg("cam-0", ts, sc.fps, 0)),
                  "flush", "cam-0", "metrics")
+
+
+def health_recount(events: Iterable[Event], window_s: float) -> dict[str, dict]:
+    """Expected health fields that do not depend on arrival order: frames (distinct seq) and last_seen."""
+    size_ms = int(round(window_s * 1000))
+    frames: dict[str, set] = defaultdict(set)
+    last: dict[str, int] = defaultdict(int)
+    for ev in events:
+        if ev.category not in ("valid", "dup", "flush"):
+            continue
+        msg = json.loads(ev.payload)
+        ts_ms = int(msg["ts"] * 1000)
+        key = f"{msg['device']}/{ts_ms - ts_ms % size_ms}"
+        last[key] = max(last[key], ts_ms)
+        if ev.kind == "detections":
+            frames[key].add(msg["seq"])
+    return {k: {"frames": len(frames[k]), "last_seen": last[k] / 1000} for k in last}
 
 
 def _malformed(p: str, ts: float) -> list[Event]:

@@ -22,10 +22,13 @@ from typing import Optional
 
 
 def interval(seconds: float) -> str:
+    """A DAY TO SECOND literal (a plain SECOND literal is limited to 2 digits, i.e. < 100 s)."""
     ms = int(round(seconds * 1000))
-    if ms % 1000 == 0:
-        return f"INTERVAL '{ms // 1000}' SECOND"
-    return f"INTERVAL '{ms // 1000}.{ms % 1000:03d}' SECOND"
+    d, ms = divmod(ms, 86_400_000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"INTERVAL '{d} {h:02d}:{m:02d}:{s:02d}.{ms:03d}' DAY TO SECOND"
 
 
 def quote(s: str) -> str:

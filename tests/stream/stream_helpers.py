@@ -59,11 +59,57 @@ def bridge_args(config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "stream.bridge", "--config", str(config), *extra]
 
 
-def wait_for(cond, timeout: float, interval: float = 0.2, what: str = "condition"):
+def wait_for(cond, timeout: float, interval: float = 0.2, what: str = "condition", alive=None):
+    """Poll ``cond`` until truthy; ``alive`` = a Proc that must keep running (its log tail is shown)."""
     end = time.time() + timeout
     while time.time() < end:
+        if alive is not None and not alive.alive():
+            raise AssertionError(f"{alive.log.name} exited with {alive.proc.returncode} while waiting for {what}:\n"
+                                 + alive.log.read_text()[-3000:])
         v = cond()
         if v:
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def job_args(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "stream.job", "run", "--config", str(config), *extra]
+
+
+def read_jsonl_dir(directory: Path) -> list[dict]:
+    """Committed lines of a Flink file sink directory (hidden in-progress files are skipped)."""
+    import json
+    out = []
+    if not directory.is_dir():
+        return out
+    for p in sorted(directory.rglob("*")):
+        if p.is_file() and not p.name.startswith((".", "_")):
+            out += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return out
+
+
+def checkpoints(checkpoint_dir: Path) -> dict[str, int]:
+    """{job id: highest complete checkpoint number}."""
+    found: dict[str, int] = {}
+    for meta in checkpoint_dir.glob("*/chk-*/_metadata"):
+        job, n = meta.parent.parent.name, int(meta.parent.name.split("-")[1])
+        found[job] = max(found.get(job, 0), n)
+    return found
+
+
+def compare_fields(expected: dict, got: dict, rel: float = 1e-9, abs_tol: float = 1e-6) -> list[str]:
+    """Field-by-field; floats within abs_tol (payload floats are rounded to 6 decimals by stream.topics)."""
+    import math
+    problems = []
+    for key, fields in expected.items():
+        g = got.get(key)
+        if g is None:
+            problems.append(f"{key}: missing")
+            continue
+        for f, v in fields.items():
+            ok = math.isclose(v, g[f], rel_tol=rel, abs_tol=abs_tol) if isinstance(v, float) else v == g[f]
+            if not ok:
+                problems.append(f"{key}.{f}: expected {v}, got {g[f]}")
+    problems += [f"{k}: unexpected" for k in got if k not in expected]
+    return problems

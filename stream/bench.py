@@ -1,0 +1,255 @@
+"""``stream-job bench``: throughput of the job per core, and end-to-end latency edge publish -> MQTT aggregate.
+
+    stream-job bench throughput [--events 200000] [--devices 50]
+    stream-job bench latency [--seconds 40] [--devices 5] [--fps 5]   # starts mosquitto, a bridge and the job
+
+Throughput: a generated landing file (detections with 0-3 boxes each, some metrics) is read by the job in
+bounded mode on the local mini-cluster, parallelism 1. Reported: events/s of wall time after subtracting
+the fixed cost of a tiny run (JVM + job start), and events per CPU-second of the JVM (= per core), for the
+SQL path (all outputs into a blackhole) and the full job (Python payloads, alerts, file sinks).
+Anchor: Flink's Nexmark q5 (sliding window), 22.1k events/s/core; goal for the SQL path >= 50k/s/core.
+
+Latency: edge-like publishers send detections stamped with the current time; a bridge lands them; the job
+(10 s windows by default) publishes aggregates; per event, latency = arrival of the aggregate containing it
+- its publish time. Goal p99 <= window + 2 s. Timing figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from edge import schema
+from stream.generate import LABELS, detections_msg, metrics_msg
+from stream.landing import landing_line
+
+NEXMARK_Q5_PER_CORE = 22_100
+
+
+def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> int:
+    """One landing file of ``events`` lines (~1 in 20 is metrics); capture times slightly out of order."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    t0 = 1_700_000_000.0
+    seqs = [0] * devices
+    lines = []
+    for i in range(events):
+        dev = i % devices
+        ts = round(t0 + i * 0.002 + rng.uniform(0, 0.5), 3)
+        if i % 20 == 19:
+            msg, kind = metrics_msg(f"d{dev}", ts, 10.0, 0), "metrics"
+        else:
+            dets = [(c, round(rng.uniform(0.3, 0.99), 3), round(rng.uniform(0.02, 0.5), 3))
+                    for c in (rng.randrange(len(LABELS)) for _ in range(rng.randint(0, 3)))]
+            msg, kind = detections_msg(f"d{dev}", seqs[dev], ts, dets), "detections"
+            seqs[dev] += 1
+        lines.append(landing_line(f"sigmawatch/d{dev}/{kind}", f"d{dev}", kind, ts + 0.1, msg=msg))
+    (directory / f"{int(t0 * 1000):013d}-bench-00000001-n{events}.jsonl").write_text("\n".join(lines) + "\n")
+    return events
+
+
+def _jvm_cpu_seconds() -> float:
+    import psutil
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "java" in " ".join(child.cmdline()[:1]):
+                t = child.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _run_bounded(landing: Path, out: Path, python: bool) -> tuple[float, float]:
+    """Run the job once in bounded mode; returns (wall seconds, JVM CPU seconds)."""
+    from stream.config import StreamConfig, from_dict
+    from stream.job import make_environments
+    from stream.pipeline import SinkSpec, SourceSpec, build_pipeline
+    cfg: StreamConfig = from_dict({"job": {"landing_dir": str(landing), "output_dir": str(out),
+                                           "checkpoint_dir": str(out / "chk"), "resume": False}})
+    cpu0, t0 = _jvm_cpu_seconds(), time.perf_counter()
+    env, t_env = make_environments(cfg, checkpointing=False)
+    ss = build_pipeline(t_env, SourceSpec(str(landing), None),
+                        SinkSpec(output_dir=str(out) if python else None, python=python), cfg.job)
+    if python:
+        env.execute("bench-full")
+    else:
+        ss.execute().wait()
+    return time.perf_counter() - t0, _jvm_cpu_seconds() - cpu0
+
+
+def bench_throughput(events: int, devices: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
+    try:
+        small, big = work / "small", work / "big"
+        write_landing(small, 2000, devices)
+        write_landing(big, events, devices)
+        results = {}
+        for python in (False, True):
+            name = "full job (SQL + Python outputs + file sinks)" if python else "SQL path (blackhole)"
+            w0, c0 = _run_bounded(small, work / f"o-s-{python}", python)
+            w1, c1 = _run_bounded(big, work / f"o-b-{python}", python)
+            rate = (events - 2000) / max(1e-9, w1 - w0)
+            per_cpu = (events - 2000) / max(1e-9, c1 - c0) if c1 > c0 else float("nan")
+            results[name] = {"events": events, "wall_s": round(w1, 2), "fixed_s": round(w0, 2),
+                             "events_per_s": round(rate), "events_per_cpu_s": round(per_cpu),
+                             "vs_nexmark_q5_per_core": round(per_cpu / NEXMARK_Q5_PER_CORE, 2)}
+            print(f"{name}: {events} events, {w1:.1f} s wall ({w0:.1f} s fixed start-up) -> "
+                  f"{rate:,.0f} ev/s wall, {per_cpu:,.0f} ev per JVM CPU-second "
+                  f"({per_cpu / NEXMARK_Q5_PER_CORE:.2f}x Nexmark q5 22.1k/core)", flush=True)
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- latency
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(binary):
+        raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+    port = _free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n"
+                    "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mosquitto did not start")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out_of_orderness_s: float) -> dict:
+    import yaml
+    from stream.publisher import Collector, Publisher
+    work = Path(tempfile.mkdtemp(prefix="sw-lat-"))
+    broker, port = _start_mosquitto(work)
+    procs: list[subprocess.Popen] = []
+    try:
+        cfg = {"mqtt": {"host": "127.0.0.1", "port": port},
+               "bridge": {"landing_dir": str(work / "landing"), "consumed_dir": str(work / "out" / "consumed"),
+                          "roll_interval_s": 0.25},
+               "job": {"landing_dir": str(work / "landing"), "output_dir": str(work / "out"),
+                       "checkpoint_dir": str(work / "chk"), "checkpoint_interval_s": 5,
+                       "out_of_orderness_s": out_of_orderness_s, "window": {"size_s": window_s}}}
+        (work / "stream.yaml").write_text(yaml.safe_dump(cfg))
+        log = open(work / "procs.log", "ab")
+        for args in (["stream.bridge"], ["stream.job", "run"]):
+            procs.append(subprocess.Popen([sys.executable, "-m", *args, "--config", str(work / "stream.yaml")],
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        while not list((work / "chk").glob("*/chk-*/_metadata")):     # the job is running
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"bridge or job exited; see {work / 'procs.log'}")
+            time.sleep(0.5)
+        collector = Collector("127.0.0.1", port, ["sigmawatch/agg/device/#"])
+        pub = Publisher("127.0.0.1", port)
+        sent: dict[tuple[str, int], tuple[float, float]] = {}
+        rng = random.Random(3)
+        n = int(seconds * fps)
+        t_start = time.time()
+        for seq in range(n):
+            target = t_start + seq / fps
+            time.sleep(max(0.0, target - time.time()))
+            for d in range(devices):
+                now = time.time()
+                dets = [(0, 0.8, round(rng.uniform(0.05, 0.4), 3))]
+                msg = detections_msg(f"lat{d}", seq, round(now, 3), dets)
+                pub.publish(schema.topic("sigmawatch", f"lat{d}", "detections"), schema.encode(msg))
+                sent[(f"lat{d}", seq)] = (now, msg["ts"])
+        # keep the clock moving so the last windows close (heartbeats)
+        end = time.time() + window_s + out_of_orderness_s + 3
+        while time.time() < end:
+            for d in range(devices):
+                pub.publish(schema.topic("sigmawatch", f"lat{d}", "metrics"),
+                            schema.encode(metrics_msg(f"lat{d}", round(time.time(), 3), fps, 0)))
+            time.sleep(0.5)
+        time.sleep(2)
+        pub.close()
+        first: dict[str, tuple[float, dict]] = {}
+        for _, p, arrived, _ in collector.snapshot():
+            if p and p.get("type") == "aggregate" and p["id"] not in first:
+                first[p["id"]] = (arrived, p)
+        collector.close()
+        lat = []
+        size_ms = int(window_s * 1000)
+        for (dev, seq), (sent_at, ts) in sent.items():
+            ts_ms = int(ts * 1000)
+            arrived = first.get(f"{dev}/person/{ts_ms - ts_ms % size_ms}")
+            if arrived:
+                lat.append(arrived[0] - sent_at)
+        lat.sort()
+        if not lat:
+            raise SystemExit(f"no aggregate arrived; see {work / 'procs.log'}")
+        p50 = statistics.median(lat)
+        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+        res = {"events": len(sent), "with_aggregate": len(lat), "p50_s": round(p50, 2), "p99_s": round(p99, 2),
+               "max_s": round(lat[-1], 2), "goal_s": window_s + 2, "p99_over_goal": round(p99 / (window_s + 2), 2)}
+        print(f"end-to-end latency (publish -> aggregate on MQTT), {window_s:g} s windows, out-of-orderness "
+              f"{out_of_orderness_s:g} s: p50 {p50:.2f} s, p99 {p99:.2f} s, max {lat[-1]:.2f} s over "
+              f"{len(lat)}/{len(sent)} events; goal p99 <= {window_s + 2:g} s (ratio {p99 / (window_s + 2):.2f})")
+        return res
+    finally:
+        for p in procs:
+            _kill_group(p)
+        broker.terminate()
+        broker.wait(5)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="stream-job bench", description="throughput and latency benchmarks")
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--events", type=int, default=200_000)
+    t.add_argument("--devices", type=int, default=50)
+    la = sub.add_parser("latency")
+    la.add_argument("--seconds", type=float, default=40)
+    la.add_argument("--devices", type=int, default=5)
+    la.add_argument("--fps", type=float, default=5)
+    la.add_argument("--window", type=float, default=10)
+    la.add_argument("--out-of-orderness", type=float, default=1.0)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = ap.parse_args(argv)
+    if args.what == "throughput":
+        res = bench_throughput(args.events, args.devices)
+    else:
+        res = bench_latency(args.seconds, args.devices, args.fps, args.window, args.out_of_orderness)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
