@@ -1,5 +1,6 @@
 """Build tiny int8 models with the project's contract outputs, for the edge-agent tests (run in a subprocess:
-it imports TensorFlow, which the agent itself never does).
+it imports TensorFlow, which the agent itself never does). Exported with the project's exporter
+(``convert.export.export_tflite``), or the TFLiteConverter directly where that is not installed.
 
 * ``detector-int8.tflite``: input 64x64 RGB uint8, Gaussian head, strides 16 and 32, 2 classes
   ("red", "blue"). Weights are set by hand so its output follows the scene: a cell is an object when
@@ -88,6 +89,7 @@ def calibration(size: int, n: int = 48):
 
 
 def to_int8(model: keras.Model, size: int) -> bytes:
+    """Fallback while convert.export is missing: the TFLiteConverter directly (FINDINGS' recipe)."""
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: calibration(size)
@@ -97,11 +99,24 @@ def to_int8(model: keras.Model, size: int) -> bytes:
     return conv.convert()
 
 
+def export(model: keras.Model, size: int, path: Path, meta: dict) -> str:
+    """The project's exporter (convert.export.export_tflite: int8 checks, fidelity, metadata) when present."""
+    try:
+        from convert.export import export_tflite
+    except ImportError:
+        write_model(path, to_int8(model, size), meta)
+        return "TFLiteConverter"
+    images = [batch[0][0] for batch in calibration(size)]
+    export_tflite(model, path, quantization="int8", io_dtype="uint8", calibration=images, heldout=images[:8],
+                  metadata=meta, progress=False, compare_float32=False, run_edgetpu_compiler=False)
+    return "convert.export.export_tflite"
+
+
 def main(out_dir: str) -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    src = "tests/edge/make_fixture_models.py (hand-set weights, TFLiteConverter int8)"
-    write_model(out / "detector-int8.tflite", to_int8(build_detector(), SIZE), {
+    src = "tests/edge/make_fixture_models.py (hand-set weights, int8)"
+    how = export(build_detector(), SIZE, out / "detector-int8.tflite", {
         "task": "detection", "architecture": "fixture-colour-detector", "model_id": "fixture-det-64",
         "quantization": "int8", "io_dtype": "uint8", "labels": LABELS, "created_by": "tests", "source": src,
         "input": {"height": SIZE, "width": SIZE, "channels": 3, "dtype": "uint8", "color": "RGB",
@@ -109,7 +124,7 @@ def main(out_dir: str) -> int:
         "detection": {"head": "gaussian", "num_classes": len(LABELS), "strides": [16, 32], "anchors": ANCHORS,
                       "outputs": {str(s): {"sigmoid": f"s{s}_sigmoid", "linear": f"s{s}_linear"} for s in (16, 32)}},
     })
-    write_model(out / "classifier-int8.tflite", to_int8(build_classifier(), 32), {
+    export(build_classifier(), 32, out / "classifier-int8.tflite", {
         "task": "classification", "architecture": "fixture-colour-classifier", "model_id": "fixture-cls-32",
         "quantization": "int8", "io_dtype": "uint8", "labels": ["red", "green", "blue"], "created_by": "tests",
         "source": src,
@@ -117,6 +132,7 @@ def main(out_dir: str) -> int:
                   "resize": "stretch", "pad_value": 114, "normalization": None},
         "classification": {"output": "probs", "activation": "softmax"},
     })
+    print(f"exported with {how}")
     print(out)
     return 0
 
