@@ -10,7 +10,8 @@ tolerance measured on x86 under +-1 gray-level input noise (pi_compare explains 
 The agent's retained status names the interpreter it picked, which must be the one the extra installs.
 
 A crash under the Cortex-A72 model (SIGILL from an instruction the Pi lacks) fails the run with a message
-saying so: tested by injecting an ARMv8.2 instruction into inference, with a control run on a Cortex-A76.
+saying so: tested by injecting an ARMv8.2 instruction into inference (test_pi_cpu shows, with a Cortex-A76
+control, that this instruction faults because of the CPU model).
 Emulated run times are printed for CI budgeting only; they say nothing about a Pi's speed.
 """
 from __future__ import annotations
@@ -111,7 +112,7 @@ edge.runtime.TFLiteModel.invoke = invoke
 
 def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, pi_agent, tmp_path, demo_model,
                                                       pi_video, score_threshold):
-    video, frames = pi_video
+    video, _ = pi_video
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(SIGILL_IN_INFERENCE)
@@ -125,11 +126,6 @@ def test_agent_crash_under_cortex_a72_fails_the_run(pi_python, broker, pi_agent,
         assert "killed by SIGILL" in message and "Cortex-A72" in message, message
         wills = collector.wait_for("pi4-crash", "status", 2, timeout=10)
         assert any(s["state"] == "offline" and "last will" in s.get("reason", "") for s in wills), wills
-        # Control: the same injected agent on a core that has the instruction runs to the end of the video.
-        run_agent(agent_args(pi_agent, tmp_path, "a76-control", video, demo_model, broker, score_threshold),
-                  python=pi_python("edge", cpu="cortex-a76", extra_paths=(inject,)), cwd=tmp_path,
-                  log_path=tmp_path / "control.log", timeout=AGENT_TIMEOUT)
-        assert len(collector.wait_for("a76-control", "detections", frames, timeout=30)) == frames
     finally:
         collector.stop()
 
