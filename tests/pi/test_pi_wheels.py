@@ -4,7 +4,6 @@ dependency without one fails with a message naming it.
 Tests without the ``pi`` marker need no emulation and no network (they run in the default suite)."""
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
