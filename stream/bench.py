@@ -60,13 +60,13 @@ def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> 
 
 
 def _jvm_cpu_seconds() -> float:
+    """CPU seconds of every descendant (the Flink JVM and its Python UDF workers)."""
     import psutil
     total = 0.0
     for child in psutil.Process().children(recursive=True):
         try:
-            if "java" in " ".join(child.cmdline()[:1]):
-                t = child.cpu_times()
-                total += t.user + t.system
+            t = child.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             pass
     return total
