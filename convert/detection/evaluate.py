@@ -40,7 +40,7 @@ class KerasPredictor:
         results = []
         for i in range(0, len(images), self.batch_size):
             batch = np.stack(images[i:i + self.batch_size]).astype(np.float32)
-            out = self.model(batch, training=False)
+            out = self.model.predict_on_batch(batch)  # compiled once; much faster than eager calls
             out = {k: np.asarray(v) for k, v in out.items()}
             for j in range(batch.shape[0]):
                 results.append(({k: v[j:j + 1] for k, v in out.items()}, None))
@@ -84,7 +84,7 @@ class EvalReport:
     spearman_n: int
     seconds_per_image: float
     scatter_png: str | None = None
-    # all detections above the floor: (score, is_tp at IoU 0.5, best IoU, sigma_mean) -- for FP-at-recall
+    # all detections above the floor: (score, is_tp at IoU 0.5, best IoU with any GT, sigma_mean)
     detections: list[tuple[float, bool, float, float]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict:
@@ -100,15 +100,16 @@ class EvalReport:
 
 
 def _match(dets_xyxy, det_cls, det_scores, gt_xyxy, gt_cls, iou_thr=0.5):
-    """Greedy per-class matching in score order. Returns (is_tp, best same-class IoU) per detection."""
+    """Greedy per-class matching in score order. Returns (is_tp, best IoU with any ground-truth box) per
+    detection -- sigma describes localization, so its relation to IoU is measured class-agnostically."""
     n = len(det_scores)
     is_tp = np.zeros(n, bool)
     best = np.zeros(n, np.float32)
     if n == 0 or len(gt_xyxy) == 0:
         return is_tp, best
-    ious = box_iou(dets_xyxy, gt_xyxy)
-    ious = np.where(det_cls[:, None] == gt_cls[None, :], ious, 0.0)
-    best = ious.max(1)
+    any_iou = box_iou(dets_xyxy, gt_xyxy)
+    best = any_iou.max(1)
+    ious = np.where(det_cls[:, None] == gt_cls[None, :], any_iou, 0.0)
     taken = np.zeros(len(gt_xyxy), bool)
     for i in np.argsort(-det_scores, kind="stable"):
         cand = np.where(~taken, ious[i], 0.0)

@@ -175,3 +175,66 @@ def test_small_cfg_matches_numpy_darknet(tmp_path, kind):
     np.testing.assert_allclose(out["s32_linear"].reshape(2, 2, 3, 2), expect_lin, atol=2e-3)
     meta = imp.detection_metadata()
     assert meta["strides"] == [32] and meta["anchors"] == [[[10, 14], [23, 27], [37, 58]]]
+
+
+def _export_and_compare(imp, tmp_path, size, n_calib=8):
+    from convert.detection.export import detector_metadata, export_detector
+    from edge.model_metadata import read_model
+    from edge.runtime import TFLiteModel, dequantize
+    rng = np.random.default_rng(2)
+    calib = [rng.uniform(0, 255, (size, size, 3)).astype(np.float32) for _ in range(n_calib)]
+    meta = detector_metadata(architecture="darknet-test", model_id="darknet-test", input_hw=(size, size),
+                             labels=imp.labels, detection=imp.detection_metadata(), quantization="int8", io_dtype="uint8")
+    out = tmp_path / "imported-int8.tflite"
+    export_detector(imp.model, out, metadata=meta, quantization="int8", calibration=calib)
+    _, meta = read_model(out)
+    model = TFLiteModel(out, threads=1)
+    x = calib[0].astype(np.uint8)
+    raw = model.run(x)
+    ref = {k: np.asarray(v)[0] for k, v in imp.model(x[None].astype(np.float32)).items()}
+    quant = model.output_quantization()
+    for name, value in raw.items():
+        err = np.abs(dequantize(value, *quant[name])[0] - ref[name])
+        span = float(ref[name].max() - ref[name].min()) + 1e-6
+        assert err.mean() < 0.05 * span, (name, err.mean(), span)
+    return meta
+
+
+def test_imported_model_exports_to_int8(tmp_path):
+    from convert.detection.darknet_keras import import_darknet
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(SMALL_CFG.format(filters=33, kind="Gaussian_yolo"))
+    p = plan(parse_cfg(cfg.read_text()))
+    values = np.random.default_rng(3).standard_normal(p.weight_count).astype(np.float32) * 0.3
+    values[12:16] = 1.0
+    write_weights(tmp_path / "small.weights", values)
+    imp = import_darknet(cfg, tmp_path / "small.weights", ["a", "b"])
+    meta = _export_and_compare(imp, tmp_path, 64)
+    assert meta["detection"]["head"] == "gaussian" and meta["input"]["dtype"] == "uint8"
+
+
+@pytest.mark.slow
+def test_official_bdd_cfg_imports_and_exports_int8_at_reduced_size(gaussian_yolov3_fixtures, tmp_path):
+    """The full Darknet-53 Gaussian YOLOv3 (62M weights) from a weights file written here, int8 at 128x128."""
+    from convert.detection.darknet_keras import import_darknet
+    cfg = gaussian_yolov3_fixtures / "Gaussian_yolov3_BDD.cfg"
+    p = plan(parse_cfg(cfg.read_text()), (128, 128))
+    rng = np.random.default_rng(4)
+    values = np.empty(p.weight_count, np.float32)
+    off = 0
+    for spec in p.convs:  # BN stats that keep activations bounded: beta 0, gamma 1, mean 0, var 1
+        f = spec.filters
+        if spec.batch_normalize:
+            values[off:off + 4 * f] = np.concatenate([np.zeros(f), np.ones(f), np.zeros(f), np.ones(f)])
+            off += 4 * f
+        else:
+            values[off:off + f] = 0
+            off += f
+        n = f * spec.in_channels * spec.size ** 2
+        values[off:off + n] = rng.standard_normal(n).astype(np.float32) * np.sqrt(1.0 / (spec.in_channels * spec.size ** 2))
+        off += n
+    write_weights(tmp_path / "bdd.weights", values)
+    names = [x for x in (gaussian_yolov3_fixtures / "bdd.names").read_text().splitlines() if x.strip()]
+    imp = import_darknet(cfg, tmp_path / "bdd.weights", names, input_hw=(128, 128))
+    meta = _export_and_compare(imp, tmp_path, 128, n_calib=4)
+    assert meta["detection"]["strides"] == [8, 16, 32] and meta["labels"] == names
