@@ -49,6 +49,16 @@ def test_zones_class_filter_and_sigma_cap(engine):
     assert capped.detections == [], "the fixture's sigmas (~0.12) exceed max_sigma 0.05"
 
 
+@pytest.mark.parametrize("resize", ["letterbox", "stretch"])
+def test_fast_preprocess_equals_the_shared_reference(engine, resize):
+    from edge.preprocess import prepare_for_model
+    frame = np.random.default_rng(1).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    meta = dict(engine.meta["input"], resize=resize)
+    fast, fast_info = Engine.preprocess(type("E", (), {"meta": {"input": meta}})(), frame)
+    ref, ref_info = prepare_for_model(frame, meta, bgr=True)
+    assert np.array_equal(fast, ref) and fast_info == ref_info and fast.flags["C_CONTIGUOUS"]
+
+
 def test_mismatched_model_is_refused(detector_model, classifier_model):
     with pytest.raises(ModelError, match="classification model"):
         Engine(ModelConfig(path=classifier_model, task="detection"), Settings())
