@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -59,7 +60,11 @@ class Agent:
         prefix = cfg.mqtt.topic_prefix
         self.topics = {k: topic(prefix, self.device, k)
                        for k in ("detections", "status", "metrics", "config/set", "config/state")}
-        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_messages, cfg.outbox.max_age_s)
+        try:
+            self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_messages, cfg.outbox.max_age_s)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"outbox {cfg.outbox_path} cannot be opened for writing ({exc}); check state_dir and "
+                              "its owner (systemd: StateDirectory=edge-agent)") from None
         self.link = MqttLink(
             link_options(cfg, will=(self.topics["status"], messages.will_payload(self.device)),
                          subscriptions=[(self.topics["config/set"], 1)]),

@@ -68,6 +68,12 @@ def test_missing_config_file(tmp_path, capsys):
     assert code == 2 and "does not exist" in text
 
 
+def test_unwritable_state_dir(base, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    code, text = run(capsys, "run", "-c", base(state_dir=str(tmp_path / "a-file" / "state")))
+    assert code == 2 and "outbox" in text and "state_dir" in text
+
+
 def test_missing_model(base, tmp_path, capsys):
     code, text = run(capsys, "run", "-c", base(model__path=str(tmp_path / "missing.tflite")))
     assert code == 3 and "missing.tflite" in text and "does not exist" in text
