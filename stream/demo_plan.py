@@ -15,7 +15,9 @@ from stream.demo_procs import DemoError, ProcSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
-WINDOW_S, OUT_OF_ORDER_S = 5.0, 2.0
+# 8 s of out-of-orderness: the job reads the landing files found in one directory scan in no particular order,
+# and on a busy 2-core machine a stalled scan can find several seconds of files at once (2 s gave late events)
+WINDOW_S, OUT_OF_ORDER_S = 5.0, 8.0
 
 
 def in_tree(rel: str) -> bool:
@@ -60,7 +62,7 @@ def write_stream_config(workdir: Path, port: int, mqtt311: bool = False) -> Path
     var = workdir / "stream"
     alerts = workdir / "alerts.yaml"
     alerts.write_text(yaml.safe_dump({"rules": [
-        {"type": "class_count", "id": "busy-scene", "label": "*", "min_count": 12, "scope": "device",
+        {"type": "class_count", "id": "busy-scene", "label": "*", "min_count": 15, "scope": "device",
          "severity": "info"},
         {"type": "uncertainty_spike", "id": "sigma-spike", "label": "*", "factor": 1.5, "history": 6,
          "min_history": 3, "min_detections": 3, "severity": "warning"},

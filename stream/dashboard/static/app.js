@@ -281,7 +281,7 @@ function drawCounts(rows, labels) {
   g.strokeStyle = "#2a3642"; g.fillStyle = "#8b97a3"; g.font = "11px sans-serif";
   g.beginPath(); g.moveTo(L, 4); g.lineTo(L, H - B); g.lineTo(W - 4, H - B); g.stroke();
   g.fillText(String(ymax), 4, 20); g.fillText("0", 4, H - B);
-  g.fillText(`window starts over ${Math.round(t1 - t0)} s`, W - 170, H - 4);
+  g.fillText(`${series.size ? Math.round(Math.max(...starts) - t0) : 0} s of windows`, W - 110, H - 4);
   labels.forEach((label, i) => {
     const pts = [...series.get(label).entries()].sort((a, b) => a[0] - b[0]);
     g.strokeStyle = colorFor(label); g.fillStyle = colorFor(label); g.lineWidth = 2; g.beginPath();
