@@ -45,6 +45,18 @@ class LinkOptions:
     max_inflight: int = 100
 
 
+def _auth_and_tls(c: paho.Client, options: LinkOptions) -> None:
+    if options.username:
+        c.username_pw_set(options.username, options.password)
+    if options.tls or options.ca_file or options.cert_file:
+        c.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
+                  certfile=str(options.cert_file) if options.cert_file else None,
+                  keyfile=str(options.key_file) if options.key_file else None,
+                  cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if options.tls_insecure:
+            c.tls_insecure_set(True)
+
+
 class MqttLink:
     def __init__(self, options: LinkOptions, *,
                  on_ack: Callable[[int], None] = lambda mid: None,
@@ -60,15 +72,7 @@ class MqttLink:
         self.bytes_published = 0
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id, clean_session=True,
                         protocol=paho.MQTTv311)
-        if options.username:
-            c.username_pw_set(options.username, options.password)
-        if options.tls or options.ca_file or options.cert_file:
-            c.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
-                      certfile=str(options.cert_file) if options.cert_file else None,
-                      keyfile=str(options.key_file) if options.key_file else None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            if options.tls_insecure:
-                c.tls_insecure_set(True)
+        _auth_and_tls(c, options)
         if options.will:
             c.will_set(options.will[0], options.will[1], qos=1, retain=True)
         c.reconnect_delay_set(min_delay=max(1, int(options.reconnect_min_s)),
@@ -166,14 +170,7 @@ def check_broker(options: LinkOptions, timeout: float = 5.0) -> None:
         done.set()
 
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id + "-check", clean_session=True)
-    if options.username:
-        c.username_pw_set(options.username, options.password)
-    if options.tls or options.ca_file or options.cert_file:
-        c.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
-                  certfile=str(options.cert_file) if options.cert_file else None,
-                  keyfile=str(options.key_file) if options.key_file else None)
-        if options.tls_insecure:
-            c.tls_insecure_set(True)
+    _auth_and_tls(c, options)
     c.on_connect = on_connect
     try:
         c.connect(options.host, options.port, keepalive=10)
