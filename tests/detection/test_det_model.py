@@ -41,6 +41,7 @@ def test_outputs_follow_the_contract(backbone, layout, head, size):
         np.testing.assert_allclose(np.asarray(v), np.asarray(ref[k]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_darknet53_three_scales_at_416():
     cfg = DetectorConfig(backbone="darknet53", layout="3scale", input_size=(416, 416), labels=["x"] * 10,
                          anchors_from="bdd", neck_activation="leaky", neck_channels=512)
