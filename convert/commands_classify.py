@@ -65,6 +65,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
     p.add_argument("--freeze-backbone", action="store_true", help="train the classifier head only")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm in inference mode (small datasets; statistics set from the data first)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch")
     p.add_argument("--output", required=True, help="where to save the model (.keras; a .keras.json manifest goes next to it)")
@@ -122,7 +124,7 @@ def cmd_train(args) -> int:
         raise UsageError("train needs --arch (see `convert-model list`)")
     cfg = TrainConfig(data=args.data, arch=args.arch, output=args.output, input_size=args.input_size or (224, 224),
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weights=args.weights,
-                      freeze_backbone=args.freeze_backbone, val_fraction=args.val_fraction, resize=args.resize,
+                      freeze_backbone=args.freeze_backbone, freeze_bn=args.freeze_bn, val_fraction=args.val_fraction, resize=args.resize,
                       options=_model_options(args))
     manifest = train_classifier(cfg)
     acc = last_metric(manifest, "val_accuracy")

@@ -16,7 +16,7 @@ from keras import layers, ops
 
 from convert.blocks import split_channels
 
-HARD_SWISH_FORMULATIONS = ("native", "xnnpack", "relu_diff")
+HARD_SWISH_FORMULATIONS = ("native", "xnnpack", "relu_diff", "clip_nested")
 
 
 def _clip_0_6(x, formulation: str):
@@ -25,7 +25,9 @@ def _clip_0_6(x, formulation: str):
         return ops.relu6(x + 3.0)
     if formulation == "relu_diff":
         return ops.relu(x + 3.0) - ops.relu(x - 3.0)
-    return 6.0 - ops.relu(6.0 - ops.relu(x + 3.0))
+    if formulation == "clip_nested":
+        return 6.0 - ops.relu(6.0 - ops.relu(x + 3.0))
+    return ops.relu6(x + 3.0)
 
 
 @keras.saving.register_keras_serializable(package="sigmawatch")
@@ -59,7 +61,9 @@ class HardSigmoid(layers.Layer):
         self.formulation = formulation
 
     def call(self, x):
-        return _clip_0_6(x, self.formulation) * (1.0 / 6.0)
+        # no HARD_SIGMOID op exists, so relu6(x + 3) / 6 is never fused into HARD_SWISH: "xnnpack" keeps it as is
+        form = "native" if self.formulation == "xnnpack" else self.formulation
+        return _clip_0_6(x, form) * (1.0 / 6.0)
 
     def get_config(self):
         return {**super().get_config(), "formulation": self.formulation}

@@ -25,6 +25,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weights: str | None = None
     freeze_backbone: bool = False
+    freeze_bn: bool = False
     val_fraction: float = 0.2
     resize: str = "stretch"
     seed: int = 0
@@ -57,12 +58,16 @@ def train_classifier(cfg: TrainConfig, verbose: int | None = None) -> dict:
     info = get_info(cfg.arch)
     weights = cfg.weights
     model = build_classifier(info.name, cfg.input_size, len(classes), weights=weights, batch_size=None, **cfg.options)
+    from convert.data.folder_dataset import FolderSequence
+    from convert.models.bn_calibration import calibrate_batchnorm
+    plain = FolderSequence(train_seq.items, cfg.input_size, cfg.batch_size, cfg.resize)
+    if weights is None:   # random init: data-dependent BatchNorm statistics first
+        calibrate_batchnorm(model, (plain[i][0] for i in range(len(plain))))
+    if cfg.freeze_bn:     # small datasets: BN in inference mode, so training and deployment see the same network
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
     if cfg.freeze_backbone:
-        if weights is None:   # a random backbone: at least give it data-dependent BatchNorm statistics
-            from convert.data.folder_dataset import FolderSequence
-            from convert.models.bn_calibration import calibrate_batchnorm
-            plain = FolderSequence(train_seq.items, cfg.input_size, cfg.batch_size, cfg.resize)
-            calibrate_batchnorm(model, (plain[i][0] for i in range(len(plain))))
         head = {"logits", "conv_2", "predictions"}
         for layer in model.layers:
             if layer.name not in head:
@@ -75,10 +80,7 @@ def train_classifier(cfg: TrainConfig, verbose: int | None = None) -> dict:
     if verbose is None:
         verbose = 1 if sys.stderr.isatty() else 2
     history = model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, verbose=verbose)
-    if not cfg.freeze_backbone:   # precise BatchNorm statistics from the training images, without augmentation
-        from convert.data.folder_dataset import FolderSequence
-        from convert.models.bn_calibration import calibrate_batchnorm
-        plain = FolderSequence(train_seq.items, cfg.input_size, cfg.batch_size, cfg.resize)
+    if not cfg.freeze_backbone and not cfg.freeze_bn:   # precise BN statistics from un-augmented training images
         calibrate_batchnorm(model, (plain[i][0] for i in range(len(plain))))
     final = {}
     if val_seq is not None:

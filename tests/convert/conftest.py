@@ -31,7 +31,7 @@ def trained_classifier(shapes_dataset, tmp_path_factory) -> Path:
     from convert.cli import main
     out = tmp_path_factory.mktemp("trained") / "shapes.keras"
     rc = main(["train", "--data", str(shapes_dataset), "--arch", "mobilenetv3_small", "--alpha", "0.75",
-               "--input-size", str(INPUT), "--epochs", "4", "--batch-size", "12", "--lr", "3e-3",
+               "--input-size", str(INPUT), "--epochs", "5", "--batch-size", "8", "--lr", "1e-3", "--freeze-bn",
                "--output", str(out)])
     assert rc == 0 and out.is_file()
     return out

@@ -2,16 +2,19 @@
 interpreter the edge uses (edge.runtime.TFLiteModel)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from convert.cli import main
+from convert.data.calibration import load_calibration
 from convert.data.images import list_images, read_image
+from convert.export import export_tflite
+from convert.export.fidelity import measure_fidelity
 from convert.export.inspect_model import inspect_flatbuffer
 from convert.models.training import load_trained
 from edge import model_metadata
@@ -19,109 +22,151 @@ from edge.modelbench import analyze_delegation
 from edge.preprocess import stretch
 from edge.runtime import TFLiteModel, dequantize, find_runtime
 
+META = {"task": "classification", "architecture": "mobilenetv3_small", "labels": ["circle", "square", "stripes"]}
+
 
 @pytest.fixture(scope="module")
-def int8_edgetpu_model(trained_classifier, shapes_dataset, tmp_path_factory, monkeypatch_module):
-    """--edgetpu export with no compiler on PATH: full int8, uint8 I/O, instructions, ready model."""
+def edgetpu_export(trained_classifier, shapes_dataset, tmp_path_factory):
+    """`convert-model export --edgetpu` with no edgetpu_compiler on PATH -> (model path, printed table)."""
     out = tmp_path_factory.mktemp("int8") / "shapes-int8.tflite"
-    monkeypatch_module.setenv("PATH", "/usr/bin:/bin")
-    rc = main(["export", "--model", str(trained_classifier), "--calibration", str(shapes_dataset),
-               "--edgetpu", "--output", str(out)])
-    assert rc == 0
-    return out
+    old, buf = os.environ["PATH"], io.StringIO()
+    os.environ["PATH"] = "/usr/bin:/bin"
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = main(["export", "--model", str(trained_classifier), "--calibration", str(shapes_dataset),
+                       "--edgetpu", "--output", str(out)])
+    finally:
+        os.environ["PATH"] = old
+    assert rc == 0, buf.getvalue()
+    return out, buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-def test_int8_round_trip_in_edge_runtime(int8_edgetpu_model, trained_classifier, shapes_dataset, capsys):
-    flatbuffer, meta = model_metadata.read_model(int8_edgetpu_model)
+def test_int8_round_trip_in_edge_runtime(edgetpu_export, trained_classifier, shapes_dataset):
+    path, _ = edgetpu_export
+    flatbuffer, meta = model_metadata.read_model(path)
     inspection = inspect_flatbuffer(flatbuffer)
     assert not inspection.float_ops, inspection.float_ops
     assert inspection.input_dtype == "uint8" and inspection.input_shape == (1, 64, 64, 3)
     assert meta["quantization"] == "int8" and meta["io_dtype"] == "uint8"
     assert meta["input"]["normalization"] is None and meta["input"]["resize"] == "stretch"
     assert meta["labels"] == ["circle", "square", "stripes"]
-    # outputs agree with the Keras float model on every image, read through the agent's runtime
     keras_model, _ = load_trained(trained_classifier)
-    tfl = TFLiteModel(int8_edgetpu_model)
+    tfl = TFLiteModel(path)
     name = meta["classification"]["output"]
     scale, zero = tfl.output_quantization()[name]
-    agree, errors = [], []
-    for path in list_images(shapes_dataset)[::4]:
-        pixels = stretch(read_image(path), (64, 64))[0]
-        ref = np.asarray(keras_model(pixels[np.newaxis].astype(np.float32), training=False))[0]
-        got = dequantize(tfl.run(pixels)[name], scale, zero)[0]
-        agree.append(ref.argmax() == got.argmax())
-        errors.append(np.abs(ref - got).max())
-    assert ref.max() > 0.5                      # a trained model, not ~uniform outputs
-    assert np.mean(agree) >= 0.9, np.mean(agree)
-    assert np.median(errors) < 0.05
+    refs, gots = [], []
+    for p in list_images(shapes_dataset)[::3]:
+        pixels = stretch(read_image(p), (64, 64))[0]
+        refs.append(np.asarray(keras_model(pixels[np.newaxis].astype(np.float32), training=False))[0])
+        gots.append(dequantize(tfl.run(pixels)[name], scale, zero)[0])
+    refs, gots = np.array(refs), np.array(gots)
+    # a trained model: confident, and not one class for everything
+    assert refs.max(axis=1).mean() > 0.5 and len(set(refs.argmax(axis=1))) >= 2
+    snr = 10 * np.log10(np.sum(refs ** 2) / np.sum((refs - gots) ** 2))
+    assert snr > 15, snr            # noise power under 3% of the signal
+    agree = refs.argmax(axis=1) == gots.argmax(axis=1)
+    assert agree.mean() >= 0.85, agree.mean()
+    top2 = np.sort(refs, axis=1)[:, -2:]
+    confident = (top2[:, 1] - top2[:, 0]) >= 0.3
+    assert confident.sum() >= len(refs) // 2
+    assert agree[confident].all()
 
 
-def test_edgetpu_without_compiler_says_how_to_get_it(int8_edgetpu_model, capsys):
-    # the fixture's output was printed by main(); re-run the metadata command to check the sidecar too
-    side = json.loads(Path(str(int8_edgetpu_model).replace(".tflite", ".json")).read_text())
-    assert side["model_sha256"] == model_metadata.sha256_hex(model_metadata.read_model(int8_edgetpu_model)[0])
-
-
-def test_export_report_table(trained_classifier, shapes_dataset, tmp_path, capsys):
-    """The one table: no float ops, size vs float32, fidelity; --edgetpu instructions when the compiler is missing."""
-    out = tmp_path / "m.tflite"
-    old = os.environ["PATH"]
-    os.environ["PATH"] = "/usr/bin:/bin"
-    try:
-        rc = main(["export", "--model", str(trained_classifier), "--calibration", str(shapes_dataset),
-                   "--edgetpu", "--max-calibration-images", "40", "--output", str(out)])
-    finally:
-        os.environ["PATH"] = old
-    text = capsys.readouterr().out
-    assert rc == 0
+def test_export_table_and_edgetpu_instructions(edgetpu_export):
+    path, text = edgetpu_export
     assert "ops not in int8       none" in text
     assert "of float32" in text and "top-1 agreement" in text and "SNR" in text
     assert "XNNPACK               1 partition(s)" in text
+    assert "Edge TPU ops check    ops outside the Edge TPU table: none" in text
     assert "edgetpu_compiler is not on PATH" in text and "apt-get install edgetpu-compiler" in text
-    assert "WARNING: only 32 calibration images" in text
+    assert "WARNING: only 58 calibration images" in text
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["model_sha256"] == model_metadata.sha256_hex(model_metadata.read_model(path)[0])
 
 
-def test_float16_and_dynamic_exports(trained_classifier, tmp_path):
-    for quant in ("float16", "dynamic"):
-        out = tmp_path / f"m-{quant}.tflite"
-        assert main(["export", "--model", str(trained_classifier), "--quantization", quant,
-                     "--output", str(out)]) == 0
-        meta = model_metadata.read_metadata(out)
-        assert meta["quantization"] == quant and meta["input"]["dtype"] == "float32"
-        assert TFLiteModel(out).input_dtype == np.float32
+def test_edgetpu_compiler_is_run_when_present(edgetpu_export, tmp_path, monkeypatch):
+    """Up to the hardware boundary: a stand-in compiler on PATH (the real one cannot be installed here)
+    is called the way Coral documents it; its summary is parsed; the compiled model gets a sidecar."""
+    from convert.export.edgetpu import run_compiler
+    from edge.model_metadata import read_model, write_sidecar
+    model = tmp_path / "m.tflite"
+    model.write_bytes(edgetpu_export[0].read_bytes())
+    fake = tmp_path / "bin" / "edgetpu_compiler"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n# args: -s -o OUTDIR MODEL\necho \"$@\" > \"$3/args.txt\"\n"
+                    "cp \"$4\" \"$3/$(basename \"$4\" .tflite)_edgetpu.tflite\"\n"
+                    "echo 'Number of operations that will run on Edge TPU: 97'\n"
+                    "echo 'Number of operations that will run on CPU: 3'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    result = run_compiler(model, [])
+    assert (tmp_path / "args.txt").read_text().split() == ["-s", "-o", str(tmp_path), str(model)]
+    assert (result.mapped, result.unmapped) == (97, 3)
+    assert result.compiled_path == tmp_path / "m_edgetpu.tflite"
+
+
+def test_float16_export_via_cli(trained_classifier, tmp_path):
+    out = tmp_path / "m-f16.tflite"
+    assert main(["export", "--model", str(trained_classifier), "--quantization", "float16", "--output", str(out)]) == 0
+    meta = model_metadata.read_metadata(out)
+    assert meta["quantization"] == "float16" and meta["input"]["dtype"] == "float32"
+    assert TFLiteModel(out).input_dtype == np.float32
+
+
+def test_dynamic_export_and_fidelity(trained_classifier, shapes_dataset, tmp_path):
+    model, _ = load_trained(trained_classifier)
+    held = load_calibration(shapes_dataset, (64, 64), max_images=12).calibration
+    report = export_tflite(model, tmp_path / "m-dyn.tflite", quantization="dynamic", heldout=held,
+                           metadata=META, compare_float32=False, progress=False)
+    assert report.io_dtype == "float32" and report.inspection.input_dtype == "float32"
+    assert report.fidelity[0].snr_db > 20 and report.fidelity[0].top1_agreement >= 0.9
 
 
 def test_xnnpack_hard_swish_keeps_int8_in_one_partition(trained_classifier, shapes_dataset, tmp_path):
-    """The native HARD_SWISH splits the int8 graph; the default formulation is fully delegated."""
-    results = {}
+    """Native HARD_SWISH splits the int8 graph under XNNPACK; the default formulation is fully delegated
+    and computes the same outputs."""
+    model, _ = load_trained(trained_classifier)
+    cs = load_calibration(shapes_dataset, (64, 64), max_images=30)
+    results, snr = {}, {}
     for form in ("native", "xnnpack"):
         out = tmp_path / f"{form}.tflite"
-        assert main(["export", "--model", str(trained_classifier), "--calibration", str(shapes_dataset),
-                     "--hard-swish", form, "--max-calibration-images", "24", "--output", str(out)]) == 0
+        export_tflite(model, out, quantization="int8", calibration=cs.calibration, metadata=META,
+                      hard_swish=form, compare_float32=False, progress=False)
         interpreter = find_runtime().module.Interpreter(model_path=str(out), num_threads=1)
         interpreter.allocate_tensors()
         results[form] = analyze_delegation(interpreter)
+        snr[form] = measure_fidelity(model, model_metadata.read_model(out)[0], cs.heldout)[0].snr_db
     assert results["native"].undelegated["HARD_SWISH"] > 0 and results["native"].partitions > 1
-    assert results["xnnpack"].partitions == 1
-    assert "HARD_SWISH" not in results["xnnpack"].ops
+    assert results["xnnpack"].partitions == 1 and "HARD_SWISH" not in results["xnnpack"].ops
+    # no real accuracy cost: within 2 dB of the native int8 HARD_SWISH (measured: about 1 dB)
+    assert snr["xnnpack"] > snr["native"] - 2.0, snr
 
 
-def test_metadata_command_round_trip(int8_edgetpu_model, tmp_path, capsys):
-    assert main(["metadata", "--model", str(int8_edgetpu_model)]) == 0
+def test_metadata_command_round_trip(edgetpu_export, tmp_path, capsys):
+    path = edgetpu_export[0]
+    assert main(["metadata", "--model", str(path)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["task"] == "classification" and shown["architecture"] == "mobilenetv3_small"
-    # a model rewritten by another tool (no trailer): --from writes a sidecar that read_model accepts
-    bare = tmp_path / "rewritten.tflite"
-    bare.write_bytes(model_metadata.read_model(int8_edgetpu_model)[0])
-    assert main(["metadata", "--model", str(bare)]) == 3          # no metadata: clear error
+    assert shown["source"].startswith("convert-model") or "export" in shown["source"]
+    bare = tmp_path / "rewritten.tflite"          # as another tool would rewrite it: no trailer
+    bare.write_bytes(model_metadata.read_model(path)[0])
+    assert main(["metadata", "--model", str(bare)]) == 3
     assert "carries no sigmawatch metadata" in capsys.readouterr().err
-    assert main(["metadata", "--model", str(bare), "--from", str(int8_edgetpu_model)]) == 0
+    assert main(["metadata", "--model", str(bare), "--from", str(path)]) == 0
     _, meta = model_metadata.read_model(bare)
-    assert meta["labels"] == shown["labels"] and meta["source_model"] == str(int8_edgetpu_model)
+    assert meta["labels"] == shown["labels"] and meta["source_model"] == str(path)
+
+
+def test_bench_command_on_exported_models(edgetpu_export, capsys):
+    """`convert-model bench --model ...` needs only the TFLite runtime: latency columns, partitions, size."""
+    path = str(edgetpu_export[0])
+    assert main(["bench", "--model", path, "--runs", "5", "--rounds", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("shapes-int8.tflite")][0].split()
+    assert row[1] == "uint8" and row[4] == "1"        # io dtype, 1 XNNPACK partition
+    assert float(row[3]) > 0
+
+
+def test_bench_missing_model_is_an_input_error(tmp_path, capsys):
+    assert main(["bench", "--model", str(tmp_path / "nope.tflite")]) == 3
+    assert "does not exist" in capsys.readouterr().err
