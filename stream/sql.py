@@ -211,16 +211,5 @@ def outputs_query(src: str, o: SqlOptions, include: tuple[str, ...] = None) -> s
     return "\nUNION ALL\n".join(f"({q})" for q in parts.values())
 
 
-def file_sink_ddl(name: str, path: str, columns: str) -> str:
-    return f"""CREATE TEMPORARY TABLE {name} ({columns}) WITH (
-  'connector' = 'filesystem', 'path' = {quote(path)}, 'format' = 'json',
-  'sink.rolling-policy.rollover-interval' = '10 min', 'sink.rolling-policy.check-interval' = '1 min')"""
-
-
 def blackhole_ddl(name: str, columns: str) -> str:
     return f"CREATE TEMPORARY TABLE {name} ({columns}) WITH ('connector' = 'blackhole')"
-
-
-DEADLETTER_COLUMNS = ("category STRING, recv_ts DOUBLE, topic STRING, device STRING, kind STRING, reason STRING, "
-                      "raw_payload STRING, seq BIGINT, ts DOUBLE")
-CONSUMED_COLUMNS = "file_path STRING, records BIGINT"
