@@ -125,11 +125,11 @@ SPECS: dict[str, dict[str, tuple]] = {
     # One class over all devices.  id = "_fleet/<class>/<window_start_ms>"; devices = distinct devices.
     "fleet": {"class_id": (int,), "label": (str,), **_WINDOW, **_STATS, "devices": (int,)},
     # One device, one window, from all its messages (detections, metrics, status).
-    #   last_seen: newest capture ts seen; messages: messages of any kind; frames: distinct detection seqs;
+    #   last_seen: newest capture ts seen; frames: distinct detection seqs (after dedup);
     #   frame_rate: frames / window length; fps/dropped/outbox_depth: latest metrics values (null without
     #   metrics in the window; dropped is the agent's cumulative dropped-frame counter);
     #   state: latest status state ("online"/"offline") or null.  id = "<device>/<window_start_ms>"
-    "health": {"device": (str,), **_WINDOW, "last_seen": _NUM, "messages": (int,), "frames": (int,),
+    "health": {"device": (str,), **_WINDOW, "last_seen": _NUM, "frames": (int,),
                "frame_rate": _NUM, "fps": _OPT_NUM, "dropped": (int, type(None)),
                "outbox_depth": (int, type(None)), "state": (str, type(None))},
     # Job counters per processing-time window: dead letters (malformed / schema-invalid messages, by
