@@ -17,12 +17,13 @@ SHIPPED_DETECTOR = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
 
 
 @pytest.fixture(scope="session")
-def fixture_models(request) -> Path:
+def fixture_models(request, tmp_path_factory) -> Path:
     """Tiny int8 detector + classifier built by make_fixture_models.py (TensorFlow, in a subprocess),
     cached in pytest's cache keyed by the script's hash."""
     script = Path(__file__).with_name("make_fixture_models.py")
     key = hashlib.sha256(script.read_bytes() + (ROOT / "edge" / "model_metadata.py").read_bytes()).hexdigest()[:12]
-    out = Path(request.config.cache.mkdir(f"edge-fixture-models-{key}"))
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    out = Path(cache.mkdir(f"edge-fixture-models-{key}")) if cache else tmp_path_factory.mktemp("edge-fixture-models")
     if not (out / "detector-int8.tflite").is_file() or not (out / "classifier-int8.tflite").is_file():
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
         proc = subprocess.run([PY, str(script), str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
