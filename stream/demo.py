@@ -186,6 +186,7 @@ def run(args) -> int:
     summary["left_behind"] = left
     if observer and any(sp.name == "flink-job" for sp in specs):
         summary["recount"] = observer.recount_mismatches(WINDOW_S)
+        summary["recount_windows"] = observer.last_recount  # per device/class/window: published vs aggregated
     summary["dashboard"] = dashboard_seen
     summary["skipped"] = skipped
     print_summary(summary, say)

@@ -54,7 +54,7 @@ class Observer:
         self.window_latency: list[float] = []
         self.alerts: dict[str, dict] = {}
         self.alert_transitions = 0
-        self.stats: dict | None = None
+        self.stats: dict[str, dict] = {}  # id -> job counters of one processing-time window
         self.invalid: list[str] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sigmawatch-demo-observer-{port}",
                                   protocol=mqtt.MQTTv311)
@@ -122,7 +122,7 @@ class Observer:
             self.alerts[body["id"]] = body
             self.alert_transitions += 1
         elif where["kind"] == "stats":
-            self.stats = body
+            self.stats[body["id"]] = body
 
     # ------------------------------------------------------------------ figures
     def aggregated_events(self) -> int:
@@ -145,6 +145,8 @@ class Observer:
                     expected[(device, label, ms - ms % size_ms)] += 1
             actual = {(a["device"], a["label"], int(round(a["window_start"] * 1000))): a["detections"]
                       for a in self.aggregates.values()}
+        self.last_recount = {"expected": {f"{d}/{lab}/{w}": n for (d, lab, w), n in sorted(expected.items())},
+                             "actual": {f"{d}/{lab}/{w}": n for (d, lab, w), n in sorted(actual.items())}}
         return {"missing": sorted(k for k in expected if k not in actual),
                 "extra": sorted(k for k in actual if k not in expected),
                 "wrong": sorted((k, expected[k], actual[k]) for k in expected if k in actual and actual[k] != expected[k])}
@@ -176,8 +178,8 @@ class Observer:
                 "aggregated_by_class": dict(agg_by_class),
                 "alert_transitions": self.alert_transitions,
                 "alerts_firing": sorted(a["id"] for a in self.alerts.values() if a["state"] == "firing"),
-                "dead_letters": self.stats["dead_letters"] if self.stats else None,
-                "late_events": self.stats["late"] if self.stats else None,
+                "dead_letters": sum(x["dead_letters"] for x in self.stats.values()) if self.stats else None,
+                "late_events": sum(x["late"] for x in self.stats.values()) if self.stats else None,
                 "latency_capture_to_mqtt": lat(self.publish_latency),
                 "latency_capture_to_aggregate": lat(self.agg_latency),
                 "latency_window_end_to_aggregate": lat(self.window_latency),
