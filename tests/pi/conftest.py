@@ -141,10 +141,10 @@ def x86_python(x86_site, pi_project_site):
 
 @pytest.fixture(scope="session")
 def x86_reference(x86_python, demo_model, pi_video, score_threshold, model_quantization, tmp_path_factory):
-    """``x86_reference(extra)`` -> dict(clean=(json, tensors), noisy=[(json, tensors)...], tolerance=Tolerance):
-    the x86 probe on the clean frames and on NOISE_SEEDS noisy copies (+-1 gray level), and the detection
-    tolerance derived from them (see pi_compare)."""
-    from pi_compare import Tolerance, noise_envelope
+    """``x86_reference(extra)`` -> dict(clean=(json, tensors), noisy=[(json, tensors)...], tolerance=ToleranceTable):
+    the x86 probe on the clean frames and on NOISE_SEEDS noisy copies (+-1 gray level), and the per-detection
+    tolerances derived from them (pi_compare.ToleranceTable)."""
+    from pi_compare import Tolerance, ToleranceTable
     from pi_reference import NOISE_SEEDS, probe_payloads, run_probe
     made: dict[str, dict] = {}
     video, _ = pi_video
@@ -157,9 +157,8 @@ def x86_reference(x86_python, demo_model, pi_video, score_threshold, model_quant
             noisy = [run_probe(py, demo_model, video, d / f"noise{s}.npz", score_threshold, s) for s in NOISE_SEEDS]
             meta, quant = model_quantization
             w, h = clean[0]["frame_size"]
-            envelope = noise_envelope(probe_payloads(clean[0]), [probe_payloads(n[0]) for n in noisy])
-            tol = Tolerance.floor(meta, quant, w, h).widened(
-                envelope, f"x86 under +-1 gray-level noise, {len(noisy)} seeds, with a floor of 2 output steps")
-            made[extra] = {"clean": clean, "noisy": noisy, "tolerance": tol, "envelope": envelope}
+            tol = ToleranceTable(floor=Tolerance.floor(meta, quant, w, h), clean=probe_payloads(clean[0]),
+                                 noisy=[probe_payloads(n[0]) for n in noisy])
+            made[extra] = {"clean": clean, "noisy": noisy, "tolerance": tol}
         return made[extra]
     return get

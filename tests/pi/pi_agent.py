@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from pi_reference import THREADS
 from pi_runner import EmulatedPython, describe_exit, stop
 
 PREFIX = "sigmawatch"
@@ -33,7 +34,7 @@ def console_script_args(entry: tuple[str, str], *argv: str, script: str = "edge-
 
 
 def write_config(path: Path, *, device_id: str, video: Path, model: Path, port: int, state_dir: Path,
-                 score_threshold: float, threads: int = 2) -> Path:
+                 score_threshold: float, threads: int = THREADS) -> Path:
     config = {
         "device_id": device_id,
         "state_dir": str(state_dir),
