@@ -13,13 +13,13 @@ demo: setup
 	bash scripts/demo.sh $(ARGS)
 
 test: setup
-	$(PYTEST) -q
+	rc=0; $(PYTEST) -q || rc=$$?; SIGMAWATCH_PYTHON=$(PY) bash scripts/test-pi.sh || rc=$$?; exit $$rc
 
 test-slow: setup
 	$(PYTEST) -q -m slow
 
 test-pi: setup
-	bash scripts/test-pi.sh
+	SIGMAWATCH_PYTHON=$(PY) bash scripts/test-pi.sh
 
 clean:
 	rm -rf build *.egg-info .pytest_cache
