@@ -81,3 +81,21 @@ def test_candidate_step_differences_look_only_at_cells_that_can_detect():
     cand = {"0/s16_sigmoid": other, "0/s16_linear": lin}
     got = candidate_step_differences(ref, cand, QUANT, per_anchor=per, objectness_index=6, min_objectness=0.1)
     assert got == {"s16_sigmoid": 3, "s16_linear": 0}
+
+
+def test_tolerance_table_gives_each_detection_twice_its_own_noise_change():
+    from pi_compare import ToleranceTable
+    floor = Tolerance(box=0.001, sigma=0.001, score=0.001, source="floor")
+    steady, jumpy = det(), det("star", 3, box=(0.5, 0.5, 0.7, 0.8))
+    clean = frames([steady, jumpy])
+    noisy = [frames([det(score=0.79), det("star", 3, box=(0.52, 0.5, 0.7, 0.8))]),
+             frames([det(score=0.81)])]                        # the star vanishes under this noise
+    table = ToleranceTable(floor=floor, clean=clean, noisy=noisy)
+    tol, unstable = table.lookup(0, steady)
+    assert not unstable and tol.score == pytest.approx(0.02, abs=1e-4) and tol.box == floor.box
+    assert table.lookup(0, jumpy)[1] is True
+    assert compare_frames(clean, frames([det(score=0.785), jumpy]), table, 0.25).ok
+    assert not compare_frames(clean, frames([det(score=0.75), jumpy]), table, 0.25).ok   # beyond 2 x 0.01
+    lost = compare_frames(clean, frames([det()]), table, 0.25)
+    assert lost.ok and "come and go" in lost.report()
+    assert table.summary()[:2] == (2, 1)
