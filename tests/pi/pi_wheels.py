@@ -255,8 +255,9 @@ def install(base: Path, name: str, requirements: list[str], tags: list[str], pyt
     if (target / COMPLETE).is_file():
         return target
     base.mkdir(parents=True, exist_ok=True)
-    for stale in base.glob(f"{name}-*"):  # an older requirement set of the same environment
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in base.glob(f"{name}-*"):  # an older requirement set of the same environment (not "edge-legacy-*")
+        if re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{12}}", stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = base / f".building-{target.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = pip_command(tmp, requirements, tags, python_version, extra_args)

@@ -137,3 +137,15 @@ def test_installed_project_has_the_agent_and_its_data(pi_project_site):
     assert pi_wheels.console_script(pi_project_site, "edge-agent") == ("edge.cli", "main")
     assert {p.name for p in (pi_project_site / "edge" / "schemas").glob("*.json")} >= {
         "detections.schema.json", "status.schema.json", "metrics.schema.json"}
+
+
+def test_a_new_requirement_set_replaces_only_its_own_cached_environment(tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    _wheel(index, "sw-fine", "cp311-cp311-manylinux2014_aarch64")
+    args = ["--no-index", "--find-links", str(index)]
+    tags = pi_wheels.platform_tags((2, 36))
+    other = pi_wheels.install(tmp_path / "cache", "edge-legacy", ["sw-fine"], tags, extra_args=args)
+    old = pi_wheels.install(tmp_path / "cache", "edge", ["sw-fine"], tags, extra_args=args)
+    new = pi_wheels.install(tmp_path / "cache", "edge", ["sw-fine>=1"], tags, extra_args=args)
+    assert new != old and not old.exists() and new.is_dir() and other.is_dir()
