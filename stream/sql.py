@@ -161,7 +161,7 @@ def _window(exprs: dict[str, str]) -> dict[str, str]:
 
 def _class_stats(o: SqlOptions) -> dict[str, str]:
     return {"detections": "COUNT(*)", "score_mean": "AVG(score)", "sigma_mean": "AVG(sigma_mean)",
-            "sigma_max": "MAX(sigma_mean)", "label": "LAST_VALUE(label)", "class_id": "class_id",
+            "sigma_max": "MAX(sigma_mean)", "label": "MAX(label)", "class_id": "class_id",
             "high_sigma_share": f"AVG(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1.0 ELSE 0.0 END)"}
 
 
@@ -171,6 +171,8 @@ _LISTAGG_REASONS = "LISTAGG(REPLACE(reason, CHR(10), ' '), '\n')"   # separator 
 def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = ("aggregate", "fleet", "health", "stats",
                                                                      "activity", "consumed", "reject")) -> dict[str, str]:
     """One SELECT per output kind, each projected onto OUTPUT_COLUMNS."""
+    # LAST_VALUE cannot merge the slices that sliding windows share: there, health reports the window's max.
+    last = "MAX" if o.slide_s else "LAST_VALUE"
     parts = {
         "aggregate": f"""SELECT {_project("aggregate", _window({**_class_stats(o), "device": "device",
                                                                 "frames": "COUNT(DISTINCT seq)"}))}
@@ -181,8 +183,8 @@ FROM {o.window_tvf('dets')} GROUP BY window_start, window_end, class_id""",
         "health": f"""SELECT {_project("health", _window({
             "device": "device", "last_seen": "CAST(MAX(ts_ms) AS DOUBLE) / 1000",
             "frames": "COUNT(DISTINCT CASE WHEN kind = 'detections' THEN msg.seq END)",
-            "fps": "LAST_VALUE(msg.fps)", "dropped": "MAX(msg.frames.dropped)",
-            "outbox_depth": "LAST_VALUE(msg.outbox.depth)", "state": "LAST_VALUE(msg.state)"}))}
+            "fps": f"{last}(msg.fps)", "dropped": "MAX(msg.frames.dropped)",
+            "outbox_depth": f"{last}(msg.outbox.depth)", "state": f"{last}(msg.state)"}))}
 FROM {o.window_tvf('ontime')} GROUP BY window_start, window_end, device""",
         # processing-time counters of dead letters and late events
         "stats": f"""SELECT {_project("stats", _window({

@@ -127,7 +127,8 @@ SPECS: dict[str, dict[str, tuple]] = {
     # One device, one window, from all its messages (detections, metrics, status).
     #   last_seen: newest capture ts seen; frames: distinct detection seqs (after dedup);
     #   frame_rate: frames / window length; fps/dropped/outbox_depth: latest metrics values (null without
-    #   metrics in the window; dropped is the agent's cumulative dropped-frame counter);
+    #   metrics in the window, max within the window for sliding windows; dropped is the agent's
+    #   cumulative dropped-frame counter);
     #   state: latest status state ("online"/"offline") or null.  id = "<device>/<window_start_ms>"
     "health": {"device": (str,), **_WINDOW, "last_seen": _NUM, "frames": (int,),
                "frame_rate": _NUM, "fps": _OPT_NUM, "dropped": (int, type(None)),
