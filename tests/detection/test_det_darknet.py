@@ -41,7 +41,9 @@ def test_official_cfg_layer_arithmetic(gaussian_yolov3_fixtures, cfg, names, cla
     assert sorted(p320.heads, key=lambda h: h.stride)[0].anchors == heads[0].anchors
 
 
-def test_weights_count_truncated_and_oversize(gaussian_yolov3_fixtures, tmp_path):
+@pytest.mark.slow
+def test_official_weights_count_truncated_and_oversize(gaussian_yolov3_fixtures, tmp_path):
+    """With a full-size (250 MB) weights file for the official KITTI cfg."""
     p = plan(parse_cfg((gaussian_yolov3_fixtures / "Gaussian_yolov3_KITTI_3cls.cfg").read_text()))
     values = np.zeros(p.weight_count, np.float32)
     values[-3:] = [1.5, -2.0, 3.25]
@@ -62,6 +64,21 @@ def test_weights_count_truncated_and_oversize(gaussian_yolov3_fixtures, tmp_path
     with open(path, "r+b") as fh:
         fh.truncate(size + 2)
     with pytest.raises(InputError, match="whole number"):
+        read_weights(path, p)
+
+
+def test_small_weights_truncated_and_oversize(tmp_path):
+    p = plan(parse_cfg(SMALL_CFG.format(filters=33, kind="Gaussian_yolo")))
+    values = np.arange(p.weight_count, dtype=np.float32)
+    path = tmp_path / "small.weights"
+    write_weights(path, values, header=(0, 2, 0, 99))
+    header, read = read_weights(path, p)
+    assert header == (0, 2, 0, 99) and np.array_equal(read, values)
+    path.write_bytes(path.read_bytes()[:-12])
+    with pytest.raises(InputError, match=f"truncated: the cfg needs {p.weight_count:,} weights.*3 missing"):
+        read_weights(path, p)
+    write_weights(path, np.concatenate([values, np.zeros(5, np.float32)]))
+    with pytest.raises(InputError, match="5 extra"):
         read_weights(path, p)
 
 
