@@ -3,7 +3,7 @@
     stream-job run --config configs/stream.example.yaml           # monitor the landing dir, run until stopped
     stream-job run --config ... --bounded                          # read what is there, close all windows, exit
     stream-job bench [--events 200000]                             # throughput / latency benchmarks
-    flink run -m HOST:8081 -py stream/job.py -pyfs stream,edge -- run --config ...   # submit to a cluster
+    flink run -m HOST:8081 -py stream/job.py -pyexec PY -pyclientexec PY run --config ...   # on a cluster
 
 Checkpoints go to ``job.checkpoint_dir`` (retained on cancel); a restarted job resumes from the newest
 complete checkpoint there (``job.resume``), and a failing job is restarted at most
