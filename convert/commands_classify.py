@@ -153,31 +153,39 @@ def cmd_export(args) -> int:
         if args.quantization != "int8" or args.io_dtype != "uint8":
             raise UsageError("--edgetpu needs --quantization int8 and --io uint8")
     labels = _read_labels(args.labels) if args.labels else None
+    manifest = None
+    if args.model:
+        from convert.models.training import read_manifest
+        manifest = read_manifest(args.model)
+        input_size = tuple(manifest["input_size"])
+        resize = args.resize or manifest.get("resize", "stretch")
+    else:
+        if not args.arch:
+            raise UsageError("export needs --model (a trained .keras) or --arch (see `convert-model list`)")
+        from convert.models.registry import get_info
+        get_info(args.arch)
+        input_size, resize = args.input_size or (224, 224), args.resize or "stretch"
+    calib = heldout = None
+    warnings: list[str] = []
+    if args.calibration:        # read (and fail on) the data before the slow model work
+        from convert.data.calibration import load_calibration
+        cs = load_calibration(args.calibration, input_size, resize, args.max_calibration_images)
+        calib, heldout, warnings = cs.calibration, cs.heldout, cs.warnings
+    elif args.quantization == "int8":
+        raise UsageError("int8 export needs --calibration (a folder of images, a video file or a .npy/.npz array)")
     if args.model:
         from convert.models.training import load_trained
         model, manifest = load_trained(args.model)
         arch, labels = manifest["architecture"], labels or manifest["labels"]
-        resize = args.resize or manifest.get("resize", "stretch")
     else:
         from convert.models.registry import build_classifier
-        if not args.arch:
-            raise UsageError("export needs --model (a trained .keras) or --arch (see `convert-model list`)")
         num_classes = args.num_classes or (len(labels) if labels else 1000)
         if labels and len(labels) != num_classes:
             raise UsageError(f"--num-classes {num_classes} but {args.labels} has {len(labels)} labels")
         labels = labels or [f"class_{i}" for i in range(num_classes)]
-        model = build_classifier(args.arch, args.input_size or (224, 224), num_classes, weights=args.weights,
-                                 **_model_options(args))
-        arch, resize = model.name, args.resize or "stretch"
+        model = build_classifier(args.arch, input_size, num_classes, weights=args.weights, **_model_options(args))
+        arch = model.name
     shape = tuple(model.inputs[0].shape)
-    calib = heldout = None
-    warnings: list[str] = []
-    if args.calibration:
-        from convert.data.calibration import load_calibration
-        cs = load_calibration(args.calibration, shape[1:3], resize, args.max_calibration_images)
-        calib, heldout, warnings = cs.calibration, cs.heldout, cs.warnings
-    elif args.quantization == "int8":
-        raise UsageError("int8 export needs --calibration (a folder of images, a video file or a .npy/.npz array)")
     if args.calibrate_bn:
         if not calib:
             raise UsageError("--calibrate-bn needs --calibration images")

@@ -1,13 +1,20 @@
 """Layers shared by the architectures: activations (incl. XNNPACK-friendly hard-swish), input
 normalization, channel splits, mixed depthwise conv, grouped pointwise conv, squeeze-excitation.
 
-Hard-swish formulations (numerically identical functions, different TFLite graphs):
-  "native":  x * relu6(x + 3) / 6 -- the converter fuses it into one HARD_SWISH op, which XNNPACK
-             does not take in int8 (the int8 graph falls apart into many delegate partitions).
-  "xnnpack": x * (relu(x + 3) - relu(x - 3)) / 6 -- relu(x+3) - relu(x-3) == clip(x+3, 0, 6), so
-             the function is the same, but the converter emits ADD/SUB (fused ReLU) + MUL, all of which
-             XNNPACK runs in int8. Hard-sigmoid likewise: (relu(x + 3) - relu(x - 3)) / 6.
-Neither has weights, so ImageNet weights load into either.
+Hard-swish formulations (the same function, different TFLite graphs; none has weights, so ImageNet
+weights load into every one):
+  "native":      x * relu6(x + 3) / 6. The converter fuses it into one HARD_SWISH op, which XNNPACK
+                 does not take in int8: a MobileNetV3 falls apart into ~20 delegate partitions.
+  "xnnpack":     (x / 6) * relu6(x + 3). Scaling x first is not a pattern the converter fuses, so it
+                 stays MUL + ADD(fused RELU6) + MUL, all taken by XNNPACK in int8 (one partition), with
+                 about the native op's int8 accuracy (measured ~1 dB SNR below it).
+  "relu_diff":   x * (relu(x + 3) - relu(x - 3)) / 6 (FINDINGS' candidate). Not fused either, but when
+                 x never exceeds 3 on the calibration images relu(x - 3) calibrates to a ~0 range, its
+                 int8 scale degenerates (1e-8) and XNNPACK rejects those SUBs: the graph still splits.
+                 This, and untrained (~0) activations, were why a whole MobileNetV3 kept splitting.
+  "clip_nested": x * (6 - relu(6 - relu(x + 3))) / 6: no degenerate range, one partition, but more
+                 requantizations (measured ~4 dB SNR below native).
+Hard-sigmoid (the SE gate) has no fused TFLite op, so relu6(x + 3) / 6 is kept for "xnnpack".
 """
 from __future__ import annotations
 

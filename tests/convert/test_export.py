@@ -105,23 +105,21 @@ def test_edgetpu_compiler_is_run_when_present(edgetpu_export, tmp_path, monkeypa
     assert result.compiled_path == tmp_path / "m_edgetpu.tflite"
 
 
-def test_float16_export_via_cli(trained_classifier, tmp_path):
-    out = tmp_path / "m-f16.tflite"
-    assert main(["export", "--model", str(trained_classifier), "--quantization", "float16", "--output", str(out)]) == 0
-    meta = model_metadata.read_metadata(out)
-    assert meta["quantization"] == "float16" and meta["input"]["dtype"] == "float32"
-    assert TFLiteModel(out).input_dtype == np.float32
-
-
-def test_dynamic_export_and_fidelity(trained_classifier, shapes_dataset, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("quant", ["float16", "dynamic"])
+def test_float16_and_dynamic_exports(quant, trained_classifier, shapes_dataset, tmp_path):
     model, _ = load_trained(trained_classifier)
     held = load_calibration(shapes_dataset, (64, 64), max_images=12).calibration
-    report = export_tflite(model, tmp_path / "m-dyn.tflite", quantization="dynamic", heldout=held,
-                           metadata=META, compare_float32=False, progress=False)
-    assert report.io_dtype == "float32" and report.inspection.input_dtype == "float32"
+    out = tmp_path / f"m-{quant}.tflite"
+    report = export_tflite(model, out, quantization=quant, heldout=held, metadata=META, compare_float32=False,
+                           progress=False)
+    meta = model_metadata.read_metadata(out)
+    assert meta["quantization"] == quant and meta["input"]["dtype"] == "float32" and meta["io_dtype"] == "float32"
+    assert TFLiteModel(out).input_dtype == np.float32
     assert report.fidelity[0].snr_db > 20 and report.fidelity[0].top1_agreement >= 0.9
 
 
+@pytest.mark.slow
 def test_xnnpack_hard_swish_keeps_int8_in_one_partition(trained_classifier, shapes_dataset, tmp_path):
     """Native HARD_SWISH splits the int8 graph under XNNPACK; the default formulation is fully delegated
     and computes the same outputs."""
@@ -163,8 +161,9 @@ def test_bench_command_on_exported_models(edgetpu_export, capsys):
     assert main(["bench", "--model", path, "--runs", "5", "--rounds", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     row = [line for line in out.splitlines() if line.startswith("shapes-int8.tflite")][0].split()
-    assert row[1] == "uint8" and row[4] == "1"        # io dtype, 1 XNNPACK partition
-    assert float(row[3]) > 0
+    # model, io, size, "MB", latency at 1 thread, XNNPACK partitions, ops left out
+    assert row[1] == "uint8" and row[3] == "MB" and row[5] == "1"
+    assert float(row[4]) > 0 and row[6] == "QUANTIZEx2,"
 
 
 def test_bench_missing_model_is_an_input_error(tmp_path, capsys):
