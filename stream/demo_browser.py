@@ -11,13 +11,14 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from stream.demo_procs import stop_group
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,26 +43,6 @@ def find_chromium() -> str | None:
         if path:
             return path
     return None
-
-
-def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM a process group, wait until every member is gone (SIGKILL after ``grace`` s)."""
-    pgid = proc.pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            proc.poll()
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                proc.wait()
-                return
-            time.sleep(0.05)
-    proc.wait()
 
 
 class HeadlessChromium:
@@ -105,7 +86,7 @@ class HeadlessChromium:
 
     def close(self) -> None:
         if self.proc:
-            stop_process_group(self.proc)
+            stop_group(self.proc, grace=10.0)
         self._closed = True
         for fd in (getattr(self, "_to_chrome", None),):
             if fd is not None:
