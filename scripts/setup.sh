@@ -56,4 +56,15 @@ else
   echo "mosquitto not installed and not root: tests needing a broker will be skipped;"
   echo "  install it with: sudo apt-get install mosquitto mosquitto-clients"
 fi
+step "Headless Chromium (the dashboard's browser tests and the demo's --screenshot)"
+if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then
+  echo "chromium present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+    && echo "installed chromium" \
+    || echo "chromium could not be installed: browser tests will be skipped (apt-get install chromium)"
+else
+  echo "chromium not installed and not root: browser tests will be skipped; install with: sudo apt-get install chromium"
+fi
 step "Setup done. Activate with: source $VENV/bin/activate"
