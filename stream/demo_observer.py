@@ -59,11 +59,13 @@ class Observer:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sigmawatch-demo-observer-{port}",
                                   protocol=mqtt.MQTTv311)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.connect_async(host, port)
         self.client.loop_start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
+        """True once connected *and* subscribed (SUBACK received), so nothing published after it is missed."""
         return self.connected.wait(timeout)
 
     def close(self) -> None:
@@ -75,7 +77,10 @@ class Observer:
             return
         client.subscribe([(f"{self.prefix}/+/detections", 1), (f"{self.prefix}/+/metrics", 0),
                           (f"{self.prefix}/+/status", 1), *[(t, 1) for t in topics.subscriptions(self.prefix)]])
-        self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if not any(rc.is_failure for rc in reason_codes):
+            self.connected.set()
 
     def _on_message(self, client, userdata, msg):
         now = time.time()

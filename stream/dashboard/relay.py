@@ -73,6 +73,7 @@ class MqttRelay:
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     def start(self) -> "MqttRelay":
@@ -100,7 +101,16 @@ class MqttRelay:
         self._refused = ""
         topics = subscriptions(self.state.prefix)
         client.subscribe([(t, 0) for t in topics])
-        log.info("connected to %s, subscribed to %s", self.options.url, ", ".join(topics))
+        log.info("connected to %s, subscribing to %s", self.options.url, ", ".join(topics))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        """Connected for the dashboard only once the broker acknowledged the subscriptions (SUBACK)."""
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            msg = f"broker {self.options.url} refused the subscriptions: {', '.join(failed)}"
+            log.error("%s (check the ACL for this user)", msg)
+            self.state.set_broker(False, self.options.url, msg)
+            return
         self.state.set_broker(True, self.options.url)
         self.connected.set()
 
