@@ -3,8 +3,8 @@
     python -m stream.demo_broker --port 1883
 
 amqtt speaks MQTT 3.1.1 only (no MQTT 5, no shared subscriptions): the demo configures the bridge for
-that when it runs on this broker. amqtt is not a project dependency; ``pip install amqtt`` adds it.
-Its own default config binds 0.0.0.0 and loads several plugins: here it gets exactly one loopback
+that when it runs on this broker. amqtt is in the [dev] extra (the demo's fallback); elsewhere ``pip install amqtt==0.12.1`` adds it.
+Its own default config listens on all interfaces and loads several plugins: here it gets exactly one loopback
 listener and anonymous access, nothing else.
 """
 from __future__ import annotations
