@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge import schema
+from stream.demo_procs import free_port, stop_group
 from stream.generate import LABELS, detections_msg, metrics_msg
 from stream.landing import landing_line
 
@@ -117,17 +117,11 @@ def bench_throughput(events: int, devices: int) -> dict:
 
 
 # --------------------------------------------------------------------------- latency
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
         raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
-    port = _free_port()
+    port = free_port()
     conf = work / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n"
                     "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else ""))
@@ -140,17 +134,6 @@ def _start_mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("mosquitto did not start")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out_of_orderness_s: float) -> dict:
@@ -224,7 +207,7 @@ def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out
         return res
     finally:
         for p in procs:
-            _kill_group(p)
+            stop_group(p, grace=15.0)
         broker.terminate()
         broker.wait(5)
         shutil.rmtree(work, ignore_errors=True)
