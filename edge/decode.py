@@ -87,6 +87,19 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, max_
     scores = np.asarray(scores, np.float32).reshape(-1)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
+    if order.size <= 512:
+        # Few candidates (the live case): one IoU matrix instead of one IoU row per kept box. Same result.
+        ranked = boxes[order]
+        suppress = box_iou(ranked, ranked) > iou_threshold
+        removed = np.zeros(order.size, bool)
+        for r in range(order.size):
+            if removed[r]:
+                continue
+            keep.append(int(order[r]))
+            if max_keep is not None and len(keep) >= max_keep:
+                break
+            removed |= suppress[r]
+        return np.asarray(keep, dtype=np.int64)
     while order.size:
         i = int(order[0])
         keep.append(i)
@@ -223,14 +236,62 @@ class DetectionDecoder:
             parts["stride"].append(np.full(obj.size, s, np.float32))
         return {k: np.concatenate(v, 0) for k, v in parts.items()}
 
+    def candidates(self, outputs: Mapping[str, np.ndarray], quant: Mapping[str, tuple[float, int]] | None,
+                   objectness_threshold: float) -> dict[str, np.ndarray]:
+        """Like :meth:`raw_predictions`, but only for anchors whose objectness exceeds the threshold.
+
+        On a live camera nearly every anchor has a low objectness; dequantizing and decoding all of them
+        (960 anchors for a 256x256 two-scale model) costs more than the rest of the decoding. Here only the
+        objectness column is dequantized for every anchor, with the same arithmetic as ``raw_predictions``,
+        so the selected anchors and their values are exactly those ``raw_predictions`` would give."""
+        quant = quant or {}
+        C = self.num_classes
+        obj_col = 6 if self.head == "gaussian" else 2
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("cxcywh", "obj", "cls", "sigma", "stride")}
+        for s, anchors in zip(self.strides, self.anchors):
+            sname, sig = self._find(outputs, s, "sigmoid")
+            lname, lin = self._find(outputs, s, "linear")
+            sig, lin = np.asarray(sig), np.asarray(lin)
+            if sig.ndim == 4:
+                sig = sig[0]
+            if lin.ndim == 4:
+                lin = lin[0]
+            gh, gw = sig.shape[:2]
+            if sig.shape[2] != 3 * self.per_anchor:
+                raise ValueError(f"output {sname!r} has {sig.shape[2]} channels; a {self.head} head with {C} classes "
+                                 f"needs {3 * self.per_anchor}")
+            if lin.shape != (gh, gw, 6):
+                raise ValueError(f"output {lname!r} has shape {lin.shape}; expected {(gh, gw, 6)}")
+            rows = sig.reshape(-1, self.per_anchor)                     # (gh*gw*3, per_anchor), anchor-minor
+            obj = np.clip(_dequantize(rows[:, obj_col], quant.get(sname)), 0.0, 1.0)
+            idx = np.nonzero(obj > objectness_threshold)[0] if objectness_threshold > 0 else np.arange(obj.size)
+            sel = np.clip(_dequantize(rows[idx], quant.get(sname)), 0.0, 1.0)
+            wh = np.clip(_dequantize(lin.reshape(-1, 2)[idx], quant.get(lname)), -MAX_LOG_WH, MAX_LOG_WH)
+            cell, a = np.divmod(idx, 3)
+            cy, cx = np.divmod(cell, gw)
+            bx = (sel[:, 0] + cx.astype(np.float32)) * s
+            by = (sel[:, 1] + cy.astype(np.float32)) * s
+            bw = anchors[a, 0] * np.exp(wh[:, 0])
+            bh = anchors[a, 1] * np.exp(wh[:, 1])
+            if self.head == "gaussian":
+                sigma, o, cls = sel[:, 2:6], sel[:, 6], sel[:, 7:7 + C]
+            else:
+                sigma, o, cls = np.zeros((idx.size, 4), np.float32), sel[:, 2], sel[:, 3:3 + C]
+            parts["cxcywh"].append(np.stack([bx, by, bw, bh], -1).reshape(-1, 4).astype(np.float32))
+            parts["obj"].append(o.reshape(-1))
+            parts["cls"].append(cls.reshape(-1, C))
+            parts["sigma"].append(sigma.reshape(-1, 4))
+            parts["stride"].append(np.full(idx.size, s, np.float32))
+        return {k: np.concatenate(v, 0) for k, v in parts.items()}
+
     def decode(self, outputs: Mapping[str, np.ndarray], quant: Mapping[str, tuple[float, int]] | None,
                info, score_threshold: float = 0.25, iou_threshold: float = 0.45, max_detections: int = 100,
                classes: Iterable[int] | None = None) -> list[Detection]:
         """Detections sorted by score. ``info`` is the :class:`edge.preprocess.LetterboxInfo` of the frame."""
-        p = self.raw_predictions(outputs, quant)
+        # Pre-filter: score <= objectness, so anchors below the threshold on objectness cannot pass.
+        p = self.candidates(outputs, quant, score_threshold)
         obj, cls, sigma = p["obj"], p["cls"], p["sigma"]
-        # Cheap pre-filter: score <= objectness, so anchors below the threshold on objectness cannot pass.
-        cand = np.nonzero(obj > score_threshold)[0] if score_threshold > 0 else np.arange(obj.size)
+        cand = np.arange(obj.size)
         if cand.size == 0:
             return []
         sigma_mean = sigma[cand].mean(axis=1)

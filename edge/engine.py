@@ -134,11 +134,8 @@ class Engine:
 
     # -- stages (separately callable so the benchmark can time them)
     def preprocess(self, frame: np.ndarray):
-        """``prepare_for_model(frame, bgr=True)``, pixel for pixel, at about half the cost: resizing and padding
-        work per channel (the pad is one gray level in every channel), so the BGR frame is resized as it is and
-        only the small model input has its channels swapped, instead of copying the full frame first."""
-        image, info = prepare_for_model(frame, self.meta["input"], bgr=False)
-        return np.ascontiguousarray(image[:, :, ::-1]), info
+        """Letterbox/stretch a BGR camera frame to the model input (RGB), as ``edge.preprocess`` does everywhere."""
+        return prepare_for_model(frame, self.meta["input"], bgr=True)
 
     def infer(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return self.model.run(image, self.mean, self.std)
