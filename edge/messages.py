@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edge import __version__
-from edge.schema import SCHEMA_VERSION, encode
+from edge.schema import DETECTIONS_SCHEMA_VERSION, SCHEMA_VERSION, encode
+from edge.wire import compact_detections, expand_detections
 
 
 @dataclass
@@ -30,9 +31,9 @@ def _env(kind: str, device: str) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "type": kind, "device": device}
 
 
-def detections_payload(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    msg = {**_env("detections", device), "seq": int(seq), "ts": round(result.ts, 3),
-           "frame": {"w": int(result.frame_w), "h": int(result.frame_h)},
+def _detections_v1_shape(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
+    msg = {"schema": DETECTIONS_SCHEMA_VERSION, "type": "detections", "device": device, "seq": int(seq),
+           "ts": round(result.ts, 3), "frame": {"w": int(result.frame_w), "h": int(result.frame_h)},
            "model": dict(model_ref), "task": result.task,
            "latency_ms": {k: round(float(v), 2) for k, v in result.latency_ms.items()},
            "detections": list(result.detections)}
@@ -43,8 +44,18 @@ def detections_payload(result: FrameResult, *, device: str, seq: int, model_ref:
     return msg
 
 
+def detections_wire(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
+    """The version-2 payload as published (``edge.wire``)."""
+    return compact_detections(_detections_v1_shape(result, device=device, seq=seq, model_ref=model_ref))
+
+
+def detections_payload(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
+    """The decoded form a subscriber gets from ``edge.schema.decode`` for this result (values at wire precision)."""
+    return expand_detections(detections_wire(result, device=device, seq=seq, model_ref=model_ref))
+
+
 def detections_bytes(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> bytes:
-    return encode(detections_payload(result, device=device, seq=seq, model_ref=model_ref))
+    return encode(detections_wire(result, device=device, seq=seq, model_ref=model_ref))
 
 
 def status_payload(device: str, state: str, *, model: dict | None = None, interpreter: str | None = None,

@@ -86,8 +86,10 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     fast only for integer factors (640x480 -> 256x192, factor 2.5: 1.3 ms on one x86 core, most of the
     agent's per-frame CPU time beside the interpreter). So: first the largest integer factor k <= the
     wanted one that divides both sides (INTER_AREA's fast path: a k x k box mean), then the remaining factor,
-    which is < 2 when such a k exists, bilinearly. 640x480 -> 256x192 costs 0.2 ms this way and differs from a
+    which is < 2 when such a k exists, bilinearly. 640x480 -> 256x192 costs 0.3 ms this way and differs from a
     one-step INTER_AREA by 0.6 gray levels on average on the demo video (a one-step INTER_LINEAR: 1.3, with aliasing).
+    Bilinear steps use INTER_LINEAR_EXACT: plain INTER_LINEAR rounds differently on aarch64 (NEON) than on x86,
+    and the Pi must see exactly the model input that x86 evaluation saw (tests/pi checks this bit for bit).
     Training, calibration, evaluation and the agent all resize through here.
     """
     fh, fw = image.shape[:2]
@@ -95,7 +97,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (w, h) == (fw, fh):
         return image
     if w > fw or h > fh:
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR_EXACT)
     k = int(min(fw / w, fh / h))
     while k >= 2 and (fw % k or fh % k):
         k -= 1
@@ -104,7 +106,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         fh, fw = image.shape[:2]
         if (w, h) == (fw, fh):
             return image
-    interp = cv2.INTER_LINEAR if max(fw / w, fh / h) < 2 else cv2.INTER_AREA
+    interp = cv2.INTER_LINEAR_EXACT if max(fw / w, fh / h) < 2 else cv2.INTER_AREA
     return cv2.resize(image, (w, h), interpolation=interp)
 
 

@@ -7,12 +7,19 @@ under ``edge/schemas/`` (``python -m edge.schema --write``) and a test keeps the
 
 ``validate(payload, kind)`` implements the small subset of JSON Schema these schemas use
 (type, required, properties, additionalProperties, enum, minimum/maximum, minItems/maxItems,
-items, minLength, maxLength), so the edge and the server can check messages without the
+items, prefixItems, minLength, maxLength, pattern), so the edge and the server can check messages without the
 ``jsonschema`` package; the tests cross-check it against ``jsonschema``.
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
 ``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
 are always one topic level and can be used in file names and SQL keys.
+
+Detections have two wire versions (see ``edge.wire`` for the compact one agents publish):
+``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
+less than half the bytes) and ``"schema": 1`` (one object per detection,
+still accepted so agents can be upgraded one by one and old outbox entries replay). :func:`decode` turns
+both into the same *decoded* form, the version-1 object shape, which is what the stream job, the dashboard
+and the tests work with; the decoded form of a version-2 message keeps ``"schema": 2``.
 """
 from __future__ import annotations
 
@@ -130,6 +137,60 @@ DETECTIONS = _obj({
     "entropy": _NONNEG,
 }, ["schema", "type", "device", "seq", "ts", "frame", "model", "task", "latency_ms", "detections"])
 
+DETECTIONS_SCHEMA_VERSION = 2
+_PERMILLE = {"type": "integer", "minimum": 0, "maximum": 1000}
+
+
+def _quad(item: dict, description: str) -> dict:
+    return {"type": "array", "items": item, "minItems": 4, "maxItems": 4, "description": description}
+
+
+DETECTION_V2 = {
+    "type": "array", "minItems": 8, "maxItems": 9, "items": False,
+    "description": "one detection, fixed order: [class_id, label, score, objectness, box, sigma, sigma_mean, "
+                   "box_sigma, zones?]; every fraction as an integer count of thousandths",
+    "prefixItems": [
+        {**_COUNT, "description": "class id"},
+        {"type": "string", "maxLength": 100, "description": "class name"},
+        {**_PERMILLE, "description": "score = objectness x p(class) x (1 - sigma_mean), thousandths"},
+        {**_PERMILLE, "description": "objectness, thousandths"},
+        _quad(_PERMILLE, "[x_min, y_min, x_max, y_max], thousandths of the frame width/height"),
+        _quad(_PERMILLE, "the model's sigma_x, sigma_y, sigma_w, sigma_h, thousandths"),
+        {**_PERMILLE, "description": "mean of the four sigmas, thousandths"},
+        {"type": ["array", "null"], "items": _COUNT, "minItems": 4, "maxItems": 4,
+         "description": "sigma of x_center, y_center, width, height in thousandths of the frame "
+                        "(null for a head without sigma)"},
+        {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 32,
+         "description": "names of the configured zones containing the box centre (only when zones are set)"},
+    ],
+}
+
+CLASSIFICATION_V2 = {
+    "type": "array", "minItems": 3, "maxItems": 3, "items": False,
+    "description": "[class_id, label, probability in thousandths]",
+    "prefixItems": [_COUNT, {"type": "string", "maxLength": 100}, _PERMILLE],
+}
+
+DETECTIONS_V2 = _obj({
+    "schema": {"type": "integer", "enum": [DETECTIONS_SCHEMA_VERSION]},
+    "device": _DEVICE,
+    "seq": {"type": "integer", "minimum": 0,
+            "description": "per-device, strictly increasing, survives restarts"},
+    "ts": _TS,
+    "frame": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2,
+              "description": "[width, height] in pixels"},
+    "model": {"type": "string", "minLength": 8, "maxLength": 80, "pattern": "^[0-9a-f]+$",
+              "description": "the first 12 hex digits of the model's sha256 (the status message has its id and "
+                             "the full hash)"},
+    "latency_ms": {"type": "array", "items": _NONNEG, "minItems": 1, "maxItems": 2,
+                   "description": "[inference, total] milliseconds"},
+    "detections": {"type": "array", "items": DETECTION_V2, "maxItems": 1000,
+                   "description": "present for a detector (empty when the scene became empty)"},
+    "classes": {"type": "array", "items": CLASSIFICATION_V2, "maxItems": 100,
+                "description": "present for a classifier: the top-k"},
+    "entropy": {**_NONNEG, "description": "classifier's predictive entropy, nats"},
+}, ["schema", "device", "seq", "ts", "frame", "model", "latency_ms"])
+
 STATUS = _obj({
     **_envelope("status"),
     "state": {"type": "string", "enum": ["online", "offline"]},
@@ -169,8 +230,21 @@ CONFIG_STATE = _obj({
     "config": {"type": "object"},
 }, ["schema", "type", "device", "ts", "ok", "config"])
 
+# The decoded form of either detections version (what ``decode`` returns): the version-1 shape.
+DETECTIONS_DECODED = {**DETECTIONS, "properties": {
+    **DETECTIONS["properties"], "schema": {"type": "integer", "enum": [1, DETECTIONS_SCHEMA_VERSION]},
+    "model": {**MODEL_REF, "required": ["hash"]}}}
+
+
+def validate_decoded_detections(msg: Any) -> Any:
+    """Check the decoded form of a detections message (the version-1 shape with ``schema`` 1 or 2)."""
+    _check(msg, DETECTIONS_DECODED, "detections")
+    return msg
+
+
 SCHEMAS: dict[str, dict] = {
-    "detections": DETECTIONS,
+    "detections": DETECTIONS_V2,
+    "detections_v1": DETECTIONS,
     "status": STATUS,
     "metrics": METRICS,
     "config_set": CONFIG_SET,
@@ -179,10 +253,13 @@ SCHEMAS: dict[str, dict] = {
 
 
 def json_schema(kind: str) -> dict:
-    """The published JSON Schema document for one payload kind."""
+    """The published JSON Schema document for one payload kind (``detections``: the version-2 wire format;
+    ``detections_v1``: version 1, which is also the decoded form of both)."""
+    name, version = {"detections": ("detections", DETECTIONS_SCHEMA_VERSION),
+                     "detections_v1": ("detections", 1)}.get(kind, (kind, SCHEMA_VERSION))
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-           "$id": f"https://sigmawatch.invalid/schemas/{kind}.v{SCHEMA_VERSION}.json",
-           "title": f"sigmawatch {kind} message, schema version {SCHEMA_VERSION}"}
+           "$id": f"https://sigmawatch.invalid/schemas/{name}.v{version}.json",
+           "title": f"sigmawatch {name} message, schema version {version}"}
     doc.update(SCHEMAS[kind])
     return doc
 
@@ -224,9 +301,17 @@ def _check(value: Any, schema: dict, path: str) -> None:
             raise SchemaError(f"{path}: needs at least {schema['minItems']} items, has {len(value)}")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise SchemaError(f"{path}: at most {schema['maxItems']} items, has {len(value)}")
+        prefix = schema.get("prefixItems", [])
+        for i, (item, sub) in enumerate(zip(value, prefix)):
+            _check(item, sub, f"{path}[{i}]")
         if "items" in schema:
-            for i, item in enumerate(value):
-                _check(item, schema["items"], f"{path}[{i}]")
+            rest = value[len(prefix):]
+            if schema["items"] is False:
+                if rest:
+                    raise SchemaError(f"{path}: at most {len(prefix)} items, has {len(value)}")
+            else:
+                for i, item in enumerate(rest, start=len(prefix)):
+                    _check(item, schema["items"], f"{path}[{i}]")
     if isinstance(value, dict) and schema.get("type") == "object":
         props = schema.get("properties", {})
         for key in schema.get("required", []):
@@ -239,8 +324,22 @@ def _check(value: Any, schema: dict, path: str) -> None:
                 raise SchemaError(f"{path}.{key}: unknown field (allowed: {', '.join(sorted(props))})")
 
 
+def _detections_schema(payload: Any) -> dict:
+    version = payload.get("schema") if isinstance(payload, dict) else None
+    if version == DETECTIONS_SCHEMA_VERSION:
+        return DETECTIONS_V2
+    if version == 1:
+        return DETECTIONS
+    raise SchemaError(f"detections.schema: version {version!r} is not supported; this server reads detections "
+                      f"versions 1 and {DETECTIONS_SCHEMA_VERSION} (upgrade the server, or check the sender)")
+
+
 def validate(payload: Any, kind: str) -> Any:
-    """Check a decoded payload against the schema of ``kind``; return it or raise SchemaError."""
+    """Check a payload as it travels (for detections: version 1 or 2 by its ``schema`` field) against the
+    schema of ``kind``; return it unchanged or raise SchemaError."""
+    if kind == "detections" and isinstance(payload, dict):
+        _check(payload, _detections_schema(payload), kind)
+        return payload
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown message kind {kind!r}; expected one of {', '.join(SCHEMAS)}")
     _check(payload, SCHEMAS[kind], kind)
@@ -248,12 +347,17 @@ def validate(payload: Any, kind: str) -> Any:
 
 
 def decode(raw: bytes | str, kind: str) -> dict:
-    """Parse JSON bytes and validate; any failure is a SchemaError with a reason."""
+    """Parse JSON bytes, validate, and return the decoded form (for detections: the version-1 object shape,
+    whichever version was sent). Any failure is a SchemaError with a reason."""
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(f"{kind}: payload is not valid UTF-8 JSON ({exc})") from exc
-    return validate(payload, kind)
+    validate(payload, kind)
+    if kind == "detections" and payload.get("schema") == DETECTIONS_SCHEMA_VERSION:
+        from edge.wire import expand_detections
+        return expand_detections(payload)
+    return payload
 
 
 def encode(payload: dict) -> bytes:

@@ -9,7 +9,7 @@ from edge import schema
 
 def detections_message(**over):
     msg = {
-        "schema": schema.SCHEMA_VERSION, "type": "detections", "device": "pi-1", "seq": 7,
+        "schema": 1, "type": "detections", "device": "pi-1", "seq": 7,
         "ts": 1763900000.25, "frame": {"w": 640, "h": 480},
         "model": {"id": "demo", "hash": "ab" * 32}, "task": "detection",
         "latency_ms": {"inference": 12.5, "total": 20.0},
@@ -51,15 +51,93 @@ def test_validator_agrees_with_jsonschema_on_bad_messages(name, mutate):
     msg = detections_message()
     mutate(msg)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(msg, schema.json_schema("detections"))
+        jsonschema.validate(msg, schema.json_schema("detections_v1"))
     with pytest.raises(schema.SchemaError):
         schema.validate(msg, "detections")
 
 
 def test_good_message_passes_both():
     msg = detections_message()
-    jsonschema.validate(msg, schema.json_schema("detections"))
+    jsonschema.validate(msg, schema.json_schema("detections_v1"))
     assert schema.decode(schema.encode(msg), "detections") == msg
+
+
+# --------------------------------------------------------------------------- version 2 (compact wire format)
+def wire_message(**over):
+    from edge.wire import compact_detections
+    msg = compact_detections(detections_message())
+    msg.update(over)
+    return msg
+
+
+def test_v2_layout_and_round_trip():
+    wire = wire_message()
+    assert wire == {"schema": 2, "device": "pi-1", "seq": 7, "ts": 1763900000.25, "frame": [640, 480],
+                    "model": "abababababab", "latency_ms": [12.5, 20.0],
+                    "detections": [[1, "square", 700, 900, [100, 200, 300, 400], [50, 40, 100, 200], 98,
+                                    [10, 10, 20, 20]]]}
+    jsonschema.validate(wire, schema.json_schema("detections"))
+    decoded = schema.decode(schema.encode(wire), "detections")
+    schema.validate_decoded_detections(decoded)
+    want = detections_message(schema=2, model={"hash": "abababababab"})
+    want["detections"][0]["sigma_mean"] = 0.098          # thousandths on the wire
+    assert decoded == want
+    # the decoded form compacts back to the same wire message: nothing is lost a second time
+    from edge.wire import compact_detections
+    assert compact_detections(decoded) == wire
+
+
+def test_v2_classification_zones_and_plain_head():
+    from edge.wire import compact_detections
+    msg = detections_message(task="classification", detections=[], entropy=0.6931,
+                             classes=[{"class_id": 3, "label": "cat", "score": 0.5}])
+    wire = compact_detections(msg)
+    assert "detections" not in wire and wire["classes"] == [[3, "cat", 500]]
+    decoded = schema.decode(schema.encode(wire), "detections")
+    assert decoded["task"] == "classification" and decoded["classes"] == msg["classes"] and decoded["detections"] == []
+    det = dict(detections_message()["detections"][0], zones=["door"])
+    det.pop("box_sigma")
+    wire = compact_detections(detections_message(detections=[det]))
+    assert wire["detections"][0][7:] == [None, ["door"]]
+    back = schema.decode(schema.encode(wire), "detections")["detections"][0]
+    assert back["zones"] == ["door"] and "box_sigma" not in back
+
+
+V2_BAD_CASES = [
+    ("score above 1000", lambda m: m["detections"][0].__setitem__(2, 1001)),
+    ("float score", lambda m: m["detections"][0].__setitem__(2, 0.7)),
+    ("box of 3", lambda m: m["detections"][0].__setitem__(4, [1, 2, 3])),
+    ("too short", lambda m: m["detections"][0].__delitem__(7)),
+    ("extra item", lambda m: m["detections"][0].extend([["z"], 5])),
+    ("label not a string", lambda m: m["detections"][0].__setitem__(1, 5)),
+    ("model not hex", lambda m: m.update(model="Model-XYZ")),
+    ("frame of 1", lambda m: m.update(frame=[640])),
+    ("unknown field", lambda m: m.update(image="base64...")),
+    ("v1 shape with schema 2", lambda m: m.update(detections=detections_message()["detections"])),
+]
+
+
+@pytest.mark.parametrize("name,mutate", V2_BAD_CASES, ids=[c[0] for c in V2_BAD_CASES])
+def test_v2_validator_agrees_with_jsonschema(name, mutate):
+    msg = wire_message()
+    mutate(msg)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(msg, schema.json_schema("detections"))
+    with pytest.raises(schema.SchemaError):
+        schema.decode(schema.encode(msg), "detections")
+
+
+def test_unknown_detections_version_is_named():
+    with pytest.raises(schema.SchemaError, match="version 3 is not supported"):
+        schema.decode(schema.encode(wire_message(schema=3)), "detections")
+
+
+def test_compact_is_less_than_half_of_v1():
+    dets = [dict(detections_message()["detections"][0], score=0.8123, box=[0.1234, 0.2345, 0.3456, 0.4567])] * 4
+    v1 = len(schema.encode(detections_message(detections=dets)))
+    from edge.wire import compact_detections
+    v2 = len(schema.encode(compact_detections(detections_message(detections=dets))))
+    assert v2 < 0.5 * v1, (v1, v2)
 
 
 def test_error_names_the_field():

@@ -48,7 +48,7 @@ def test_upscale_and_identity():
     img = camera_like(32, 24)
     assert resize(img, (32, 24)) is img
     up = resize(img, (64, 48))
-    np.testing.assert_array_equal(up, cv2.resize(img, (64, 48), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(up, cv2.resize(img, (64, 48), interpolation=cv2.INTER_LINEAR_EXACT))
 
 
 @pytest.mark.parametrize("fn", [letterbox, stretch])

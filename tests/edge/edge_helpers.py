@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import yaml
 
+from edge import schema
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 USERS = {"cam-a": "secret-a", "cam-b": "secret-b", "operator": "secret-op"}   # secured_broker
@@ -119,9 +121,18 @@ class Subscriber:
         self.client = c
         assert self.ready.wait(10), "test subscriber could not subscribe"
 
-    def payloads(self, suffix: str) -> list[dict]:
+    def raw_payloads(self, suffix: str) -> list[dict]:
+        """Payloads as they travelled (detections: the compact version-2 wire format)."""
         with self.lock:
             return [json.loads(p) for t, p, _r in self.messages if t.endswith(suffix)]
+
+    def payloads(self, suffix: str) -> list[dict]:
+        """Payloads as subscribers use them: detections decoded by edge.schema (which validates them)."""
+        with self.lock:
+            raw = [p for t, p, _r in self.messages if t.endswith(suffix)]
+        if suffix.endswith("/detections"):
+            return [schema.decode(p, "detections") for p in raw]
+        return [json.loads(p) for p in raw]
 
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.time() + timeout

@@ -6,6 +6,7 @@ import json
 import jsonschema
 import pytest
 
+from edge import schema
 from edge.schema import json_schema, validate
 
 from edge_helpers import agent_config, write_video
@@ -25,9 +26,11 @@ def test_detections_status_metrics_arrive_and_validate(tmp_path, broker, detecto
 
     dets = sub.wait_for(lambda: len(sub.payloads("/detections")) >= 25 and sub.payloads("/metrics"),
                         timeout=60, what="25 detections messages and a metrics message")
-    dets = sub.payloads("/detections")
+    for wire in sub.raw_payloads("/detections"):
+        _check(wire, "detections")            # the compact version-2 wire format, against the published schema
+    dets = sub.payloads("/detections")        # decoded (edge.schema.decode), as the server sees them
     for d in dets:
-        _check(d, "detections")
+        schema.validate_decoded_detections(d)
     seqs = [d["seq"] for d in dets]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "sequence numbers must strictly increase"
     with_boxes = [d for d in dets if d["detections"]]
@@ -42,12 +45,15 @@ def test_detections_status_metrics_arrive_and_validate(tmp_path, broker, detecto
     empties = [i for i, d in enumerate(dets) if not d["detections"]]
     assert empties, "one empty message is expected when the scene becomes empty"
     assert all(dets[i - 1]["detections"] for i in empties if i > 0), "no two empty messages in a row"
-    assert all(d["model"]["id"] == "fixture-det-64" and len(d["model"]["hash"]) == 64 for d in dets)
     assert all(d["frame"] == {"w": 160, "h": 120} for d in dets)
 
     status = sub.payloads("/status")
     assert status and status[0]["state"] == "online"
     _check(status[0], "status")
+    # detections carry the model's hash prefix; the retained status has its id and full hash
+    assert status[0]["model"]["id"] == "fixture-det-64" and len(status[0]["model"]["hash"]) == 64
+    assert all(status[0]["model"]["hash"].startswith(d["model"]["hash"]) and len(d["model"]["hash"]) == 12
+               for d in dets)
     assert status[0]["interpreter"].startswith("ai-edge-litert")
     assert "password" not in json.dumps(status[0])
     metrics = sub.payloads("/metrics")
@@ -67,8 +73,10 @@ def test_classifier_reports_top_k_and_entropy(tmp_path, broker, classifier_model
                                 settings__top_k=2, model__task="classification"))
     msgs = sub.wait_for(lambda: sub.payloads("/detections") if len(sub.payloads("/detections")) >= 3 else None,
                         timeout=60, what="classification messages")
+    for wire in sub.raw_payloads("/detections"):
+        _check(wire, "detections")
     for m in msgs:
-        _check(m, "detections")
+        schema.validate_decoded_detections(m)
         assert m["task"] == "classification" and len(m["classes"]) == 2
         assert m["classes"][0]["score"] >= m["classes"][1]["score"]
         assert 0 <= m["entropy"] <= 1.0986123 + 1e-6   # ln(3)
@@ -137,10 +145,12 @@ def test_shipped_demo_detector_end_to_end(tmp_path, broker, shipped_detector, sc
     sub.wait_for(lambda: len([d for d in sub.payloads("/detections") if d["detections"]]) >= 10, timeout=90,
                  what="10 messages with detections from the demo detector")
     assert agent.terminate() == 0, agent.logs()
-    dets = sub.payloads("/detections")
+    for wire in sub.raw_payloads("/detections"):
+        _check(wire, "detections")            # the compact version-2 wire format, against the published schema
+    dets = sub.payloads("/detections")        # decoded (edge.schema.decode), as the server sees them
     for d in dets:
-        _check(d, "detections")
-        assert d["model"]["hash"] == meta["model_sha256"]
+        schema.validate_decoded_detections(d)
+        assert meta["model_sha256"].startswith(d["model"]["hash"])
         for x in d["detections"]:
             assert x["label"] in meta["labels"]
             assert x["score"] <= x["objectness"] * (1 - x["sigma_mean"]) + 1e-3

@@ -14,8 +14,8 @@ import pytest
 from edge.config import ModelConfig, Settings, SourceConfig
 from edge.engine import Engine
 from edge.errors import ModelError, SourceError
-from edge.messages import detections_payload
-from edge.schema import json_schema, validate
+from edge.messages import detections_payload, detections_wire
+from edge.schema import json_schema, validate, validate_decoded_detections
 from edge.sources import Picamera2Source, SourceSupervisor, classify_uri, probe
 from edge_helpers import write_video
 
@@ -39,9 +39,13 @@ def test_zones_class_filter_and_sigma_cap(engine):
     assert set(timings) == {"preprocess", "inference", "postprocess"}
     res_right, _ = engine.process(red_square_frame(200), time.time(), left)
     assert res_right.detections == [], "a square on the right lies outside the left zone"
-    payload = detections_payload(res, device="cam-1", seq=7, model_ref=engine.model_ref)
-    validate(payload, "detections")
-    jsonschema.validate(payload, json_schema("detections"))
+    wire = detections_wire(res, device="cam-1", seq=7, model_ref=engine.model_ref)
+    validate(wire, "detections")
+    jsonschema.validate(wire, json_schema("detections"))
+    assert wire["detections"][0][8] == ["left"]
+    decoded = detections_payload(res, device="cam-1", seq=7, model_ref=engine.model_ref)
+    validate_decoded_detections(decoded)
+    assert decoded["detections"][0]["zones"] == ["left"]
 
     only_blue, _ = engine.process(red_square_frame(20), time.time(), Settings(classes=["blue"]))
     assert only_blue.detections == []

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from edge import schema
+
 from pi_reference import THREADS
 from pi_runner import EmulatedPython, describe_exit, stop
 
@@ -84,7 +86,10 @@ class Collector:
         """Decoded payloads published on <prefix>/<device>/<kind>, in arrival order."""
         topic = f"{PREFIX}/{device}/{kind}"
         with self._lock:
-            return [json.loads(p) for t, p in self.messages if t == topic and p]
+            raw = [p for t, p in self.messages if t == topic and p]
+        if kind == "detections":      # the compact wire format, decoded (and validated) as the server does
+            return [schema.decode(p, "detections") for p in raw]
+        return [json.loads(p) for p in raw]
 
     def wait_for(self, device: str, kind: str, count: int, timeout: float) -> list[dict]:
         deadline = time.monotonic() + timeout

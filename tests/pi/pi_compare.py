@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-ROUNDING = 2e-5        # the MQTT payload rounds to 5 digits
+ROUNDING = 1e-3 + 1e-9  # the MQTT payload carries thousandths: two roundings differ by at most one step
 MIN_IOU = 0.5
 FLOOR_STEPS = 2
 # The Pi-vs-x86 difference is one more draw of a noise-like perturbation; the largest of six noisy draws is

@@ -46,7 +46,7 @@ def checked_detections(collector: Collector, device: str, frames: int) -> list[d
     """The device's detection messages, schema-validated, one per frame, seq 0..frames-1."""
     msgs = collector.wait_for(device, "detections", frames, timeout=30)
     for m in msgs:
-        schema.validate(m, "detections")
+        schema.validate_decoded_detections(m)
     seqs = [m["seq"] for m in msgs]
     assert seqs == list(range(frames)), f"{device}: expected one detections message per frame, got seq {seqs}"
     return msgs

@@ -164,8 +164,9 @@ function renderDevices() {
     cell("detections", `${d.detections_count} in ${d.detection_messages} msgs`);
     const h = S.health.get(id);
     cell("job", h ? `${fmt(h.frame_rate)} frames/s (${h.frames} frames, state ${h.state ?? "–"})` : "–");
-    const model = (d.detections && d.detections.model) || st.model || {};
-    cell("model", model.id || "–");
+    // status has the model's id and full hash; a detections message only its hash prefix
+    const model = st.model || (d.detections && d.detections.model) || {};
+    cell("model", model.id || (model.hash ? model.hash.slice(0, 12) : "–"));
   }
 }
 
