@@ -194,6 +194,23 @@ class DetectionDecoder:
         raise KeyError(f"detector output {name!r} (stride {stride}, {kind}) not found; the model has "
                        f"{sorted(outputs)}. Re-export with convert-model so outputs carry their names")
 
+    def _stride_outputs(self, outputs: Mapping[str, np.ndarray], stride: int) -> tuple[str, np.ndarray, str, np.ndarray]:
+        """(sigmoid name, (gh, gw, 3*per_anchor) array, linear name, (gh, gw, 6) array) of one stride, raw."""
+        sname, sig = self._find(outputs, stride, "sigmoid")
+        lname, lin = self._find(outputs, stride, "linear")
+        sig, lin = np.asarray(sig), np.asarray(lin)
+        if sig.ndim == 4:
+            sig = sig[0]
+        if lin.ndim == 4:
+            lin = lin[0]
+        gh, gw = sig.shape[:2]
+        if sig.shape[2] != 3 * self.per_anchor:
+            raise ValueError(f"output {sname!r} has {sig.shape[2]} channels; a {self.head} head with {self.num_classes} "
+                             f"classes needs {3 * self.per_anchor}")
+        if lin.shape != (gh, gw, 6):
+            raise ValueError(f"output {lname!r} has shape {lin.shape}; expected {(gh, gw, 6)}")
+        return sname, sig, lname, lin
+
     def raw_predictions(self, outputs: Mapping[str, np.ndarray],
                         quant: Mapping[str, tuple[float, int]] | None = None) -> dict[str, np.ndarray]:
         """All anchors of all strides, before thresholds: boxes_cxcywh (input px), objectness, class_probs,
@@ -202,20 +219,10 @@ class DetectionDecoder:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("cxcywh", "obj", "cls", "sigma", "stride")}
         C = self.num_classes
         for s, anchors in zip(self.strides, self.anchors):
-            sname, sig = self._find(outputs, s, "sigmoid")
-            lname, lin = self._find(outputs, s, "linear")
-            sig = _dequantize(np.asarray(sig), quant.get(sname))
-            lin = _dequantize(np.asarray(lin), quant.get(lname))
-            if sig.ndim == 4:
-                sig = sig[0]
-            if lin.ndim == 4:
-                lin = lin[0]
+            sname, sig, lname, lin = self._stride_outputs(outputs, s)
+            sig = _dequantize(sig, quant.get(sname))
+            lin = _dequantize(lin, quant.get(lname))
             gh, gw = sig.shape[:2]
-            if sig.shape[2] != 3 * self.per_anchor:
-                raise ValueError(f"output {sname!r} has {sig.shape[2]} channels; a {self.head} head with {C} classes "
-                                 f"needs {3 * self.per_anchor}")
-            if lin.shape != (gh, gw, 6):
-                raise ValueError(f"output {lname!r} has shape {lin.shape}; expected {(gh, gw, 6)}")
             sig = np.clip(sig.reshape(gh, gw, 3, self.per_anchor), 0.0, 1.0)
             lin = np.clip(lin.reshape(gh, gw, 3, 2), -MAX_LOG_WH, MAX_LOG_WH)
             cy, cx = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij")
@@ -249,19 +256,8 @@ class DetectionDecoder:
         obj_col = 6 if self.head == "gaussian" else 2
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("cxcywh", "obj", "cls", "sigma", "stride")}
         for s, anchors in zip(self.strides, self.anchors):
-            sname, sig = self._find(outputs, s, "sigmoid")
-            lname, lin = self._find(outputs, s, "linear")
-            sig, lin = np.asarray(sig), np.asarray(lin)
-            if sig.ndim == 4:
-                sig = sig[0]
-            if lin.ndim == 4:
-                lin = lin[0]
-            gh, gw = sig.shape[:2]
-            if sig.shape[2] != 3 * self.per_anchor:
-                raise ValueError(f"output {sname!r} has {sig.shape[2]} channels; a {self.head} head with {C} classes "
-                                 f"needs {3 * self.per_anchor}")
-            if lin.shape != (gh, gw, 6):
-                raise ValueError(f"output {lname!r} has shape {lin.shape}; expected {(gh, gw, 6)}")
+            sname, sig, lname, lin = self._stride_outputs(outputs, s)
+            gw = sig.shape[1]
             rows = sig.reshape(-1, self.per_anchor)                     # (gh*gw*3, per_anchor), anchor-minor
             obj = np.clip(_dequantize(rows[:, obj_col], quant.get(sname)), 0.0, 1.0)
             idx = np.nonzero(obj > objectness_threshold)[0] if objectness_threshold > 0 else np.arange(obj.size)
