@@ -1,8 +1,8 @@
 """The Python operators of the job. They only see the rows windows produce (and rejects), never every event.
 
-- :class:`ToPayload` turns a union output row (``stream.sql.OUTPUT_COLUMNS``) into one JSON line: a
-  ``stream.topics`` payload (aggregate, fleet, health, stats), a dead-letter record, a consumption record or
-  an activity record, tagged with its destination.
+- :class:`ToPayload` turns a union output row (``stream.sql.OUTPUT_COLUMNS``) into JSON lines tagged with
+  their destination: a ``stream.topics`` payload (aggregate, fleet, health, stats), a dead-letter record, or
+  a consumption record plus an activity record (one "consumed" row per landing file and device).
 - :class:`WindowAlerts` (keyed by ``<device|_fleet>/<class>``) runs ``class_count``/``uncertainty_spike``
   rules, with an event-time timer at the end of the next window to clear alerts of keys that went quiet.
 - :class:`SilenceAlerts` (keyed by device) runs ``device_silent`` with processing-time timers.
@@ -15,7 +15,7 @@ import logging
 from typing import Optional
 
 from pyflink.common import Types
-from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, RuntimeContext
+from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from stream import topics
@@ -43,6 +43,11 @@ def _reasons(text: Optional[str]) -> dict:
         if r:
             counts[r[:200]] = counts.get(r[:200], 0) + 1
     return counts
+
+
+def row_to_records(r: dict, high_sigma_threshold: float) -> list[str]:
+    """Map one output row (as a dict of OUTPUT_COLUMNS) to its tagged JSON lines."""
+    return [row_to_record(r, high_sigma_threshold)]
 
 
 def row_to_record(r: dict, high_sigma_threshold: float) -> str:
@@ -76,17 +81,17 @@ def row_to_record(r: dict, high_sigma_threshold: float) -> str:
     if out == "consumed":
         return tag(DEST_CONSUMED, {"file_path": r["file_path"], "records": int(r["records"])})
     if out == "activity":
-        return tag(DEST_ACTIVITY, {"device": r["device"], "last_recv": r["recv_ts"], "messages": int(r["records"])})
+        return tag(DEST_ACTIVITY, {"device": r["device"], "last_recv": r["recv_ts"], "messages": int(r["messages"])})
     raise ValueError(f"unknown output row kind {out!r}")
 
 
-class ToPayload(MapFunction):
+class ToPayload(FlatMapFunction):
     def __init__(self, names: list[str], high_sigma_threshold: float):
         self.names = names
         self.threshold = high_sigma_threshold
 
-    def map(self, value):
-        return row_to_record(dict(zip(self.names, value)), self.threshold)
+    def flat_map(self, value):
+        yield from row_to_records(dict(zip(self.names, value)), self.threshold)
 
 
 def window_key(line: str) -> str:

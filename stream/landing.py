@@ -1,13 +1,27 @@
 """The landing directory between the bridge and the job: line format, atomic file writer, cleanup.
 
-Line format (one JSON object per MQTT message)::
+Line format: one flat JSON object per MQTT message, holding only what the job reads (the bridge has already
+decoded and validated the payload with ``edge.schema``; the job parses small rows and never the raw edge
+payload)::
 
-    {"topic": "...", "device": "cam1", "kind": "detections"|"status"|"metrics", "recv_ts": 1.7e9, "msg": {...}}
-    {"topic": "...", "device": "cam1"|null, "kind": "invalid", "recv_ts": ..., "reason": "...", "raw_payload": "..."}
+    {"kind":"detections","topic":"...","device":"cam1","recv_ts":1.7e9,"seq":42,"ts":1.7e9,
+     "dets":[{"c":0,"l":"person","p":0.91,"g":0.12,"f":1}, ...]}
+    {"kind":"metrics","topic":"...","device":"cam1","recv_ts":...,"ts":...,"fps":9.8,"dropped":3,"depth":0}
+    {"kind":"status","topic":"...","device":"cam1","recv_ts":...,"state":"online"[,"ts":...]}
+    {"kind":"invalid","topic":"...","device":"cam1"|null,"recv_ts":...,"reason":"...","raw_payload":"..."}
+    {"kind":"eof","records":<message lines in the file>,"devices":[{"d":"cam1","r":<last recv_ts>,"m":<valid messages>}]}
 
-``msg`` is the edge payload, already validated against ``edge.schema``; a message that fails decoding or
-validation lands as ``kind: "invalid"`` with the reason and the (truncated) raw payload, so the job can
-dead-letter it without ever parsing it again.
+``dets`` has one entry per detection: ``c`` class_id, ``l`` label, ``p`` score, ``g`` sigma_mean, ``f`` = 1 on
+the first detection of its class in the frame (so the job counts "frames with a detection of class c" as
+``SUM(f)`` instead of a ``COUNT(DISTINCT seq)``) and ``h`` = 1 on the frame's first detection (frames per
+device = rows with ``h`` + frames without detections).
+
+The ``eof`` trailer is the last line of every file. A file is one split of Flink's file source (the bridge's
+files are far smaller than any filesystem block) and is read in order, so when the job reads the trailer it
+has read every line before it: the job turns the trailer into the file's consumption record (cleanup) and
+the devices' activity records (the ``device_silent`` alert), with no per-line keyed aggregation. A message that fails decoding or validation lands as
+``kind: "invalid"`` with the reason and the (truncated) raw payload, so the job can dead-letter it without
+ever parsing it again. :func:`message_line` is the one place that defines this format.
 
 File names: ``<epoch_ms>-<client_id>-<counter>-n<records>.jsonl``. The record count in the name lets the
 cleaner know when the job has consumed a whole file. Files are written hidden (``.<name>.tmp``, ignored by
@@ -31,14 +45,37 @@ from typing import Iterable, Optional
 NAME_RE = re.compile(r"^(?P<ms>\d{13})-(?P<client>[A-Za-z0-9_-]+)-(?P<counter>\d{8})-n(?P<n>\d+)\.jsonl$")
 
 
-def landing_line(topic: str, device: Optional[str], kind: str, recv_ts: float, msg: Optional[dict] = None,
-                 reason: Optional[str] = None, raw_payload: Optional[str] = None) -> str:
-    rec = {"topic": topic, "device": device, "kind": kind, "recv_ts": round(recv_ts, 6)}
-    if msg is not None:
-        rec["msg"] = msg
-    if reason is not None:
-        rec["reason"] = reason
-        rec["raw_payload"] = raw_payload
+def _flat_fields(kind: str, msg: dict) -> dict:
+    """The fields of a decoded edge message (``edge.schema.decode``'s shape) that the job reads."""
+    if kind == "detections":
+        seen: set = set()
+        dets = []
+        for d in msg["detections"]:
+            c = d["class_id"]
+            det = {"c": c, "l": d["label"], "p": d["score"], "g": d["sigma_mean"], "f": int(c not in seen)}
+            if not dets:
+                det["h"] = 1
+            dets.append(det)
+            seen.add(c)
+        return {"seq": msg["seq"], "ts": msg["ts"], "dets": dets}
+    if kind == "metrics":
+        return {"ts": msg["ts"], "fps": msg["fps"], "dropped": msg["frames"]["dropped"],
+                "depth": msg["outbox"]["depth"]}
+    if kind == "status":
+        return {"state": msg["state"], **({"ts": msg["ts"]} if msg.get("ts") is not None else {})}
+    raise ValueError(f"no landing format for message kind {kind!r}")
+
+
+def message_line(topic: str, device: str, kind: str, recv_ts: float, msg: dict) -> str:
+    """The landing line of a valid, decoded edge message (see the module docstring)."""
+    rec = {"kind": kind, "topic": topic, "device": device, "recv_ts": round(recv_ts, 6), **_flat_fields(kind, msg)}
+    return json.dumps(rec, separators=(",", ":"), allow_nan=False)
+
+
+def invalid_line(topic: str, device: Optional[str], recv_ts: float, reason: str, raw_payload: str) -> str:
+    """The landing line of a message that failed decoding/validation: the job dead-letters it with the reason."""
+    rec = {"kind": "invalid", "topic": topic, "device": device, "recv_ts": round(recv_ts, 6), "reason": reason,
+           "raw_payload": raw_payload}
     return json.dumps(rec, separators=(",", ":"), allow_nan=False)
 
 
@@ -60,11 +97,22 @@ class LandingWriter:
         self.fsync = fsync
         self.counter = 0
         self.lines: list[str] = []
+        self.devices: dict[str, list] = {}          # device -> [last recv_ts, valid messages] of this file
         self.files_written = 0
         self.records_written = 0
 
-    def add(self, line: str) -> None:
+    def add(self, line: str, device: Optional[str] = None, recv_ts: float = 0.0) -> None:
+        """Buffer one message line; ``device`` only for a valid message (it goes into the trailer's activity)."""
         self.lines.append(line)
+        if device is not None:
+            d = self.devices.setdefault(device, [recv_ts, 0])
+            d[0] = max(d[0], round(recv_ts, 6))
+            d[1] += 1
+
+    def trailer(self) -> str:
+        return json.dumps({"kind": "eof", "records": len(self.lines),
+                           "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(self.devices.items())]},
+                          separators=(",", ":"), allow_nan=False)
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -80,6 +128,8 @@ class LandingWriter:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(self.lines))
             f.write("\n")
+            f.write(self.trailer())
+            f.write("\n")
             f.flush()
             if self.fsync:
                 os.fsync(f.fileno())
@@ -89,6 +139,7 @@ class LandingWriter:
         self.files_written += 1
         self.records_written += len(self.lines)
         self.lines = []
+        self.devices = {}
         return final
 
 

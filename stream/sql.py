@@ -42,8 +42,6 @@ class SqlOptions:
     out_of_orderness_s: float = 2.0
     high_sigma_threshold: float = 0.25
     stats_interval_s: float = 10.0
-    activity_interval_s: float = 1.0
-    consumed_interval_s: float = 1.0
 
     @property
     def slide_ms(self) -> int:
@@ -58,7 +56,7 @@ class SqlOptions:
 
 def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of_orderness_s: float,
                max_future_s: float = 300.0) -> str:
-    """The landing table: one row per landing line (see stream.landing), JSON decoded by Flink's json format.
+    """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
 
     The event time ``ts_ms`` is the capture ts of valid messages (the bridge's receive time for a status without
     ts). Rows that cannot be valid, and capture times more than ``max_future_s`` ahead of the bridge's clock,
@@ -70,23 +68,20 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of
     if monitor_interval_s:
         opts["source.monitor-interval"] = f"{int(round(monitor_interval_s * 1000))} ms"
     with_ = ", ".join(f"{quote(k)} = {quote(v)}" for k, v in opts.items())
+    when = f"""CASE
+    WHEN kind NOT IN ('detections', 'metrics', 'status') OR device IS NULL OR recv_ts IS NULL THEN 0
+    WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
+    WHEN ts > recv_ts + {max_future_s!r} THEN 0
+    ELSE ts END"""
     return f"""
 CREATE TEMPORARY TABLE {name} (
-  topic STRING, device STRING, kind STRING, recv_ts DOUBLE, reason STRING, raw_payload STRING,
-  msg ROW<seq BIGINT, ts DOUBLE, fps DOUBLE, state STRING,
-          detections ARRAY<ROW<class_id INT, label STRING, score DOUBLE, sigma_mean DOUBLE>>,
-          frames ROW<dropped BIGINT>, outbox ROW<depth BIGINT>>,
+  kind STRING, topic STRING, device STRING, recv_ts DOUBLE, reason STRING, raw_payload STRING,
+  seq BIGINT, ts DOUBLE, fps DOUBLE, dropped BIGINT, depth BIGINT, state STRING,
+  dets ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>,
+  records BIGINT, devices ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>,
   file_path STRING NOT NULL METADATA FROM 'file.path' VIRTUAL,
-  ts_ms AS CAST(CASE
-    WHEN kind NOT IN ('detections', 'metrics', 'status') OR device IS NULL OR recv_ts IS NULL THEN 0
-    WHEN msg.ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN msg.ts > recv_ts + {max_future_s!r} THEN 0
-    ELSE msg.ts END * 1000 AS BIGINT),
-  rt AS TO_TIMESTAMP_LTZ(CAST(CASE
-    WHEN kind NOT IN ('detections', 'metrics', 'status') OR device IS NULL OR recv_ts IS NULL THEN 0
-    WHEN msg.ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN msg.ts > recv_ts + {max_future_s!r} THEN 0
-    ELSE msg.ts END * 1000 AS BIGINT), 3),
+  ts_ms AS CAST({when} * 1000 AS BIGINT),
+  rt AS TO_TIMESTAMP_LTZ(CAST({when} * 1000 AS BIGINT), 3),
   pt AS PROCTIME(),
   WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}
 ) WITH ({with_})"""
@@ -95,31 +90,62 @@ CREATE TEMPORARY TABLE {name} (
 def views(src: str, o: SqlOptions) -> list[str]:
     """CREATE VIEW statements, in dependency order."""
     slide = o.slide_ms
-    valid = ("ts_ms > 0 AND kind IN ('detections', 'metrics', 'status') AND device IS NOT NULL AND msg IS NOT NULL "
-             "AND (kind <> 'detections' OR (msg.seq IS NOT NULL AND msg.ts IS NOT NULL AND msg.detections IS NOT NULL))")
+    valid = ("ts_ms > 0 AND kind IN ('detections', 'metrics', 'status') AND device IS NOT NULL "
+             "AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))")
     return [
-        # classify every landing row once
+        # classify every landing row once (the files' eof trailers are bookkeeping, see the consumed output)
         f"""CREATE TEMPORARY VIEW classified AS SELECT *,
   CASE WHEN NOT ({valid}) THEN 'dead'
        WHEN TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1, 3) <= CURRENT_WATERMARK(rt) THEN 'late'
        ELSE 'ok' END AS category
-FROM {src}""",
+FROM {src} WHERE kind IS NULL OR kind <> 'eof'""",
         "CREATE TEMPORARY VIEW ontime AS SELECT * FROM classified WHERE category = 'ok'",
         """CREATE TEMPORARY VIEW rejects AS SELECT category, pt, recv_ts, topic, device, kind,
   CASE WHEN category = 'late' THEN 'late: capture time behind the watermark'
        WHEN reason IS NOT NULL THEN reason
-       WHEN msg.ts > recv_ts THEN 'ts: capture time too far ahead of the bridge clock (check the device clock)'
-       ELSE 'landing line without a valid kind/device/msg (or detections without seq/ts)' END AS reason,
-  raw_payload, msg.seq AS seq, COALESCE(msg.ts, recv_ts) AS ts
+       WHEN ts > recv_ts THEN 'ts: capture time too far ahead of the bridge clock (check the device clock)'
+       ELSE 'landing line without a valid kind/device (or detections without seq/ts/dets)' END AS reason,
+  raw_payload, seq, COALESCE(ts, recv_ts) AS ts
 FROM classified WHERE category <> 'ok'""",
         # dedup frames on (device, seq), keep the first arrival
-        """CREATE TEMPORARY VIEW frames AS SELECT device, seq, ts_ms, rt, detections FROM (
-  SELECT device, msg.seq AS seq, ts_ms, rt, msg.detections AS detections,
-         ROW_NUMBER() OVER (PARTITION BY device, msg.seq ORDER BY pt ASC) AS rn
+        """CREATE TEMPORARY VIEW frames AS SELECT device, seq, ts_ms, rt, dets FROM (
+  SELECT device, seq, ts_ms, rt, dets, ROW_NUMBER() OVER (PARTITION BY device, seq ORDER BY pt ASC) AS rn
   FROM ontime WHERE kind = 'detections') WHERE rn = 1""",
-        """CREATE TEMPORARY VIEW dets AS SELECT f.device, f.seq, f.rt, d.class_id, d.label, d.score, d.sigma_mean
-FROM frames AS f CROSS JOIN UNNEST(f.detections) AS d (class_id, label, score, sigma_mean)""",
+        # one row per detection of a deduplicated frame (a frame without detections: one row, class NULL),
+        # and the metrics/status rows (class NULL): the input of the one windowed aggregation
+        """CREATE TEMPORARY VIEW beats AS
+  SELECT fr.device, fr.rt, fr.ts_ms, d.c AS class_id, d.l AS label, d.p AS score, d.g AS sigma_mean,
+         d.f AS first_of_class, CASE WHEN d.c IS NULL THEN 1 ELSE COALESCE(d.h, 0) END AS frame,
+         CAST(NULL AS DOUBLE) AS fps, CAST(NULL AS BIGINT) AS dropped, CAST(NULL AS BIGINT) AS depth,
+         CAST(NULL AS STRING) AS state
+  FROM frames AS fr LEFT JOIN UNNEST(fr.dets) AS d (c, l, p, g, f, h) ON TRUE
+  UNION ALL
+  SELECT device, rt, ts_ms, CAST(NULL AS INT), CAST(NULL AS STRING), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+         CAST(NULL AS INT), 0, fps, dropped, depth, state
+  FROM ontime WHERE kind <> 'detections'""",
+        # per window, device and class (NULL: frames without detections, metrics, status): sums (means are
+        # sum / count, exactly what AVG computes); aggregates, fleet totals and health are derived from these
+        f"""CREATE TEMPORARY VIEW cells AS SELECT window_start, window_end, device, class_id,
+  COUNT(class_id) AS n, SUM(first_of_class) AS frames_c, SUM(score) AS score_sum, SUM(sigma_mean) AS sigma_sum,
+  MAX(sigma_mean) AS sigma_max, SUM(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1 ELSE 0 END) AS high,
+  MAX(label) AS label, SUM(frame) AS frames, MAX(ts_ms) AS last_ms, MAX(dropped) AS dropped,
+  {_latest('fps')} AS fps_l, {_latest('depth')} AS depth_l, {_latest('state')} AS state_l
+FROM {o.window_tvf('beats')} GROUP BY window_start, window_end, device, class_id""",
     ]
+
+
+def _latest(col: str) -> str:
+    """MAX over "<16-digit ts_ms>|<value>": the value of the window's latest capture (ties: the larger value).
+
+    Unlike ``LAST_VALUE`` (arrival order) it merges, so the aggregation runs two-phase (local pre-aggregation
+    before the shuffle); it is deterministic (a replay after a restore gives the same value) and also right
+    for sliding windows. :func:`_value` takes the value out again."""
+    return (f"MAX(CASE WHEN {col} IS NOT NULL THEN CONCAT(LPAD(CAST(ts_ms AS STRING), 16, '0'), '|', "
+            f"CAST({col} AS STRING)) END)")
+
+
+def _value(latest: str) -> str:
+    return f"SUBSTRING({latest} FROM 18)"
 
 
 # Every output row of the SQL part has these columns (unused ones NULL), so that all outputs form ONE
@@ -132,7 +158,7 @@ OUTPUT_COLUMNS = [
     ("sigma_max", "DOUBLE"), ("high_sigma_share", "DOUBLE"), ("devices", "BIGINT"),
     ("last_seen", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"), ("outbox_depth", "BIGINT"),
     ("state", "STRING"), ("dead_letters", "BIGINT"), ("late", "BIGINT"), ("reasons", "STRING"),
-    ("file_path", "STRING"), ("records", "BIGINT"),
+    ("file_path", "STRING"), ("records", "BIGINT"), ("messages", "BIGINT"),
     ("category", "STRING"), ("recv_ts", "DOUBLE"), ("topic", "STRING"), ("reason", "STRING"),
     ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"),
 ]
@@ -144,10 +170,11 @@ def epoch_ms(col: str) -> str:
 
 
 def _project(out: str, exprs: dict[str, str]) -> str:
+    """Project ``exprs`` onto OUTPUT_COLUMNS; ``out`` is the output kind (a literal) unless exprs has "okind"."""
     cols = []
     for name, typ in OUTPUT_COLUMNS:
         if name == "okind":
-            cols.append(f"{quote(out)} AS okind")
+            cols.append(f"{exprs.get('okind', quote(out))} AS okind")
         elif name in exprs:
             cols.append(f"CAST({exprs[name]} AS {typ}) AS `{name}`")
         else:
@@ -159,48 +186,48 @@ def _window(exprs: dict[str, str]) -> dict[str, str]:
     return {"ws": epoch_ms("window_start"), "we": epoch_ms("window_end"), **exprs}
 
 
-def _class_stats(o: SqlOptions) -> dict[str, str]:
-    return {"detections": "COUNT(*)", "score_mean": "AVG(score)", "sigma_mean": "AVG(sigma_mean)",
-            "sigma_max": "MAX(sigma_mean)", "label": "MAX(label)", "class_id": "class_id",
-            "high_sigma_share": f"AVG(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1.0 ELSE 0.0 END)"}
+def _class_stats() -> dict[str, str]:
+    """Output fields from the cells grouped by (device, class) [one cell: the per-device aggregate], by class
+    [the fleet: the sum of the window's device cells, one per device, so devices = COUNT(*)] or by device
+    [health: all the device's cells, including the class-NULL one of frames without detections and metrics]."""
+    health, fleet = "GROUPING(class_id) = 1", "GROUPING(device) = 1"
+    return {"okind": f"CASE WHEN {health} THEN 'health' WHEN {fleet} THEN 'fleet' ELSE 'aggregate' END",
+            "device": "device", "class_id": "class_id", "label": "MAX(label)", "detections": "SUM(n)",
+            "frames": f"CASE WHEN {health} THEN SUM(frames) ELSE SUM(frames_c) END",
+            "score_mean": "SUM(score_sum) / SUM(n)", "sigma_mean": "SUM(sigma_sum) / SUM(n)",
+            "sigma_max": "MAX(sigma_max)", "high_sigma_share": "CAST(SUM(high) AS DOUBLE) / SUM(n)",
+            "devices": f"CASE WHEN {fleet} THEN COUNT(*) END",
+            "last_seen": "CAST(MAX(last_ms) AS DOUBLE) / 1000", "dropped": "MAX(dropped)",
+            "fps": f"CAST({_value('MAX(fps_l)')} AS DOUBLE)",
+            "outbox_depth": f"CAST({_value('MAX(depth_l)')} AS BIGINT)", "state": _value("MAX(state_l)")}
 
 
 _LISTAGG_REASONS = "LISTAGG(REPLACE(reason, CHR(10), ' '), '\n')"   # separator must be a literal
 
 
-def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = ("aggregate", "fleet", "health", "stats",
-                                                                     "activity", "consumed", "reject")) -> dict[str, str]:
+OUTPUT_PARTS = ("windows", "stats", "consumed", "activity", "reject")
+
+
+def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
     """One SELECT per output kind, each projected onto OUTPUT_COLUMNS."""
-    # LAST_VALUE cannot merge the slices that sliding windows share: there, health reports the window's max.
-    last = "MAX" if o.slide_s else "LAST_VALUE"
     parts = {
-        "aggregate": f"""SELECT {_project("aggregate", _window({**_class_stats(o), "device": "device",
-                                                                "frames": "COUNT(DISTINCT seq)"}))}
-FROM {o.window_tvf('dets')} GROUP BY window_start, window_end, device, class_id""",
-        "fleet": f"""SELECT {_project("fleet", _window({**_class_stats(o), "devices": "COUNT(DISTINCT device)",
-                                                        "frames": "COUNT(DISTINCT CONCAT(device, '/', CAST(seq AS STRING)))"}))}
-FROM {o.window_tvf('dets')} GROUP BY window_start, window_end, class_id""",
-        "health": f"""SELECT {_project("health", _window({
-            "device": "device", "last_seen": "CAST(MAX(ts_ms) AS DOUBLE) / 1000",
-            "frames": "COUNT(DISTINCT CASE WHEN kind = 'detections' THEN msg.seq END)",
-            "fps": f"{last}(msg.fps)", "dropped": "MAX(msg.frames.dropped)",
-            "outbox_depth": f"{last}(msg.outbox.depth)", "state": f"{last}(msg.state)"}))}
-FROM {o.window_tvf('ontime')} GROUP BY window_start, window_end, device""",
+        # per-(device, class) aggregates, per-class fleet totals and per-device health: one cascaded window
+        # aggregation over the cells (the class-NULL cells only count for health)
+        "windows": f"""SELECT * FROM (SELECT {_project("windows", _window(_class_stats()))}
+FROM cells GROUP BY window_start, window_end, GROUPING SETS ((device, class_id), (class_id), (device)))
+WHERE okind = 'health' OR class_id IS NOT NULL""",
         # processing-time counters of dead letters and late events
         "stats": f"""SELECT {_project("stats", _window({
             "dead_letters": "COUNT(*) FILTER (WHERE category = 'dead')",
             "late": "COUNT(*) FILTER (WHERE category = 'late')",
             "reasons": _LISTAGG_REASONS}))}
 FROM TABLE(TUMBLE(TABLE rejects, DESCRIPTOR(pt), {interval(o.stats_interval_s)})) GROUP BY window_start, window_end""",
-        # per device and second of processing time: the device is alive (late events count too)
-        "activity": f"""SELECT {_project("activity", {"device": "device", "recv_ts": "MAX(recv_ts)",
-                                                      "records": "COUNT(*)"})}
-FROM TABLE(TUMBLE(TABLE classified, DESCRIPTOR(pt), {interval(o.activity_interval_s)}))
-WHERE category <> 'dead' GROUP BY window_start, window_end, device""",
-        # lines read per landing file, committed with the checkpoint: drives the bridge's cleanup
-        "consumed": f"""SELECT {_project("consumed", {"file_path": "file_path", "records": "COUNT(*)"})}
-FROM TABLE(TUMBLE(TABLE {src}, DESCRIPTOR(pt), {interval(o.consumed_interval_s)}))
-GROUP BY window_start, window_end, file_path""",
+        # the eof trailer of each landing file (stream.landing): its consumption record, committed with the
+        # checkpoint (drives the bridge's cleanup), and per device the valid messages in it (liveness)
+        "consumed": f"""SELECT {_project("consumed", {"file_path": "file_path", "records": "records"})}
+FROM {src} WHERE kind = 'eof'""",
+        "activity": f"""SELECT {_project("activity", {"device": "a.d", "recv_ts": "a.r", "messages": "a.m"})}
+FROM {src} CROSS JOIN UNNEST(devices) AS a (d, r, m) WHERE kind = 'eof'""",
         "reject": f"""SELECT {_project("reject", {c: c for c in ("category", "recv_ts", "topic", "device", "reason",
                                                                "raw_payload", "seq", "ts")})}
 FROM rejects""",

@@ -8,27 +8,32 @@ import time
 import pytest
 
 from stream.generate import Scenario, generate
-from stream.landing import NAME_RE, Cleaner, LandingWriter, landing_line
+from stream.landing import NAME_RE, Cleaner, LandingWriter, invalid_line
 from stream.publisher import Publisher
 
 from stream_helpers import bridge_args, wait_for, write_config
 
 
 def landed(landing_dir):
+    """Message lines of every landed file; checks each file's eof trailer against its lines."""
     lines = []
     for p in sorted(landing_dir.glob("*.jsonl")):
         assert NAME_RE.match(p.name), p.name
-        file_lines = p.read_text().splitlines()
-        assert len(file_lines) == int(NAME_RE.match(p.name)["n"])
-        lines += [json.loads(x) for x in file_lines]
+        file_lines = [json.loads(x) for x in p.read_text().splitlines()]
+        *messages, eof = file_lines
+        assert eof["kind"] == "eof" and eof["records"] == len(messages) == int(NAME_RE.match(p.name)["n"])
+        valid = [m for m in messages if m["kind"] != "invalid"]
+        assert {d["d"]: d["m"] for d in eof["devices"]} == {dev: sum(m["device"] == dev for m in valid)
+                                                            for dev in {m["device"] for m in valid}}
+        assert all(d["r"] == max(m["recv_ts"] for m in valid if m["device"] == d["d"]) for d in eof["devices"])
+        lines += messages
     return lines
 
 
 def key_of(line):
     if line["kind"] == "invalid":
         return ("invalid", line["topic"], line["raw_payload"])
-    m = line["msg"]
-    return (line["kind"], m["device"], m.get("seq"), m.get("ts"))
+    return (line["kind"], line["device"], line.get("seq"), line.get("ts"))
 
 
 def key_of_event(ev):
@@ -75,9 +80,9 @@ def test_two_bridges_sigkill_lose_nothing(broker, tmp_path, procs):
 def test_writer_is_atomic_and_cleaner_deletes_only_fully_consumed(tmp_path):
     w = LandingWriter(tmp_path / "landing", "bx")
     for i in range(3):
-        w.add(landing_line("t", "d", "metrics", 1.0, msg={"i": i}))
+        w.add(invalid_line("t", "d", 1.0, f"reason {i}", "raw"))
     f1 = w.roll()
-    w.add(landing_line("t", "d", "metrics", 2.0, msg={"i": 9}))
+    w.add(invalid_line("t", "d", 2.0, "reason", "raw"))
     f2 = w.roll()
     assert w.roll() is None and f1.name.endswith("-n3.jsonl") and f2.name.endswith("-n1.jsonl")
     assert not list((tmp_path / "landing").glob(".*"))

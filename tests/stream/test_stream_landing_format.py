@@ -1,0 +1,122 @@
+"""The flat landing line format the bridge writes, and the job's aggregation formulas over it (no Flink).
+
+The job computes frames per class as ``SUM(f)``, frames per device as the rows with ``h`` plus frames without
+detections, means as ``sum / count`` and fleet totals as sums of the per-device cells; here the same
+formulas, in plain Python over the bridge's lines, must equal the straightforward recount of the decoded
+messages (``stream.generate.recount``: distinct seqs, per-detection means).
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from edge import schema
+from stream.bridge import to_landing_line
+from stream.generate import Scenario, generate, health_recount, recount, window_starts
+from stream.landing import NAME_RE, LandingWriter
+
+PREFIX = "sigmawatch"
+
+
+def _lines(events, recv0=1_700_000_100.0):
+    return [to_landing_line(PREFIX, e.topic, e.payload, recv0 + i * 0.001, 1 << 20) for i, e in enumerate(events)]
+
+
+def test_valid_messages_land_flat_with_what_the_job_reads():
+    events = generate(Scenario(devices=2, duration_s=10, malformed=0, late=0))
+    for ev, (line, valid, device) in zip(events, _lines(events)):
+        rec, msg = json.loads(line), schema.decode(ev.payload, ev.kind)
+        assert valid and device == msg["device"] == rec["device"] and rec["kind"] == ev.kind
+        assert rec["topic"] == ev.topic and "msg" not in rec and "raw_payload" not in rec
+        if ev.kind == "detections":
+            assert (rec["seq"], rec["ts"]) == (msg["seq"], msg["ts"])
+            assert [(d["c"], d["l"], d["p"], d["g"]) for d in rec["dets"]] == [
+                (d["class_id"], d["label"], d["score"], d["sigma_mean"]) for d in msg["detections"]]
+            firsts = [d["c"] for d in rec["dets"] if d["f"]]
+            assert sorted(firsts) == sorted({d["class_id"] for d in msg["detections"]})
+            assert [i for i, d in enumerate(rec["dets"]) if d.get("h")] == ([0] if rec["dets"] else [])
+        else:
+            assert (rec["ts"], rec["fps"], rec["dropped"], rec["depth"]) == (
+                msg["ts"], msg["fps"], msg["frames"]["dropped"], msg["outbox"]["depth"])
+
+
+def test_invalid_messages_keep_reason_and_raw_payload():
+    events = [e for e in generate(Scenario(devices=1, duration_s=2)) if e.category == "invalid"]
+    assert len(events) == 6
+    for ev, (line, valid, _) in zip(events, _lines(events)):
+        rec = json.loads(line)
+        assert not valid and rec["kind"] == "invalid" and rec["reason"]
+        assert rec["raw_payload"] == ev.payload.decode("utf-8", "replace")
+
+
+def _job_formulas(lines, window_s, slide_s=None, high=0.25):
+    """The SQL's cells and their cascade, in Python: keep-first dedup, then sums per (window, device, class)."""
+    size_ms, slide_ms = int(window_s * 1000), int((slide_s or window_s) * 1000)
+    seen, cells = set(), defaultdict(lambda: {"n": 0, "frames_c": 0, "ps": 0.0, "gs": 0.0, "gm": 0.0, "hi": 0,
+                                              "label": None, "frames": 0, "last": 0})
+    for line, valid, _ in lines:
+        rec = json.loads(line)
+        if not valid or rec["kind"] != "detections" or (rec["device"], rec["seq"]) in seen:
+            continue
+        seen.add((rec["device"], rec["seq"]))
+        ts_ms = int(rec["ts"] * 1000)
+        for ws in window_starts(ts_ms, size_ms, slide_ms):
+            for d in rec["dets"] or [None]:
+                c = cells[(ws, rec["device"], d and d["c"])]
+                c["frames"] += 1 if d is None else d.get("h", 0)
+                c["last"] = max(c["last"], ts_ms)
+                if d is not None:
+                    c["n"] += 1
+                    c["frames_c"] += d["f"]
+                    c["ps"] += d["p"]
+                    c["gs"] += d["g"]
+                    c["gm"] = max(c["gm"], d["g"])
+                    c["hi"] += d["g"] >= high
+                    c["label"] = max(c["label"] or "", d["l"])
+    out, fleet, health = {}, defaultdict(list), defaultdict(list)
+    for (ws, dev, cid), c in cells.items():
+        health[(dev, ws)].append(c)
+        if cid is None:
+            continue
+        fleet[(ws, cid)].append(c)
+        out[f"{dev}/{c['label']}/{ws}"] = {"detections": c["n"], "frames": c["frames_c"], "score_mean": c["ps"] / c["n"],
+                                           "sigma_mean": c["gs"] / c["n"], "sigma_max": c["gm"],
+                                           "high_sigma_share": c["hi"] / c["n"], "device": dev}
+    for (ws, cid), cs in fleet.items():
+        n = sum(c["n"] for c in cs)
+        out[f"_fleet/{cs[0]['label']}/{ws}"] = {
+            "detections": n, "frames": sum(c["frames_c"] for c in cs), "score_mean": sum(c["ps"] for c in cs) / n,
+            "sigma_mean": sum(c["gs"] for c in cs) / n, "sigma_max": max(c["gm"] for c in cs),
+            "high_sigma_share": sum(c["hi"] for c in cs) / n, "devices": len(cs)}
+    frames = {f"{dev}/{ws}": sum(c["frames"] for c in cs) for (dev, ws), cs in health.items()}
+    return out, frames
+
+
+def test_job_formulas_over_flat_lines_equal_the_recount():
+    for slide in (None, 5.0):
+        sc = Scenario(devices=3, duration_s=30)
+        events = generate(sc)
+        on_time = [e for e in events if e.category != "late"]     # the job splits late events off first
+        got, frames = _job_formulas(_lines(on_time), 10.0, slide)
+        expected = recount(events, 10.0, slide)
+        assert set(got) == set(expected)
+        for key, fields in expected.items():
+            for f, v in got[key].items():
+                assert abs(fields[f] - v) < 1e-9 if isinstance(v, float) else fields[f] == v, (key, f)
+        if slide is None:   # health frames of detections: distinct seqs per device and window
+            exp = {k: v["frames"] for k, v in health_recount(events, 10.0).items() if v["frames"]}
+            assert {k: v for k, v in frames.items() if v} == exp
+
+
+def test_writer_trailer_lists_records_and_live_devices(tmp_path):
+    events = generate(Scenario(devices=2, duration_s=3))
+    w = LandingWriter(tmp_path, "bz", fsync=False)
+    lines = _lines(events)
+    for i, (line, valid, device) in enumerate(lines):
+        w.add(line, device if valid else None, 1_700_000_100.0 + i * 0.001)
+    path = w.roll()
+    *body, eof = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(body) == len(events) == eof["records"] == int(NAME_RE.match(path.name)["n"])
+    assert eof["kind"] == "eof"
+    valid_devices = [d for _, v, d in lines if v]
+    assert {d["d"]: d["m"] for d in eof["devices"]} == {d: valid_devices.count(d) for d in set(valid_devices)}
