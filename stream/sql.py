@@ -1,13 +1,15 @@
 """The Flink SQL of the job: source DDL, parsing, late split, dedup, windows. Pure strings, no PyFlink import.
 
-All per-event work happens here (JSON decoding by the json format, filtering, dedup, windowing); Python
-only sees the few rows windows produce.
+All per-event work happens here (JSON decoding of the bridge's flat lines by the json format, filtering, dedup,
+windowing); Python only sees the few rows windows produce. Per event there is one keyed shuffle (the dedup);
+the window aggregations pre-aggregate locally before theirs (two-phase), and consumption/activity records
+come from the landing files' trailers, without a per-line aggregation.
 
-Dedup on (device, seq): Flink's proctime keep-first ROW_NUMBER deduplication (an append-only operator whose
-state is bounded by ``table.exec.state.ttl`` = ``job.dedup_ttl_s``). It runs *before* the windows on frames,
-so a duplicate is dropped whichever window it falls in and however windows slide. Its state only needs to
-outlive the time until the frame's windows have closed (then a duplicate is late anyway): the default
-TTL of one hour is far beyond ``window + out_of_orderness``.
+Dedup on (device, seq): Flink's window deduplication (keep the first row per window, device and seq). Copies of
+a frame (edge outbox replays, bridge redeliveries, in whatever landing files and bridges) carry the same
+capture ts, so they fall into the same windows (with sliding windows: each of the frame's windows dedups it);
+the state lives only until the window fires. A copy arriving after its window fired is late and is split off
+as late (dead-lettered and counted) before it could reach the windows.
 
 Late events: an event is dropped by a window operator iff the slice it belongs to has already fired,
 i.e. ``slice_end - 1 ms <= watermark`` with ``slice_end = floor(ts / slide) * slide + slide``. The same
@@ -107,22 +109,23 @@ FROM {src} WHERE kind IS NULL OR kind <> 'eof'""",
        ELSE 'landing line without a valid kind/device (or detections without seq/ts/dets)' END AS reason,
   raw_payload, seq, COALESCE(ts, recv_ts) AS ts
 FROM classified WHERE category <> 'ok'""",
-        # dedup frames on (device, seq), keep the first arrival
-        """CREATE TEMPORARY VIEW frames AS SELECT device, seq, ts_ms, rt, dets FROM (
-  SELECT device, seq, ts_ms, rt, dets, ROW_NUMBER() OVER (PARTITION BY device, seq ORDER BY pt ASC) AS rn
-  FROM ontime WHERE kind = 'detections') WHERE rn = 1""",
-        # one row per detection of a deduplicated frame (a frame without detections: one row, class NULL),
-        # and the metrics/status rows (class NULL): the input of the one windowed aggregation
-        """CREATE TEMPORARY VIEW beats AS
-  SELECT fr.device, fr.rt, fr.ts_ms, d.c AS class_id, d.l AS label, d.p AS score, d.g AS sigma_mean,
-         d.f AS first_of_class, CASE WHEN d.c IS NULL THEN 1 ELSE COALESCE(d.h, 0) END AS frame,
+        "CREATE TEMPORARY VIEW ontime_frames AS SELECT device, seq, ts_ms, rt, dets FROM ontime WHERE kind = 'detections'",
+        "CREATE TEMPORARY VIEW ontime_beats AS SELECT * FROM ontime WHERE kind <> 'detections'",
+        # dedup frames on (device, seq) per window: copies of a frame carry the same capture ts, so they fall
+        # into the same windows; the state lives only until the window fires
+        f"""CREATE TEMPORARY VIEW frames AS SELECT window_start, window_end, device, seq, ts_ms, rt, dets FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device, seq ORDER BY rt ASC) AS rn
+  FROM {o.window_tvf("ontime_frames")}) WHERE rn = 1""",
+        f"""CREATE TEMPORARY VIEW beats AS
+  SELECT fr.window_start, fr.window_end, fr.device, fr.rt, fr.ts_ms, d.c AS class_id, d.l AS label, d.p AS score,
+         d.g AS sigma_mean, d.f AS first_of_class, CASE WHEN d.c IS NULL THEN 1 ELSE COALESCE(d.h, 0) END AS frame,
          CAST(NULL AS DOUBLE) AS fps, CAST(NULL AS BIGINT) AS dropped, CAST(NULL AS BIGINT) AS depth,
          CAST(NULL AS STRING) AS state
   FROM frames AS fr LEFT JOIN UNNEST(fr.dets) AS d (c, l, p, g, f, h) ON TRUE
   UNION ALL
-  SELECT device, rt, ts_ms, CAST(NULL AS INT), CAST(NULL AS STRING), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-         CAST(NULL AS INT), 0, fps, dropped, depth, state
-  FROM ontime WHERE kind <> 'detections'""",
+  SELECT window_start, window_end, device, rt, ts_ms, CAST(NULL AS INT), CAST(NULL AS STRING), CAST(NULL AS DOUBLE),
+         CAST(NULL AS DOUBLE), CAST(NULL AS INT), 0, fps, dropped, depth, state
+  FROM {o.window_tvf("ontime_beats")}""",
         # per window, device and class (NULL: frames without detections, metrics, status): sums (means are
         # sum / count, exactly what AVG computes); aggregates, fleet totals and health are derived from these
         f"""CREATE TEMPORARY VIEW cells AS SELECT window_start, window_end, device, class_id,
@@ -130,7 +133,7 @@ FROM classified WHERE category <> 'ok'""",
   MAX(sigma_mean) AS sigma_max, SUM(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1 ELSE 0 END) AS high,
   MAX(label) AS label, SUM(frame) AS frames, MAX(ts_ms) AS last_ms, MAX(dropped) AS dropped,
   {_latest('fps')} AS fps_l, {_latest('depth')} AS depth_l, {_latest('state')} AS state_l
-FROM {o.window_tvf('beats')} GROUP BY window_start, window_end, device, class_id""",
+FROM beats GROUP BY window_start, window_end, device, class_id""",
     ]
 
 
