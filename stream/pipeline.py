@@ -44,6 +44,7 @@ def _uri(path: str) -> str:
 
 
 def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
+    from pyflink.table import Schema
     conf = t_env.get_config()
     conf.set("table.local-time-zone", "UTC")
     conf.set("table.exec.state.ttl", f"{int(cfg.dedup_ttl_s * 1000)} ms")
@@ -59,8 +60,17 @@ def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     if cfg.idle_timeout_s:
         conf.set("table.exec.source.idle-timeout", f"{int(cfg.idle_timeout_s * 1000)} ms")
     o = options(cfg)
-    t_env.execute_sql(sql.source_ddl(SOURCE_TABLE, _uri(source.path), source.monitor_interval_s,
-                                     cfg.out_of_orderness_s, cfg.max_future_s))
+    # One watermark for every branch: the planner gives each branch of a table source (windows, metrics,
+    # rejects, trailers) its own projection and hence its own watermark assigner, whose periodic watermarks
+    # can advance between different records, so one event could be classified 'late' in one branch and 'ok'
+    # in another. The file table is therefore read once, as a DataStream (in the JVM, no Python), and the
+    # job's table takes that stream's watermarks (SOURCE_WATERMARK): every branch sees the same watermark at
+    # the same record.
+    t_env.execute_sql(sql.source_ddl(SOURCE_TABLE + "_files", _uri(source.path), source.monitor_interval_s,
+                                     cfg.out_of_orderness_s, cfg.max_future_s, proctime=False))
+    stream = t_env.to_data_stream(t_env.from_path(SOURCE_TABLE + "_files"))
+    schema = Schema.new_builder().column_by_expression("pt", "PROCTIME()").watermark("rt", "SOURCE_WATERMARK()").build()
+    t_env.create_temporary_view(SOURCE_TABLE, t_env.from_data_stream(stream, schema))
     for stmt in sql.views(SOURCE_TABLE, o):
         t_env.execute_sql(stmt)
     return o

@@ -57,7 +57,7 @@ class SqlOptions:
 
 
 def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of_orderness_s: float,
-               max_future_s: float = 300.0) -> str:
+               max_future_s: float = 300.0, proctime: bool = True) -> str:
     """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
 
     The event time ``ts_ms`` is the capture ts of valid messages (the bridge's receive time for a status without
@@ -75,6 +75,8 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
     WHEN ts > recv_ts + {max_future_s!r} THEN 0
     ELSE ts END"""
+    wm = (",\n  pt AS PROCTIME()" if proctime else "") + f""",
+  WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}"""
     return f"""
 CREATE TEMPORARY TABLE {name} (
   kind STRING, topic STRING, device STRING, recv_ts DOUBLE, reason STRING, raw_payload STRING,
@@ -83,9 +85,7 @@ CREATE TEMPORARY TABLE {name} (
   records BIGINT, devices ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>,
   file_path STRING NOT NULL METADATA FROM 'file.path' VIRTUAL,
   ts_ms AS CAST({when} * 1000 AS BIGINT),
-  rt AS TO_TIMESTAMP_LTZ(CAST({when} * 1000 AS BIGINT), 3),
-  pt AS PROCTIME(),
-  WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}
+  rt AS TO_TIMESTAMP_LTZ(CAST({when} * 1000 AS BIGINT), 3){wm}
 ) WITH ({with_})"""
 
 
