@@ -89,7 +89,8 @@ def generate(sc: Scenario) -> list[Event]:
                 timed.append((ts + rng.uniform(0, sc.disorder_s), Event(ev.topic, ev.payload, "dup", dev, "detections")))
         t = sc.start_ts
         while t < sc.start_ts + span:
-            m = metrics_msg(dev, round(t, 3), sc.fps, int((t - sc.start_ts) // 5))
+            k = int((t - sc.start_ts) // sc.metrics_every_s)      # fps and outbox depth vary per heartbeat
+            m = metrics_msg(dev, round(t, 3), round(sc.fps - (k % 3) * 0.25, 3), int((t - sc.start_ts) // 5), k % 4)
             timed.append((t + rng.uniform(0, sc.disorder_s),
                           Event(schema.topic(p, dev, "metrics"), schema.encode(m), "valid", dev, "metrics")))
             t += sc.metrics_every_s
@@ -111,21 +112,36 @@ def flush_event(sc: Scenario, out_of_orderness_s: float, after_ts: Optional[floa
                  "flush", "cam-0", "metrics")
 
 
-def health_recount(events: Iterable[Event], window_s: float) -> dict[str, dict]:
-    """Expected health fields that do not depend on arrival order: frames (distinct seq) and last_seen."""
-    size_ms = int(round(window_s * 1000))
+def health_recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] = None) -> dict[str, dict]:
+    """Expected health fields per ``<device>/<window_start_ms>``: frames (distinct seq), last_seen, the fps and
+    outbox depth of the window's latest metrics (by capture time), the maximum dropped count."""
+    size_ms, slide_ms = int(round(window_s * 1000)), int(round((slide_s or window_s) * 1000))
     frames: dict[str, set] = defaultdict(set)
     last: dict[str, int] = defaultdict(int)
+    latest: dict[str, tuple] = {}
     for ev in events:
         if ev.category not in ("valid", "dup", "flush"):
             continue
         msg = json.loads(ev.payload)
         ts_ms = int(msg["ts"] * 1000)
-        key = f"{msg['device']}/{ts_ms - ts_ms % size_ms}"
-        last[key] = max(last[key], ts_ms)
-        if ev.kind == "detections":
-            frames[key].add(msg["seq"])
-    return {k: {"frames": len(frames[k]), "last_seen": last[k] / 1000} for k in last}
+        for ws in window_starts(ts_ms, size_ms, slide_ms):
+            key = f"{msg['device']}/{ws}"
+            last[key] = max(last[key], ts_ms)
+            if ev.kind == "detections":
+                frames[key].add(msg["seq"])
+            elif ev.kind == "metrics":
+                prev = latest.get(key)
+                dropped = max(msg["frames"]["dropped"], prev[3] if prev else 0)
+                if prev is None or ts_ms > prev[0]:
+                    latest[key] = (ts_ms, msg["fps"], msg["outbox"]["depth"], dropped)
+                else:
+                    latest[key] = (*prev[:3], dropped)
+    out = {}
+    for k in last:
+        m = latest.get(k)
+        out[k] = {"frames": len(frames[k]), "last_seen": last[k] / 1000, "fps": m[1] if m else None,
+                  "outbox_depth": m[2] if m else None, "dropped": m[3] if m else None}
+    return out
 
 
 def _malformed(p: str, ts: float) -> list[Event]:

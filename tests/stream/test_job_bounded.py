@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stream.bridge import to_landing_line
-from stream.generate import Scenario, generate, recount
+from stream.generate import Scenario, generate, health_recount, recount
 from stream.landing import LandingWriter
 
 from stream_helpers import ROOT, compare_fields, read_jsonl_dir
@@ -38,6 +38,12 @@ def test_bounded_sliding_windows_equal_recount(tmp_path):
     assert len(windows) == len({r["id"] for r in windows})
     got = {r["id"]: {k: r[k] for k in r if k not in ("schema", "type", "id", "high_sigma_threshold")} for r in windows}
     assert compare_fields(expected, got) == []
+    # health with sliding windows: frames, last_seen, latest heartbeat's fps/outbox depth, max dropped
+    health = {f"{r['device']}/{int(r['window_start'] * 1000)}": r for r in records if r["type"] == "health"}
+    exp_health = health_recount(events, 10.0, 5.0)
+    assert set(health) == set(exp_health)
+    assert compare_fields(exp_health, {k: {f: v[f] for f in next(iter(exp_health.values()))}
+                                       for k, v in health.items()}) == []
     dead = read_jsonl_dir(tmp_path / "out" / "deadletter")
     assert sum(d["category"] == "late" for d in dead) == sc.late
     assert sum(d["category"] == "dead" for d in dead) == sc.malformed

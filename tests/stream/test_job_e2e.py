@@ -98,9 +98,10 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
     got = {r["id"]: {k: r[k] for k in next(iter(expected.values())) if k in r} | (
         {"device": r["device"]} if "device" in r else {"devices": r["devices"]}) for r in windows}
     assert compare_fields(expected, {k: {f: v for f, v in got[k].items()} for k in got}) == []
-    # health frames/last_seen per device and window (the flush window never closes)
+    # health per device and window: frames, last_seen, the latest heartbeat's fps/outbox depth, max dropped
+    # (the flush window never closes)
     health = {f"{r['device']}/{int(r['window_start'] * 1000)}": r for r in records if r["type"] == "health"}
-    assert compare_fields(exp_health, {k: {"frames": v["frames"], "last_seen": v["last_seen"]}
+    assert compare_fields(exp_health, {k: {f: v[f] for f in ("frames", "last_seen", "fps", "outbox_depth", "dropped")}
                                        for k, v in health.items() if k in exp_health}) == []
 
     # 2. dead letters and late events: in the dead-letter files with reasons, and counted in stats
