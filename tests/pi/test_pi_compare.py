@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pi_compare import Tolerance, candidate_step_differences, compare_frames, noise_envelope
+from pi_compare import ROUNDING, Tolerance, candidate_step_differences, compare_frames, noise_envelope
 
 META = {"input": {"width": 256, "height": 256, "resize": "letterbox"}, "detection": {"strides": [16, 32]}}
 QUANT = {"s16_sigmoid": (1 / 256, 0), "s32_sigmoid": (1 / 256, 0), "s16_linear": (0.01, 128), "s32_linear": (0.02, 128)}
@@ -61,12 +61,14 @@ def test_noise_envelope_is_the_largest_change_among_persisting_detections():
 
 def test_tolerance_floor_propagates_output_steps_and_caps_refuse_meaningless_ones():
     tol = Tolerance.floor(META, QUANT, 320, 240, steps=2)
-    assert tol.sigma == pytest.approx(2 / 256, abs=3e-5) and tol.score == pytest.approx(6 / 256, abs=3e-5)
+    # every tolerance also allows one step of the payload's thousandths
+    assert tol.sigma == pytest.approx(2 / 256 + ROUNDING, abs=3e-5)
+    assert tol.score == pytest.approx(6 / 256 + ROUNDING, abs=3e-5)
     scale = 256 / 320  # letterbox: the wide side decides
-    assert tol.box == pytest.approx(2 / 256 * 32 / (scale * 320) + 0.25 * (math.exp(0.04) - 1), abs=3e-5)
+    assert tol.box == pytest.approx(2 / 256 * 32 / (scale * 320) + 0.25 * (math.exp(0.04) - 1) + ROUNDING, abs=3e-5)
     wide = tol.widened({"box": 0.002, "sigma": 0.3, "score": 0.01}, "noise")
-    assert wide.box == tol.box and wide.sigma == pytest.approx(0.3, abs=3e-5) and wide.score == tol.score
-    assert wide.too_loose() == ["sigma tolerance 0.3000 > 0.2"]
+    assert wide.box == tol.box and wide.sigma == pytest.approx(0.3 + ROUNDING, abs=3e-5) and wide.score == tol.score
+    assert wide.too_loose() == ["sigma tolerance 0.3010 > 0.2"]
 
 
 def test_candidate_step_differences_look_only_at_cells_that_can_detect():
@@ -92,7 +94,8 @@ def test_tolerance_table_gives_each_detection_twice_its_own_noise_change():
              frames([det(score=0.81)])]                        # the star vanishes under this noise
     table = ToleranceTable(floor=floor, clean=clean, noisy=noisy)
     tol, unstable = table.lookup(0, steady)
-    assert not unstable and tol.score == pytest.approx(0.02, abs=1e-4) and tol.box == floor.box
+    assert not unstable and tol.score == pytest.approx(0.02 + ROUNDING, abs=1e-4)
+    assert tol.box == max(floor.box, ROUNDING)   # the box did not change: floor (or one rounding step)
     assert table.lookup(0, jumpy)[1] is True
     assert compare_frames(clean, frames([det(score=0.785), jumpy]), table, 0.25).ok
     assert not compare_frames(clean, frames([det(score=0.75), jumpy]), table, 0.25).ok   # beyond 2 x 0.01
