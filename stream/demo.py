@@ -25,6 +25,9 @@ from stream.demo_plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
 from stream.demo_procs import DemoError, Supervisor, free_port
 from stream.demo_report import dashboard_check, print_summary
 
+# bridge roll (<= 1 s) + file monitor scan (0.2 s) with room for a loaded machine; see _settle
+SETTLE_S = 3.0
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -199,6 +202,20 @@ def run(args) -> int:
     return EXIT_OK
 
 
+def _settle(observer: Observer, devices: list[str], timeout: float = 15.0) -> None:
+    """Before the flush heartbeat: wait until every stopped agent's final 'offline' status was seen on MQTT,
+    then SETTLE_S more, so that the bridge has landed it and the job's file monitor has picked that file up.
+    The job may read files found in one scan in any order; a status read after the flush beat would be
+    behind the watermark the beat set (a late event)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with observer.lock:
+            if all(observer.status.get(d) == "offline" for d in devices):
+                break
+        time.sleep(0.1)
+    time.sleep(SETTLE_S)
+
+
 def _drain(sup: Supervisor, observer: Observer | None, port: int, args, skipped_flink: bool) -> None:
     agents = [r.spec.name for r in sup.running if r.spec.name.startswith("agent-")]
     if not agents or observer is None:
@@ -208,6 +225,7 @@ def _drain(sup: Supervisor, observer: Observer | None, port: int, args, skipped_
         sup.stop(name)
     if skipped_flink:
         return
+    _settle(observer, [name[len("agent-"):] for name in agents])
     _flush_windows(observer, port)
     say("==> waiting for the job to aggregate every published detection")
     deadline = time.monotonic() + args.drain_timeout
