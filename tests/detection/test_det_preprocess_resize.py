@@ -37,10 +37,18 @@ def test_downscale_stays_close_to_area_filter(src, dst):
     assert ours_err < 0.6 * linear_err, (ours_err, linear_err)
 
 
-def test_exact_integer_factor_is_the_box_mean():
+def test_power_of_two_factor_is_the_box_mean_up_to_one_rounding_per_halving():
     img = camera_like(64, 48)
-    ours = resize(img, (16, 12)).astype(np.float32)
+    ours = resize(img, (16, 12)).astype(np.float32)          # two 2x2 means
     box = img.astype(np.float32).reshape(12, 4, 16, 4, 3).mean(axis=(1, 3))
+    assert np.abs(ours - box).max() <= 1.0 + 1e-6
+    assert np.abs(ours - box).mean() < 0.35
+
+
+def test_odd_integer_factor_is_the_box_mean():
+    img = camera_like(45, 27)                                # odd sides: no halving
+    ours = resize(img, (15, 9)).astype(np.float32)           # one 3x3 mean
+    box = img.astype(np.float32).reshape(9, 3, 15, 3, 3).mean(axis=(1, 3))
     assert np.abs(ours - box).max() <= 0.5 + 1e-6
 
 
