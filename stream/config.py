@@ -95,6 +95,11 @@ class JobConfig(Strict):
                                "window now, its state ends with the window; kept for older configs)")
     mini_batch_ms: int = Field(0, ge=0, description="SQL mini-batch latency (0 = off; measured 6x slower with "
                                "the current plan, whose window aggregations pre-aggregate locally anyway)")
+    python_bundle_ms: int = Field(100, ge=1, description="longest time the Python operators (payloads, alerts, MQTT) "
+                                  "buffer rows before processing them (PyFlink's default, 1000 ms, adds up to 1 s "
+                                  "to every result's latency)")
+    watermark_interval_ms: int = Field(50, ge=1, description="how often the source emits watermarks (Flink's "
+                                       "default 200 ms delays every window's close by up to that)")
     high_sigma_threshold: float = Field(0.25, ge=0, le=1, description="sigma_mean at/above this is 'high uncertainty'")
     stats_interval_s: float = Field(10.0, gt=0, description="processing-time window of the dead-letter/late counters")
     publish_mqtt: bool = Field(True, description="publish outputs to MQTT (files are always written)")

@@ -46,6 +46,8 @@ def flink_configuration(cfg: StreamConfig, restore_from: Optional[Path] = None, 
     conf.set_string("parallelism.default", str(job.parallelism))
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
+    conf.set_string("python.fn-execution.bundle.time", str(job.python_bundle_ms))
+    conf.set_string("pipeline.auto-watermark-interval", f"{job.watermark_interval_ms} ms")
     if restore_from is not None:
         conf.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
     return conf
