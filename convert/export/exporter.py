@@ -11,7 +11,7 @@ import numpy as np
 
 from convert.errors import ExportError, OutputError, UsageError
 from convert.export.edgetpu import check_edgetpu_ready, run_compiler
-from convert.export.fidelity import measure_fidelity
+from convert.export.fidelity import fidelity_warnings, measure_fidelity
 from convert.export.inspect_model import inspect_flatbuffer
 from convert.export.prepare import hard_swish_formulation, input_shape, with_static_batch
 from convert.export.report import ExportReport
@@ -108,4 +108,5 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
                         float32_size_bytes=float32_size, inspection=inspection, fidelity=fidelity,
                         calibration_images=len(calibration), heldout_images=len(heldout),
                         seconds=time.perf_counter() - t0, hard_swish=hard_swish if n_hswish else None,
-                        metadata=final, edgetpu=edgetpu_result, warnings=list(warnings or []))
+                        metadata=final, edgetpu=edgetpu_result,
+                        warnings=list(warnings or []) + fidelity_warnings(fidelity, quantization))

@@ -67,3 +67,26 @@ def measure_fidelity(keras_model, flatbuffer: bytes, images: Sequence[np.ndarray
         top1 = float(np.mean(agree[name])) if name in agree else None
         out.append(OutputFidelity(name, snr, top1, max_err[name]))
     return out
+
+
+# Below these a converted model no longer stands in for the float one: noise power above 3 % of the signal, or
+# more than one held-out image in seven classified differently.
+MIN_SNR_DB = 15.0
+MIN_TOP1_AGREEMENT = 0.85
+
+
+def fidelity_warnings(fidelity: Sequence[OutputFidelity], quantization: str) -> list[str]:
+    """One warning per output whose measured fidelity is below MIN_SNR_DB or MIN_TOP1_AGREEMENT: the export is
+    written anyway (the numbers are the user's to judge) but never silently."""
+    out = []
+    for f in fidelity:
+        poor = []
+        if f.snr_db < MIN_SNR_DB:
+            poor.append(f"SNR {f.snr_db:.1f} dB < {MIN_SNR_DB:g} dB")
+        if f.top1_agreement is not None and f.top1_agreement < MIN_TOP1_AGREEMENT:
+            poor.append(f"top-1 agreement {f.top1_agreement:.1%} < {MIN_TOP1_AGREEMENT:.0%}")
+        if poor:
+            out.append(f"{quantization} fidelity of output {f.name!r} is poor ({', '.join(poor)} on held-out images): "
+                       "the converted model does not behave like the float one; use more and more representative "
+                       "calibration images and evaluate this export before deploying it")
+    return out
