@@ -88,7 +88,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     per-frame CPU time beside the interpreter). So: halve with 2x2 means while the result is still at least the
     wanted size; then, if an odd side stopped the halving, the largest integer factor k that divides both sides
     (a k x k box mean); then the remaining factor, which is < 2 by then, bilinearly. 640x480 -> 256x192 costs
-    0.3 ms this way, 1280x720 -> 256x144 0.4 ms, and both stay within a third of sensor noise of a one-step
+    0.3 ms this way, 1280x720 -> 256x144 0.66 ms, and both stay within a third of sensor noise of a one-step
     INTER_AREA (tests/detection/test_det_preprocess_resize.py).
     Bilinear steps use INTER_LINEAR_EXACT: plain INTER_LINEAR rounds differently on aarch64 (NEON) than on x86,
     and the Pi must see exactly the model input that x86 evaluation saw (tests/pi checks this bit for bit).
