@@ -14,7 +14,7 @@ from convert.cli import main
 from convert.data.calibration import load_calibration
 from convert.data.images import list_images, read_image
 from convert.export import export_tflite
-from convert.export.fidelity import measure_fidelity
+from convert.export.fidelity import MIN_SNR_DB, MIN_TOP1_AGREEMENT, measure_fidelity
 from convert.export.inspect_model import inspect_flatbuffer
 from convert.models.training import load_trained
 from edge import model_metadata
@@ -67,7 +67,8 @@ def test_int8_round_trip_in_edge_runtime(edgetpu_export, trained_classifier, sha
     top2 = np.sort(refs, axis=1)[:, -2:]
     confident = (top2[:, 1] - top2[:, 0]) >= 0.3
     assert confident.sum() >= len(refs) // 2
-    faithful = snr > 15 and agree.mean() >= 0.85 and agree[confident].all()   # noise power under 3% of the signal
+    # the exporter's own bar (noise power under 3% of the signal, top-1 agreement >= 85%), measured independently
+    faithful = snr > MIN_SNR_DB and agree.mean() >= MIN_TOP1_AGREEMENT and agree[confident].all()
     if not faithful:
         # Seen on a 2-core AVX2-only VM (2026-11-30): this briefly trained classifier exported at 9.3 dB / 67 %
         # (on the AVX-512 machine before, above 15 dB). Float TFLite matches Keras there; the int8 loss grows layer
