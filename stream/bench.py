@@ -4,15 +4,18 @@
     stream-job bench latency [--seconds 40] [--devices 5] [--fps 5]   # starts mosquitto, a bridge and the job
 
 Throughput: generated edge messages (detections with 0-3 boxes each, ~5% metrics, 50 devices), encoded with
-``edge.schema.encode`` and turned into one landing file by the bridge's own code (``to_landing_line`` ->
+``edge.schema.encode`` and turned into a landing file by the bridge's own code (``to_landing_line`` ->
 ``LandingWriter``), are read by the job in bounded mode on the local mini-cluster, parallelism 1; the same SQL
-the job runs (``stream.pipeline.build_pipeline``). Reported: the bridge's CPU per message (one thread, timed
-over the same messages: the per-message work moved to the bridge, which scales out); events/s of wall time after subtracting
-the fixed cost, and events per CPU-second of the JVM and its Python workers (= per core), for the SQL path (all
-outputs into a blackhole) and the full job (Python payloads, alerts, file sinks), each in a fresh JVM after a
-warm-up run: "steady state" = the difference of a big and a quarter-size run (both long enough for the JIT to
-compile the job's generated code, so start-up and compilation cancel: what a long-running job costs per
-event); "incl. JIT warm-up" = big minus a tiny run of 2000 events (the method of the first measurements).
+the job runs (``stream.pipeline.build_pipeline``). A second file holds 4x the events: each line of the first
+and three copies of it for other devices (device name prefix e/f/g instead of d), interleaved, so capture
+times stay in order. Reported: the bridge's CPU per message (one thread: the per-message work moved to the
+bridge, which scales out); for the SQL path (all outputs into a blackhole) and the full job (Python payloads,
+alerts, file sinks), each in a fresh JVM after a warm-up run, two pairs of runs (events, 4x events):
+"per core" = the extra events of the big run over its extra CPU-seconds of the JVM and its Python workers
+(start-up, planning and code generation cancel; median of the pairs), and how the JVM's extra CPU splits
+over its threads (task threads, GC, JIT compiler, other; sampled from /proc on Linux). The JIT compiles each
+job's generated code anew, ~15 s of CPU per job here, roughly independent of the job's length: a fixed cost
+that the difference cancels, and the main source of noise in shorter runs.
 Anchor: Flink's Nexmark q5 (sliding window), 22.1k events/s/core; goal for the SQL path >= 50k/s/core.
 
 Latency: edge-like publishers send detections stamped with the current time; a bridge lands them; the job
@@ -86,6 +89,86 @@ def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> 
             "landing_bytes": path.stat().st_size}
 
 
+def replicate_landing(src_dir: Path, dst_dir: Path, prefixes: str = "efg") -> int:
+    """``dst_dir`` gets one landing file with every message line of ``src_dir``'s file followed by copies of it
+    for other devices (``"device":"d..."`` -> ``"e..."`` etc., and the topic likewise), and the source's
+    trailer; returns the number of message lines."""
+    (src,) = sorted(Path(src_dir).glob("*.jsonl"))
+    lines = src.read_text().splitlines()
+    body, trailer = lines[:-1], lines[-1]
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    n = len(body) * (1 + len(prefixes))
+    with open(dst_dir / src.name.replace(f"-n{len(body)}.", f"-n{n}."), "w") as out:
+        for line in body:
+            out.write(line + "\n")
+            for pfx in prefixes:
+                out.write(line.replace('"device":"d', f'"device":"{pfx}', 1)
+                          .replace('"topic":"sigmawatch/d', f'"topic":"sigmawatch/{pfx}', 1) + "\n")
+        out.write(trailer + "\n")
+    return n
+
+
+class JvmThreadCpu:
+    """CPU seconds of the Flink JVM's threads by kind (task, gc, jit, other), sampled from /proc every
+    0.1 s (a thread's last <0.1 s before it ends is missed); empty where /proc is not available."""
+
+    def __init__(self):
+        import threading
+        self._last: dict[str, float] = {}
+        self._acc: dict[str, float] = {}
+        self._stop = False
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def kind(comm: str) -> str:
+        if comm.startswith(("GC Thread", "G1 ")):
+            return "gc"
+        if "Compiler" in comm:
+            return "jit"
+        if comm.startswith(("Source", "Window", "LocalWindow", "GlobalWindow", "outputs_", "Map", "Filter",
+                            "Keyed", "Process", "Sink", "Flat", "Union", "Python")):
+            return "task"
+        return "other"
+
+    def _jvm_pid(self) -> Optional[int]:
+        import psutil
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "java" in child.name():
+                    return child.pid
+            except psutil.Error:
+                pass
+        return None
+
+    def _run(self) -> None:
+        pid = None
+        while not self._stop and os.path.isdir("/proc"):
+            pid = pid or self._jvm_pid()
+            if pid:
+                try:
+                    tids = os.listdir(f"/proc/{pid}/task")
+                except OSError:
+                    return
+                for tid in tids:
+                    try:
+                        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                    except OSError:
+                        continue
+                    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                    fields = stat[stat.rindex(")") + 2:].split()
+                    cpu = (int(fields[11]) + int(fields[12])) / self._tick
+                    k = self.kind(comm)
+                    self._acc[k] = self._acc.get(k, 0.0) + cpu - self._last.get(tid, 0.0)
+                    self._last[tid] = cpu
+            time.sleep(0.1)
+
+    def snapshot(self) -> dict[str, float]:
+        time.sleep(0.25)          # one more sample after a run
+        return dict(self._acc)
+
+
 def _jvm_cpu_seconds() -> float:
     """CPU seconds of every descendant (the Flink JVM and its Python UDF workers)."""
     import psutil
@@ -120,11 +203,19 @@ def _run_bounded(landing: Path, out: Path, python: bool, include: Optional[tuple
 
 
 def _measure_path(work: Path, python: bool) -> dict:
-    """In a fresh JVM: a warm-up run, then the tiny, quarter and big landing files; wall and CPU seconds."""
-    _run_bounded(work / "quarter", work / "o-warm", python)   # class loading, JIT of the job's code: not measured
-    out = {}
-    for size in ("tiny", "quarter", "big"):
-        out[size] = _run_bounded(work / size, work / f"o-{size}", python)
+    """In a fresh JVM: a warm-up run, the tiny run (fixed cost), then two pairs of base and 4x runs; wall and
+    CPU seconds of each, and the JVM's per-thread-kind CPU of each pair's difference."""
+    threads = JvmThreadCpu()
+    _run_bounded(work / "base", work / "o-warm", python)   # class loading, JIT of the framework: not measured
+    out = {"tiny": _run_bounded(work / "tiny", work / "o-tiny", python), "pairs": []}
+    for i in range(2):
+        t0 = threads.snapshot()
+        base = _run_bounded(work / "base", work / f"o-base{i}", python)
+        t1 = threads.snapshot()
+        big = _run_bounded(work / "big", work / f"o-big{i}", python)
+        t2 = threads.snapshot()
+        split = {k: round((t2.get(k, 0) - t1.get(k, 0)) - (t1.get(k, 0) - t0.get(k, 0)), 2) for k in t2}
+        out["pairs"].append({"base": base, "big": big, "jvm_threads_extra_cpu_s": split})
     return out
 
 
@@ -142,9 +233,10 @@ def _path_in_child(work: Path, python: bool) -> dict:
 def bench_throughput(events: int, devices: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     try:
-        sizes = {"tiny": 2000, "quarter": events // 4, "big": events}
-        for name, n in sizes.items():
-            landed = write_landing(work / name, n, devices)
+        write_landing(work / "tiny", 2000, devices)
+        landed = write_landing(work / "base", events, devices)
+        big_events = replicate_landing(work / "base", work / "big")
+        extra = big_events - events
         per_msg_us = landed["bridge_cpu_s"] / events * 1e6
         results = {"bridge": {"messages": events, "cpu_s": round(landed["bridge_cpu_s"], 3),
                               "us_per_message": round(per_msg_us, 1),
@@ -158,20 +250,28 @@ def bench_throughput(events: int, devices: int) -> dict:
         for python in (False, True):
             name = "full job (SQL + Python outputs + file sinks)" if python else "SQL path (blackhole)"
             runs = _path_in_child(work, python)
-            (wt, ct), (wq, cq), (wb, cb) = runs["tiny"], runs["quarter"], runs["big"]
-            steady = (events - sizes["quarter"]) / max(1e-9, cb - cq)
-            steady_wall = (events - sizes["quarter"]) / max(1e-9, wb - wq)
-            with_warmup = (events - sizes["tiny"]) / max(1e-9, cb - ct)
-            results[name] = {"events": events, "wall_s": round(wb, 2), "fixed_s": round(wt, 2),
-                             "events_per_s": round(steady_wall), "events_per_cpu_s": round(steady),
-                             "events_per_cpu_s_incl_jit_warmup": round(with_warmup),
-                             "vs_nexmark_q5_per_core": round(steady / NEXMARK_Q5_PER_CORE, 2),
-                             "vs_goal": round(steady / GOAL_PER_CORE, 2)}
-            print(f"{name}: {events} events in {wb:.1f} s wall ({wt:.1f} s for {sizes['tiny']}): steady state "
-                  f"(big - quarter run) {steady:,.0f} ev per JVM CPU-second, {steady_wall:,.0f} ev/s wall "
-                  f"({steady / NEXMARK_Q5_PER_CORE:.2f}x Nexmark q5 22.1k/core, {steady / GOAL_PER_CORE:.2f}x the "
-                  f"goal {GOAL_PER_CORE / 1000:g}k); incl. JIT warm-up of the job's code (big - tiny run, the "
-                  f"earlier method) {with_warmup:,.0f} ev per CPU-second", flush=True)
+            rates, wall_rates = [], []
+            for pair in runs["pairs"]:
+                (wb, cb), (wg, cg) = pair["base"], pair["big"]
+                rates.append(extra / max(1e-9, cg - cb))
+                wall_rates.append(extra / max(0.01, wg - wb))
+            per_core, per_wall = statistics.median(rates), statistics.median(wall_rates)
+            split = runs["pairs"][-1]["jvm_threads_extra_cpu_s"]
+            task = split.get("task", 0.0)
+            results[name] = {"events": big_events, "wall_s": round(runs["pairs"][-1]["big"][0], 2),
+                             "fixed_s": round(runs["tiny"][0], 2), "fixed_cpu_s": round(runs["tiny"][1], 2),
+                             "events_per_cpu_s": round(per_core), "pairs": [round(r) for r in rates],
+                             "events_per_s": round(per_wall), "jvm_threads_extra_cpu_s": split,
+                             "events_per_task_thread_cpu_s": round(extra / task) if task > 0 else None,
+                             "vs_nexmark_q5_per_core": round(per_core / NEXMARK_Q5_PER_CORE, 2),
+                             "vs_goal": round(per_core / GOAL_PER_CORE, 2)}
+            split_txt = ", ".join(f"{k} {v:.1f}" for k, v in sorted(split.items()))
+            print(f"{name}: {big_events:,} vs {events:,} events: {per_core:,.0f} events per CPU-second of the JVM "
+                  f"and its workers (pairs: {', '.join(f'{r:,.0f}' for r in rates)}), {per_wall:,.0f} ev/s wall "
+                  f"({per_core / NEXMARK_Q5_PER_CORE:.2f}x Nexmark q5 22.1k/core, {per_core / GOAL_PER_CORE:.2f}x "
+                  f"the goal {GOAL_PER_CORE / 1000:g}k); the JVM's extra CPU-s by thread: {split_txt}"
+                  + (f" ({extra / task:,.0f} events per task-thread CPU-second)" if task > 0 else "")
+                  + f"; fixed cost of a job {runs['tiny'][0]:.1f} s wall, {runs['tiny'][1]:.1f} CPU-s", flush=True)
         sql = results["SQL path (blackhole)"]["events_per_cpu_s"]
         both = 1 / (1 / sql + landed["bridge_cpu_s"] / events)
         results["SQL path + bridge CPU"] = {"events_per_cpu_s": round(both)}

@@ -66,11 +66,13 @@ def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     # in another. The file table is therefore read once, as a DataStream (in the JVM, no Python), and the
     # job's table takes that stream's watermarks (SOURCE_WATERMARK): every branch sees the same watermark at
     # the same record.
+    # Every row is classified (ok / late / dead / eof) there, once, and narrowed to the columns its category
+    # needs before the conversion (stream.sql.classify_query).
     t_env.execute_sql(sql.source_ddl(SOURCE_TABLE + "_files", _uri(source.path), source.monitor_interval_s,
                                      cfg.out_of_orderness_s, cfg.max_future_s, proctime=False))
-    stream = t_env.to_data_stream(t_env.from_path(SOURCE_TABLE + "_files"))
+    classified = t_env.sql_query(sql.classify_query(SOURCE_TABLE + "_files", o))
     schema = Schema.new_builder().column_by_expression("pt", "PROCTIME()").watermark("rt", "SOURCE_WATERMARK()").build()
-    t_env.create_temporary_view(SOURCE_TABLE, t_env.from_data_stream(stream, schema))
+    t_env.create_temporary_view(SOURCE_TABLE, t_env.from_data_stream(t_env.to_data_stream(classified), schema))
     for stmt in sql.views(SOURCE_TABLE, o):
         t_env.execute_sql(stmt)
     return o
