@@ -116,7 +116,6 @@ class JvmThreadCpu:
         import threading
         self._last: dict[str, float] = {}
         self._acc: dict[str, float] = {}
-        self._stop = False
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -144,7 +143,7 @@ class JvmThreadCpu:
 
     def _run(self) -> None:
         pid = None
-        while not self._stop and os.path.isdir("/proc"):
+        while os.path.isdir("/proc"):
             pid = pid or self._jvm_pid()
             if pid:
                 try:

@@ -117,6 +117,8 @@ def classify_query(src: str, o: SqlOptions) -> str:
        WHEN NOT ({valid}) THEN {DEAD}
        WHEN TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1, 3) <= CURRENT_WATERMARK(rt) THEN {LATE}
        ELSE {OK} END"""
+    # the category expression is written out twice on purpose: as a subquery (SELECT *, category AS cat) the
+    # planner keeps two Calcs (it does not merge over CURRENT_WATERMARK), i.e. one more copy of every row
     narrowed = {"topic": f"CASE WHEN {category} IN ({DEAD}, {LATE}) THEN topic END",
                 "file_path": "CASE WHEN kind = 'eof' THEN file_path END"}
     cols = ", ".join(f"{narrowed[c]} AS {c}" if c in narrowed else c for c in LANDING_COLUMNS)
