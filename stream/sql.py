@@ -62,6 +62,17 @@ class SqlOptions:
         return f"TABLE(TUMBLE(TABLE {table}, DESCRIPTOR({time_col}), {interval(self.window_s)}))"
 
 
+# The landing line's fields as the job reads them (stream.landing writes them), and every column of the
+# landing table: these, the file path (metadata) and the event time computed from them.
+LANDING_FIELDS = (
+    ("kind", "STRING"), ("topic", "STRING"), ("device", "STRING"), ("recv_ts", "DOUBLE"), ("reason", "STRING"),
+    ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"),
+    ("depth", "BIGINT"), ("state", "STRING"), ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>"),
+    ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"),
+)
+LANDING_COLUMNS = tuple(c for c, _ in LANDING_FIELDS) + ("file_path", "ts_ms", "rt")
+
+
 def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of_orderness_s: float,
                max_future_s: float = 300.0, proctime: bool = True) -> str:
     """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
@@ -81,22 +92,16 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
     WHEN ts > recv_ts + {max_future_s!r} THEN 0
     ELSE ts END"""
+    physical = ",\n  ".join(f"{c} {t}" for c, t in LANDING_FIELDS)
     wm = (",\n  pt AS PROCTIME()" if proctime else "") + f""",
   WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}"""
     return f"""
 CREATE TEMPORARY TABLE {name} (
-  kind STRING, topic STRING, device STRING, recv_ts DOUBLE, reason STRING, raw_payload STRING,
-  seq BIGINT, ts DOUBLE, fps DOUBLE, dropped BIGINT, depth BIGINT, state STRING,
-  dets ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>,
-  records BIGINT, devices ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>,
+  {physical},
   file_path STRING NOT NULL METADATA FROM 'file.path' VIRTUAL,
   ts_ms AS CAST({when} * 1000 AS BIGINT),
   rt AS TO_TIMESTAMP_LTZ(CAST({when} * 1000 AS BIGINT), 3){wm}
 ) WITH ({with_})"""
-
-
-LANDING_COLUMNS = ("kind", "topic", "device", "recv_ts", "reason", "raw_payload", "seq", "ts", "fps", "dropped",
-                   "depth", "state", "dets", "records", "devices", "file_path", "ts_ms", "rt")
 
 
 # row categories (an INT: Flink's generated code copies every string field an operator reads, even for a
