@@ -91,20 +91,23 @@ def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> 
 
 def replicate_landing(src_dir: Path, dst_dir: Path, prefixes: str = "efg") -> int:
     """``dst_dir`` gets one landing file with every message line of ``src_dir``'s file followed by copies of it
-    for other devices (``"device":"d..."`` -> ``"e..."`` etc., and the topic likewise), and the source's
-    trailer; returns the number of message lines."""
+    for other devices (``"device":"d..."`` -> ``"e..."`` etc., and a topic likewise), and a trailer for it
+    (its name, its record count, the copies' devices); returns the number of message lines."""
     (src,) = sorted(Path(src_dir).glob("*.jsonl"))
     lines = src.read_text().splitlines()
-    body, trailer = lines[:-1], lines[-1]
+    body, trailer = lines[:-1], json.loads(lines[-1])
     dst_dir.mkdir(parents=True, exist_ok=True)
     n = len(body) * (1 + len(prefixes))
-    with open(dst_dir / src.name.replace(f"-n{len(body)}.", f"-n{n}."), "w") as out:
+    name = src.name.replace(f"-n{len(body)}.", f"-n{n}.")
+    devices = trailer["devices"] + [{**d, "d": pfx + d["d"][1:]} for pfx in prefixes for d in trailer["devices"]]
+    trailer.update(file=name, records=n, devices=sorted(devices, key=lambda d: d["d"]))
+    with open(dst_dir / name, "w") as out:
         for line in body:
             out.write(line + "\n")
             for pfx in prefixes:
                 out.write(line.replace('"device":"d', f'"device":"{pfx}', 1)
                           .replace('"topic":"sigmawatch/d', f'"topic":"sigmawatch/{pfx}', 1) + "\n")
-        out.write(trailer + "\n")
+        out.write(json.dumps(trailer, separators=(",", ":")) + "\n")
     return n
 
 

@@ -49,7 +49,7 @@ def to_landing_line(prefix: str, topic: str, payload: bytes, recv_ts: float,
             raise schema.SchemaError(f"{kind}.device: {msg.get('device')!r} differs from the topic's device {device!r}")
     except schema.SchemaError as exc:
         return invalid_line(topic, device, recv_ts, str(exc), raw), False, device
-    return message_line(topic, device, kind, recv_ts, msg), True, device
+    return message_line(device, kind, recv_ts, msg), True, device
 
 
 class Bridge:

@@ -79,7 +79,7 @@ def row_to_record(r: dict, high_sigma_threshold: float) -> str:
         return tag(DEST_DEADLETTER, {k: r[k] for k in ("category", "recv_ts", "topic", "device", "reason",
                                                        "raw_payload", "seq", "ts")})
     if out == "consumed":
-        return tag(DEST_CONSUMED, {"file_path": r["file_path"], "records": int(r["records"])})
+        return tag(DEST_CONSUMED, {"file": r["file"], "records": int(r["records"])})
     if out == "activity":
         return tag(DEST_ACTIVITY, {"device": r["device"], "last_recv": r["recv_ts"], "messages": int(r["messages"])})
     raise ValueError(f"unknown output row kind {out!r}")

@@ -72,7 +72,7 @@ def run(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_fro
     rules = load_rules(job.alerts_file)
     Path(job.landing_dir).mkdir(parents=True, exist_ok=True)
     env, t_env = make_environments(cfg, restore_from)
-    source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s)
+    source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s, cfg.mqtt.prefix)
     sinks = SinkSpec(output_dir=str(job.output_dir), mqtt=cfg.mqtt if (mqtt and job.publish_mqtt) else None)
     build_pipeline(t_env, source, sinks, job, rules)
     try:

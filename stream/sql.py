@@ -13,15 +13,19 @@ as late (dead-lettered and counted) before it could reach the windows. Metrics a
 through the same operator keyed by (device, capture ms, kind), so that the window aggregation after it has
 a single input and runs in the same task (measured: one network hop per detection less).
 
-Cost model (measured in the generated code): Flink's code generator copies every string and array field an
-operator reads, even one it only compares; so every row is classified once (``classify_query``) into an
-integer category and kind code, and the branches after it filter on those integers.
+Cost model (measured in the generated code and with JFR): every Calc operator Flink generates copies every
+string and array field it reads, for every row, before it evaluates its filter, even a field it only
+compares. So: one Calc before the watermark assigner computes the event time and, as integers, each row's
+category (``vcat``: ok, dead, trailer) and kind code; every branch after it filters on integers; the branches
+that keep few rows (rejects, trailers) read few strings; no Calc only drops columns (the dedup view keeps
+the window TVF's columns as they are); and the landing lines carry no field the job does not need.
 
 Late events: an event is dropped by a window operator iff the slice it belongs to has already fired,
 i.e. ``slice_end - 1 ms <= watermark`` with ``slice_end = floor(ts / slide) * slide + slide``. The same
-condition, evaluated with ``CURRENT_WATERMARK`` right after the source, splits late events off *before*
-the windows (to the ``late`` sink and the counters); since the window operator's watermark never runs ahead
-of the one seen here, nothing reaching the windows is dropped silently.
+condition, evaluated with ``CURRENT_WATERMARK`` in the branches' first operators (chained after the job's one
+watermark assigner, so every branch sees the same watermark at the same row), splits late events off
+*before* the windows (to the ``late`` sink and the counters); since the window operator's watermark never
+runs ahead of the one seen there, nothing reaching the windows is dropped silently.
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ class SqlOptions:
     out_of_orderness_s: float = 2.0
     high_sigma_threshold: float = 0.25
     stats_interval_s: float = 10.0
+    topic_prefix: str = "sigmawatch"     # the edge topics' prefix (the bridge's mqtt.prefix)
 
     @property
     def slide_ms(self) -> int:
@@ -62,15 +67,17 @@ class SqlOptions:
         return f"TABLE(TUMBLE(TABLE {table}, DESCRIPTOR({time_col}), {interval(self.window_s)}))"
 
 
-# The landing line's fields as the job reads them (stream.landing writes them), and every column of the
-# landing table: these, the file path (metadata) and the event time computed from them.
+# The landing line's fields as the job reads them (stream.landing writes them).
 LANDING_FIELDS = (
     ("kind", "STRING"), ("topic", "STRING"), ("device", "STRING"), ("recv_ts", "DOUBLE"), ("reason", "STRING"),
     ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"),
     ("depth", "BIGINT"), ("state", "STRING"), ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>"),
-    ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"),
+    ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"), ("file", "STRING"),
 )
-LANDING_COLUMNS = tuple(c for c, _ in LANDING_FIELDS) + ("file_path", "ts_ms", "rt")
+
+# row categories: vcat (computed with the event time) is OK, DEAD or EOF; LATE is decided per branch against
+# the watermark (late_condition)
+OK, LATE, DEAD, EOF = 0, 1, 2, 3
 
 
 def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of_orderness_s: float,
@@ -80,7 +87,9 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of
     The event time ``ts_ms`` is the capture ts of valid messages (the bridge's receive time for a status without
     ts). Rows that cannot be valid, and capture times more than ``max_future_s`` ahead of the bridge's clock,
     get ts 0: one bad message or device clock must never push the shared watermark ahead (that would make
-    every other device's events late); they are dead-lettered.
+    every other device's events late); they are dead-lettered. ``vcat`` is the row's category (OK, DEAD,
+    EOF for the files' trailers) and ``kcode`` its kind (0 detections, 1 metrics, 2 status), as integers, so
+    that the operators after this one filter without reading a string.
     """
     opts = {"connector": "filesystem", "path": path, "format": "json", "json.ignore-parse-errors": "true",
             "json.fail-on-missing-field": "false"}
@@ -90,71 +99,61 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of
     when = f"""CASE
     WHEN kind NOT IN ('detections', 'metrics', 'status') OR device IS NULL OR recv_ts IS NULL THEN 0
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN ts > recv_ts + {max_future_s!r} THEN 0
+    WHEN ts > recv_ts + CAST({float(max_future_s)!r} AS DOUBLE) THEN 0
     ELSE ts END"""
+    ts_ms = f"CAST({when} * 1000 AS BIGINT)"
+    valid = (f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))")
     physical = ",\n  ".join(f"{c} {t}" for c, t in LANDING_FIELDS)
-    wm = (",\n  pt AS PROCTIME()" if proctime else "") + f""",
-  WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}"""
+    pt = ",\n  pt AS PROCTIME()" if proctime else ""
     return f"""
 CREATE TEMPORARY TABLE {name} (
   {physical},
-  file_path STRING NOT NULL METADATA FROM 'file.path' VIRTUAL,
-  ts_ms AS CAST({when} * 1000 AS BIGINT),
-  rt AS TO_TIMESTAMP_LTZ(CAST({when} * 1000 AS BIGINT), 3){wm}
+  ts_ms AS {ts_ms},
+  rt AS TO_TIMESTAMP_LTZ({ts_ms}, 3),
+  vcat AS CASE WHEN kind = 'eof' THEN {EOF} WHEN {valid} THEN {OK} ELSE {DEAD} END,
+  kcode AS CASE kind WHEN 'detections' THEN 0 WHEN 'metrics' THEN 1 ELSE 2 END{pt},
+  WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}
 ) WITH ({with_})"""
 
 
-# row categories (an INT: Flink's generated code copies every string field an operator reads, even for a
-# comparison, so the branches after the classification filter on integers)
-OK, LATE, DEAD, EOF = 0, 1, 2, 3
-
-
-def classify_query(src: str, o: SqlOptions) -> str:
-    """Every landing row with its category (OK, LATE, DEAD, or EOF for the files' trailers), decided
-    once, right after the watermark assigner (as the integer ``cat``, with the kind as ``kcode``: 0 detections,
-    1 metrics, 2 status), and narrowed to what its category needs: ``topic`` only for rejects, ``file_path``
-    only for trailers (every other row would carry these strings through the conversion to a DataStream and
-    back, and through every copy, for nothing)."""
+def late_condition(o: SqlOptions) -> str:
+    """TRUE for a row whose slice has already fired, FALSE otherwise, also before the first watermark (when
+    CURRENT_WATERMARK is NULL: a plain comparison would be NULL, and a row neither late nor on time would be
+    lost). Only meaningful after the job's single watermark assigner (stream.pipeline)."""
     slide = o.slide_ms
-    valid = ("ts_ms > 0 AND kind IN ('detections', 'metrics', 'status') AND device IS NOT NULL "
-             "AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))")
-    category = f"""CASE WHEN kind = 'eof' THEN {EOF}
-       WHEN NOT ({valid}) THEN {DEAD}
-       WHEN TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1, 3) <= CURRENT_WATERMARK(rt) THEN {LATE}
-       ELSE {OK} END"""
-    # the category expression is written out twice on purpose: as a subquery (SELECT *, category AS cat) the
-    # planner keeps two Calcs (it does not merge over CURRENT_WATERMARK), i.e. one more copy of every row
-    narrowed = {"topic": f"CASE WHEN {category} IN ({DEAD}, {LATE}) THEN topic END",
-                "file_path": "CASE WHEN kind = 'eof' THEN file_path END"}
-    cols = ", ".join(f"{narrowed[c]} AS {c}" if c in narrowed else c for c in LANDING_COLUMNS)
-    return (f"SELECT {cols},\n  {category} AS cat,\n"
-            f"  CASE kind WHEN 'detections' THEN 0 WHEN 'metrics' THEN 1 ELSE 2 END AS kcode\nFROM {src}")
+    return f"(TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1, 3) <= CURRENT_WATERMARK(rt)) IS TRUE"
 
 
 def views(src: str, o: SqlOptions) -> list[str]:
-    """CREATE VIEW statements, in dependency order; ``src`` has the columns of :func:`classify_query`."""
+    """CREATE VIEW statements, in dependency order; ``src`` has the columns of :func:`source_ddl`'s table (with
+    ``pt``) and the job's single watermark."""
+    late = late_condition(o)
     return [
-        f"""CREATE TEMPORARY VIEW rejects AS SELECT CASE WHEN cat = {LATE} THEN 'late' ELSE 'dead' END AS category,
-  pt, recv_ts, topic, device, kind,
-  CASE WHEN cat = {LATE} THEN 'late: capture time behind the watermark'
+        # dead lines and late events. A valid line has no topic (stream.landing): rebuilt here, from the kind
+        # code (the operator of every branch reads its fields for every row; kind is a string, kcode is not)
+        f"""CREATE TEMPORARY VIEW rejects AS SELECT CASE WHEN vcat = {DEAD} THEN 'dead' ELSE 'late' END AS category,
+  pt, recv_ts, COALESCE(topic, CONCAT({quote(o.topic_prefix.strip("/") + "/")}, device, '/',
+    CASE kcode WHEN 0 THEN 'detections' WHEN 1 THEN 'metrics' ELSE 'status' END)) AS topic, device,
+  CASE WHEN vcat <> {DEAD} THEN 'late: capture time behind the watermark'
        WHEN reason IS NOT NULL THEN reason
        WHEN ts > recv_ts THEN 'ts: capture time too far ahead of the bridge clock (check the device clock)'
        ELSE 'landing line without a valid kind/device (or detections without seq/ts/dets)' END AS reason,
   raw_payload, seq, COALESCE(ts, recv_ts) AS ts
-FROM {src} WHERE cat IN ({DEAD}, {LATE})""",
+FROM {src} WHERE vcat = {DEAD} OR (vcat = {OK} AND {late})""",
         # frames, metrics and statuses on time, each with its dedup key: (device, seq) for frames; beats carry
         # no sequence number and are keyed by their capture time and kind (a replayed or redelivered beat is
         # the same message; the aggregates of beats, max and latest, are idempotent anyway)
         f"""CREATE TEMPORARY VIEW ontime AS SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state,
   CASE WHEN kcode = 0 THEN seq ELSE -(2 * ts_ms + kcode) END AS k
-FROM {src} WHERE cat = {OK}""",
+FROM {src} WHERE vcat = {OK} AND NOT ({late})""",
         # dedup per window: copies of a message carry the same capture ts, so they fall into the same windows;
         # the state lives only until the window fires. Frames and beats share one dedup operator, so the
-        # window aggregation below has one input and runs in the same task (no per-detection network hop)
+        # window aggregation below has one input and runs in the same task (no per-detection network hop).
+        # All of the window TVF's columns, in its order: dropping one would cost a Calc (a copy of every row)
         f"""CREATE TEMPORARY VIEW deduped AS
-  SELECT window_start, window_end, device, kcode, ts_ms, rt, dets, fps, dropped, depth, state FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device, k ORDER BY rt ASC) AS rn
-  FROM {o.window_tvf("ontime")}) WHERE rn = 1""",
+  SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state, k, window_start, window_end, window_time
+  FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device, k ORDER BY rt ASC) AS rn
+        FROM {o.window_tvf("ontime")}) WHERE rn = 1""",
         # one row per detection; one row with class NULL per frame without detections and per beat
         # (frame = 1 marks a frame's first row, so frames per device = SUM(frame))
         """CREATE TEMPORARY VIEW beats AS
@@ -198,7 +197,7 @@ OUTPUT_COLUMNS = [
     ("sigma_max", "DOUBLE"), ("high_sigma_share", "DOUBLE"), ("devices", "BIGINT"),
     ("last_seen", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"), ("outbox_depth", "BIGINT"),
     ("state", "STRING"), ("dead_letters", "BIGINT"), ("late", "BIGINT"), ("reasons", "STRING"),
-    ("file_path", "STRING"), ("records", "BIGINT"), ("messages", "BIGINT"),
+    ("file", "STRING"), ("records", "BIGINT"), ("messages", "BIGINT"),
     ("category", "STRING"), ("recv_ts", "DOUBLE"), ("topic", "STRING"), ("reason", "STRING"),
     ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"),
 ]
@@ -264,10 +263,12 @@ WHERE okind = 'health' OR class_id IS NOT NULL""",
 FROM TABLE(TUMBLE(TABLE rejects, DESCRIPTOR(pt), {interval(o.stats_interval_s)})) GROUP BY window_start, window_end""",
         # the eof trailer of each landing file (stream.landing): its consumption record, committed with the
         # checkpoint (drives the bridge's cleanup), and per device the valid messages in it (liveness)
-        "consumed": f"""SELECT {_project("consumed", {"file_path": "file_path", "records": "records"})}
-FROM {src} WHERE cat = {EOF}""",
+        "consumed": f"""SELECT {_project("consumed", {"file": "file", "records": "records"})}
+FROM {src} WHERE vcat = {EOF}""",
+        # the trailers' device arrays only (unnesting the whole row would make its first operator copy every
+        # field of every row)
         "activity": f"""SELECT {_project("activity", {"device": "a.d", "recv_ts": "a.r", "messages": "a.m"})}
-FROM {src} CROSS JOIN UNNEST(devices) AS a (d, r, m) WHERE cat = {EOF}""",
+FROM (SELECT devices FROM {src} WHERE vcat = {EOF}) CROSS JOIN UNNEST(devices) AS a (d, r, m)""",
         "reject": f"""SELECT {_project("reject", {c: c for c in ("category", "recv_ts", "topic", "device", "reason",
                                                                "raw_payload", "seq", "ts")})}
 FROM rejects""",

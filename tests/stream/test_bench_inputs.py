@@ -17,17 +17,21 @@ def test_replicated_landing_file_has_every_line_for_four_device_sets_in_capture_
 
     assert n == 4 * 400 == len(big) - 1
     assert int(NAME_RE.match(dst.name)["n"]) == n                   # the name's count, as the cleaner reads it
-    assert big[-1] == base[-1] and big[-1]["kind"] == "eof"
     for i, line in enumerate(base[:-1]):
         copies = big[4 * i:4 * i + 4]
         assert copies[0] == line
         for pfx, copy in zip("efg", copies[1:]):
             assert copy["device"] == pfx + line["device"][1:]
-            assert copy["topic"] == line["topic"].replace(f"/{line['device']}/", f"/{copy['device']}/")
-            assert {k: v for k, v in copy.items() if k not in ("device", "topic")} == \
-                {k: v for k, v in line.items() if k not in ("device", "topic")}
+            assert {k: v for k, v in copy.items() if k != "device"} == {k: v for k, v in line.items() if k != "device"}
     devices = {r["device"] for r in big[:-1]}
     assert len(devices) == 4 * 5
+    # the trailer describes the new file: its name, its lines, per device what the base trailer said
+    eof = big[-1]
+    assert eof["kind"] == "eof" and eof["file"] == dst.name and eof["records"] == n
+    per_device = {d["d"]: (d["r"], d["m"]) for d in eof["devices"]}
+    assert set(per_device) == devices
+    for d in base[-1]["devices"]:
+        assert {per_device[pfx + d["d"][1:]] for pfx in "defg"} == {(d["r"], d["m"])}
 
 
 def test_jvm_thread_kinds():

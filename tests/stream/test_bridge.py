@@ -86,14 +86,16 @@ def test_writer_is_atomic_and_cleaner_deletes_only_fully_consumed(tmp_path):
     f2 = w.roll()
     assert w.roll() is None and f1.name.endswith("-n3.jsonl") and f2.name.endswith("-n1.jsonl")
     assert not list((tmp_path / "landing").glob(".*"))
+    for f in (f1, f2):   # the trailer names its file: the job's consumption record takes the name from it
+        assert json.loads(f.read_text().splitlines()[-1])["file"] == f.name
     consumed = tmp_path / "consumed"
     (consumed / "sub").mkdir(parents=True)
     (consumed / "sub" / "part-1").write_text(
-        json.dumps({"file_path": f"file:{f1}", "records": 2}) + "\n" + json.dumps({"file_path": str(f2), "records": 1}) + "\n")
-    (consumed / "sub" / ".part-2.inprogress").write_text(json.dumps({"file_path": str(f1), "records": 1}) + "\n")
+        json.dumps({"file": f1.name, "records": 2}) + "\n" + json.dumps({"file": f2.name, "records": 1}) + "\n")
+    (consumed / "sub" / ".part-2.inprogress").write_text(json.dumps({"file": f1.name, "records": 1}) + "\n")
     c = Cleaner(tmp_path / "landing", consumed, "bx")
     assert c.run_once() == 1 and f1.exists() and not f2.exists()   # f1: 2 of 3 committed, in-progress ignored
-    (consumed / "sub" / "part-2").write_text(json.dumps({"file_path": str(f1), "records": 1}) + "\n")
+    (consumed / "sub" / "part-2").write_text(json.dumps({"file": f1.name, "records": 1}) + "\n")
     assert c.run_once() == 1 and not f1.exists()
     c.run_once()
     assert not list((consumed / "sub").glob("part-*"))             # records no longer needed are removed

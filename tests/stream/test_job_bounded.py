@@ -47,3 +47,5 @@ def test_bounded_sliding_windows_equal_recount(tmp_path):
     dead = read_jsonl_dir(tmp_path / "out" / "deadletter")
     assert sum(d["category"] == "late" for d in dead) == sc.late
     assert sum(d["category"] == "dead" for d in dead) == sc.malformed
+    # every dead letter names the message's MQTT topic (a valid line lands without it; the job rebuilds it)
+    assert sorted(d["topic"] for d in dead) == sorted(e.topic for e in events if e.category in ("late", "invalid"))
