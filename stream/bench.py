@@ -16,6 +16,8 @@ alerts, file sinks), each in a fresh JVM after a warm-up run, two pairs of runs 
 over its threads (task threads, GC, JIT compiler, other; sampled from /proc on Linux). The JIT compiles each
 job's generated code anew, ~15 s of CPU per job here, roughly independent of the job's length: a fixed cost
 that the difference cancels, and the main source of noise in shorter runs.
+The job's JVM runs the parallel GC by default (``job.jvm_options``); the SQL path is measured again with the
+JVM's default collector (G1) for comparison.
 Anchor: Flink's Nexmark q5 (sliding window), 22.1k events/s/core; goal for the SQL path >= 50k/s/core.
 
 Latency: edge-like publishers send detections stamped with the current time; a bridge lands them; the job
@@ -204,27 +206,27 @@ def _run_bounded(landing: Path, out: Path, python: bool, include: Optional[tuple
     return time.perf_counter() - t0, _jvm_cpu_seconds() - cpu0
 
 
-def _measure_path(work: Path, python: bool) -> dict:
+def _measure_path(work: Path, python: bool, job: Optional[dict] = None) -> dict:
     """In a fresh JVM: a warm-up run, the tiny run (fixed cost), then two pairs of base and 4x runs; wall and
-    CPU seconds of each, and the JVM's per-thread-kind CPU of each pair's difference."""
+    CPU seconds of each, and the JVM's per-thread-kind CPU of each pair's difference. ``job``: config overrides."""
     threads = JvmThreadCpu()
-    _run_bounded(work / "base", work / "o-warm", python)   # class loading, JIT of the framework: not measured
-    out = {"tiny": _run_bounded(work / "tiny", work / "o-tiny", python), "pairs": []}
+    _run_bounded(work / "base", work / "o-warm", python, job=job)   # class loading, JIT of the framework
+    out = {"tiny": _run_bounded(work / "tiny", work / "o-tiny", python, job=job), "pairs": []}
     for i in range(2):
         t0 = threads.snapshot()
-        base = _run_bounded(work / "base", work / f"o-base{i}", python)
+        base = _run_bounded(work / "base", work / f"o-base{i}", python, job=job)
         t1 = threads.snapshot()
-        big = _run_bounded(work / "big", work / f"o-big{i}", python)
+        big = _run_bounded(work / "big", work / f"o-big{i}", python, job=job)
         t2 = threads.snapshot()
         split = {k: round((t2.get(k, 0) - t1.get(k, 0)) - (t1.get(k, 0) - t0.get(k, 0)), 2) for k in t2}
         out["pairs"].append({"base": base, "big": big, "jvm_threads_extra_cpu_s": split})
     return out
 
 
-def _path_in_child(work: Path, python: bool) -> dict:
+def _path_in_child(work: Path, python: bool, job: Optional[dict] = None) -> dict:
     """Each path in its own process and JVM, so that one run's heap and JIT state do not bias the next."""
     code = ("import json, sys; from pathlib import Path; from stream.bench import _measure_path; "
-            f"print('RESULT ' + json.dumps(_measure_path(Path({str(work)!r}), {python!r})))")
+            f"print('RESULT ' + json.dumps(_measure_path(Path({str(work)!r}), {python!r}, {job!r})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -249,9 +251,10 @@ def bench_throughput(events: int, devices: int) -> dict:
               f"thread: {per_msg_us:.1f} us CPU per message = {events / landed['bridge_cpu_s']:,.0f} messages per "
               f"CPU-second; {landed['payload_bytes'] / events:.0f} bytes MQTT payload -> "
               f"{landed['landing_bytes'] / events:.0f} bytes landing line", flush=True)
-        for python in (False, True):
-            name = "full job (SQL + Python outputs + file sinks)" if python else "SQL path (blackhole)"
-            runs = _path_in_child(work, python)
+        for name, python, job in (("SQL path (blackhole)", False, None),
+                                  ("SQL path (blackhole), the JVM's default GC (G1)", False, {"jvm_options": []}),
+                                  ("full job (SQL + Python outputs + file sinks)", True, None)):
+            runs = _path_in_child(work, python, job)
             rates, wall_rates = [], []
             for pair in runs["pairs"]:
                 (wb, cb), (wg, cg) = pair["base"], pair["big"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -53,8 +54,24 @@ def flink_configuration(cfg: StreamConfig, restore_from: Optional[Path] = None, 
     return conf
 
 
+def start_jvm(options: list[str]) -> None:
+    """Start the JVM of PyFlink's gateway (which runs the local mini-cluster) with ``options``: PyFlink reads
+    JVM_ARGS when it starts that JVM. A JVM_ARGS set by the user wins; a JVM already running (a second job in
+    one process, or ``flink run -py``, whose gateway is the Flink client's JVM) keeps its options."""
+    from pyflink.java_gateway import get_gateway
+    if not options or "JVM_ARGS" in os.environ:
+        get_gateway()
+        return
+    os.environ["JVM_ARGS"] = " ".join(options)
+    try:
+        get_gateway()
+    finally:
+        del os.environ["JVM_ARGS"]
+
+
 def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, checkpointing: bool = True):
     from pyflink.datastream import StreamExecutionEnvironment
+    start_jvm(cfg.job.jvm_options)
     from pyflink.table import StreamTableEnvironment
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg, restore_from, checkpointing))
     env.set_parallelism(cfg.job.parallelism)

@@ -83,6 +83,10 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_rules(r)
     assert "min_count" in str(e.value) and "rules.0" in str(e.value)
+    p.write_text("job:\n  jvm_options: ['-Xmx2g -XX:+UseParallelGC']\n")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert "job.jvm_options" in str(e.value) and "one list item each" in str(e.value)
 
 
 def test_example_configs_load(project_root):
