@@ -51,6 +51,9 @@ def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     # SQL operators are written for object reuse; without it, every row the shared source hands to several
     # branches (windows, rejects, consumption, activity) is deep-copied per branch (measured: ~1.5x the CPU).
     conf.set("pipeline.object-reuse", "true")
+    # Longer generated methods before Flink splits them (splitting turns every local into a field): measured
+    # ~7% less CPU per event at 12000 than at Flink's 4000, with every generated method JIT-compiled (JFR)
+    conf.set("table.generated-code.max-length", str(cfg.generated_code_max_length))
     if cfg.mini_batch_ms:
         # Off by default: measured ~6x slower with this plan (its window aggregations already pre-aggregate
         # locally); kept for experiments.

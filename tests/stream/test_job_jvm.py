@@ -1,4 +1,4 @@
-"""``job.jvm_options`` reach the JVM that runs the local mini-cluster (one JVM start per case, no job)."""
+"""``job.jvm_options`` reach the JVM that runs the local mini-cluster, and ``job.generated_code_max_length`` the planner."""
 from __future__ import annotations
 
 import os
@@ -33,3 +33,25 @@ def test_configured_collector_runs_and_user_jvm_args_win():
     assert "PS Scavenge" in _collectors("{}", env)                            # default: the parallel collector
     assert "PS Scavenge" not in _collectors("{job: {jvm_options: []}}", env)      # [] = the JVM's default
     assert "G1 Young Generation" in _collectors("{}", {**env, "JVM_ARGS": "-XX:+UseG1GC"})
+
+
+SQL_PROBE = """
+import sys, yaml
+from stream.config import from_dict
+from stream.job import make_environments
+from stream.pipeline import SourceSpec, register_sql
+cfg = from_dict(yaml.safe_load(sys.argv[1]))
+env, t_env = make_environments(cfg, checkpointing=False)
+register_sql(t_env, SourceSpec(sys.argv[2], None), cfg.job)
+print("MAXLEN", t_env.get_config().get("table.generated-code.max-length", "unset"))
+"""
+
+
+@pytest.mark.flink
+def test_generated_code_max_length_reaches_the_planner(tmp_path):
+    (tmp_path / "landing").mkdir()
+    proc = subprocess.run([sys.executable, "-c", SQL_PROBE, "{job: {generated_code_max_length: 9000}}",
+                           str(tmp_path / "landing")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MAXLEN 9000" in proc.stdout.splitlines()
