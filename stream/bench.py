@@ -230,7 +230,10 @@ def _path_in_child(work: Path, python: bool, job: Optional[dict] = None) -> dict
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        # a Java exception's message is at its top; its tail is a long stack trace
+        causes = [x for x in proc.stderr.splitlines() if ("Exception" in x or "Error" in x) and not x.startswith("\t")]
+        raise SystemExit(f"benchmark run failed (exit {proc.returncode}):\n" + "\n".join(causes[:20])
+                         + f"\n...\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
