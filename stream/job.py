@@ -71,8 +71,8 @@ def start_jvm(options: list[str]) -> None:
 
 def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, checkpointing: bool = True):
     from pyflink.datastream import StreamExecutionEnvironment
-    start_jvm(cfg.job.jvm_options)
     from pyflink.table import StreamTableEnvironment
+    start_jvm(cfg.job.jvm_options)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg, restore_from, checkpointing))
     env.set_parallelism(cfg.job.parallelism)
     env.set_python_executable(sys.executable)

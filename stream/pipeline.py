@@ -34,7 +34,7 @@ class SinkSpec:
     client_id: str = "sigmawatch-job"
 
 
-def options(cfg: JobConfig, topic_prefix: str = "sigmawatch") -> sql.SqlOptions:
+def options(cfg: JobConfig, topic_prefix: str) -> sql.SqlOptions:
     return sql.SqlOptions(window_s=cfg.window.size_s, slide_s=cfg.window.slide_s,
                           out_of_orderness_s=cfg.out_of_orderness_s, high_sigma_threshold=cfg.high_sigma_threshold,
                           stats_interval_s=cfg.stats_interval_s, topic_prefix=topic_prefix)

@@ -12,8 +12,8 @@ from stream_helpers import ROOT
 PROBE = """
 import sys, yaml
 from stream.config import from_dict
-from stream.job import start_jvm
-start_jvm(from_dict(yaml.safe_load(sys.argv[1])).job.jvm_options)
+from stream.job import make_environments
+make_environments(from_dict(yaml.safe_load(sys.argv[1])), checkpointing=False)
 from pyflink.java_gateway import get_gateway
 beans = get_gateway().jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
 print("GC", sorted(b.getName() for b in beans))
