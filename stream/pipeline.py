@@ -70,7 +70,7 @@ def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     # Flink's internal format), and the job's table takes that stream's watermarks (SOURCE_WATERMARK): every
     # branch sees the same watermark at the same record.
     t_env.execute_sql(sql.source_ddl(SOURCE_TABLE + "_files", _uri(source.path), source.monitor_interval_s,
-                                     cfg.out_of_orderness_s, cfg.max_future_s, proctime=False))
+                                     cfg.out_of_orderness_s, cfg.max_future_s))
     files = t_env.sql_query(f"SELECT * FROM {SOURCE_TABLE}_files")
     t_env.create_temporary_view(SOURCE_TABLE, _round_trip(t_env, files))
     for stmt in sql.views(SOURCE_TABLE, o):

@@ -75,13 +75,27 @@ LANDING_FIELDS = (
     ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"), ("file", "STRING"),
 )
 
-# row categories: vcat (computed with the event time) is OK, DEAD or EOF; LATE is decided per branch against
+# row categories: vcat (computed with the event time) is OK, DEAD or EOF; lateness is decided per branch against
 # the watermark (late_condition)
-OK, LATE, DEAD, EOF = 0, 1, 2, 3
+OK, DEAD, EOF = 0, 2, 3
+# the message kinds a valid line has; kcode = the index here
+KINDS = ("detections", "metrics", "status")
+
+
+def _kind_code(kind: str) -> str:
+    """``kind`` (a string column) as its code, an INT."""
+    whens = " ".join(f"WHEN {quote(k)} THEN {i}" for i, k in enumerate(KINDS[:-1]))
+    return f"CASE {kind} {whens} ELSE {len(KINDS) - 1} END"
+
+
+def _kind_name(kcode: str) -> str:
+    """The inverse of :func:`_kind_code`."""
+    whens = " ".join(f"WHEN {i} THEN {quote(k)}" for i, k in enumerate(KINDS[:-1]))
+    return f"CASE {kcode} {whens} ELSE {quote(KINDS[-1])} END"
 
 
 def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of_orderness_s: float,
-               max_future_s: float = 300.0, proctime: bool = True) -> str:
+               max_future_s: float = 300.0) -> str:
     """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
 
     The event time ``ts_ms`` is the capture ts of valid messages (the bridge's receive time for a status without
@@ -97,21 +111,20 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of
         opts["source.monitor-interval"] = f"{int(round(monitor_interval_s * 1000))} ms"
     with_ = ", ".join(f"{quote(k)} = {quote(v)}" for k, v in opts.items())
     when = f"""CASE
-    WHEN kind NOT IN ('detections', 'metrics', 'status') OR device IS NULL OR recv_ts IS NULL THEN 0
+    WHEN kind NOT IN ({", ".join(quote(k) for k in KINDS)}) OR device IS NULL OR recv_ts IS NULL THEN 0
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
     WHEN ts > recv_ts + CAST({float(max_future_s)!r} AS DOUBLE) THEN 0
     ELSE ts END"""
     ts_ms = f"CAST({when} * 1000 AS BIGINT)"
     valid = (f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))")
     physical = ",\n  ".join(f"{c} {t}" for c, t in LANDING_FIELDS)
-    pt = ",\n  pt AS PROCTIME()" if proctime else ""
     return f"""
 CREATE TEMPORARY TABLE {name} (
   {physical},
   ts_ms AS {ts_ms},
   rt AS TO_TIMESTAMP_LTZ({ts_ms}, 3),
   vcat AS CASE WHEN kind = 'eof' THEN {EOF} WHEN {valid} THEN {OK} ELSE {DEAD} END,
-  kcode AS CASE kind WHEN 'detections' THEN 0 WHEN 'metrics' THEN 1 ELSE 2 END{pt},
+  kcode AS {_kind_code("kind")},
   WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}
 ) WITH ({with_})"""
 
@@ -133,7 +146,7 @@ def views(src: str, o: SqlOptions) -> list[str]:
         # code (the operator of every branch reads its fields for every row; kind is a string, kcode is not)
         f"""CREATE TEMPORARY VIEW rejects AS SELECT CASE WHEN vcat = {DEAD} THEN 'dead' ELSE 'late' END AS category,
   pt, recv_ts, COALESCE(topic, CONCAT({quote(o.topic_prefix.strip("/") + "/")}, device, '/',
-    CASE kcode WHEN 0 THEN 'detections' WHEN 1 THEN 'metrics' ELSE 'status' END)) AS topic, device,
+    {_kind_name("kcode")})) AS topic, device,
   CASE WHEN vcat <> {DEAD} THEN 'late: capture time behind the watermark'
        WHEN reason IS NOT NULL THEN reason
        WHEN ts > recv_ts THEN 'ts: capture time too far ahead of the bridge clock (check the device clock)'
