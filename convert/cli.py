@@ -2,7 +2,7 @@
 and the one place where errors become messages and exit codes.
 
 Exit codes: 0 ok, 1 unexpected error, 2 usage/config, 3 input, 4 export, 5 output, 6 tool missing,
-130 interrupted (see convert.errors).
+130 interrupted (see edge.contract.errors).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import os
 import sys
 
 from convert import __version__
-from convert.errors import ConvertError, InputError, ToolMissingError
+from edge.contract.errors import SigmawatchError, InputError, ToolMissingError
 
 COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands")
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except ConvertError as exc:
+    except SigmawatchError as exc:
         print(f"convert-model {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -79,13 +79,7 @@ def main(argv=None) -> int:
         return mapped.exit_code
 
 
-def _map_foreign(exc: Exception) -> ConvertError | None:
-    from edge.model_metadata import ModelMetadataError
-    from edge.runtime import RuntimeUnavailableError
-    if isinstance(exc, ModelMetadataError):
-        return InputError(str(exc))
-    if isinstance(exc, RuntimeUnavailableError):
-        return ToolMissingError(str(exc))
+def _map_foreign(exc: Exception) -> SigmawatchError | None:
     if isinstance(exc, FileNotFoundError):
         return InputError(str(exc))
     return None

@@ -21,14 +21,14 @@ from typing import Any
 from edge import messages
 from edge.config import AgentConfig, Settings, updated_settings
 from edge.engine import Engine
-from edge.errors import ConfigError
-from edge.mqtt_client import LinkOptions, MqttLink
+from edge.contract.errors import ConfigError
+from edge.contract.mqtt import LinkOptions, MqttLink
 from edge.outbox import Outbox
 from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
 from edge.publisher import Publisher
-from edge.schema import SchemaError, decode, encode, topic
+from edge.contract.schema import SchemaError, decode, encode, topic
 from edge.sdnotify import Notifier
-from edge.secrets import resolve_key_file, resolve_password
+from edge.contract.secrets import resolve_key_file, resolve_password
 from edge.sources import SourceSupervisor, classify_uri
 from edge.stats import Stats, cpu_temperature_c
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge.config import ModelConfig, Settings, validate
 from edge.engine import Engine
-from edge.errors import SourceError
+from edge.contract.errors import SourceError
 
 
 def _rss_mb() -> float:

@@ -1,6 +1,6 @@
 """``edge-agent`` command line: ``run`` (the service), ``check`` (config, model, source, broker), ``bench``.
 
-Errors map to exit codes in one place (``main``); see ``edge.errors`` for the table.
+Errors map to exit codes in one place (``main``); see ``edge.contract.errors`` for the table.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from edge import __version__
-from edge.errors import BrokerError, ConfigError, EdgeError, SourceError
+from edge.contract.errors import BrokerError, ConfigError, SigmawatchError, SourceError
 
 log = logging.getLogger("edge")
 
@@ -69,9 +69,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate each part and print one line per check; exit with the first failure's code."""
     cfg = load_config(args)
     print(f"ok    config: device {cfg.device_id}, state dir {cfg.state_dir}")
-    first: EdgeError | None = None
+    first: SigmawatchError | None = None
 
-    def fail(what: str, exc: EdgeError) -> None:
+    def fail(what: str, exc: SigmawatchError) -> None:
         nonlocal first
         print(f"FAIL  {what}: {exc}")
         first = first or exc
@@ -82,7 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         d = engine.describe()
         print(f"ok    model: {d['id']} ({d['task']}, input {d['input']}, {d['labels']} labels) "
               f"on {engine.interpreter_name}")
-    except EdgeError as exc:
+    except SigmawatchError as exc:
         fail("model", exc)
     import sqlite3
 
@@ -101,7 +101,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except SourceError as exc:
         fail("source", exc)
     from edge.agent import link_options
-    from edge.mqtt_client import check_broker
+    from edge.contract.mqtt import check_broker
     try:
         check_broker(link_options(cfg), timeout=args.timeout)
         print(f"ok    broker: {cfg.mqtt.host}:{cfg.mqtt.port} accepted the connection")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except EdgeError as exc:
+    except SigmawatchError as exc:
         print(f"edge-agent {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 Every model forbids unknown keys, so a YAML typo is an error naming the key. Secrets never live in
 the YAML: the MQTT password comes from ``mqtt.password_file`` or a systemd credential
-(``mqtt.password_credential``, read from ``$CREDENTIALS_DIRECTORY``), see ``edge.secrets``.
+(``mqtt.password_credential``, read from ``$CREDENTIALS_DIRECTORY``), see ``edge.contract.secrets``.
 
 ``Settings`` is the part that may be changed at run time over MQTT (``config/set``): thresholds,
 FPS cap, class filter, zones, top-k. It is immutable; a change builds a new object and swaps it in.
@@ -15,8 +15,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.errors import ConfigError
-from edge.schema import SchemaError, check_device_id
+from edge.contract.errors import ConfigError
+from edge.contract.schema import SchemaError, check_device_id
 
 
 class Strict(BaseModel):

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from edge.messages import FrameResult, detections_bytes
-from edge.mqtt_client import ERR_NO_CONN, ERR_QUEUE_SIZE, SUCCESS, MqttLink
+from edge.contract.mqtt import ERR_NO_CONN, ERR_QUEUE_SIZE, SUCCESS, MqttLink
 from edge.outbox import Outbox
 
 log = logging.getLogger("edge.publisher")

@@ -5,7 +5,7 @@ it is fsynced and renamed into place; a bridge killed before that gets the messa
 session when it reconnects with the same client id (or the broker gives it to another member of the shared
 subscription group). Duplicates this can create are removed by the job's (device, seq) dedup.
 
-Every message is decoded and checked with ``edge.schema`` here, once: valid ones land as a flat line with
+Every message is decoded and checked with ``edge.contract.schema`` here, once: valid ones land as a flat line with
 only the fields the job reads (``stream.landing.message_line``), invalid ones as ``kind: "invalid"`` with the
 reason and the raw payload (the job dead-letters them). This per-message work scales out with the bridges.
 """
@@ -24,9 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge import schema
+from edge.contract import schema
 from stream.config import StreamConfig, load, with_overrides
-from stream.errors import BrokerError, StreamError, report
+from edge.contract.cli import report
+from edge.contract.errors import BrokerError, SigmawatchError
 from stream.landing import Cleaner, LandingWriter, invalid_line, message_line, remove_stale_temp_files
 
 log = logging.getLogger("stream.bridge")
@@ -208,7 +209,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("stopped: received %d (invalid %d) in %d files", bridge.received, bridge.invalid,
                  bridge.writer.files_written)
         return 0
-    except StreamError as exc:
+    except SigmawatchError as exc:
         return report(exc, "stream-bridge")
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stream.errors import ConfigError
+from edge.contract.errors import ConfigError
 
 
 class Strict(BaseModel):

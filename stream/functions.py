@@ -1,7 +1,7 @@
 """The Python operators of the job. They only see the rows windows produce (and rejects), never every event.
 
 - :class:`ToPayload` turns a union output row (``stream.sql.OUTPUT_COLUMNS``) into JSON lines tagged with
-  their destination: a ``stream.topics`` payload (aggregate, fleet, health, stats), a dead-letter record, or
+  their destination: a ``edge.contract.outputs`` payload (aggregate, fleet, health, stats), a dead-letter record, or
   a consumption record plus an activity record (one "consumed" row per landing file and device).
 - :class:`WindowAlerts` (keyed by ``<device|_fleet>/<class>``) runs ``class_count``/``uncertainty_spike``
   rules, with an event-time timer at the end of the next window to clear alerts of keys that went quiet.
@@ -18,7 +18,7 @@ from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from stream import topics
+from edge.contract import outputs as topics
 from stream.alerts import SilenceRule, WindowRules
 from stream.config import AlertRules
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from stream.config import StreamConfig, load, load_rules, with_overrides
-from stream.errors import JobError, StreamError, report
+from edge.contract.cli import report
+from edge.contract.errors import JobError, SigmawatchError
 
 log = logging.getLogger("stream.job")
 
@@ -103,7 +104,7 @@ def run(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_fro
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
-        from stream.bench import main as bench_main
+        from bench.stream import main as bench_main
         return bench_main(argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
@@ -128,7 +129,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = with_overrides(cfg, "job", landing_dir=args.landing_dir, output_dir=args.output_dir,
                              checkpoint_dir=args.checkpoint_dir, resume=False if args.fresh else None)
         return run(cfg, bounded=args.bounded, mqtt=not args.no_mqtt, restore_from=args.from_checkpoint)
-    except StreamError as exc:
+    except SigmawatchError as exc:
         return report(exc, "stream-job")
 
 

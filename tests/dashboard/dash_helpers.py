@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # dash_messages.py, ha_schema.py
 
-from stream.dashboard.relay import BrokerOptions, MqttRelay  # noqa: E402
-from stream.dashboard.server import DashboardServer  # noqa: E402
-from stream.dashboard.state import DashboardState  # noqa: E402
+from dashboard.relay import BrokerOptions, MqttRelay  # noqa: E402
+from dashboard.server import DashboardServer  # noqa: E402
+from dashboard.state import DashboardState  # noqa: E402
 
 
 class Publisher:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import dash_messages as m
-from stream.demo_observer import Observer
-from stream.demo_video import write_demo_video
+from demo.observer import Observer
+from demo.video import write_demo_video
 
 
 def test_demo_video_is_a_readable_moving_scene_and_is_cached(tmp_path):

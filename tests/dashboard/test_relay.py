@@ -108,7 +108,7 @@ def test_the_relay_reconnects_after_the_broker_restarts(dashboard, broker, publi
 
 
 def _start_cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "stream.dashboard", "--port", "0", *args],
+    return subprocess.Popen([sys.executable, "-m", "dashboard", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -153,8 +153,8 @@ def test_wrong_password_is_reported_as_refused_not_connected(broker_factory, tmp
     if subprocess.run(["mosquitto_passwd", "-U", str(pw)], capture_output=True).returncode != 0:
         pytest.skip("mosquitto_passwd is not available to hash a password file")
     secured = broker_factory(extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
-    from stream.dashboard.relay import BrokerOptions, MqttRelay
-    from stream.dashboard.state import DashboardState
+    from dashboard.relay import BrokerOptions, MqttRelay
+    from dashboard.state import DashboardState
     for password, expect in (("wrong", False), ("secret", True)):
         state = DashboardState()
         relay = MqttRelay(BrokerOptions(port=secured.port, username="viewer", password=password), state).start()

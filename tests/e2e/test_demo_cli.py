@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _demo(tmp_path, *args, timeout=120):
     workdir = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "stream.demo", "--workdir", str(workdir), "--dashboard-port", "0",
+    proc = subprocess.run([sys.executable, "-m", "demo.cli", "--workdir", str(workdir), "--dashboard-port", "0",
                            "--devices", "1", "--video-seconds", "1", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     summary = workdir / "summary.json"
     return proc, (json.loads(summary.read_text()) if summary.is_file() else None), workdir
@@ -58,7 +58,7 @@ def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(tmp_path):
     import signal
     import time
     workdir = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "stream.demo", "--workdir", str(workdir), "--dashboard-port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "demo.cli", "--workdir", str(workdir), "--dashboard-port", "0",
                              "--devices", "1", "--video-seconds", "1", "--no-flink", "--model", str(tmp_path / "none.tflite")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from edge.messages import FrameResult
-from edge.mqtt_client import LinkOptions, MqttLink
+from edge.contract.mqtt import LinkOptions, MqttLink
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 

@@ -99,7 +99,7 @@ def checkpoints(checkpoint_dir: Path) -> dict[str, int]:
 
 
 def compare_fields(expected: dict, got: dict, rel: float = 1e-9, abs_tol: float = 1e-6) -> list[str]:
-    """Field-by-field; floats within abs_tol (payload floats are rounded to 6 decimals by stream.topics)."""
+    """Field-by-field; floats within abs_tol (payload floats are rounded to 6 decimals by edge.contract.outputs)."""
     import math
     problems = []
     for key, fields in expected.items():

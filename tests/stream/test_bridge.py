@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from stream.generate import Scenario, generate
+from tests.support.generate import Scenario, generate
 from stream.landing import NAME_RE, Cleaner, LandingWriter, invalid_line
-from stream.publisher import Publisher
+from tests.support.publisher import Publisher
 
 from stream_helpers import bridge_args, wait_for, write_config
 

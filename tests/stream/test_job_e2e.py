@@ -15,10 +15,10 @@ import time
 import pytest
 import yaml
 
-from stream import topics
-from stream.generate import Scenario, flush_event, generate, health_recount, metrics_msg, recount, Event
-from stream.publisher import Collector, Publisher
-from edge import schema
+from edge.contract import outputs as topics
+from tests.support.generate import Scenario, flush_event, generate, health_recount, metrics_msg, recount, Event
+from tests.support.publisher import Collector, Publisher
+from edge.contract import schema
 
 from stream_helpers import (bridge_args, checkpoints, compare_fields, job_args, read_jsonl_dir, wait_for,
                             write_config)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Optional
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from stream.errors import BrokerError
+from edge.contract.errors import BrokerError
 
 
 def _connect(client: mqtt.Client, host: str, port: int, timeout: float) -> None:

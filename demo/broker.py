@@ -1,6 +1,6 @@
 """Fallback broker for the demo when mosquitto is not installed: amqtt (pure Python), bound to 127.0.0.1.
 
-    python -m stream.demo_broker --port 1883
+    python -m demo.broker --port 1883
 
 amqtt speaks MQTT 3.1.1 only (no MQTT 5, no shared subscriptions): the demo configures the bridge for
 that when it runs on this broker. amqtt is in the [dev] extra (the demo's fallback); elsewhere ``pip install amqtt==0.12.1`` adds it.
@@ -40,7 +40,7 @@ async def serve(port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m stream.demo_broker", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m demo.broker", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-
-class DemoError(RuntimeError):
-    """A demo component could not start or died; the message says which and where its log is."""
+from edge.contract.errors import DemoError
 
 
 @dataclass(frozen=True)

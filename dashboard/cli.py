@@ -6,7 +6,7 @@
 
 Listens on 127.0.0.1 unless ``--host`` says otherwise. Runs until SIGINT/SIGTERM.
 With ``--homeassistant`` it also publishes Home Assistant MQTT discovery messages for every
-device and class it sees (see ``stream.homeassistant``).
+device and class it sees (see ``dashboard.homeassistant``).
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import signal
 import sys
 import threading
 
-from stream.dashboard.relay import BrokerOptions, MqttRelay
-from stream.dashboard.server import DashboardServer
-from stream.dashboard.state import DashboardState
+from dashboard.relay import BrokerOptions, MqttRelay
+from dashboard.server import DashboardServer
+from dashboard.state import DashboardState
 
 log = logging.getLogger("sigmawatch.dashboard")
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     relay = MqttRelay(options, state)
     publisher = None
     if args.homeassistant:
-        from stream.homeassistant import DiscoveryPublisher  # noqa: PLC0415
+        from dashboard.homeassistant import DiscoveryPublisher  # noqa: PLC0415
         publisher = DiscoveryPublisher(relay.client, state, discovery_prefix=args.homeassistant)
     server.start()
     relay.start()

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from stream.demo_procs import stop_group
+from demo.procs import stop_group
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -24,8 +24,8 @@ from collections import defaultdict
 
 import paho.mqtt.client as mqtt
 
-from edge import schema
-from stream import topics
+from edge.contract import schema
+from edge.contract import outputs as topics
 
 
 def _pct(values: list[float], q: float) -> float | None:

@@ -8,7 +8,7 @@ publishes:
   (``<prefix>/<device>/status``, ``{"state": "online"|"offline"}``, retained with a last will by
   the edge agent), so HA shows the camera as connected/disconnected;
 
-and for every (device, class) that the Flink job aggregates (``stream.topics`` aggregate topic):
+and for every (device, class) that the Flink job aggregates (``edge.contract.outputs`` aggregate topic):
 
 - a ``sensor`` "<label> count": detections of that class in the latest window;
 - a ``sensor`` "<label> mean σ": the window's mean predicted σ̄ (the uncertainty the model reports).
@@ -16,7 +16,7 @@ and for every (device, class) that the Flink job aggregates (``stream.topics`` a
 The class sensors use the device's status topic as their availability, so they turn
 "unavailable" in HA when the camera goes offline. All entities of one camera share one HA device
 (``identifiers: ["sigmawatch_<device>"]``). Only plain ``{{ value_json.<field> }}`` templates are
-used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m stream.homeassistant``);
+used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m dashboard.homeassistant``);
 remove everything with ``--remove`` (empty retained configs).
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ import sys
 import threading
 from typing import Any
 
-from edge import schema
-from stream import topics
+from edge.contract import schema
+from edge.contract import outputs as topics
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +146,12 @@ class DiscoveryPublisher:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stream.homeassistant``: publish discovery for every device/class seen, until Ctrl-C."""
-    from stream.dashboard.cli import add_broker_arguments, broker_options  # noqa: PLC0415
-    from stream.dashboard.relay import MqttRelay  # noqa: PLC0415
-    from stream.dashboard.state import DashboardState  # noqa: PLC0415
+    """``python -m dashboard.homeassistant``: publish discovery for every device/class seen, until Ctrl-C."""
+    from dashboard.cli import add_broker_arguments, broker_options  # noqa: PLC0415
+    from dashboard.relay import MqttRelay  # noqa: PLC0415
+    from dashboard.state import DashboardState  # noqa: PLC0415
 
-    p = argparse.ArgumentParser(prog="python -m stream.homeassistant", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m dashboard.homeassistant", description=main.__doc__)
     p.add_argument("--discovery-prefix", default=DEFAULT_DISCOVERY_PREFIX)
     p.add_argument("--remove", action="store_true", help="publish empty retained configs (removes the entities)")
     add_broker_arguments(p)

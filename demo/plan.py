@@ -1,9 +1,10 @@
 """What the demo starts: the broker choice, the stream/alert configs it writes, and the process list.
 
-Pure planning, nothing is started here (``stream.demo`` runs the plan through ``stream.demo_procs``).
+Pure planning, nothing is started here (``demo.cli`` runs the plan through ``demo.procs``).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from stream.demo_procs import DemoError, ProcSpec
+from demo.procs import DemoError, ProcSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
@@ -20,24 +21,18 @@ MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
 WINDOW_S, OUT_OF_ORDER_S = 5.0, 8.0
 
 
-def in_tree(rel: str) -> bool:
-    """A component is there when its file exists and, in a git checkout, is committed (work in progress
-    by someone else in the same tree is not started)."""
-    path = ROOT / rel
-    if not path.is_file():
+def importable(module: str) -> bool:
+    """A component can be started when its module and the packages it needs import here (the stream job
+    needs PyFlink: a machine set up with ``pip install '.[edge,dashboard]'`` runs the demo without it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
         return False
-    if os.environ.get("SIGMAWATCH_DEMO_UNCOMMITTED") == "1":  # developers trying a component before committing it
-        return True
-    if not (ROOT / ".git").exists() or not shutil.which("git"):
-        return True
-    import subprocess  # noqa: PLC0415
-    return subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", rel],
-                          capture_output=True).returncode == 0
 
 
 def broker_spec(workdir: Path, port: int, kind: str = "auto") -> tuple[ProcSpec, str]:
     """mosquitto if installed, else the embedded pure-Python amqtt broker if importable, else a clear error."""
-    from stream import demo_broker  # noqa: PLC0415
+    from demo import broker as demo_broker  # noqa: PLC0415
     binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if kind == "mosquitto" or (kind == "auto" and binary):
         if not binary:
@@ -51,7 +46,7 @@ def broker_spec(workdir: Path, port: int, kind: str = "auto") -> tuple[ProcSpec,
     if kind == "amqtt" and not demo_broker.available():
         raise DemoError("--broker amqtt: amqtt is not installed (.venv/bin/pip install amqtt)")
     if demo_broker.available():
-        return ProcSpec("broker", [sys.executable, "-m", "stream.demo_broker", "--port", str(port)],
+        return ProcSpec("broker", [sys.executable, "-m", "demo.broker", "--port", str(port)],
                         ready_line="listening on", ready_timeout_s=30, stop_grace_s=5), "amqtt"
     raise DemoError("no MQTT broker: mosquitto is not installed and neither is the pure-Python fallback amqtt. "
                     "Install one (sudo apt-get install mosquitto -- `make setup` does this when run as root -- "
@@ -89,16 +84,15 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
     broker, kind = broker_spec(workdir, port, args.broker)
     stream_yaml = write_stream_config(workdir, port, mqtt311=kind == "amqtt")
     specs, skipped = [broker], []
-    dash = [py, "-m", "stream.dashboard", "--port", str(args.dashboard_port), "--mqtt-port", str(port)]
+    dash = [py, "-m", "dashboard", "--port", str(args.dashboard_port), "--mqtt-port", str(port)]
     if args.homeassistant:
         dash.append("--homeassistant")
     specs.append(ProcSpec("dashboard", dash, ready_line=r"dashboard: (http://\S+)", ready_timeout_s=20))
-    have_job = in_tree("stream/job.py")
     if args.no_flink:
         skipped.append("stream-bridge + PyFlink job: skipped (--no-flink)")
-    elif not have_job:
-        skipped.append("PyFlink job: stream/job.py is not in the tree yet -> no aggregates/alerts "
-                       "(bridge skipped too)")
+    elif not importable("pyflink"):
+        skipped.append("stream-bridge + PyFlink job: PyFlink is not installed (pip install '.[stream]') "
+                       "-> no aggregates/alerts")
     else:
         specs.append(ProcSpec("bridge", [py, "-m", "stream.bridge", "--config", str(stream_yaml)],
                               ready_line=r"subscribing", ready_timeout_s=30))
@@ -108,8 +102,8 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
                               env={"PYTHONPATH": str(ROOT)},
                               ready_glob=str(workdir / "stream" / "checkpoints" / "*" / "chk-*" / "_metadata"),
                               ready_timeout_s=240, stop_grace_s=20))
-    if not in_tree("edge/cli.py"):
-        skipped.append("edge agents: edge/cli.py is not in the tree yet")
+    if not importable("ai_edge_litert") and not importable("tflite_runtime"):
+        skipped.append("edge agents: no TFLite interpreter is installed (pip install '.[edge]')")
     elif not args.model.is_file():
         skipped.append(f"edge agents: the demo detector {args.model} is not there yet "
                        "(see edge/models/README.md for the command that makes it)")

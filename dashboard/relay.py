@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
-from stream.dashboard.state import DashboardState, subscriptions
+from dashboard.state import DashboardState, subscriptions
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from stream.demo_observer import Observer
-from stream.demo_plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
-from stream.demo_procs import DemoError, Supervisor, free_port
-from stream.demo_report import dashboard_check, print_summary
+from demo.observer import Observer
+from demo.plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
+from demo.procs import DemoError, Supervisor, free_port
+from demo.report import dashboard_check, print_summary
 
 # bridge roll (<= 1 s) + file monitor scan (0.2 s) with room for a loaded machine; see _settle
 SETTLE_S = 3.0
@@ -88,7 +88,7 @@ def _flush_windows(observer: Observer, port: int) -> None:
     (an event-time window closes only when newer events arrive)."""
     import paho.mqtt.client as mqtt  # noqa: PLC0415
 
-    from edge import schema  # noqa: PLC0415
+    from edge.contract import schema  # noqa: PLC0415
     with observer.lock:
         if not observer.metrics:
             return
@@ -112,7 +112,7 @@ def run(args) -> int:
         say(f"--> port {args.dashboard_port} is in use: the dashboard takes a free port instead (--dashboard-port)")
         args.dashboard_port = 0
     say(f"==> sigmawatch demo in {workdir}")
-    from stream.demo_video import write_demo_video  # noqa: PLC0415
+    from demo.video import write_demo_video  # noqa: PLC0415
     say(f"==> generating {args.devices} camera videos of the synthetic classes")
     videos = [write_demo_video(workdir / "videos" / f"cam-{i + 1}.mp4", seed=101 + i,
                                seconds=args.video_seconds) for i in range(args.devices)]

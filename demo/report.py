@@ -19,7 +19,7 @@ DOM_FIGURES = """(() => {
 
 def dashboard_check(url: str, screenshot: Path | None, say: Callable[[str], None] = print) -> dict | None:
     """Load the dashboard in headless Chromium, read the figures it shows, optionally save a screenshot."""
-    from stream.demo_browser import BrowserError, HeadlessChromium  # noqa: PLC0415
+    from tests.support.browser import BrowserError, HeadlessChromium  # noqa: PLC0415
     try:
         with HeadlessChromium() as browser:
             browser.goto(url)
