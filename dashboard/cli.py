@@ -1,102 +1,76 @@
 """``sigmawatch-dashboard``: subscribe to an MQTT broker and serve the live dashboard.
 
     sigmawatch-dashboard --mqtt-host 127.0.0.1 --mqtt-port 1883 --port 8050
-    sigmawatch-dashboard --mqtt-host broker.lan --mqtt-port 8883 --mqtt-tls --mqtt-ca ca.crt \\
+    sigmawatch-dashboard --mqtt-host broker.lan --mqtt-ca ca.crt \\
         --mqtt-username viewer --mqtt-password-file ~/.sigmawatch-pw
 
 Listens on 127.0.0.1 unless ``--host`` says otherwise. Runs until SIGINT/SIGTERM.
 With ``--homeassistant`` it also publishes Home Assistant MQTT discovery messages for every
-device and class it sees (see ``dashboard.homeassistant``).
+device and class it sees (see ``dashboard.homeassistant``). A broker that refuses the connection or the
+subscriptions ends it with exit code 6 and the broker's reason.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 
-from dashboard.relay import BrokerOptions, MqttRelay
+from dashboard.relay import MqttRelay
 from dashboard.server import DashboardServer
 from dashboard.state import DashboardState
+from edge.contract.cli import ArgumentParser, add_mqtt_arguments, run
+from edge.contract.errors import BrokerError, OutputError
+from edge.contract.mqtt import settings_from_flags
 
 log = logging.getLogger("sigmawatch.dashboard")
 
-EXIT_OK, EXIT_USAGE, EXIT_BIND = 0, 2, 3
+CONNECT_WAIT_S = 10.0
 
 
-def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("MQTT broker")
-    g.add_argument("--mqtt-host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
-    g.add_argument("--mqtt-port", type=int, default=None, help="broker port (default 1883, 8883 with --mqtt-tls)")
-    g.add_argument("--mqtt-username", default=os.environ.get("SIGMAWATCH_MQTT_USERNAME"))
-    g.add_argument("--mqtt-password-file", help="file whose first line is the password "
-                   "(or set SIGMAWATCH_MQTT_PASSWORD; never pass passwords on the command line)")
-    g.add_argument("--mqtt-tls", action="store_true", help="connect with TLS")
-    g.add_argument("--mqtt-ca", help="CA certificate file for TLS (default: system CAs)")
-    g.add_argument("--mqtt-cert", help="client certificate file for TLS")
-    g.add_argument("--mqtt-key", help="client key file for TLS")
-    g.add_argument("--mqtt-tls-insecure", action="store_true", help="do not check the broker's host name")
-    g.add_argument("--prefix", default="sigmawatch", help="topic prefix (default sigmawatch)")
-
-
-def broker_options(args: argparse.Namespace) -> BrokerOptions:
-    password = os.environ.get("SIGMAWATCH_MQTT_PASSWORD")
-    if args.mqtt_password_file:
-        try:
-            with open(args.mqtt_password_file, encoding="utf-8") as fh:
-                password = fh.readline().rstrip("\n")
-        except OSError as exc:
-            raise ValueError(f"cannot read --mqtt-password-file {args.mqtt_password_file!r}: {exc}") from exc
-    port = args.mqtt_port if args.mqtt_port is not None else (8883 if args.mqtt_tls else 1883)
-    return BrokerOptions(host=args.mqtt_host, port=port, username=args.mqtt_username, password=password,
-                         tls=args.mqtt_tls, ca_file=args.mqtt_ca, cert_file=args.mqtt_cert,
-                         key_file=args.mqtt_key, tls_insecure=args.mqtt_tls_insecure)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sigmawatch-dashboard", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8050, help="HTTP port (default 8050; 0 = any free port)")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="sigmawatch-dashboard", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8050, help="HTTP port (0 = any free port)")
     p.add_argument("--homeassistant", nargs="?", const="homeassistant", default=None, metavar="PREFIX",
                    help="also publish Home Assistant MQTT discovery under PREFIX (default homeassistant)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    add_broker_arguments(p)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    add_mqtt_arguments(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def serve(args) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        options = broker_options(args)
-        state = DashboardState(args.prefix)
-    except ValueError as exc:
-        print(f"sigmawatch-dashboard: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = settings_from_flags(args)
+    state = DashboardState(settings.topic_prefix)
     try:
         server = DashboardServer((args.host, args.port), state)
     except OSError as exc:
-        print(f"sigmawatch-dashboard: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
-              "pick another --port (0 = any free port)", file=sys.stderr)
-        return EXIT_BIND
+        raise OutputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port "
+                          "(0 = any free port)") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach this address sees the dashboard", args.host)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    relay = MqttRelay(options, state)
+    relay = MqttRelay(settings, state)
     publisher = None
     if args.homeassistant:
         from dashboard.homeassistant import DiscoveryPublisher  # noqa: PLC0415
         publisher = DiscoveryPublisher(relay.client, state, discovery_prefix=args.homeassistant)
     server.start()
     relay.start()
+    try:
+        relay.wait_ready(CONNECT_WAIT_S)
+    except BrokerError as exc:
+        if relay.client.refused:        # wrong credentials or ACL: retrying cannot help
+            relay.stop()
+            server.stop()
+            raise
+        log.warning("%s; the page shows the broker as unreachable until it answers", exc)
     # One line a script can wait for (the demo and the tests read it).
-    print(f"dashboard: {server.url} (MQTT {options.url}, prefix {args.prefix})", flush=True)
+    print(f"dashboard: {server.url} (MQTT {settings.url}, prefix {settings.topic_prefix})", flush=True)
     try:
         stop.wait()
     finally:
@@ -104,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             publisher.close()
         relay.stop()
         server.stop()
-    return EXIT_OK
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run("sigmawatch-dashboard", lambda: serve(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

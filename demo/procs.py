@@ -166,6 +166,7 @@ def _port_open(port: int) -> bool:
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

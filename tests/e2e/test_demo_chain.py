@@ -73,7 +73,7 @@ def test_every_published_detection_is_aggregated_once_and_shown_and_nothing_is_l
     shot = tmp_path / "dashboard-end.png"
     live_shot = tmp_path / "dashboard-live.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demo.cli", "--duration", str(DURATION_S), "--devices", "2", "--fps", "3",
+        [sys.executable, "-m", "demo", "--duration", str(DURATION_S), "--devices", "2", "--fps", "3",
          "--video-seconds", "10", "--workdir", str(workdir), "--dashboard-port", "0", "--check-dashboard",
          "--screenshot", str(shot), "--summary-json", str(summary_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def write_config(path: Path, broker, base: Path, **job) -> Path:
     cfg = {
-        "mqtt": {"host": broker.host, "port": broker.port, "prefix": "sigmawatch"},
+        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "sigmawatch"},
         "bridge": {"landing_dir": str(base / "landing"), "client_id": "bridge-t1", "group": "g1",
                    "roll_interval_s": 0.3, "roll_max_records": 50, "consumed_dir": str(base / "out" / "consumed"),
                    "cleanup_interval_s": 1.0},

@@ -155,7 +155,7 @@ class HeadlessChromium:
         reply = self.call("Page.navigate", session=True, url=url)
         if reply.get("errorText"):
             raise BrowserError(f"cannot load {url}: {reply['errorText']}")
-        self.wait_for(f"location.href !== 'about:blank' && document.readyState === 'complete'", timeout)
+        self.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'", timeout)
 
     def evaluate(self, expression: str):
         result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
