@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from edge.contract import schema
 from demo.broker import Mosquitto
 from demo.procs import stop_group
-from tests.support.generate import LABELS, detections_msg, metrics_msg
+from edge.contract import schema
 from stream.bridge import to_landing_line
 from stream.landing import LandingWriter
+from tests.support.generate import LABELS, detections_msg, metrics_msg
 
 NEXMARK_Q5_PER_CORE = 22_100
 GOAL_PER_CORE = 50_000             # issue 5: the SQL path, events per CPU-second
@@ -293,6 +293,7 @@ def bench_throughput(events: int, devices: int) -> dict:
 # --------------------------------------------------------------------------- latency
 def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out_of_orderness_s: float) -> dict:
     import yaml
+
     from tests.support.publisher import Collector, Publisher
     work = Path(tempfile.mkdtemp(prefix="sw-lat-"))
     broker = Mosquitto(work / "broker", max_inflight=1000).start()

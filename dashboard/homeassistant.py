@@ -27,10 +27,9 @@ import signal
 import sys
 import threading
 
-from edge.contract import schema
+from edge.contract import outputs, schema
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, run
 from edge.contract.mqtt import settings_from_flags
-from edge.contract import outputs as topics
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def _availability(prefix: str, device: str) -> list[dict]:
              "payload_available": "online", "payload_not_available": "offline"}]
 
 
-def device_configs(device: str, *, prefix: str = topics.DEFAULT_PREFIX,
+def device_configs(device: str, *, prefix: str = outputs.DEFAULT_PREFIX,
                    discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX, model: str | None = None,
                    sw_version: str | None = None) -> list[tuple[str, dict]]:
     """Discovery messages for one device: its connectivity binary_sensor."""
@@ -76,13 +75,13 @@ def device_configs(device: str, *, prefix: str = topics.DEFAULT_PREFIX,
     return [(f"{discovery_prefix}/binary_sensor/{node}/connectivity/config", config)]
 
 
-def class_configs(device: str, label: str, class_id: int | None = None, *, prefix: str = topics.DEFAULT_PREFIX,
+def class_configs(device: str, label: str, class_id: int | None = None, *, prefix: str = outputs.DEFAULT_PREFIX,
                   discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX, model: str | None = None,
                   sw_version: str | None = None) -> list[tuple[str, dict]]:
     """Discovery messages for one (device, class): count and mean-σ sensors on the aggregate topic."""
     node = _node(device)
-    key = topics.class_key(label, class_id)
-    state_topic = topics.agg_device_topic(prefix, device, label, class_id)
+    key = outputs.class_key(label, class_id)
+    state_topic = outputs.agg_device_topic(prefix, device, label, class_id)
     common = {
         "state_topic": state_topic,
         "availability": _availability(prefix, device),

@@ -17,8 +17,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
-from edge.contract import schema
-from edge.contract import outputs as topics
+from edge.contract import outputs, schema
 
 MAX_AGGREGATES = 5000
 MAX_ALERTS = 100
@@ -31,7 +30,7 @@ def subscriptions(prefix: str) -> list[str]:
     """Every topic filter the dashboard needs under ``prefix``."""
     prefix = prefix.strip("/")
     return [f"{prefix}/+/status", f"{prefix}/+/metrics", f"{prefix}/+/detections",
-            *topics.subscriptions(prefix)]
+            *outputs.subscriptions(prefix)]
 
 
 class DashboardState:
@@ -95,12 +94,12 @@ class DashboardState:
         base = {"topic": topic, "received": received, "bytes": len(payload)}
         if topic.startswith(self._outputs_root):
             try:
-                where = topics.parse_output_topic(self.prefix, topic)
+                where = outputs.parse_output_topic(self.prefix, topic)
                 body = json.loads(payload)
-                topics.validate(body, "alert" if where["kind"] == "alert" else where["kind"])
+                outputs.validate(body, "alert" if where["kind"] == "alert" else where["kind"])
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 return {**base, "kind": "invalid", "error": f"not valid UTF-8 JSON ({exc})"}
-            except topics.PayloadError as exc:
+            except outputs.PayloadError as exc:
                 return {**base, "kind": "invalid", "error": str(exc)}
             return {**base, "kind": where["kind"], "payload": body}
         try:

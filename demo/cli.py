@@ -22,7 +22,8 @@ from pathlib import Path
 from demo.observer import Observer
 from demo.plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
 from demo.procs import Supervisor, free_port
-from demo.report import dashboard_check, print_summary
+from demo.report import print_summary
+from demo.screenshot import screenshot
 from edge.contract import schema
 from edge.contract.cli import ArgumentParser
 from edge.contract.cli import run as run_cli
@@ -61,8 +62,9 @@ def build_parser() -> ArgumentParser:
                    help="after stopping the agents, wait at most this long for the job to aggregate everything")
     p.add_argument("--homeassistant", action="store_true", help="dashboard also publishes Home Assistant discovery")
     p.add_argument("--screenshot", type=Path, help="save a headless-Chromium screenshot of the dashboard before stopping")
-    p.add_argument("--check-dashboard", action="store_true",
-                   help="read the dashboard's figures in headless Chromium at the end (in the summary JSON)")
+    p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                   help="after the drain, keep the chain running this long (Ctrl-C ends it) to look at the final "
+                        "dashboard")
     p.add_argument("--summary-json", type=Path, help="also write the summary here (default <workdir>/summary.json)")
     return p
 
@@ -128,7 +130,6 @@ def run(args) -> int:
     observer = None
     failed = None
     dashboard_url = None
-    dashboard_seen = None
     try:
         for spec in specs:
             if stop.is_set():
@@ -168,8 +169,13 @@ def run(args) -> int:
                     f"aggregated {s['events_aggregated']}, alerts firing {len(s['alerts_firing'])}")
         if not failed:
             _drain(sup, observer, mqtt, args, skipped_flink=not any(s.name == "flink-job" for s in specs))
-            if (args.screenshot or args.check_dashboard) and dashboard_url:
-                dashboard_seen = dashboard_check(dashboard_url, args.screenshot, say)
+            if args.screenshot and dashboard_url:
+                why_not = screenshot(dashboard_url, args.screenshot)
+                say(f"    dashboard screenshot: {args.screenshot}" if why_not is None
+                    else f"--> no dashboard screenshot: {why_not}")
+            if args.hold > 0 and not stop.is_set():
+                say(f"==> holding the drained chain for {args.hold:g} s (Ctrl-C ends it): {dashboard_url}")
+                stop.wait(args.hold)
     except SigmawatchError as exc:
         failed = str(exc)
     finally:
@@ -189,7 +195,6 @@ def run(args) -> int:
     if observer and any(sp.name == "flink-job" for sp in specs):
         summary["recount"] = observer.recount_mismatches(WINDOW_S)
         summary["recount_windows"] = observer.last_recount  # per device/class/window: published vs aggregated
-    summary["dashboard"] = dashboard_seen
     summary["skipped"] = skipped
     print_summary(summary, say)
     out = args.summary_json or workdir / "summary.json"

@@ -22,8 +22,7 @@ import threading
 import time
 from collections import defaultdict
 
-from edge.contract import outputs as topics
-from edge.contract import schema
+from edge.contract import outputs, schema
 from edge.contract.mqtt import MqttClient, MqttSettings
 
 
@@ -57,7 +56,7 @@ class Observer:
         self.client = MqttClient(settings, client_id=f"sigmawatch-demo-observer-{settings.port}", on_message=self._on_message,
                                  subscriptions=[(f"{prefix}/+/detections", 1), (f"{prefix}/+/metrics", 0),
                                                 (f"{prefix}/+/status", 1),
-                                                *[(t, 1) for t in topics.subscriptions(prefix)]]).start()
+                                                *[(t, 1) for t in outputs.subscriptions(prefix)]]).start()
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Returns once connected *and* subscribed (SUBACK received), so nothing published after it is missed;
@@ -75,7 +74,7 @@ class Observer:
                     self._output(msg.topic, json.loads(msg.payload), now)
                 else:
                     self._device(msg.topic, msg.payload, now)
-            except (ValueError, KeyError, schema.SchemaError, topics.PayloadError) as exc:
+            except (ValueError, KeyError, schema.SchemaError, outputs.PayloadError) as exc:
                 self.invalid.append(f"{msg.topic}: {exc}")
 
     def _device(self, topic: str, payload: bytes, now: float) -> None:
@@ -98,8 +97,8 @@ class Observer:
             self.status[device] = body["state"]
 
     def _output(self, topic: str, body: dict, now: float) -> None:
-        where = topics.parse_output_topic(self.prefix, topic)
-        topics.validate(body, where["kind"])
+        where = outputs.parse_output_topic(self.prefix, topic)
+        outputs.validate(body, where["kind"])
         if where["kind"] == "aggregate":
             if body["id"] not in self.aggregates:
                 self.window_latency.append(now - body["window_end"])

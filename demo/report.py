@@ -1,39 +1,8 @@
-"""The demo's report: the dashboard's own figures read in headless Chromium, and the printed summary."""
+"""The demo's printed summary."""
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 from typing import Callable
-
-DOM_FIGURES = """(() => {
-  const num = (sel) => Number((document.querySelector(sel) || {}).textContent);
-  const rows = [...document.querySelectorAll('#devices tbody tr')].map((tr) => ({
-    device: tr.dataset.device, state: tr.querySelector('td.state').textContent,
-    detections: tr.querySelector('td.detections').textContent}));
-  return {detections: num('#count-detections'), aggregated_events: num('#count-aggregated-events'),
-          aggregates: num('#count-aggregates'), alerts_firing: num('#count-alerts'), devices: rows,
-          live_canvases: document.querySelectorAll('.cam canvas').length};
-})()"""
-
-
-def dashboard_check(url: str, screenshot: Path | None, say: Callable[[str], None] = print) -> dict | None:
-    """Load the dashboard in headless Chromium, read the figures it shows, optionally save a screenshot."""
-    from tests.support.browser import BrowserError, HeadlessChromium  # noqa: PLC0415
-    try:
-        with HeadlessChromium() as browser:
-            browser.goto(url)
-            browser.wait_for("document.querySelector('#stream').textContent.startsWith('page: live')", timeout=20)
-            time.sleep(1.0)  # the snapshot is rendered within 100 ms; leave room for the charts
-            seen = browser.evaluate(DOM_FIGURES)
-            if screenshot:
-                browser.screenshot(screenshot)
-                say(f"    dashboard screenshot: {screenshot}")
-        say(f"    dashboard shows {seen['detections']} detections, {seen['aggregated_events']} aggregated")
-        return seen
-    except BrowserError as exc:
-        say(f"--> could not check the dashboard in Chromium: {exc}")
-        return None
 
 
 def _fmt_lat(d: dict) -> str:

@@ -20,13 +20,13 @@ from typing import Any
 
 from edge import messages
 from edge.config import AgentConfig, Settings, updated_settings
-from edge.engine import Engine
 from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttClient
+from edge.contract.schema import SchemaError, decode, encode, topic
+from edge.engine import Engine
 from edge.outbox import Outbox
 from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
 from edge.publisher import Publisher
-from edge.contract.schema import SchemaError, decode, encode, topic
 from edge.sdnotify import Notifier
 from edge.sources import SourceSupervisor, classify_uri
 from edge.stats import Stats, cpu_temperature_c

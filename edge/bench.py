@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 
 from edge.config import ModelConfig, Settings, validate
-from edge.engine import Engine
 from edge.contract.cli import mqtt_overrides
 from edge.contract.errors import SourceError
+from edge.engine import Engine
 
 
 def _rss_mb() -> float:

@@ -78,11 +78,6 @@ class Outbox:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def last_id(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT MAX(id) FROM outbox").fetchone()
-            return int(row[0] or 0)
-
     # -- writes
     def append(self, topic: str, build: Callable[[int], bytes], now: float | None = None) -> tuple[int, int]:
         """Store ``build(seq)`` under the next sequence number; returns (row id, seq)."""
@@ -137,18 +132,6 @@ class Outbox:
                 self._db.execute("ROLLBACK")
                 raise
         return aged + over
-
-    # -- small persistent key/value (remote settings survive restarts)
-    def get_blob(self, key: str) -> bytes | None:
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-            row = self._db.execute("SELECT value FROM blobs WHERE key=?", (key,)).fetchone()
-        return bytes(row[0]) if row else None
-
-    def put_blob(self, key: str, value: bytes) -> None:
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-            self._db.execute("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         with self._lock:

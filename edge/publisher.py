@@ -17,8 +17,9 @@ import collections
 import logging
 import threading
 import time
-from edge.messages import FrameResult, detections_bytes
+
 from edge.contract.mqtt import ERR_NO_CONN, ERR_QUEUE_SIZE, SUCCESS, MqttClient
+from edge.messages import FrameResult, detections_bytes
 from edge.outbox import Outbox
 
 log = logging.getLogger("edge.publisher")

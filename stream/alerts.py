@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from edge.contract import outputs as topics
+from edge.contract import outputs
 from stream.config import AlertRules, ClassCountRule, DeviceSilentRule, UncertaintySpikeRule
 
 
 def _alert(rule, state: str, device: Optional[str], label: Optional[str], since: float, ts: float,
            value: Optional[float], threshold: Optional[float], message: str) -> dict:
-    return topics.build("alert", rule=rule.id, kind=rule.type, severity=rule.severity, state=state, device=device,
+    return outputs.build("alert", rule=rule.id, kind=rule.type, severity=rule.severity, state=state, device=device,
                         label=label, since=float(since), ts=float(ts),
                         value=None if value is None else float(value),
                         threshold=None if threshold is None else float(threshold), message=message)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Optional
 
 from edge.contract import schema
-from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
 from edge.contract.errors import BrokerError
 from edge.contract.mqtt import MqttClient
+from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
 from stream.landing import Cleaner, LandingWriter, invalid_line, message_line, remove_stale_temp_files
 
 log = logging.getLogger("stream.bridge")

@@ -18,7 +18,7 @@ from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from edge.contract import outputs as topics
+from edge.contract import outputs
 from edge.contract.errors import BrokerError
 from edge.contract.mqtt import ERR_NO_CONN, SUCCESS, MqttClient
 from stream.alerts import SilenceRule, WindowRules
@@ -65,17 +65,17 @@ def row_to_record(r: dict, high_sigma_threshold: float) -> str:
             fields["device"] = r["device"]
         else:
             fields["devices"] = int(r["devices"])
-        return tag(DEST_RECORDS, topics.build(out, **fields))
+        return tag(DEST_RECORDS, outputs.build(out, **fields))
     if out == "health":
         frames = int(r["frames"])
         span = max(1e-9, win["window_end"] - win["window_start"])
-        return tag(DEST_RECORDS, topics.build(
+        return tag(DEST_RECORDS, outputs.build(
             "health", device=r["device"], **win, last_seen=float(r["last_seen"]), frames=frames,
             frame_rate=frames / span, fps=None if r["fps"] is None else float(r["fps"]),
             dropped=None if r["dropped"] is None else int(r["dropped"]),
             outbox_depth=None if r["outbox_depth"] is None else int(r["outbox_depth"]), state=r["state"]))
     if out == "stats":
-        return tag(DEST_RECORDS, topics.build("stats", **win, dead_letters=int(r["dead_letters"]),
+        return tag(DEST_RECORDS, outputs.build("stats", **win, dead_letters=int(r["dead_letters"]),
                                               late=int(r["late"]), reasons=_reasons(r["reasons"])))
     if out == "reject":
         return tag(DEST_DEADLETTER, {k: r[k] for k in ("category", "recv_ts", "topic", "device", "reason",
@@ -98,7 +98,7 @@ class ToPayload(FlatMapFunction):
 
 def window_key(line: str) -> str:
     p = json.loads(untag(line)[1])
-    return f"{p.get('device') or topics.FLEET_DEVICE}/{p['label']}"
+    return f"{p.get('device') or outputs.FLEET_DEVICE}/{p['label']}"
 
 
 def is_class_window(line: str) -> bool:
@@ -220,7 +220,7 @@ class MqttPublish(MapFunction):
         dest, body = untag(value)
         if dest == DEST_RECORDS:
             payload = json.loads(body)
-            rc, _mid = self.client.publish(topics.topic_for(self.settings.topic_prefix, payload), body.encode(),
+            rc, _mid = self.client.publish(outputs.topic_for(self.settings.topic_prefix, payload), body.encode(),
                                            qos=1, retain=True)
             if rc not in (SUCCESS, ERR_NO_CONN):      # NO_CONN: queued for the reconnect
                 self.dropped += 1

@@ -11,11 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from stream import sql
 from edge.contract.mqtt import MqttSettings
+from stream import sql
 from stream.config import AlertRules, JobConfig
-from stream.functions import (DEST_ACTIVITY, DEST_CONSUMED, DEST_DEADLETTER, DEST_RECORDS, MqttPublish,
-                              SilenceAlerts, ToPayload, WindowAlerts, is_class_window, untag, window_key)
+from stream.functions import (
+    DEST_ACTIVITY,
+    DEST_CONSUMED,
+    DEST_DEADLETTER,
+    DEST_RECORDS,
+    MqttPublish,
+    SilenceAlerts,
+    ToPayload,
+    WindowAlerts,
+    is_class_window,
+    untag,
+    window_key,
+)
 
 SOURCE_TABLE = "landing"
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -36,17 +35,6 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise InputError(f"image {path} is corrupt or not an image OpenCV can decode; delete or replace it")
     return image
-
-
-def iter_images(paths, skip_unreadable: bool = False, on_skip=None) -> Iterator[tuple[Path, np.ndarray]]:
-    for path in paths:
-        try:
-            yield Path(path), read_image(path)
-        except InputError as exc:
-            if not skip_unreadable:
-                raise
-            if on_skip:
-                on_skip(path, exc)
 
 
 def class_folders(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:

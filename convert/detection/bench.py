@@ -9,11 +9,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from convert.detection.cli_args import run_data, size_arg
 from edge.contract.errors import UsageError
 
 
 def register_bench(subparsers) -> None:
-    from convert.detection.commands import _size
     p = subparsers.add_parser("bench-detector", help="Keras vs float32 vs int8 TFLite: mAP, latency, size side by side")
     p.add_argument("--run", required=True, help="run directory from train-detector")
     p.add_argument("--data", default=None, help="dataset (default: the run's training data); its val split is used")
@@ -29,7 +29,7 @@ def register_bench(subparsers) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--backbone", default="mobilenetv3_small")
-    p.add_argument("--input-size", type=_size, default=(256, 256))
+    p.add_argument("--input-size", type=size_arg, default=(256, 256))
     p.add_argument("--layout", choices=("2scale", "3scale"), default="2scale")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=None)
@@ -51,7 +51,6 @@ def _keras_predictor(det):
 
 
 def cmd_bench(args) -> int:
-    from convert.detection.commands import _run_data
     from convert.detection.datasets import load_dataset
     from convert.detection.evaluate import TFLitePredictor, evaluate
     from convert.detection.export import detector_metadata, export_detector, prepared_images
@@ -59,7 +58,7 @@ def cmd_bench(args) -> int:
     from convert.detection.train import load_trained, set_threads
 
     run = Path(args.run)
-    data = args.data or _run_data(run)
+    data = args.data or run_data(run)
     if data is None:
         raise UsageError("pass --data (the run does not record its dataset)")
     out = Path(args.out) if args.out else run / "bench"

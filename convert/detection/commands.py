@@ -11,24 +11,13 @@ experiment        Gaussian vs plain head at the same budget (the paper's claims)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 from pathlib import Path
 
+from convert.detection.cli_args import run_data, size_arg, write_run_data
 from edge.contract.errors import InputError, UsageError
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'256' or '256x320' (height x width)."""
-    try:
-        if "x" in text:
-            h, w = text.lower().split("x")
-            return int(h), int(w)
-        return int(text), int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: use N or HxW, e.g. 256 or 256x320") from None
 
 
 def _command_line() -> str:
@@ -40,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     p.add_argument("--val", type=int, default=300, help="validation images (default 300)")
-    p.add_argument("--size", type=_size, default=(256, 256), help="image size N or HxW (default 256)")
+    p.add_argument("--size", type=size_arg, default=(256, 256), help="image size N or HxW (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label-noise", type=float, default=0.0, help="box jitter std as a fraction of box size (train only)")
     p.add_argument("--max-objects", type=int, default=6)
@@ -49,7 +38,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("anchors", help="k-means anchors (1 - IoU distance) from a dataset's boxes")
     p.add_argument("--data", required=True, help="YOLO folder or COCO .json")
     p.add_argument("--split", default="train")
-    p.add_argument("--input-size", type=_size, default=(256, 256), help="model input N or HxW; boxes are letterboxed to it")
+    p.add_argument("--input-size", type=size_arg, default=(256, 256), help="model input N or HxW; boxes are letterboxed to it")
     p.add_argument("-k", type=int, default=9, help="number of anchors (9 for three scales, 6 for two)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_anchors)
@@ -59,7 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, history)")
     p.add_argument("--backbone", default="mobilenetv3_small", help="darknet53, darknet_small or a registry name (mobilenetv3_small, mixnet_s, ...)")
     p.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
-    p.add_argument("--input-size", type=_size, default=(256, 256))
+    p.add_argument("--input-size", type=size_arg, default=(256, 256))
     p.add_argument("--head", choices=("gaussian", "plain"), default="gaussian")
     p.add_argument("--layout", choices=("2scale", "3scale"), default="2scale")
     p.add_argument("--neck-channels", type=int, default=96)
@@ -102,7 +91,7 @@ def register(subparsers) -> None:
     p.add_argument("--cfg", required=True)
     p.add_argument("--weights", default=None, help="darknet .weights (omit to check the cfg only)")
     p.add_argument("--names", default=None, help="class names file, one a line")
-    p.add_argument("--input-size", type=_size, default=None, help="override the cfg's input size")
+    p.add_argument("--input-size", type=size_arg, default=None, help="override the cfg's input size")
     p.add_argument("--output", default=None, help="export to this .tflite")
     p.add_argument("--quantization", choices=("int8", "float32", "float16", "dynamic"), default="int8")
     p.add_argument("--calib-data", default=None, help="images for int8 calibration (YOLO folder)")
@@ -171,15 +160,10 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(_command_line() + "\n")
-    (out / "data.txt").write_text(str(Path(args.data).resolve()) + "\n")
+    write_run_data(out, args.data)
     train(cfg, tcfg, ds, out, resume=args.resume, progress=not args.no_progress)
     print(f"trained: {out / 'final.weights.h5'}")
     return 0
-
-
-def _run_data(run: Path) -> str | None:
-    p = run / "data.txt"
-    return p.read_text().strip() if p.is_file() else None
 
 
 def cmd_export(args) -> int:
@@ -190,7 +174,7 @@ def cmd_export(args) -> int:
     run = Path(args.run)
     det = load_trained(run)
     cfg = det.config
-    calib_src = args.calib_data or _run_data(run)
+    calib_src = args.calib_data or run_data(run)
     calib = held = None
     if args.quantization == "int8" or args.heldout_images:
         if calib_src is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -71,8 +70,3 @@ def export_detector(model, out_path: str | Path, *, metadata: dict, quantization
         raise InputError("int8 export needs calibration images: pass --calib-data (a dataset folder)")
     return export_tflite(model, Path(out_path), quantization=quantization, io_dtype=io_dtype,
                          calibration=calibration, heldout=heldout, metadata=metadata, edgetpu=edgetpu)
-
-
-def iter_batches(images: list[np.ndarray]) -> Iterator[np.ndarray]:
-    for img in images:
-        yield img

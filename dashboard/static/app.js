@@ -340,6 +340,13 @@ function renderInvalid() {
 
 // ---------------------------------------------------------------- connection
 function connect() {
+  if (new URLSearchParams(location.search).has("snapshot")) {   // a still picture (sigmawatch-demo --screenshot)
+    fetch("/api/state").then((r) => r.json()).then((snap) => {
+      onEvent(snap);
+      $("#stream").className = "pill on"; $("#stream").textContent = "page: snapshot";
+    });
+    return;
+  }
   const es = new EventSource("/events");
   es.onopen = () => { $("#stream").className = "pill on"; $("#stream").textContent = "page: live"; };
   es.onerror = () => { $("#stream").className = "pill off"; $("#stream").textContent = "page: reconnecting"; };

@@ -189,7 +189,6 @@ class MqttClient:
         self.last_error: Optional[str] = None
         self.connects = 0
         self.session_present = False
-        self.bytes_published = 0
         v5 = settings.protocol == "5"
         c = _Paho(CallbackAPIVersion.VERSION2, client_id=client_id,
                   protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
@@ -365,8 +364,6 @@ class MqttClient:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> tuple[MQTTErrorCode, int]:
         """Hand a message to paho; returns (rc, mid). rc NO_CONN: paho queued it for the reconnect (QoS > 0)."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc in (SUCCESS, ERR_NO_CONN):
-            self.bytes_published += len(payload)
         return info.rc, info.mid
 
     def publish_and_wait(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,

@@ -7,7 +7,6 @@ the agent reads ``$CREDENTIALS_DIRECTORY/mqtt-password``.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from edge.contract.errors import SecretError
@@ -36,13 +35,6 @@ def read_secret_file(path: Path, what: str) -> str:
     if not value:
         raise SecretError(f"{what}: file {path} is empty")
     return value
-
-
-def is_world_readable(path: Path) -> bool:
-    try:
-        return bool(Path(path).stat().st_mode & stat.S_IROTH)
-    except OSError:
-        return False
 
 
 def resolve_password(password_file: Path | None, credential: str | None) -> str | None:

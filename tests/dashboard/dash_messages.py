@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from edge.contract import schema
-from edge.contract import outputs as topics
+from edge.contract import outputs
 
 PREFIX = "sigmawatch"
 MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}
@@ -38,30 +38,30 @@ def detections(device: str, seq: int, dets: list[dict], ts: float | None = None,
 
 
 def aggregate(device: str, label: str, class_id: int, start: float, count: int, sigma_mean: float):
-    body = topics.build("aggregate", device=device, class_id=class_id, label=label, window_start=start,
+    body = outputs.build("aggregate", device=device, class_id=class_id, label=label, window_start=start,
                         window_end=start + 5.0, detections=count, frames=count, score_mean=0.8,
                         sigma_mean=sigma_mean, sigma_max=sigma_mean * 1.5, high_sigma_share=0.25,
                         high_sigma_threshold=0.15)
-    return topics.topic_for(PREFIX, body), topics.encode(body)
+    return outputs.topic_for(PREFIX, body), outputs.encode(body)
 
 
 def alert(device: str, label: str, state: str = "firing", message: str = "too many squares"):
-    body = topics.build("alert", rule="square-count", kind="class_count", severity="warning", state=state,
+    body = outputs.build("alert", rule="square-count", kind="class_count", severity="warning", state=state,
                         device=device, label=label, since=time.time() - 3, ts=time.time(), value=12.0,
                         threshold=10.0, message=message)
-    return topics.topic_for(PREFIX, body), topics.encode(body)
+    return outputs.topic_for(PREFIX, body), outputs.encode(body)
 
 
 def health(device: str, start: float, frames: int, state: str = "online"):
     fields = dict(device=device, window_start=start, window_end=start + 5.0, last_seen=start + 4.9, frames=frames,
                   frame_rate=frames / 5.0, fps=frames / 5.0, dropped=0, outbox_depth=0, state=state)
-    if "messages" in topics.SPECS["health"]:  # older contract version
+    if "messages" in outputs.SPECS["health"]:  # older contract version
         fields["messages"] = frames
-    body = topics.build("health", **fields)
-    return topics.topic_for(PREFIX, body), topics.encode(body)
+    body = outputs.build("health", **fields)
+    return outputs.topic_for(PREFIX, body), outputs.encode(body)
 
 
 def stats(start: float, dead_letters: int, late: int):
-    body = topics.build("stats", window_start=start, window_end=start + 10.0, dead_letters=dead_letters, late=late,
+    body = outputs.build("stats", window_start=start, window_end=start + 10.0, dead_letters=dead_letters, late=late,
                         reasons={"late: capture time behind the watermark": late} if late else {})
-    return topics.topic_for(PREFIX, body), topics.encode(body)
+    return outputs.topic_for(PREFIX, body), outputs.encode(body)

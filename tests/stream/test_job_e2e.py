@@ -15,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from edge.contract import outputs as topics
+from edge.contract import outputs
 from tests.support.generate import Scenario, flush_event, generate, health_recount, metrics_msg, recount, Event
 from tests.support.publisher import Collector, Publisher
 from edge.contract import schema
@@ -43,7 +43,7 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
                        stats_interval_s=1.0, alerts_file=str(tmp_path / "alerts.yaml"),
                        window={"size_s": WINDOW})
     out, chk = tmp_path / "out", tmp_path / "chk"
-    collector = Collector(broker.host, broker.port, topics.subscriptions("sigmawatch"))
+    collector = Collector(broker.host, broker.port, outputs.subscriptions("sigmawatch"))
     b1 = procs(bridge_args(cfg, "--client-id", "b1"), tmp_path / "b1.log")
     procs(bridge_args(cfg, "--client-id", "b2"), tmp_path / "b2.log")
     job = procs(job_args(cfg), tmp_path / "job1.log")
@@ -131,7 +131,7 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
         msgs = {p["id"]: p for t, p, _, _ in collector.snapshot() if p and p.get("type") in ("aggregate", "fleet")}
         return msgs if set(expected) <= set(msgs) else None
     mq = wait_for(mqtt_windows, 30, what="aggregates on MQTT")
-    assert all(topics.encode(mq[r["id"]]) == topics.encode(r) for r in windows)
+    assert all(outputs.encode(mq[r["id"]]) == outputs.encode(r) for r in windows)
     collector.close()
     late_sub = Collector(broker.host, broker.port, ["sigmawatch/agg/device/cam-0/#"])
     retained = wait_for(lambda: [m for m in late_sub.snapshot() if m[3]], 10, what="retained aggregates")
