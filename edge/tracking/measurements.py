@@ -1,0 +1,57 @@
+"""Detections -> the arrays the tracker works on: measurement z = (cx, cy, w, h) and its noise variances r.
+
+The noise is where the Gaussian head pays off: a detection's ``box_sigma`` (std of cx, cy, w, h in frame units,
+see ``edge.decode``) is the measurement std the Kalman filter needs, so a blurred or half-hidden object moves its
+track less and widens its gate. A model without sigma (plain head), or ``noise: constant``, gets a constant
+fraction of the box size instead, as trackers without a Gaussian head do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from edge.decode import Detection
+from edge.tracking.config import TrackerConfig
+
+
+@dataclass
+class Measurements:
+    z: np.ndarray            # (M, 4) cx, cy, w, h
+    r: np.ndarray            # (M, 4) variances
+    boxes: np.ndarray        # (M, 4) x1, y1, x2, y2 as detected
+    score: np.ndarray        # (M,)
+    class_id: np.ndarray     # (M,) int
+    sigma_mean: np.ndarray   # (M,) the model's mean sigma, NaN without one
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    def take(self, index: np.ndarray) -> "Measurements":
+        return Measurements(self.z[index], self.r[index], self.boxes[index], self.score[index],
+                            self.class_id[index], self.sigma_mean[index])
+
+
+def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Measurements:
+    m = len(detections)
+    boxes = np.array([d.box for d in detections], np.float64).reshape(m, 4)
+    z = np.empty((m, 4))
+    z[:, :2] = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    z[:, 2:] = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
+    r = constant_variances(z, cfg.constant_noise)
+    if cfg.noise == "sigma":
+        has = np.array([d.box_sigma is not None for d in detections], bool)
+        if has.any():
+            sig = np.array([d.box_sigma for d in detections if d.box_sigma is not None], np.float64)
+            r[has] = np.square(np.maximum(sig * cfg.sigma_scale, cfg.sigma_floor))
+    score = np.array([d.score for d in detections], np.float64)
+    class_id = np.array([d.class_id for d in detections], np.int64)
+    sigma_mean = np.array([np.nan if d.sigma_mean is None else d.sigma_mean for d in detections], np.float64)
+    return Measurements(z, r, boxes, score, class_id, sigma_mean)
+
+
+def constant_variances(z: np.ndarray, fraction: float) -> np.ndarray:
+    """Variances of (cx, cy, w, h) when the std is ``fraction`` of the box width (x, w) or height (y, h)."""
+    wh = z[:, 2:4]
+    return np.square(fraction * np.concatenate([wh, wh], axis=1))
