@@ -5,7 +5,7 @@ sizes per second squared, so one setting fits small and large objects; ages coun
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -13,6 +13,7 @@ from edge.config import Zone
 from edge.zones import out_of_range, segment_problem
 
 Anchor = Literal["center", "bottom"]
+Fraction = Annotated[float, Field(gt=0, le=2)]
 
 
 class Strict(BaseModel):
@@ -22,19 +23,25 @@ class Strict(BaseModel):
 class TrackerConfig(Strict):
     association: Literal["mahalanobis", "iou"] = Field(
         "mahalanobis", description="track-detection cost: squared Mahalanobis distance under the innovation "
-                                   "covariance (gated by 'gate'), or 1 - IoU of the predicted box (gated by 'min_iou')")
+                                   "covariance S plus ln(det S / det R) (the Gaussian's negative log-likelihood, so "
+                                   "a track that is unsure where it is does not take a detection a sure one fits "
+                                   "as well), gated by 'gate'; or 1 - IoU of the predicted box, gated by 'min_iou'")
     noise: Literal["sigma", "constant"] = Field(
         "sigma", description="measurement noise: the model's predicted box sigma ('sigma'; detections without one "
                              "fall back to 'constant_noise'), or always 'constant_noise'")
     sigma_scale: float = Field(1.0, gt=0, le=100, description="multiplies the model's box sigma (calibration)")
     sigma_floor: float = Field(0.002, ge=0, le=0.5, description="smallest measurement std, frame units")
-    constant_noise: float = Field(0.05, gt=0, le=2, description="measurement std as a fraction of the box "
-                                                                "width (x, w) or height (y, h)")
+    constant_noise: tuple[Fraction, Fraction] = Field(
+        (0.05, 0.05), description="measurement std of (centre, size) as a fraction of the box width (for x and w) "
+                                  "or height (y and h), used without the model's sigma")
     accel: float = Field(1.0, gt=0, le=100, description="process noise: std of the centre's acceleration, "
                                                        "box sizes per s^2")
     size_accel: float = Field(0.5, gt=0, le=100, description="process noise: std of the size's acceleration, "
                                                             "box sizes per s^2")
-    init_velocity: float = Field(1.0, gt=0, le=100, description="std of a new track's unknown velocity, box sizes per s")
+    init_velocity: float = Field(3.0, gt=0, le=100, description="std of a new track's unknown centre velocity, "
+                                                                 "box sizes per s")
+    init_size_velocity: float = Field(0.5, gt=0, le=100, description="std of a new track's unknown rate of size "
+                                                                     "change, box sizes per s")
     gate: float = Field(13.28, gt=0, description="largest squared Mahalanobis distance accepted (chi-square, 4 "
                                                 "degrees of freedom: 9.49 = 95 %, 13.28 = 99 %)")
     min_iou: float = Field(0.2, gt=0, lt=1, description="smallest IoU accepted by the 'iou' association")
@@ -45,7 +52,12 @@ class TrackerConfig(Strict):
     confirm_hits: int = Field(3, ge=1, le=100, description="consecutive matched frames before a track is confirmed "
                                                           "(and reported)")
     max_missed: int = Field(30, ge=0, le=10_000, description="frames a confirmed track survives without a match")
-    class_aware: bool = Field(True, description="a track only takes detections of its own class")
+    class_aware: bool = Field(False, description="a track only takes detections of its own class; false: any "
+                                                "class, the track's label is the score-weighted vote of its detections "
+                                                "(a detector that flips classes does not break tracks)")
+    duplicate_iou: Optional[float] = Field(0.7, gt=0, le=1, description="detections of different classes overlapping "
+                                                                        "more than this are one object: the lower "
+                                                                        "score is not tracked (None = keep all)")
     max_tracks: int = Field(256, ge=1, le=10_000, description="tracks kept at most (new ones are refused beyond)")
     dt_default: float = Field(0.1, gt=0, le=60, description="step in seconds when timestamps do not advance")
 

@@ -55,6 +55,12 @@ def mahalanobis(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> n
     return (y * y / s).sum(-1)
 
 
+def log_det_ratio(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """ln(det S_ij / det R_j) (N, M): how much less sure the innovation is than the measurement alone; 0 for a
+    track whose position is known exactly, growing with the track's own uncertainty."""
+    return np.log1p(p[:, None, PP, :] / r[None, :, :]).sum(-1)
+
+
 def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Measurement update of N tracks with their N matched measurements ``z`` (N, 4), variances ``r`` (N, 4)."""
     pp, pv, vv = p[:, PP], p[:, PV], p[:, VV]

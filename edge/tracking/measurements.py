@@ -51,7 +51,8 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
     return Measurements(z, r, boxes, score, class_id, sigma_mean)
 
 
-def constant_variances(z: np.ndarray, fraction: float) -> np.ndarray:
-    """Variances of (cx, cy, w, h) when the std is ``fraction`` of the box width (x, w) or height (y, h)."""
+def constant_variances(z: np.ndarray, fraction: tuple[float, float]) -> np.ndarray:
+    """Variances of (cx, cy, w, h) when the std is a fixed fraction (centre, size) of the box width (x, w) or
+    height (y, h)."""
     wh = z[:, 2:4]
-    return np.square(fraction * np.concatenate([wh, wh], axis=1))
+    return np.square(np.concatenate([fraction[0] * wh, fraction[1] * wh], axis=1))

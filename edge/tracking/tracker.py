@@ -12,8 +12,13 @@ One ``Tracker`` per camera; ``update(detections, ts)`` once per processed frame,
    miss; a confirmed track missed ``max_missed`` frames in a row, or lost with its predicted centre outside the
    frame, ends; an unmatched detection from ``new_track_score`` starts a tentative track.
 
-Cost of a pair: squared Mahalanobis distance under S = H P H^T + R (R from the detection's sigma), or 1 - IoU of
-the predicted box; gated, then solved exactly (``edge.tracking.assignment``). Only confirmed tracks are reported.
+Cost of a pair: the squared Mahalanobis distance d^2 under S = H P H^T + R (R from the detection's sigma) plus
+ln(det S / det R), i.e. the Gaussian negative log-likelihood up to a constant; or 1 - IoU of the predicted box.
+The gate (d^2 < ``gate``, or IoU >= ``min_iou``) decides which pairs may match; among those the solver
+(``edge.tracking.assignment``) takes as many pairs as it can, then the cheapest. Without the ln det term a track
+lost for a while, whose S has grown, would take detections from tracks that know where they are; as a limit
+instead of a ranking it would keep a long-hidden object from ever being found again. Detections of two classes on one
+object (class-aware NMS keeps both) count once. Only confirmed tracks are reported.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from edge.decode import Detection, box_iou
+from edge.decode import Detection, box_iou, nms
 from edge.tracking import kalman
 from edge.tracking.assignment import assign
 from edge.tracking.config import TrackerConfig
@@ -95,6 +100,7 @@ class Tracker:
         for d in detections:
             self.labels.setdefault(d.class_id, d.label)
         meas = from_detections(detections, cfg)
+        twin = duplicates(meas, cfg.duplicate_iou) if cfg.duplicate_iou is not None else None
         dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
         self.last_ts = ts
         if self.tracks:
@@ -102,8 +108,9 @@ class Tracker:
         n, m = len(self.tracks), len(meas)
         det_of = np.full(n, -1, np.int64)
         states = [t.state for t in self.tracks]
-        high = np.nonzero(meas.score >= cfg.high_score)[0]
-        low = np.nonzero((meas.score >= cfg.low_score) & (meas.score < cfg.high_score))[0]
+        usable = meas.score >= cfg.low_score if twin is None else (meas.score >= cfg.low_score) & (twin < 0)
+        high = np.nonzero(usable & (meas.score >= cfg.high_score))[0]
+        low = np.nonzero(usable & (meas.score < cfg.high_score))[0]
         confirmed = np.array([i for i, s in enumerate(states) if s != TENTATIVE], np.int64)
         tentative = np.array([i for i, s in enumerate(states) if s == TENTATIVE], np.int64)
         taken = np.zeros(m, bool)
@@ -117,7 +124,10 @@ class Tracker:
             self.x[matched], self.p[matched] = kalman.update(self.x[matched], self.p[matched], meas.z[d], meas.r[d])
         det_tracks: list[Optional[int]] = [None] * m
         ended = self._lifecycle(det_of, meas, ts, det_tracks)
-        self._births(meas, taken, ts, det_tracks)
+        self._births(meas, taken | ~usable, ts, det_tracks)
+        if twin is not None:
+            for d in np.nonzero(twin >= 0)[0]:
+                det_tracks[d] = det_tracks[twin[d]]
         views = self._views([i for i, t in enumerate(self.tracks) if t.state != TENTATIVE])
         return FrameTracks(ts, views, det_tracks, ended)
 
@@ -134,9 +144,11 @@ class Tracker:
     def _cost(self, rows: np.ndarray, cols: np.ndarray, meas: Measurements) -> tuple[np.ndarray, float]:
         cfg = self.cfg
         if cfg.association == "mahalanobis":
-            cost = kalman.mahalanobis(self.x[rows], self.p[rows], meas.z[cols], meas.r[cols])
-            cost[cost >= cfg.gate] = np.inf
-            limit = cfg.gate
+            p, r = self.p[rows], meas.r[cols]
+            d2 = kalman.mahalanobis(self.x[rows], p, meas.z[cols], r)
+            cost = d2 + kalman.log_det_ratio(p, r)
+            cost[d2 >= cfg.gate] = np.inf
+            limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
         else:
             cost = 1.0 - box_iou(_xyxy(self.x[rows, :4]), meas.boxes[cols]).astype(np.float64)
             limit = 1.0 - cfg.min_iou
@@ -205,7 +217,7 @@ class Tracker:
         new = new[np.argsort(-meas.score[new], kind="stable")][:room]
         z, r = meas.z[new], meas.r[new]
         wh = z[:, 2:4]
-        x, p = kalman.initiate(z, r, cfg.init_velocity * np.concatenate([wh, wh], 1))
+        x, p = kalman.initiate(z, r, np.concatenate([cfg.init_velocity * wh, cfg.init_size_velocity * wh], 1))
         self.x = np.concatenate([self.x, x])
         self.p = np.concatenate([self.p, p])
         state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
@@ -241,6 +253,23 @@ class Tracker:
                 sigma_mean=t.sigma_sum / t.sigma_n if t.sigma_n else None, hits=t.hits, missed=t.missed,
                 start_ts=t.start_ts, last_seen_ts=t.last_seen_ts))
         return views
+
+
+def duplicates(meas: Measurements, iou: float) -> np.ndarray:
+    """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (it is the
+    same object, seen twice under two classes), or -1."""
+    twin = np.full(len(meas), -1, np.int64)
+    if len(meas) < 2:
+        return twin
+    overlap = box_iou(meas.boxes, meas.boxes)
+    np.fill_diagonal(overlap, 0.0)
+    if not (overlap > iou).any():
+        return twin
+    for d in nms(meas.boxes, meas.score, iou):           # kept ones, best first
+        hit = (overlap[d] > iou) & (twin < 0) & (meas.score <= meas.score[d])
+        hit[d] = False
+        twin[hit] = d
+    return twin
 
 
 def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
