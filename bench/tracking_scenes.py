@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.detection.synthetic import CLASSES, SynthObject, _vivid_color, object_box, render_frame, shape_polygon
+from convert.detection.synthetic import (CLASSES, SynthObject, object_box, render_background, render_frame,
+                                         shape_polygon)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class SceneGenerator:
         self.spec = spec
         self.rng = np.random.default_rng(spec.seed)
         self.background_seed = int(self.rng.integers(0, 2**31 - 1))
+        # the same background and sensor noise in every frame, computed once (render_frame's own noise is static too)
+        self.background = render_background(spec.width, spec.height, self.background_seed, noise=0.0)
+        self.noise = np.random.default_rng(self.background_seed + 7919).normal(0, 6.0, self.background.shape)
         w, h = spec.width, spec.height
         self.occluders = []
         for i in range(spec.occluders):
@@ -125,8 +129,9 @@ class SceneGenerator:
                 self._step()
             objs = [a.obj for a in self.actors]
             rendered = render_frame(s.width, s.height, objs, background_seed=self.background_seed,
-                                    occluders=self.occluders, bgr=True)
-            yield rendered.image, self._truth()
+                                    occluders=self.occluders, noise=0.0, background=self.background)
+            image = np.clip(rendered.image + self.noise, 0, 255).astype(np.uint8)[:, :, ::-1]
+            yield np.ascontiguousarray(image), self._truth()
 
     def _truth(self) -> Truth:
         s = self.spec
@@ -143,6 +148,11 @@ class SceneGenerator:
         return Truth(ids=np.array([a.gid for a in self.actors], np.int64),
                      class_ids=np.array([a.obj.class_id for a in self.actors], np.int64),
                      boxes=boxes, visible=counts / np.maximum(full, 1.0))
+
+
+def _vivid_color(rng: np.random.Generator) -> tuple[int, int, int]:
+    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256), rng.integers(120, 256)]]])
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
 def _fill(img: np.ndarray, obj: SynthObject, value: int) -> None:
