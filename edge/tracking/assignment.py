@@ -24,114 +24,110 @@ def assign(cost: np.ndarray, limit: float = np.inf) -> tuple[np.ndarray, np.ndar
     cost = np.asarray(cost, np.float64)
     if cost.ndim != 2:
         raise ValueError(f"cost must be a 2-D matrix, got shape {cost.shape}")
-    n, m = cost.shape
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if n == 0 or m == 0:
+    if cost.size == 0:
         return empty
-    allowed = np.isfinite(cost) & (cost < limit)
-    if not allowed.any():
+    pair_r, pair_c = np.nonzero(np.isfinite(cost) & (cost < limit))
+    if pair_r.size == 0:
         return empty
-    row_deg = allowed.sum(1)
-    col_deg = allowed.sum(0)
-    rows_out: list[int] = []
-    cols_out: list[int] = []
-    # one-to-one pairs: the row's only column, and that column's only row
-    single = np.nonzero(row_deg == 1)[0]
-    if single.size:
-        their_col = np.argmax(allowed[single], axis=1)
-        lone = col_deg[their_col] == 1
-        rows_out.extend(single[lone].tolist())
-        cols_out.extend(their_col[lone].tolist())
-        done_r = np.zeros(n, bool)
-        done_r[single[lone]] = True
-    else:
-        done_r = np.zeros(n, bool)
-    rest = np.nonzero((row_deg > 0) & ~done_r)[0]
-    for comp_rows, comp_cols in _components(allowed, rest):
-        sub = cost[np.ix_(comp_rows, comp_cols)]
-        r, c = _solve_dense(sub, allowed[np.ix_(comp_rows, comp_cols)], limit)
-        rows_out.extend(comp_rows[r].tolist())
-        cols_out.extend(comp_cols[c].tolist())
-    rows = np.asarray(rows_out, np.int64)
-    cols = np.asarray(cols_out, np.int64)
-    order = np.argsort(rows, kind="stable")
-    return rows[order], cols[order]
+    values = cost.tolist()
+    pairs: list[tuple[int, int]] = []
+    for rows, cols in _components(pair_r.tolist(), pair_c.tolist()):
+        if len(rows) == 1 and len(cols) == 1:
+            pairs.append((rows[0], cols[0]))
+        else:
+            pairs.extend(_solve_component(values, rows, cols, limit))
+    pairs.sort()
+    return np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
 
 
-def _components(allowed: np.ndarray, rows: np.ndarray):
-    """Connected components (row indices, column indices) of the allowed pairs, over the given rows."""
-    todo = set(rows.tolist())
+def _components(pair_r: list[int], pair_c: list[int]):
+    """Connected components (sorted row indices, sorted column indices) of the allowed pairs."""
+    cols_of: dict[int, list[int]] = {}
+    rows_of: dict[int, list[int]] = {}
+    for r, c in zip(pair_r, pair_c):
+        cols_of.setdefault(r, []).append(c)
+        rows_of.setdefault(c, []).append(r)
+    todo = set(cols_of)
     while todo:
         start = todo.pop()
         comp_r, comp_c = {start}, set()
-        frontier = [start]
-        while frontier:
-            cols = set(np.nonzero(allowed[frontier].any(0))[0].tolist()) - comp_c
-            comp_c |= cols
-            if not cols:
-                break
-            new_rows = set(np.nonzero(allowed[:, sorted(cols)].any(1))[0].tolist()) - comp_r
-            comp_r |= new_rows
-            todo -= new_rows
-            frontier = sorted(new_rows)
-        yield np.asarray(sorted(comp_r), np.int64), np.asarray(sorted(comp_c), np.int64)
+        stack = [start]
+        while stack:
+            for c in cols_of[stack.pop()]:
+                if c not in comp_c:
+                    comp_c.add(c)
+                    for r in rows_of[c]:
+                        if r not in comp_r:
+                            comp_r.add(r)
+                            todo.discard(r)
+                            stack.append(r)
+        yield sorted(comp_r), sorted(comp_c)
 
 
-def _solve_dense(cost: np.ndarray, allowed: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+def _solve_component(values: list[list[float]], rows: list[int], cols: list[int], limit: float) -> list[tuple[int, int]]:
     """One component. Forbidden pairs get the cap: with a finite limit the cap is the limit itself (a pair at the
     limit is as good as leaving its row and column unmatched, limit/2 each); with an infinite limit the cap
     exceeds anything the allowed pairs could save, so the most pairs win, then the cheapest."""
-    finite = cost[allowed]
-    if np.isfinite(limit):
+    sub = [[values[r][c] for c in cols] for r in rows]
+    ok = [[v < limit and v == v and v != float("inf") for v in row] for row in sub]   # finite and below the limit
+    if limit != float("inf"):
         cap = float(limit)
     else:
-        span = float(finite.max() - finite.min()) if finite.size else 0.0
-        cap = float(finite.max()) + (span + 1.0) * (min(cost.shape) + 1)
-    a = np.where(allowed, cost, cap)
-    transposed = a.shape[0] > a.shape[1]
-    if transposed:
-        a = a.T
-    r, c = hungarian(a)
-    if transposed:
-        r, c = c, r
-    keep = allowed[r, c]
-    r, c = r[keep], c[keep]
-    order = np.argsort(r, kind="stable")
-    return r[order], c[order]
+        finite = [v for row, oks in zip(sub, ok) for v, good in zip(row, oks) if good]
+        cap = max(finite) + (max(finite) - min(finite) + 1.0) * (min(len(rows), len(cols)) + 1)
+    a = [[v if good else cap for v, good in zip(row, oks)] for row, oks in zip(sub, ok)]
+    if len(rows) <= len(cols):
+        chosen = _hungarian(a)
+    else:
+        chosen = [(i, j) for j, i in _hungarian([list(col) for col in zip(*a)])]
+    return [(rows[i], cols[j]) for i, j in chosen if ok[i][j]]
 
 
 def hungarian(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost assignment of every row of ``a`` (n x m, n <= m, all finite) to a distinct column.
+    """Minimum-cost assignment of every row of ``a`` (n x m, n <= m, all finite) to a distinct column:
+    (rows, cols) index arrays, rows ascending."""
+    a = np.asarray(a, np.float64)
+    if a.shape[0] > a.shape[1]:
+        raise ValueError(f"hungarian needs rows <= columns, got {a.shape[0]} x {a.shape[1]}")
+    pairs = _hungarian(a.tolist())
+    return np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
 
-    Shortest augmenting paths with row/column potentials u, v (reduced costs a[i, j] - u[i] - v[j] >= 0 on
-    every column; zero on the chosen pairs). Column 0 is a virtual column that starts every search."""
-    n, m = a.shape
-    if n > m:
-        raise ValueError(f"hungarian needs rows <= columns, got {n} x {m}")
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    owner = np.zeros(m + 1, np.int64)       # owner[j] = row (1-based) assigned to column j, 0 = free
-    way = np.zeros(m + 1, np.int64)
+
+def _hungarian(a: list[list[float]]) -> list[tuple[int, int]]:
+    """Shortest augmenting paths with row/column potentials u, v (reduced costs a[i][j] - u[i] - v[j] >= 0 on
+    every column; zero on the chosen pairs); column 0 is a virtual column that starts every search. Plain Python
+    on lists: for the component sizes tracking meets (a few rows) it is several times faster than numpy calls.
+    Returns (row, col) pairs sorted by row; needs rows <= columns."""
+    n, m = len(a), len(a[0])
+    inf = float("inf")
+    u = [0.0] * (n + 1)
+    v = [0.0] * (m + 1)
+    owner = [0] * (m + 1)          # owner[j] = row (1-based) assigned to column j, 0 = free
+    way = [0] * (m + 1)
     for i in range(1, n + 1):
         owner[0] = i
         j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, bool)
+        minv = [inf] * (m + 1)
+        used = [False] * (m + 1)
         while True:
             used[j0] = True
             i0 = owner[j0]
-            free = ~used
-            free[0] = False
-            reduced = a[i0 - 1] - u[i0] - v[1:]
-            better = free[1:] & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            candidates = np.where(free, minv, np.inf)
-            j1 = int(np.argmin(candidates))
-            delta = candidates[j1]
-            u[owner[used]] += delta
-            v[used] -= delta
-            minv[free] -= delta
+            row, ui0 = a[i0 - 1], u[i0]
+            delta, j1 = inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    reduced = row[j - 1] - ui0 - v[j]
+                    if reduced < minv[j]:
+                        minv[j], way[j] = reduced, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
             j0 = j1
             if owner[j0] == 0:
                 break
@@ -139,7 +135,4 @@ def hungarian(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             j1 = way[j0]
             owner[j0] = owner[j1]
             j0 = j1
-    cols = np.nonzero(owner[1:])[0]
-    rows = owner[1:][cols] - 1
-    order = np.argsort(rows)
-    return rows[order], cols[order]
+    return sorted((owner[j] - 1, j - 1) for j in range(1, m + 1) if owner[j])

@@ -47,18 +47,16 @@ def predict(x: np.ndarray, p: np.ndarray, dt: float, accel_std: np.ndarray) -> t
     return x_new, p_new
 
 
-def mahalanobis(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> np.ndarray:
+def mahalanobis(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray, with_log_det: bool = False):
     """Squared Mahalanobis distance (N, M) between every track and every measurement under the innovation
-    covariance S_ij = H P_i H^T + R_j (diagonal here)."""
+    covariance S_ij = H P_i H^T + R_j (diagonal here). With ``with_log_det`` also ln(det S_ij / det R_j) (N, M):
+    how much less sure the innovation is than the measurement alone (0 for a track that knows where it is)."""
     s = p[:, None, PP, :] + r[None, :, :]
     y = z[None, :, :] - x[:, None, :DIM]
-    return (y * y / s).sum(-1)
-
-
-def log_det_ratio(p: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """ln(det S_ij / det R_j) (N, M): how much less sure the innovation is than the measurement alone; 0 for a
-    track whose position is known exactly, growing with the track's own uncertainty."""
-    return np.log1p(p[:, None, PP, :] / r[None, :, :]).sum(-1)
+    d2 = (y * y / s).sum(-1)
+    if not with_log_det:
+        return d2
+    return d2, np.log(s / r[None, :, :]).sum(-1)
 
 
 def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

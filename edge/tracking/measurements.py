@@ -35,20 +35,22 @@ class Measurements:
 
 def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Measurements:
     m = len(detections)
-    boxes = np.array([d.box for d in detections], np.float64).reshape(m, 4)
+    flat: list[float] = []
+    for d in detections:
+        flat.extend(d.box)
+        flat.extend((d.score, d.class_id, np.nan if d.sigma_mean is None else d.sigma_mean))
+    table = np.array(flat, np.float64).reshape(m, 7)
+    boxes = table[:, :4]
     z = np.empty((m, 4))
     z[:, :2] = (boxes[:, :2] + boxes[:, 2:]) / 2.0
     z[:, 2:] = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
     r = constant_variances(z, cfg.constant_noise)
     if cfg.noise == "sigma":
-        has = np.array([d.box_sigma is not None for d in detections], bool)
-        if has.any():
-            sig = np.array([d.box_sigma for d in detections if d.box_sigma is not None], np.float64)
+        has = [i for i, d in enumerate(detections) if d.box_sigma is not None]
+        if has:
+            sig = np.array([detections[i].box_sigma for i in has], np.float64)
             r[has] = np.square(np.maximum(sig * cfg.sigma_scale, cfg.sigma_floor))
-    score = np.array([d.score for d in detections], np.float64)
-    class_id = np.array([d.class_id for d in detections], np.int64)
-    sigma_mean = np.array([np.nan if d.sigma_mean is None else d.sigma_mean for d in detections], np.float64)
-    return Measurements(z, r, boxes, score, class_id, sigma_mean)
+    return Measurements(z, r, boxes, table[:, 4], table[:, 5].astype(np.int64), table[:, 6])
 
 
 def constant_variances(z: np.ndarray, fraction: tuple[float, float]) -> np.ndarray:

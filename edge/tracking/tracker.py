@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from edge.decode import Detection, box_iou, nms
+from edge.decode import Detection
 from edge.tracking import kalman
 from edge.tracking.assignment import assign
 from edge.tracking.config import TrackerConfig
@@ -144,13 +144,12 @@ class Tracker:
     def _cost(self, rows: np.ndarray, cols: np.ndarray, meas: Measurements) -> tuple[np.ndarray, float]:
         cfg = self.cfg
         if cfg.association == "mahalanobis":
-            p, r = self.p[rows], meas.r[cols]
-            d2 = kalman.mahalanobis(self.x[rows], p, meas.z[cols], r)
-            cost = d2 + kalman.log_det_ratio(p, r)
+            d2, log_det = kalman.mahalanobis(self.x[rows], self.p[rows], meas.z[cols], meas.r[cols], with_log_det=True)
+            cost = d2 + log_det
             cost[d2 >= cfg.gate] = np.inf
             limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
         else:
-            cost = 1.0 - box_iou(_xyxy(self.x[rows, :4]), meas.boxes[cols]).astype(np.float64)
+            cost = 1.0 - iou_matrix(_xyxy(self.x[rows, :4]), meas.boxes[cols])
             limit = 1.0 - cfg.min_iou
             cost[cost >= limit] = np.inf
         if cfg.class_aware:
@@ -256,20 +255,31 @@ class Tracker:
 
 
 def duplicates(meas: Measurements, iou: float) -> np.ndarray:
-    """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (it is the
-    same object, seen twice under two classes), or -1."""
+    """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
+    object seen twice, under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS."""
     twin = np.full(len(meas), -1, np.int64)
     if len(meas) < 2:
         return twin
-    overlap = box_iou(meas.boxes, meas.boxes)
-    np.fill_diagonal(overlap, 0.0)
-    if not (overlap > iou).any():
+    overlap = iou_matrix(meas.boxes, meas.boxes) > iou
+    np.fill_diagonal(overlap, False)
+    involved = np.nonzero(overlap.any(1))[0]
+    if involved.size == 0:
         return twin
-    for d in nms(meas.boxes, meas.score, iou):           # kept ones, best first
-        hit = (overlap[d] > iou) & (twin < 0) & (meas.score <= meas.score[d])
-        hit[d] = False
-        twin[hit] = d
+    for d in involved[np.argsort(-meas.score[involved], kind="stable")].tolist():
+        if twin[d] < 0:
+            for o in np.nonzero(overlap[d])[0].tolist():
+                if twin[o] < 0 and twin[d] < 0 and meas.score[o] <= meas.score[d]:
+                    twin[o] = d
     return twin
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N, M) of float64 xyxy boxes with positive sizes (the tracker's own; fewer steps than edge.decode's)."""
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
+    inter = np.maximum(wh[..., 0], 0.0) * np.maximum(wh[..., 1], 0.0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
