@@ -77,7 +77,7 @@ def test_a_track_is_reported_only_once_confirmed():
 def test_the_models_sigma_sets_how_much_one_detection_moves_the_track():
     def after_outlier(sigma, noise="sigma", offset=0.03, history=0.004):
         frames = [[det(0.5, 0.5, sigma=history)] for _ in range(10)] + [[det(0.5 + offset, 0.5, sigma=sigma)]]
-        (track,) = run(Tracker(TrackerConfig(noise=noise)), frames)[-1].tracks
+        (track,) = run(Tracker(TrackerConfig(noise=noise, accel=1.0)), frames)[-1].tracks
         assert track.matched
         return track
     vague, precise = after_outlier(0.1), after_outlier(0.01)
