@@ -64,7 +64,8 @@ class FrameTracks:
     ts: float
     tracks: list[TrackView]                      # confirmed tracks alive after this frame, by id
     detection_tracks: list[Optional[int]]        # per input detection: its confirmed track's id, or None
-    ended: list[TrackView] = field(default_factory=list)   # confirmed tracks that ended at this frame
+    ended: list[TrackView] = field(default_factory=list)   # confirmed tracks that ended at this frame (box and
+                                                           # box_sigma as after their last match)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Tracker:
         self.tracks: list[_Track] = []
         self.x = np.zeros((0, kalman.STATE))
         self.p = np.zeros((0, 3, kalman.DIM))
+        self.seen = np.zeros((0, 2 * kalman.DIM))     # cx, cy, w, h and their std right after the last match
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
         self.next_id = 1
@@ -122,6 +124,7 @@ class Tracker:
         if matched.size:
             d = det_of[matched]
             self.x[matched], self.p[matched] = kalman.update(self.x[matched], self.p[matched], meas.z[d], meas.r[d])
+            self.seen[matched] = np.concatenate([self.x[matched, :4], kalman.measurement_std(self.p[matched])], 1)
         det_tracks: list[Optional[int]] = [None] * m
         ended = self._lifecycle(det_of, meas, ts, det_tracks)
         self._births(meas, taken | ~usable, ts, det_tracks)
@@ -187,10 +190,10 @@ class Tracker:
             if t.missed > cfg.max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
                 ended.append(i)
                 keep[i] = False
-        ended_views = self._views(ended)
+        ended_views = self._views(ended, at_last_match=True)
         if not keep.all():
             self.tracks = [t for t, k in zip(self.tracks, keep) if k]
-            self.x, self.p = self.x[keep], self.p[keep]
+            self.x, self.p, self.seen = self.x[keep], self.p[keep], self.seen[keep]
         return ended_views
 
     def _observe(self, t: _Track, meas: Measurements, d: int, ts: float) -> None:
@@ -219,6 +222,7 @@ class Tracker:
         x, p = kalman.initiate(z, r, np.concatenate([cfg.init_velocity * wh, cfg.init_size_velocity * wh], 1))
         self.x = np.concatenate([self.x, x])
         self.p = np.concatenate([self.p, p])
+        self.seen = np.concatenate([self.seen, np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)])
         state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
         for d in new:
             s = float(meas.score[d])
@@ -236,12 +240,14 @@ class Tracker:
         wh = np.maximum(self.x[:, 2:4], 1e-3)
         return np.concatenate([self.cfg.accel * wh, self.cfg.size_accel * wh], axis=1)
 
-    def _views(self, index: list[int]) -> list[TrackView]:
+    def _views(self, index: list[int], at_last_match: bool = False) -> list[TrackView]:
+        """Views of the tracks at ``index``: their current estimate, or (ended tracks) the one after their last match."""
         if not index:
             return []
         x = self.x[index]
-        boxes = np.minimum(np.maximum(_xyxy(x[:, :4]), 0.0), 1.0).tolist()
-        sigmas = kalman.measurement_std(self.p[index]).tolist()
+        where = self.seen[index, :4] if at_last_match else x[:, :4]
+        boxes = np.minimum(np.maximum(_xyxy(where), 0.0), 1.0).tolist()
+        sigmas = (self.seen[index, 4:] if at_last_match else kalman.measurement_std(self.p[index])).tolist()
         vel = x[:, 4:6].tolist()
         views = []
         for i, box, sig, v in zip(index, boxes, sigmas, vel):

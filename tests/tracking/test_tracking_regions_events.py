@@ -54,6 +54,8 @@ def test_a_scripted_walk_produces_frigate_like_events_in_order():
     assert end["lines"] == {"gate": {"in": 1, "out": 0}} and end["entered_zones"] == ["left-half"]
     assert len({b["id"] for _, b in bodies}) == 1 and end["id"].endswith(f"-{end['track']}")
     assert end["sigma_mean"] == pytest.approx(0.1) and end["best_score"] == pytest.approx(0.9)
+    # the end reports where the object was last seen (x = 0.2 + 0.025 * 29), not where the lost track drifted to
+    assert (end["box"][0] + end["box"][2]) / 2 == pytest.approx(0.925, abs=0.005)
     assert all(len(b["box"]) == 4 and len(b["box_sigma"]) == 4 for _, b in bodies)
     json.dumps([b for _, b in bodies])           # plain JSON types only
 
