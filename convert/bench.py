@@ -57,7 +57,7 @@ def run_bench(models=(), archs=(), input_size=(224, 224), calibration=None, thre
     try:
         for _, path in entries:
             if not path.is_file():
-                from convert.errors import InputError
+                from edge.contract.errors import InputError
                 raise InputError(f"model file {path} does not exist")
         results = bench_interleaved([p for _, p in entries], threads, runs=runs, rounds=rounds)
         table = format_table(results, [label for label, _ in entries], threads)

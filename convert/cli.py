@@ -1,25 +1,25 @@
 """``convert-model``: one entry point, subcommands registered by the classifier and detector modules,
 and the one place where errors become messages and exit codes.
 
-Exit codes: 0 ok, 1 unexpected error, 2 usage/config, 3 input, 4 export, 5 output, 6 tool missing,
-130 interrupted (see convert.errors).
+Exit codes: the table in ``edge.contract.errors`` (2 usage/config, 3 input, 4 tool missing, 7 output, 8 export
+failed, 130 interrupted), mapped by ``edge.contract.cli.run``.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import os
 import sys
 
 from convert import __version__
-from convert.errors import ConvertError, InputError, ToolMissingError
+from edge.contract.cli import ArgumentParser, run
+from edge.contract.errors import InputError, UsageError
 
 COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convert-model", description="Build, train and export sigmawatch models "
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="convert-model", description="Build, train and export sigmawatch models "
                                      "(classifiers and Gaussian YOLOv3 detectors) to TFLite.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -53,43 +53,20 @@ def _quiet_tensorflow(verbose: bool) -> None:
 
 
 def main(argv=None) -> int:
+    return run("convert-model", lambda: _main(argv))
+
+
+def _main(argv) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:           # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
-        return 2
+        return UsageError.exit_code
     _quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except ConvertError as exc:
-        print(f"convert-model {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("convert-model: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # errors from edge/ modules shared with the agent, mapped here too
-        mapped = _map_foreign(exc)
-        if mapped is None:
-            raise
-        print(f"convert-model {args.command}: error: {mapped}", file=sys.stderr)
-        return mapped.exit_code
+    except FileNotFoundError as exc:   # a path a library opened directly
+        raise InputError(str(exc)) from None
 
 
-def _map_foreign(exc: Exception) -> ConvertError | None:
-    from edge.model_metadata import ModelMetadataError
-    from edge.runtime import RuntimeUnavailableError
-    if isinstance(exc, ModelMetadataError):
-        return InputError(str(exc))
-    if isinstance(exc, RuntimeUnavailableError):
-        return ToolMissingError(str(exc))
-    if isinstance(exc, FileNotFoundError):
-        return InputError(str(exc))
-    return None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

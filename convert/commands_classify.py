@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from convert.errors import InputError, UsageError
+from edge.contract.errors import InputError, UsageError
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -21,31 +21,17 @@ from typing import Any
 from edge import messages
 from edge.config import AgentConfig, Settings, updated_settings
 from edge.engine import Engine
-from edge.errors import ConfigError
-from edge.mqtt_client import LinkOptions, MqttLink
+from edge.contract.errors import ConfigError
+from edge.contract.mqtt import MqttClient
 from edge.outbox import Outbox
 from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
 from edge.publisher import Publisher
-from edge.schema import SchemaError, decode, encode, topic
+from edge.contract.schema import SchemaError, decode, encode, topic
 from edge.sdnotify import Notifier
-from edge.secrets import resolve_key_file, resolve_password
 from edge.sources import SourceSupervisor, classify_uri
 from edge.stats import Stats, cpu_temperature_c
 
 log = logging.getLogger("edge.agent")
-
-
-def link_options(cfg: AgentConfig, will: tuple[str, bytes] | None = None,
-                 subscriptions: list[tuple[str, int]] | None = None) -> LinkOptions:
-    m = cfg.mqtt
-    tls = m.tls
-    return LinkOptions(
-        host=m.host, port=m.port, client_id=m.client_id or f"edge-{cfg.device_id}",
-        username=m.username, password=resolve_password(m.password_file, m.password_credential),
-        tls=tls is not None, ca_file=tls.ca_file if tls else None, cert_file=tls.cert_file if tls else None,
-        key_file=resolve_key_file(tls.key_file, tls.key_credential) if tls else None,
-        tls_insecure=bool(tls and tls.insecure), keepalive=m.keepalive, will=will,
-        subscriptions=subscriptions or [], reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
 
 
 class Agent:
@@ -65,10 +51,12 @@ class Agent:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"outbox {cfg.outbox_path} cannot be opened for writing ({exc}); check state_dir and "
                               "its owner (systemd: StateDirectory=edge-agent)") from None
-        self.link = MqttLink(
-            link_options(cfg, will=(self.topics["status"], messages.will_payload(self.device)),
-                         subscriptions=[(self.topics["config/set"], 1)]),
-            on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected)
+        m = cfg.mqtt
+        self.link = MqttClient(
+            m, client_id=m.client_id or f"edge-{self.device}", subscriptions=[(self.topics["config/set"], 1)],
+            will=(self.topics["status"], messages.will_payload(self.device)),
+            on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected,
+            max_inflight=100, reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
         self.publisher = Publisher(self.link, self.outbox, topic=self.topics["detections"], device=self.device,
                                    model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
         self._status_dirty = threading.Event()
@@ -104,13 +92,14 @@ class Agent:
     def _on_ack(self, mid: int) -> None:
         self.publisher.on_ack(mid)
 
-    def _on_connected(self) -> None:
+    def _on_connected(self, session_present: bool) -> None:
         self._publish_status()
         self._publish_config_state(ok=True, request_id=None, error=None)
 
-    def _on_message(self, topic_name: str, payload: bytes) -> None:
-        if topic_name != self.topics["config/set"]:
+    def _on_message(self, message) -> None:
+        if message.topic != self.topics["config/set"]:
             return
+        payload = bytes(message.payload)
         request_id = None
         try:
             msg = decode(payload, "config_set")

@@ -2,7 +2,7 @@
 
 1. Interpreter only: one preprocessed frame, ``set_input + invoke + get_outputs`` in a loop -> FPS.
 2. Full pipeline: the real ``Agent`` (capture thread decoding the video, inference thread with
-   preprocess/inference/decode, publish thread writing the SQLite outbox and, with ``--broker``, MQTT)
+   preprocess/inference/decode, publish thread writing the SQLite outbox and, with ``--mqtt-host``, MQTT)
    on the same video read without pacing and without dropping -> FPS, per-stage p50/p95, CPU, RSS.
 3. Bytes: MQTT bytes per processed frame (payload plus the PUBLISH packet's header, topic and packet id) vs the
    same frame JPEG-encoded (quality 90).
@@ -26,7 +26,8 @@ import numpy as np
 
 from edge.config import ModelConfig, Settings, validate
 from edge.engine import Engine
-from edge.errors import SourceError
+from edge.contract.cli import mqtt_overrides
+from edge.contract.errors import SourceError
 
 
 def _rss_mb() -> float:
@@ -97,20 +98,19 @@ def interpreter_fps(engine: Engine, frame: np.ndarray, n: int, warmup: int = 5) 
     return n / (time.perf_counter() - t_start), times
 
 
-def pipeline_run(model: str, video: str, n: int, device: str, threads: int | None, broker: str | None,
+def pipeline_run(model: str, video: str, n: int, device: str, threads: int | None, mqtt: dict | None,
                  score_threshold: float, warmup: int = 10) -> dict:
+    """``mqtt``: the broker settings to publish through; None = nothing listens and the outbox keeps
+    everything (the offline case)."""
     from edge.agent import Agent
-    host, port = "127.0.0.1", 1   # nothing listens: the outbox keeps everything (the offline case)
-    if broker:
-        host, _, p = broker.rpartition(":") if ":" in broker else (broker, "", "1883")
-        port = int(p or 1883)
+    broker = mqtt or {"host": "127.0.0.1", "port": 1}
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as state:
         cfg = validate({
             "device_id": "bench", "state_dir": state, "log_level": "WARNING", "watchdog": False,
             "source": {"uri": video, "loop": True, "realtime": False},
             "model": {"path": model, "device": device, "threads": threads},
-            "mqtt": {"host": host, "port": port, "metrics_interval_s": 3600},
-            "outbox": {"drain_timeout_s": 2 if broker else 0},
+            "mqtt": {**broker, "metrics_interval_s": 3600},
+            "outbox": {"drain_timeout_s": 2 if mqtt else 0},
             "settings": {"score_threshold": score_threshold},
         }, "bench")
         agent = Agent(cfg)
@@ -147,7 +147,7 @@ def pipeline_run(model: str, video: str, n: int, device: str, threads: int | Non
 
 
 def run_bench(args) -> int:
-    logging.getLogger("edge").setLevel(logging.ERROR)   # without --broker the outbox keeps everything: no warnings
+    logging.getLogger("edge").setLevel(logging.ERROR)   # without --mqtt-host the outbox keeps everything: no warnings
     if args.from_image and not Path(args.video).exists():
         make_pan_video(args.from_image, args.video)
     engine = Engine(ModelConfig(path=args.model, device=args.device, threads=args.threads),
@@ -161,7 +161,8 @@ def run_bench(args) -> int:
         fps, ms = interpreter_fps(engine, frames[0], args.frames)
         interp_runs.append(fps)
         interp_ms += ms
-        pipe_runs.append(pipeline_run(args.model, args.video, args.frames, args.device, args.threads, args.broker,
+        pipe_runs.append(pipeline_run(args.model, args.video, args.frames, args.device, args.threads,
+                                      mqtt_overrides(args) or None,
                                       args.score_threshold))
     interp_fps = float(np.median(interp_runs))
     pipe = sorted(pipe_runs, key=lambda r: r["fps"])[len(pipe_runs) // 2]

@@ -1,6 +1,6 @@
 """``edge-agent`` command line: ``run`` (the service), ``check`` (config, model, source, broker), ``bench``.
 
-Errors map to exit codes in one place (``main``); see ``edge.errors`` for the table.
+Errors map to exit codes in one place (``main``); see ``edge.contract.errors`` for the table.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sys
 from typing import Any
 
 from edge import __version__
-from edge.errors import BrokerError, ConfigError, EdgeError, SourceError
+from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
+from edge.contract.errors import BrokerError, ConfigError, SigmawatchError, SourceError
 
 log = logging.getLogger("edge")
 
@@ -25,11 +26,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="override model.path")
     p.add_argument("--device", help="override model.device: cpu, edgetpu, usb, usb:N, pci, pci:N")
     p.add_argument("--threads", type=int, help="override model.threads")
-    p.add_argument("--broker", metavar="HOST[:PORT]", help="override mqtt.host / mqtt.port")
     p.add_argument("--state-dir", help="override state_dir (outbox and sequence numbers)")
     p.add_argument("--fps", type=float, help="override settings.fps (processing rate cap)")
     p.add_argument("--score-threshold", type=float, help="override settings.score_threshold")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log_level")
+    add_mqtt_arguments(p)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,13 +44,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
               "state_dir": args.state_dir, "settings.fps": args.fps,
               "settings.score_threshold": args.score_threshold, "log_level": args.log_level}
     out.update({k: v for k, v in simple.items() if v is not None})
-    if args.broker:
-        host, _, port = args.broker.rpartition(":") if ":" in args.broker else (args.broker, "", "")
-        out["mqtt.host"] = host or args.broker
-        if port:
-            if not port.isdigit():
-                raise ConfigError(f"--broker {args.broker!r}: port must be a number")
-            out["mqtt.port"] = int(port)
+    for key, value in mqtt_overrides(args).items():
+        if key == "tls":
+            out["mqtt.tls"] = value          # merged into the config's tls mapping
+        else:
+            out[f"mqtt.{key}"] = value
     return out
 
 
@@ -69,9 +68,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate each part and print one line per check; exit with the first failure's code."""
     cfg = load_config(args)
     print(f"ok    config: device {cfg.device_id}, state dir {cfg.state_dir}")
-    first: EdgeError | None = None
+    first: SigmawatchError | None = None
 
-    def fail(what: str, exc: EdgeError) -> None:
+    def fail(what: str, exc: SigmawatchError) -> None:
         nonlocal first
         print(f"FAIL  {what}: {exc}")
         first = first or exc
@@ -82,7 +81,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         d = engine.describe()
         print(f"ok    model: {d['id']} ({d['task']}, input {d['input']}, {d['labels']} labels) "
               f"on {engine.interpreter_name}")
-    except EdgeError as exc:
+    except SigmawatchError as exc:
         fail("model", exc)
     import sqlite3
 
@@ -100,13 +99,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"ok    source: {cfg.source.uri} delivers {w}x{h} frames")
     except SourceError as exc:
         fail("source", exc)
-    from edge.agent import link_options
-    from edge.mqtt_client import check_broker
+    from edge.contract.mqtt import check_broker
     try:
-        check_broker(link_options(cfg), timeout=args.timeout)
-        print(f"ok    broker: {cfg.mqtt.host}:{cfg.mqtt.port} accepted the connection")
-    except ConnectionError as exc:
-        fail("broker", BrokerError(str(exc)))
+        check_broker(cfg.mqtt, (cfg.mqtt.client_id or f"edge-{cfg.device_id}") + "-check", timeout=args.timeout)
+        print(f"ok    broker: {cfg.mqtt.url} accepted the connection")
+    except BrokerError as exc:
+        fail("broker", exc)
     except ConfigError as exc:
         fail("broker credentials", exc)
     if first is None:
@@ -121,7 +119,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-agent", description="camera -> int8 TFLite -> detections with "
+    parser = ArgumentParser(prog="edge-agent", description="camera -> int8 TFLite -> detections with "
                                      "uncertainty over MQTT")
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,24 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="alternating interpreter/pipeline rounds (medians reported)")
     p.add_argument("--device", default="cpu", help="cpu, edgetpu, usb, usb:N, pci")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads")
-    p.add_argument("--broker", metavar="HOST[:PORT]", help="publish through this broker (default: outbox only)")
     p.add_argument("--score-threshold", type=float, default=0.25)
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    add_mqtt_arguments(p)     # --mqtt-host: publish through this broker (default: the outbox only)
     p.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EdgeError as exc:
-        print(f"edge-agent {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    return run("edge-agent", body)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Every model forbids unknown keys, so a YAML typo is an error naming the key. Secrets never live in
 the YAML: the MQTT password comes from ``mqtt.password_file`` or a systemd credential
-(``mqtt.password_credential``, read from ``$CREDENTIALS_DIRECTORY``), see ``edge.secrets``.
+(``mqtt.password_credential``, read from ``$CREDENTIALS_DIRECTORY``), see ``edge.contract.secrets``.
 
 ``Settings`` is the part that may be changed at run time over MQTT (``config/set``): thresholds,
 FPS cap, class filter, zones, top-k. It is immutable; a change builds a new object and swaps it in.
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from edge.errors import ConfigError
-from edge.schema import SchemaError, check_device_id
+from edge.contract.errors import ConfigError
+from edge.contract.mqtt import MqttSettings
+from edge.contract.schema import SchemaError, check_device_id
 from edge.zones import out_of_range, polygon_problem
 
 
@@ -90,38 +91,13 @@ class ModelConfig(Strict):
         raise ValueError(f"{v!r} is not a device; use cpu, edgetpu, usb, usb:N, pci or pci:N")
 
 
-class TLSConfig(Strict):
-    ca_file: Optional[Path] = Field(None, description="CA bundle that signed the broker's certificate")
-    cert_file: Optional[Path] = Field(None, description="client certificate (mutual TLS)")
-    key_file: Optional[Path] = Field(None, description="client private key file")
-    key_credential: Optional[str] = Field(None, description="client key as a systemd credential name")
-    insecure: bool = Field(False, description="skip hostname verification (testing only)")
-
-
-class MQTTConfig(Strict):
-    host: str = "localhost"
-    port: int = Field(1883, ge=1, le=65535)
-    client_id: Optional[str] = Field(None, description="default: edge-<device_id>")
-    username: Optional[str] = None
-    password_file: Optional[Path] = Field(None, description="file holding the password (first line)")
-    password_credential: Optional[str] = Field(None, description="systemd credential name (LoadCredential=NAME:...)")
-    tls: Optional[TLSConfig] = None
+class MQTTConfig(MqttSettings):
+    """The shared broker settings (``edge.contract.mqtt.MqttSettings``) plus how the agent publishes."""
     qos: Literal[0, 1, 2] = Field(1, description="QoS of detections (status/config state always use 1)")
-    keepalive: int = Field(30, ge=5, le=3600)
-    topic_prefix: str = "sigmawatch"
     metrics_interval_s: float = Field(10.0, gt=0, le=3600)
     inflight_window: int = Field(500, ge=1, le=65000, description="unacknowledged publishes handed to paho at once")
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(10.0, gt=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_plain_password(cls, data):
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError("plain-text 'password' is not accepted in the config: put it in a file readable only by "
-                             "the agent and set mqtt.password_file, or use a systemd credential "
-                             "(LoadCredential=mqtt-password:/etc/edge-agent/mqtt-password + mqtt.password_credential)")
-        return data
 
 
 class OutboxConfig(Strict):
@@ -190,7 +166,8 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
         if not isinstance(nxt, dict):
             raise ConfigError(f"override {dotted!r}: {k!r} is not a mapping in the configuration")
         node = nxt
-    node[keys[-1]] = value
+    old = node.get(keys[-1])
+    node[keys[-1]] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
 
 
 def parse_override(text: str) -> tuple[str, Any]:

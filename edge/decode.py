@@ -46,7 +46,7 @@ class Detection:
         return self.box[3] - self.box[1]
 
     def to_message(self, digits: int = 5) -> dict[str, Any]:
-        """Dict matching ``edge.schema.DETECTION``. A plain-head model predicts no sigma: it reports
+        """Dict matching ``edge.contract.schema.DETECTION``. A plain-head model predicts no sigma: it reports
         sigma = [0, 0, 0, 0] and sigma_mean 0 (the schema requires the fields) and no box_sigma."""
         def r(x: float, lo: float = 0.0, hi: float | None = 1.0) -> float:
             x = max(lo, float(x))

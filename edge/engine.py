@@ -18,7 +18,7 @@ import numpy as np
 from edge.classify import entropy, to_probabilities, top_k
 from edge.config import ModelConfig, Settings
 from edge.decode import DetectionDecoder
-from edge.errors import InterpreterError, ModelError
+from edge.contract.errors import InterpreterError, ModelError
 from edge.messages import FrameResult
 from edge.model_metadata import ModelMetadataError, read_model
 from edge.preprocess import prepare_for_model

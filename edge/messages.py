@@ -1,4 +1,4 @@
-"""Build the MQTT payloads of ``edge.schema`` (detections, status, metrics, config state). Pure functions."""
+"""Build the MQTT payloads of ``edge.contract.schema`` (detections, status, metrics, config state). Pure functions."""
 from __future__ import annotations
 
 import time
@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edge import __version__
-from edge.schema import DETECTIONS_SCHEMA_VERSION, SCHEMA_VERSION, encode
-from edge.wire import compact_detections, expand_detections
+from edge.contract.schema import DETECTIONS_SCHEMA_VERSION, SCHEMA_VERSION, encode
+from edge.contract.wire import compact_detections, expand_detections
 
 
 @dataclass
@@ -45,12 +45,12 @@ def _detections_v1_shape(result: FrameResult, *, device: str, seq: int, model_re
 
 
 def detections_wire(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    """The version-2 payload as published (``edge.wire``)."""
+    """The version-2 payload as published (``edge.contract.wire``)."""
     return compact_detections(_detections_v1_shape(result, device=device, seq=seq, model_ref=model_ref))
 
 
 def detections_payload(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    """The decoded form a subscriber gets from ``edge.schema.decode`` for this result (values at wire precision)."""
+    """The decoded form a subscriber gets from ``edge.contract.schema.decode`` for this result (values at wire precision)."""
     return expand_detections(detections_wire(result, device=device, seq=seq, model_ref=model_ref))
 
 

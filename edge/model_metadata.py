@@ -21,6 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from edge.contract.errors import ModelError
+
 FORMAT = "sigmawatch-model"
 FORMAT_VERSION = 1
 ARCHIVE_MEMBER = "sigmawatch.json"
@@ -37,7 +39,7 @@ REQUIRED = {
 INPUT_REQUIRED = {"height": int, "width": int, "channels": int, "dtype": str, "resize": str}
 
 
-class ModelMetadataError(ValueError):
+class ModelMetadataError(ModelError, ValueError):
     """Metadata missing, malformed, or not matching the model bytes."""
 
 

@@ -142,20 +142,26 @@ def format_table(results: list[BenchResult], labels: list[str] | None = None, th
 
 def main(argv=None) -> int:
     """python -m edge.modelbench MODEL.tflite [MODEL.tflite ...] [--threads 1,2] (on a Pi, no TensorFlow)."""
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m edge.modelbench", description=main.__doc__)
-    parser.add_argument("models", nargs="+")
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--runs", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
-    threads = tuple(int(t) for t in args.threads.split(","))
-    missing = [m for m in args.models if not Path(m).is_file()]
-    if missing:
-        print(f"error: model file(s) not found: {', '.join(missing)}")
-        return 3
-    print(format_table(bench_interleaved(args.models, threads, args.runs, args.rounds), threads=threads))
-    return 0
+    from edge.contract.cli import ArgumentParser, run
+    from edge.contract.errors import InputError, UsageError
+
+    def body() -> int:
+        parser = ArgumentParser(prog="python -m edge.modelbench", description=main.__doc__)
+        parser.add_argument("models", nargs="+", help=".tflite files, measured interleaved")
+        parser.add_argument("--threads", default="1,2", help="comma-separated interpreter thread counts")
+        parser.add_argument("--runs", type=int, default=60, help="invokes per model, thread count and round")
+        parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians reported)")
+        args = parser.parse_args(argv)
+        try:
+            threads = tuple(int(t) for t in args.threads.split(","))
+        except ValueError:
+            raise UsageError(f"--threads {args.threads!r}: use comma-separated integers, e.g. 1,2") from None
+        missing = [m for m in args.models if not Path(m).is_file()]
+        if missing:
+            raise InputError(f"model file(s) not found: {', '.join(missing)}")
+        print(format_table(bench_interleaved(args.models, threads, args.runs, args.rounds), threads=threads))
+        return 0
+    return run("python -m edge.modelbench", body)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,14 @@ import logging
 import threading
 import time
 from edge.messages import FrameResult, detections_bytes
-from edge.mqtt_client import ERR_NO_CONN, ERR_QUEUE_SIZE, SUCCESS, MqttLink
+from edge.contract.mqtt import ERR_NO_CONN, ERR_QUEUE_SIZE, SUCCESS, MqttClient
 from edge.outbox import Outbox
 
 log = logging.getLogger("edge.publisher")
 
 
 class Publisher:
-    def __init__(self, link: MqttLink, outbox: Outbox, *, topic: str, device: str, model_ref: dict[str, str],
+    def __init__(self, link: MqttClient, outbox: Outbox, *, topic: str, device: str, model_ref: dict[str, str],
                  qos: int = 1, window: int = 500):
         self.link = link
         self.outbox = outbox

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from edge.contract.errors import InterpreterError
+
 RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
 
-class RuntimeUnavailableError(RuntimeError):
+class RuntimeUnavailableError(InterpreterError, RuntimeError):
     """No interpreter, no Edge TPU delegate/device, or a model the interpreter cannot load."""
 
 

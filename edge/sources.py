@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 import cv2
 import numpy as np
 
-from edge.errors import SourceError
+from edge.contract.errors import SourceError
 
 log = logging.getLogger("edge.sources")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")

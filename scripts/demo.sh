@@ -9,4 +9,4 @@ if [ ! -x "$PY" ]; then
   echo "ERROR: $PY not found: run 'make setup' (or 'bash scripts/setup.sh') first" >&2
   exit 1
 fi
-exec "$PY" -m stream.demo "$@"
+exec "$PY" -m demo "$@"

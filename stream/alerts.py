@@ -9,14 +9,14 @@ driving the timers; the tests drive them directly too.
 - ``device_silent`` fires when a device seen before stays silent ``after_s`` seconds (processing time)
   and clears on its next message.
 
-Every alert has the stable id ``<rule>:<device|_fleet>:<class|_all>`` (``stream.topics.alert_id``); the
+Every alert has the stable id ``<rule>:<device|_fleet>:<class|_all>`` (``edge.contract.outputs.alert_id``); the
 payload is republished retained on every transition, so dashboards always see the current state.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from stream import topics
+from edge.contract import outputs as topics
 from stream.config import AlertRules, ClassCountRule, DeviceSilentRule, UncertaintySpikeRule
 
 

@@ -11,29 +11,13 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stream.errors import ConfigError
+from edge.contract.cli import merge_mqtt
+from edge.contract.errors import ConfigError
+from edge.contract.mqtt import MqttSettings
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttConfig(Strict):
-    host: str = Field("127.0.0.1", description="broker host")
-    port: int = Field(1883, ge=1, le=65535, description="broker port")
-    prefix: str = Field("sigmawatch", min_length=1, description="topic prefix shared with the edge agents")
-    username: Optional[str] = Field(None, description="MQTT user name (None = anonymous)")
-    password_file: Optional[Path] = Field(None, description="file holding the MQTT password (never in YAML)")
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
-
-    def password(self) -> Optional[str]:
-        if self.password_file is None:
-            return None
-        try:
-            return self.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc}") from exc
 
 
 class BridgeConfig(Strict):
@@ -173,7 +157,7 @@ class AlertRules(Strict):
 
 
 class StreamConfig(Strict):
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     job: JobConfig = Field(default_factory=JobConfig)
 
@@ -231,6 +215,15 @@ def with_overrides(cfg: StreamConfig, section: str, **values) -> StreamConfig:
         return cfg
     data = cfg.model_dump()
     data[section].update(values)
+    return from_dict(data)
+
+
+def with_mqtt_overrides(cfg: StreamConfig, overrides: dict) -> StreamConfig:
+    """A validated copy with the command line's ``--mqtt-*`` overrides applied to ``cfg.mqtt``."""
+    if not overrides:
+        return cfg
+    data = cfg.model_dump(exclude_unset=True)
+    data["mqtt"] = merge_mqtt(data.get("mqtt"), overrides)
     return from_dict(data)
 
 

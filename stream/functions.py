@@ -1,7 +1,7 @@
 """The Python operators of the job. They only see the rows windows produce (and rejects), never every event.
 
 - :class:`ToPayload` turns a union output row (``stream.sql.OUTPUT_COLUMNS``) into JSON lines tagged with
-  their destination: a ``stream.topics`` payload (aggregate, fleet, health, stats), a dead-letter record, or
+  their destination: a ``edge.contract.outputs`` payload (aggregate, fleet, health, stats), a dead-letter record, or
   a consumption record plus an activity record (one "consumed" row per landing file and device).
 - :class:`WindowAlerts` (keyed by ``<device|_fleet>/<class>``) runs ``class_count``/``uncertainty_spike``
   rules, with an event-time timer at the end of the next window to clear alerts of keys that went quiet.
@@ -18,7 +18,9 @@ from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, MapFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from stream import topics
+from edge.contract import outputs as topics
+from edge.contract.errors import BrokerError
+from edge.contract.mqtt import ERR_NO_CONN, SUCCESS, MqttClient
 from stream.alerts import SilenceRule, WindowRules
 from stream.config import AlertRules
 
@@ -188,34 +190,45 @@ class SilenceAlerts(_JsonState):
 
 
 class MqttPublish(MapFunction):
-    """Publishes record payloads (QoS 1, retained) and passes every line through unchanged."""
+    """Publishes record payloads (QoS 1, retained) and passes every line through unchanged.
 
-    def __init__(self, host: str, port: int, prefix: str, username: Optional[str], password: Optional[str],
-                 client_id: str):
-        self.conf = (host, port, prefix, username, password, client_id)
+    Holds the MQTT settings, not the password: the client (created in ``open``, on the TaskManager) reads the
+    password file or credential there. A broker that refuses the connection (credentials, TLS) fails the task
+    with the broker's reason; a broker that is only away is reconnected in the background while up to
+    ``MAX_QUEUED`` messages wait (more are counted and logged as dropped: the file sink keeps every record)."""
+    MAX_QUEUED = 100_000
+    CONNECT_WAIT_S = 10.0
+
+    def __init__(self, settings, client_id: str):
+        self.settings = settings
+        self.client_id = client_id
 
     def open(self, runtime_context: RuntimeContext):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-        host, port, self.prefix, user, password, client_id = self.conf
         idx = runtime_context.get_index_of_this_subtask()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-{idx}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.max_queued_messages_set(100_000)
-        if user:
-            self.client.username_pw_set(user, password)
-        self.client.connect_async(host, port, 30)   # reconnects by itself; publishes queue meanwhile
-        self.client.loop_start()
+        self.dropped = 0
+        self.client = MqttClient(self.settings, client_id=self.settings.client_id or f"{self.client_id}-{idx}",
+                                 max_inflight=100, max_queued=self.MAX_QUEUED).start()
+        try:
+            self.client.wait_ready(self.CONNECT_WAIT_S)
+        except BrokerError as exc:
+            if self.client.refused:
+                self.client.stop()
+                raise RuntimeError(f"MQTT output: {exc}") from None
+            log.warning("MQTT output: %s; results queue until it is reachable", exc)
 
     def map(self, value):
         dest, body = untag(value)
         if dest == DEST_RECORDS:
             payload = json.loads(body)
-            self.client.publish(topics.topic_for(self.prefix, payload), body.encode(), qos=1, retain=True)
+            rc, _mid = self.client.publish(topics.topic_for(self.settings.topic_prefix, payload), body.encode(),
+                                           qos=1, retain=True)
+            if rc not in (SUCCESS, ERR_NO_CONN):      # NO_CONN: queued for the reconnect
+                self.dropped += 1
+                if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                    log.error("MQTT output: %d results not published (paho rc %s); they are in records/", self.dropped, rc)
         return value
 
     def close(self):
         client = getattr(self, "client", None)
         if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            client.stop()

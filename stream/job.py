@@ -2,7 +2,6 @@
 
     stream-job run --config configs/stream.example.yaml           # monitor the landing dir, run until stopped
     stream-job run --config ... --bounded                          # read what is there, close all windows, exit
-    stream-job bench [--events 200000]                             # throughput / latency benchmarks
     flink run -m HOST:8081 -py stream/job.py -pyexec PY -pyclientexec PY run --config ...   # on a cluster
 
 Checkpoints go to ``job.checkpoint_dir`` (retained on cancel); a restarted job resumes from the newest
@@ -11,15 +10,16 @@ complete checkpoint there (``job.resume``), and a failing job is restarted at mo
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-from stream.config import StreamConfig, load, load_rules, with_overrides
-from stream.errors import JobError, StreamError, report
+from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
+from edge.contract.errors import JobError
+from edge.contract.mqtt import check_broker
+from stream.config import StreamConfig, load, load_rules, with_mqtt_overrides, with_overrides
 
 log = logging.getLogger("stream.job")
 
@@ -79,7 +79,7 @@ def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, ch
     return env, StreamTableEnvironment.create(env)
 
 
-def run(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_from: Optional[Path] = None) -> int:
+def run_job(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_from: Optional[Path] = None) -> int:
     from stream.pipeline import SinkSpec, SourceSpec, build_pipeline
     job = cfg.job
     if restore_from is None and job.resume:
@@ -89,7 +89,7 @@ def run(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_fro
     rules = load_rules(job.alerts_file)
     Path(job.landing_dir).mkdir(parents=True, exist_ok=True)
     env, t_env = make_environments(cfg, restore_from)
-    source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s, cfg.mqtt.prefix)
+    source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s, cfg.mqtt.topic_prefix)
     sinks = SinkSpec(output_dir=str(job.output_dir), mqtt=cfg.mqtt if (mqtt and job.publish_mqtt) else None)
     build_pipeline(t_env, source, sinks, job, rules)
     try:
@@ -100,36 +100,39 @@ def run(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_fro
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        from stream.bench import main as bench_main
-        return bench_main(argv[1:])
-    if argv and argv[0] == "run":
-        argv = argv[1:]
-    ap = argparse.ArgumentParser(prog="stream-job", description="sigmawatch PyFlink aggregation job "
-                                 "(subcommands: run [default], bench)")
+def build_parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="stream-job", description="sigmawatch PyFlink aggregation job: "
+                        "stream-job [run] --config FILE [options]")
     ap.add_argument("--config", type=Path, help="stream YAML (configs/stream.example.yaml)")
-    ap.add_argument("--landing-dir", type=Path)
-    ap.add_argument("--output-dir", type=Path)
-    ap.add_argument("--checkpoint-dir", type=Path)
+    ap.add_argument("--landing-dir", type=Path, help="override job.landing_dir")
+    ap.add_argument("--output-dir", type=Path, help="override job.output_dir")
+    ap.add_argument("--checkpoint-dir", type=Path, help="override job.checkpoint_dir")
     ap.add_argument("--bounded", action="store_true", help="read the files present, close every window, exit")
     ap.add_argument("--no-mqtt", action="store_true", help="write files only")
     ap.add_argument("--from-checkpoint", type=Path, help="restore from this checkpoint/savepoint directory")
     ap.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args, unknown = ap.parse_known_args(argv)     # tolerate launcher flags (flink run passes its own)
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_mqtt_arguments(ap)
+    return ap
+
+
+def _main(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if unknown:
-        log.info("ignoring arguments %s", unknown)
-    try:
-        cfg = load(args.config)
-        cfg = with_overrides(cfg, "job", landing_dir=args.landing_dir, output_dir=args.output_dir,
-                             checkpoint_dir=args.checkpoint_dir, resume=False if args.fresh else None)
-        return run(cfg, bounded=args.bounded, mqtt=not args.no_mqtt, restore_from=args.from_checkpoint)
-    except StreamError as exc:
-        return report(exc, "stream-job")
+    cfg = with_mqtt_overrides(load(args.config), mqtt_overrides(args))
+    cfg = with_overrides(cfg, "job", landing_dir=args.landing_dir, output_dir=args.output_dir,
+                         checkpoint_dir=args.checkpoint_dir, resume=False if args.fresh else None)
+    publish = not args.no_mqtt and cfg.job.publish_mqtt
+    if publish:   # a refused connection is an error now, not a silent queue inside the running job
+        check_broker(cfg.mqtt, f"{cfg.mqtt.client_id or 'sigmawatch-job'}-check", timeout=10)
+    return run_job(cfg, bounded=args.bounded, mqtt=publish, restore_from=args.from_checkpoint)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    return run("stream-job", lambda: _main(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

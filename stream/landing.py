@@ -1,7 +1,7 @@
 """The landing directory between the bridge and the job: line format, atomic file writer, cleanup.
 
 Line format: one flat JSON object per MQTT message, holding only what the job reads (the bridge has already
-decoded and validated the payload with ``edge.schema``; the job parses small rows and never the raw edge
+decoded and validated the payload with ``edge.contract.schema``; the job parses small rows and never the raw edge
 payload)::
 
     {"kind":"detections","device":"cam1","recv_ts":1.7e9,"seq":42,"ts":1.7e9,
@@ -51,7 +51,7 @@ NAME_RE = re.compile(r"^(?P<ms>\d{13})-(?P<client>[A-Za-z0-9_-]+)-(?P<counter>\d
 
 
 def _flat_fields(kind: str, msg: dict) -> dict:
-    """The fields of a decoded edge message (``edge.schema.decode``'s shape) that the job reads."""
+    """The fields of a decoded edge message (``edge.contract.schema.decode``'s shape) that the job reads."""
     if kind == "detections":
         seen: set = set()
         dets = []

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from stream import sql
-from stream.config import AlertRules, JobConfig, MqttConfig
+from edge.contract.mqtt import MqttSettings
+from stream.config import AlertRules, JobConfig
 from stream.functions import (DEST_ACTIVITY, DEST_CONSUMED, DEST_DEADLETTER, DEST_RECORDS, MqttPublish,
                               SilenceAlerts, ToPayload, WindowAlerts, is_class_window, untag, window_key)
 
@@ -23,13 +24,13 @@ SOURCE_TABLE = "landing"
 class SourceSpec:
     path: str                                   # landing directory: local path or filesystem URI
     monitor_interval_s: Optional[float] = 0.2   # None = bounded: read the files present, close all windows, finish
-    topic_prefix: str = "sigmawatch"            # the edge topics' prefix (mqtt.prefix), for rebuilt topics
+    topic_prefix: str = "sigmawatch"            # the edge topics' prefix (mqtt.topic_prefix), for rebuilt topics
 
 
 @dataclass(frozen=True)
 class SinkSpec:
     output_dir: Optional[str] = None            # None = no files
-    mqtt: Optional[MqttConfig] = None           # None = no MQTT
+    mqtt: Optional[MqttSettings] = None         # None = no MQTT
     python: bool = True                         # False: SQL outputs into a blackhole (throughput benchmark)
     client_id: str = "sigmawatch-job"
 
@@ -137,9 +138,7 @@ def build_pipeline(t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConfig = 
                    .process(SilenceAlerts(rules), output_type=Types.STRING()).uid("silence-alerts"))
         out = out.union(silence)
     if sinks.mqtt is not None:
-        m = sinks.mqtt
-        out = out.map(MqttPublish(m.host, m.port, m.prefix, m.username, m.password(), sinks.client_id),
-                      output_type=Types.STRING()).uid("mqtt-publish")
+        out = out.map(MqttPublish(sinks.mqtt, sinks.client_id), output_type=Types.STRING()).uid("mqtt-publish")
     if sinks.output_dir:
         for dest in (DEST_RECORDS, DEST_DEADLETTER, DEST_CONSUMED):
             (out.filter(lambda x, d=dest: x.startswith(d + "\t")).uid(f"to-{dest}")

@@ -54,7 +54,7 @@ class SqlOptions:
     out_of_orderness_s: float = 2.0
     high_sigma_threshold: float = 0.25
     stats_interval_s: float = 10.0
-    topic_prefix: str = "sigmawatch"     # the edge topics' prefix (the bridge's mqtt.prefix)
+    topic_prefix: str = "sigmawatch"     # the edge topics' prefix (the bridge's mqtt.topic_prefix)
 
     @property
     def slide_ms(self) -> int:

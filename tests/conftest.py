@@ -1,15 +1,11 @@
 """Shared fixtures: paths, the shared fixtures directory, and a real mosquitto broker on 127.0.0.1."""
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from demo.broker import Mosquitto, find_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -36,72 +32,17 @@ def gaussian_yolov3_fixtures(shared_dir) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Broker(Mosquitto):
+    """The project's mosquitto launcher with a persistent database in the test's folder (a restart keeps the
+    sessions, as a real broker's does). Skips the test, with the reason, when mosquitto is missing."""
 
-
-class Broker:
-    """A mosquitto process on 127.0.0.1:<port>, stoppable and restartable by pid."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = ""):
-        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not os.path.exists(self.binary):
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "", listener: str = "",
+                 allow_anonymous: bool = True):
+        if find_mosquitto() is None:
             pytest.skip("mosquitto is not installed: run `make setup` (installs it with apt as root) "
                         "or `apt-get install mosquitto`")
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
-        self.extra_conf = extra_conf
-        self.proc: subprocess.Popen | None = None
-        self.log = self.workdir / "mosquitto.log"
-
-    def write_conf(self) -> Path:
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "log_dest stderr\n"
-            "max_queued_messages 100000\n"
-            "max_inflight_messages 100\n"
-            + self.extra_conf)
-        return conf
-
-    def start(self) -> "Broker":
-        conf = self.write_conf()
-        # Run as the current user (no privilege drop) so persistence files are writable.
-        args = [self.binary, "-c", str(conf)]
-        if os.geteuid() == 0:
-            conf.write_text(conf.read_text() + "user root\n")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        super().__init__(workdir, port, persistence=True, extra_conf=extra_conf, listener=listener,
+                         allow_anonymous=allow_anonymous)
 
 
 @pytest.fixture

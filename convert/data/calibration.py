@@ -13,7 +13,7 @@ import numpy as np
 
 from convert.data.images import IMAGE_SUFFIXES, list_images, read_image
 from convert.data.video import VIDEO_SUFFIXES, video_frames
-from convert.errors import InputError
+from edge.contract.errors import InputError
 from edge.preprocess import prepare
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from convert.data.images import class_folders, read_image
-from convert.errors import InputError
+from edge.contract.errors import InputError
 from edge.preprocess import prepare
 
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg")
 

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from convert.errors import UsageError
+from edge.contract.errors import UsageError
 
 
 def register_bench(subparsers) -> None:

@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from convert.errors import InputError, UsageError
+from edge.contract.errors import InputError, UsageError
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -156,7 +156,7 @@ def _detector_config(args, ds):
                               anchors_from=args.anchors if anchors is None else "synth",
                               neck_channels=args.neck_channels)
     except ValueError as exc:
-        from convert.errors import ConfigError
+        from edge.contract.errors import ConfigError
         raise ConfigError(f"detector config: {exc}") from exc
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 SECTIONS = {"net", "convolutional", "shortcut", "route", "upsample", "maxpool", "yolo", "gaussian_yolo"}
 ACTIVATIONS = {"leaky", "linear", "relu", "logistic"}

@@ -14,7 +14,7 @@ from keras import layers
 
 from convert.detection.darknet import (LINEAR_ENTRIES, SIGMOID_ENTRIES, BOX_ENTRIES, Plan, parse_cfg, plan, read_weights,
                                        split_conv_weights)
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 BN_EPSILON = 1e-6  # darknet divides by sqrt(var) + .000001
 

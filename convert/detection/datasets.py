@@ -1,7 +1,7 @@
 """Detection dataset readers: YOLO txt folders and COCO JSON. No TensorFlow.
 
 Both produce a :class:`DetectionDataset`: class names and samples (image path, boxes in pixels
-x1, y1, x2, y2, class ids). Problems are reported as :class:`convert.errors.InputError` naming the
+x1, y1, x2, y2, class ids). Problems are reported as :class:`edge.contract.errors.InputError` naming the
 file and how to fix it: no images, images without label files, boxes out of range or empty, unknown
 class ids, unreadable JSON.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TOLERANCE = 1e-3  # normalized coordinates may exceed [0, 1] by rounding only

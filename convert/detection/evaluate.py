@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from convert.detection.datasets import DetectionDataset, to_coco
-from convert.errors import InputError
+from edge.contract.errors import InputError
 from edge.decode import DetectionDecoder, box_iou
 from edge.preprocess import prepare
 

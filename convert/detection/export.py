@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from convert.detection.datasets import DetectionDataset
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 CREATED_BY = "sigmawatch convert-model"
 
@@ -65,7 +65,7 @@ def export_detector(model, out_path: str | Path, *, metadata: dict, quantization
     try:
         from convert.export import export_tflite
     except ImportError as exc:  # pragma: no cover - only while the exporter is missing
-        from convert.errors import ToolMissingError
+        from edge.contract.errors import ToolMissingError
         raise ToolMissingError(f"convert.export.export_tflite is not available ({exc})") from exc
     if quantization == "int8" and not calibration:
         raise InputError("int8 export needs calibration images: pass --calib-data (a dataset folder)")

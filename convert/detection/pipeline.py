@@ -13,7 +13,7 @@ import numpy as np
 
 from convert.detection.datasets import DetectionDataset, Sample
 from convert.detection.targets import encode_targets, pad_boxes, target_shapes
-from convert.errors import InputError
+from edge.contract.errors import InputError
 from edge.preprocess import letterbox
 
 PAD_VALUE = 114

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from convert.detection.datasets import DetectionDataset
 from convert.detection.model import Detector, DetectorConfig, build_detector
 from convert.detection.pipeline import Augment, TrainingData
-from convert.errors import InputError, UsageError
+from edge.contract.errors import InputError, UsageError
 
 
 class TrainConfig(BaseModel):

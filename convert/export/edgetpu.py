@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert.errors import ExportError, ToolMissingError
+from edge.contract.errors import ExportError, ToolMissingError
 
 # Operations the Edge TPU compiler can map (Coral's "supported operations" table).
 EDGETPU_OPS = frozenset("""

@@ -9,7 +9,7 @@ from typing import Iterable
 import keras
 import numpy as np
 
-from convert.errors import ExportError, OutputError, UsageError
+from edge.contract.errors import ExportError, OutputError, UsageError
 from convert.export.edgetpu import check_edgetpu_ready, run_compiler
 from convert.export.fidelity import fidelity_warnings, measure_fidelity
 from convert.export.inspect_model import inspect_flatbuffer

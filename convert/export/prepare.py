@@ -10,7 +10,7 @@ import contextlib
 
 import keras
 
-from convert.errors import ExportError
+from edge.contract.errors import ExportError
 from convert.models.layers import HARD_SWISH_FORMULATIONS, HardSigmoid, HardSwish
 
 

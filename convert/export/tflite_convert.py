@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from convert.errors import ExportError, UsageError
+from edge.contract.errors import ExportError, UsageError
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 IO_DTYPES = ("uint8", "int8", "float32")

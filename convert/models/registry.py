@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import keras
 
-from convert.errors import ConfigError, InputError
+from edge.contract.errors import ConfigError, InputError
 from convert.models import mixnet, mobilenetv3
 from convert.models.layers import HARD_SWISH_FORMULATIONS, image_input
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.errors import InputError, OutputError
+from edge.contract.errors import InputError, OutputError
 from convert.models.registry import build_classifier, get_info
 
 

@@ -4,7 +4,7 @@ import json
 import jsonschema
 import pytest
 
-from edge import schema
+from edge.contract import schema
 
 
 def detections_message(**over):
@@ -24,8 +24,8 @@ def detections_message(**over):
 
 def test_published_files_match_module(project_root):
     for kind in schema.SCHEMAS:
-        path = project_root / "edge" / "schemas" / f"{kind}.schema.json"
-        assert json.loads(path.read_text()) == schema.json_schema(kind), f"run python -m edge.schema --write ({path})"
+        path = schema.SCHEMA_DIR / f"{kind}.schema.json"
+        assert json.loads(path.read_text()) == schema.json_schema(kind), f"run python -m edge.contract.schema --write ({path})"
 
 
 def test_schemas_are_valid_draft_2020_12():
@@ -69,7 +69,7 @@ def test_good_message_passes_both():
 
 # --------------------------------------------------------------------------- version 2 (compact wire format)
 def wire_message(**over):
-    from edge.wire import compact_detections
+    from edge.contract.wire import compact_detections
     msg = compact_detections(detections_message())
     msg.update(over)
     return msg
@@ -88,12 +88,12 @@ def test_v2_layout_and_round_trip():
     want["detections"][0]["sigma_mean"] = 0.098          # thousandths on the wire
     assert decoded == want
     # the decoded form compacts back to the same wire message: nothing is lost a second time
-    from edge.wire import compact_detections
+    from edge.contract.wire import compact_detections
     assert compact_detections(decoded) == wire
 
 
 def test_v2_classification_zones_and_plain_head():
-    from edge.wire import compact_detections
+    from edge.contract.wire import compact_detections
     msg = detections_message(task="classification", detections=[], entropy=0.6931,
                              classes=[{"class_id": 3, "label": "cat", "score": 0.5}])
     wire = compact_detections(msg)
@@ -137,7 +137,7 @@ def test_unknown_detections_version_is_named():
 def test_compact_is_less_than_half_of_v1():
     dets = [dict(detections_message()["detections"][0], score=0.8123, box=[0.1234, 0.2345, 0.3456, 0.4567])] * 4
     v1 = len(schema.encode(detections_message(detections=dets)))
-    from edge.wire import compact_detections
+    from edge.contract.wire import compact_detections
     v2 = len(schema.encode(compact_detections(detections_message(detections=dets))))
     assert v2 < 0.5 * v1, (v1, v2)
 

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from convert.cli import main
+from edge.contract.errors import InputError, OutputError, UsageError
 
 
 def run(argv, capsys):
@@ -16,14 +17,14 @@ def run(argv, capsys):
 def test_unknown_architecture(tmp_path, capsys):
     rc, err = run(["export", "--arch", "resnet9", "--quantization", "float32", "--output", str(tmp_path / "m.tflite")],
                   capsys)
-    assert rc == 2 and "unknown architecture 'resnet9'" in err and "mixnet_s" in err
+    assert rc == UsageError.exit_code and "unknown architecture 'resnet9'" in err and "mixnet_s" in err
 
 
 def test_empty_calibration_folder(tmp_path, capsys):
     (tmp_path / "calib").mkdir()
     rc, err = run(["export", "--arch", "mixnet_s", "--input-size", "64", "--num-classes", "3",
                    "--calibration", str(tmp_path / "calib"), "--output", str(tmp_path / "m.tflite")], capsys)
-    assert rc == 3 and "contains no images" in err and str(tmp_path / "calib") in err
+    assert rc == InputError.exit_code and "contains no images" in err and str(tmp_path / "calib") in err
     assert not (tmp_path / "m.tflite").exists()
 
 
@@ -36,7 +37,7 @@ def test_corrupt_image_is_named(shapes_dataset, tmp_path, capsys):
     (calib / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     rc, err = run(["export", "--arch", "mixnet_s", "--input-size", "64", "--num-classes", "3",
                    "--calibration", str(calib), "--output", str(tmp_path / "m.tflite")], capsys)
-    assert rc == 3 and "broken.jpg" in err and "corrupt" in err
+    assert rc == InputError.exit_code and "broken.jpg" in err and "corrupt" in err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
@@ -45,15 +46,15 @@ def test_unwritable_output_root_skip(tmp_path, capsys):
     ro.mkdir()
     ro.chmod(0o500)
     rc, err = run(["export", "--arch", "mixnet_s", "--quantization", "float32", "--output", str(ro / "m.tflite")], capsys)
-    assert rc == 5 and "permission denied" in err
+    assert rc == OutputError.exit_code and "permission denied" in err
 
 
 def test_output_folder_missing_and_bad_suffix(tmp_path, capsys):
     rc, err = run(["export", "--arch", "mixnet_s", "--quantization", "float32",
                    "--output", str(tmp_path / "nope" / "m.tflite")], capsys)
-    assert rc == 5 and "does not exist" in err
+    assert rc == OutputError.exit_code and "does not exist" in err
     rc, err = run(["export", "--arch", "mixnet_s", "--output", str(tmp_path / "m.onnx")], capsys)
-    assert rc == 2 and "must end in .tflite" in err
+    assert rc == UsageError.exit_code and "must end in .tflite" in err
 
 
 def test_output_is_a_directory_or_file_blocks_write(tmp_path, capsys):
@@ -62,21 +63,21 @@ def test_output_is_a_directory_or_file_blocks_write(tmp_path, capsys):
     blocker.write_text("x")
     rc, err = run(["export", "--arch", "mixnet_s", "--quantization", "float32",
                    "--output", str(blocker / "m.tflite")], capsys)
-    assert rc == 5 and str(blocker) in err
+    assert rc == OutputError.exit_code and str(blocker) in err
 
 
 def test_option_errors(tmp_path, capsys):
     out = str(tmp_path / "m.tflite")
     rc, err = run(["export", "--arch", "mixnet_s", "--input-size", "64", "--output", out], capsys)
-    assert rc == 2 and "needs --calibration" in err
+    assert rc == UsageError.exit_code and "needs --calibration" in err
     rc, err = run(["export", "--arch", "mixnet_s", "--quantization", "float16", "--edgetpu", "--output", out], capsys)
-    assert rc == 2 and "--edgetpu needs" in err
+    assert rc == UsageError.exit_code and "--edgetpu needs" in err
     rc, err = run(["export", "--arch", "mixnet_s", "--weights", str(tmp_path / "w.h5"), "--quantization",
                    "float32", "--input-size", "64", "--output", out], capsys)
-    assert rc == 3 and "w.h5 does not exist" in err
+    assert rc == InputError.exit_code and "w.h5 does not exist" in err
     rc, err = run(["export", "--arch", "mobilenetv3_small", "--input-size", "16", "--quantization", "float32",
                    "--output", out], capsys)
-    assert rc == 2 and "at least 32" in err
+    assert rc == UsageError.exit_code and "at least 32" in err
     assert main(["no-such-command"]) == 2
     rc, err = run(["train", "--data", str(tmp_path), "--arch", "mixnet_s", "--output", str(tmp_path / "m.keras")], capsys)
-    assert rc == 3 and "one sub-folder per class" in err
+    assert rc == InputError.exit_code and "one sub-folder per class" in err

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from convert.errors import ConfigError, InputError
+from edge.contract.errors import ConfigError, InputError
 from convert.models import FEATURE_STRIDES, MODELS, build_classifier, build_features
 
 

@@ -14,9 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # dash_messages.py, ha_schema.py
 
-from stream.dashboard.relay import BrokerOptions, MqttRelay  # noqa: E402
-from stream.dashboard.server import DashboardServer  # noqa: E402
-from stream.dashboard.state import DashboardState  # noqa: E402
+from dashboard.relay import MqttRelay  # noqa: E402
+from dashboard.server import DashboardServer  # noqa: E402
+from dashboard.state import DashboardState  # noqa: E402
+from edge.contract.mqtt import MqttSettings  # noqa: E402
 
 
 class Publisher:
@@ -45,9 +46,8 @@ class RunningDashboard:
     def __init__(self, broker, prefix="sigmawatch"):
         self.state = DashboardState(prefix)
         self.server = DashboardServer(("127.0.0.1", 0), self.state).start()
-        self.relay = MqttRelay(BrokerOptions(host=broker.host, port=broker.port), self.state).start()
-        if not self.relay.wait_connected(10):
-            raise RuntimeError(f"dashboard relay did not connect to {broker.url}")
+        self.relay = MqttRelay(MqttSettings(host=broker.host, port=broker.port, topic_prefix=prefix), self.state).start()
+        self.relay.wait_ready(10)
 
     @property
     def url(self) -> str:

@@ -1,10 +1,10 @@
-"""Valid sigmawatch messages for dashboard tests, built from the real contracts (edge.schema, stream.topics)."""
+"""Valid sigmawatch messages for dashboard tests, built from the real contracts (edge.contract.schema, edge.contract.outputs)."""
 from __future__ import annotations
 
 import time
 
-from edge import schema
-from stream import topics
+from edge.contract import schema
+from edge.contract import outputs as topics
 
 PREFIX = "sigmawatch"
 MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}

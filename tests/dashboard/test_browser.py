@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import dash_messages as m
-from stream.demo_browser import HeadlessChromium, find_chromium
+from tests.support.browser import HeadlessChromium, find_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
 

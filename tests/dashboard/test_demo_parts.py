@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.contract.mqtt import MqttSettings
+
 import dash_messages as m
-from stream.demo_observer import Observer
-from stream.demo_video import write_demo_video
+from demo.observer import Observer
+from demo.video import write_demo_video
 
 
 def test_demo_video_is_a_readable_moving_scene_and_is_cached(tmp_path):
@@ -37,9 +39,9 @@ def test_demo_video_is_a_readable_moving_scene_and_is_cached(tmp_path):
 
 @pytest.mark.mqtt
 def test_observer_counts_and_recounts_windows_against_the_aggregates(broker, publisher):
-    obs = Observer(broker.host, broker.port)
+    obs = Observer(MqttSettings(host=broker.host, port=broker.port))
     try:
-        assert obs.wait_connected(10)
+        obs.wait_ready(10)
         t0 = 1_700_000_000.0  # window-aligned (5 s)
         circle = m.detection("circle", 0, (0.1, 0.1, 0.3, 0.3), 0.1)
         square = m.detection("square", 1, (0.5, 0.5, 0.7, 0.7), 0.2)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stream.demo_procs import DemoError, ProcSpec, Supervisor, group_alive
+from demo.procs import DemoError, ProcSpec, Supervisor, group_alive
 
 # A parent that starts a child in its own group and ignores SIGTERM for a moment: the whole group must go.
 FAMILY = ("import subprocess, sys, time, signal\n"

@@ -10,7 +10,7 @@ import pytest
 import ha_schema
 import dash_messages as m
 from dash_helpers import RunningDashboard
-from stream import homeassistant as ha
+from dashboard import homeassistant as ha
 
 
 def all_configs():
@@ -137,7 +137,7 @@ def test_the_dashboard_publishes_retained_discovery_once_per_device_and_class(br
 def test_dashboard_cli_with_homeassistant_flag_publishes_discovery(broker, publisher):
     import subprocess
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "stream.dashboard", "--port", "0", "--mqtt-port", str(broker.port),
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--port", "0", "--mqtt-port", str(broker.port),
                              "--homeassistant", "ha-test"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("dashboard: http://127.0.0.1:")

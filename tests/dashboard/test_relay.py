@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,9 @@ import time
 import urllib.request
 
 import pytest
+
+from edge.contract.errors import BrokerError
+from edge.contract.mqtt import MqttSettings
 
 import dash_messages as m
 from dash_helpers import RunningDashboard, SSEReader
@@ -108,7 +110,7 @@ def test_the_relay_reconnects_after_the_broker_restarts(dashboard, broker, publi
 
 
 def _start_cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "stream.dashboard", "--port", "0", *args],
+    return subprocess.Popen([sys.executable, "-m", "dashboard", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -152,12 +154,14 @@ def test_wrong_password_is_reported_as_refused_not_connected(broker_factory, tmp
     pw.write_text("viewer:secret\n")
     if subprocess.run(["mosquitto_passwd", "-U", str(pw)], capture_output=True).returncode != 0:
         pytest.skip("mosquitto_passwd is not available to hash a password file")
-    secured = broker_factory(extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
-    from stream.dashboard.relay import BrokerOptions, MqttRelay
-    from stream.dashboard.state import DashboardState
+    secured = broker_factory(extra_conf=f"password_file {pw}\n", allow_anonymous=False)
+    from dashboard.relay import MqttRelay
+    from dashboard.state import DashboardState
     for password, expect in (("wrong", False), ("secret", True)):
+        (tmp_path / "viewer.pw").write_text(password + "\n")
+        settings = MqttSettings(port=secured.port, username="viewer", password_file=tmp_path / "viewer.pw")
         state = DashboardState()
-        relay = MqttRelay(BrokerOptions(port=secured.port, username="viewer", password=password), state).start()
+        relay = MqttRelay(settings, state).start()
         try:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not (state.broker["connected"] or "refused" in state.broker["error"]):
@@ -167,3 +171,10 @@ def test_wrong_password_is_reported_as_refused_not_connected(broker_factory, tmp
                 assert "refused" in state.broker["error"]
         finally:
             relay.stop()
+    # the command line: a refused connection ends it with the broker's reason and exit code 6, never silently
+    (tmp_path / "viewer.pw").write_text("wrong\n")
+    proc = _start_cli("--mqtt-port", str(secured.port), "--mqtt-username", "viewer",
+                      "--mqtt-password-file", str(tmp_path / "viewer.pw"))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == BrokerError.exit_code == 6, err
+    assert "refused the connection" in err and "127.0.0.1:" in err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from convert.detection.darknet import parse_cfg, plan, read_weights, write_weights
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 # YOLOv3 (COCO, 80 classes, 255 head filters) has 62,001,757 values in its weights file (incl. BN statistics).
 # With C classes each of the 3 head convolutions (inputs 1024, 512, 256 channels) has 3*(9+C) filters instead.

@@ -10,7 +10,7 @@ from convert.detection.anchors import default_anchors, kmeans_anchors, split_by_
 from convert.detection.datasets import load_dataset, read_coco, read_yolo, to_coco
 from convert.detection.synthetic import (CLASSES, SynthConfig, SynthObject, object_box, render_frame, write_dataset)
 from convert.detection.targets import encode_targets
-from convert.errors import InputError
+from edge.contract.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from edge.decode import Detection, DetectionDecoder, batched_nms, box_iou, nms
 from edge.preprocess import LetterboxInfo, letterbox, stretch
-from edge.schema import validate
+from edge.contract.schema import validate
 
 C = 2
 ANCHORS = [[[10, 14], [23, 27], [37, 58]], [[81, 82], [135, 169], [344, 319]]]

@@ -13,7 +13,7 @@ from edge.decode import DetectionDecoder
 from edge.model_metadata import read_model
 from edge.preprocess import letterbox
 from edge.runtime import TFLiteModel
-from edge.schema import validate
+from edge.contract.schema import validate
 
 TRAIN = ["--backbone", "darknet_small", "--input-size", "64", "--neck-channels", "16", "--batch-size", "4",
          "--steps-per-epoch", "3", "--warmup-steps", "2", "--threads", "2", "--no-progress"]

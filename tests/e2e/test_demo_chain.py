@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stream.demo_plan import MODEL, in_tree
-from stream.demo_report import DOM_FIGURES
-from stream.demo_browser import HeadlessChromium, find_chromium
+from demo.plan import MODEL, importable
+from demo.report import DOM_FIGURES
+from tests.support.browser import HeadlessChromium, find_chromium
 
 # In the default run: about 70 s on an idle 2-core machine, about 3 min when other jobs load it (the Flink
 # mini-cluster alone took 1-2 min to its first checkpoint then); the default set stays well under 20 min.
@@ -33,9 +33,9 @@ def _require_chain():
     missing = []
     if not MODEL.is_file():
         missing.append(f"the shipped demo detector {MODEL}")
-    for rel in ("edge/cli.py", "stream/bridge.py", "stream/job.py"):
-        if not in_tree(rel):
-            missing.append(rel)
+    for module in ("ai_edge_litert", "pyflink"):
+        if not importable(module):
+            missing.append(module)
     if not find_chromium():
         missing.append("chromium (apt-get install chromium)")
     if missing:
@@ -73,7 +73,7 @@ def test_every_published_detection_is_aggregated_once_and_shown_and_nothing_is_l
     shot = tmp_path / "dashboard-end.png"
     live_shot = tmp_path / "dashboard-live.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.demo", "--duration", str(DURATION_S), "--devices", "2", "--fps", "3",
+        [sys.executable, "-m", "demo", "--duration", str(DURATION_S), "--devices", "2", "--fps", "3",
          "--video-seconds", "10", "--workdir", str(workdir), "--dashboard-port", "0", "--check-dashboard",
          "--screenshot", str(shot), "--summary-json", str(summary_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

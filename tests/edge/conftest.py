@@ -52,7 +52,7 @@ def scene(request, tmp_path_factory, fixture_models):
     kind it was trained on when it is in the tree, else the colour detector on a red-square video."""
     if SHIPPED_DETECTOR.is_file():
         try:
-            from stream.demo_video import write_demo_video
+            from demo.video import write_demo_video
         except ImportError:
             write_demo_video = None
         if write_demo_video is not None:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import yaml
 
-from edge import schema
+from edge.contract import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -127,7 +127,7 @@ class Subscriber:
             return [json.loads(p) for t, p, _r in self.messages if t.endswith(suffix)]
 
     def payloads(self, suffix: str) -> list[dict]:
-        """Payloads as subscribers use them: detections decoded by edge.schema (which validates them)."""
+        """Payloads as subscribers use them: detections decoded by edge.contract.schema (which validates them)."""
         with self.lock:
             raw = [p for t, p, _r in self.messages if t.endswith(suffix)]
         if suffix.endswith("/detections"):

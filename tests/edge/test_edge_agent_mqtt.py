@@ -6,8 +6,8 @@ import json
 import jsonschema
 import pytest
 
-from edge import schema
-from edge.schema import json_schema, validate
+from edge.contract import schema
+from edge.contract.schema import json_schema, validate
 
 from edge_helpers import agent_config, write_video
 
@@ -28,7 +28,7 @@ def test_detections_status_metrics_arrive_and_validate(tmp_path, broker, detecto
                         timeout=60, what="25 detections messages and a metrics message")
     for wire in sub.raw_payloads("/detections"):
         _check(wire, "detections")            # the compact version-2 wire format, against the published schema
-    dets = sub.payloads("/detections")        # decoded (edge.schema.decode), as the server sees them
+    dets = sub.payloads("/detections")        # decoded (edge.contract.schema.decode), as the server sees them
     for d in dets:
         schema.validate_decoded_detections(d)
     seqs = [d["seq"] for d in dets]
@@ -147,7 +147,7 @@ def test_shipped_demo_detector_end_to_end(tmp_path, broker, shipped_detector, sc
     assert agent.terminate() == 0, agent.logs()
     for wire in sub.raw_payloads("/detections"):
         _check(wire, "detections")            # the compact version-2 wire format, against the published schema
-    dets = sub.payloads("/detections")        # decoded (edge.schema.decode), as the server sees them
+    dets = sub.payloads("/detections")        # decoded (edge.contract.schema.decode), as the server sees them
     for d in dets:
         schema.validate_decoded_detections(d)
         assert meta["model_sha256"].startswith(d["model"]["hash"])

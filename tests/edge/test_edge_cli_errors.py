@@ -1,4 +1,4 @@
-"""Bad config, missing model, wrong model, missing accelerator: clear errors and exit codes (edge.errors table)."""
+"""Bad config, missing model, wrong model, missing accelerator: clear errors and exit codes (edge.contract.errors table)."""
 from __future__ import annotations
 
 import json

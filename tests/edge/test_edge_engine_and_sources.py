@@ -13,9 +13,9 @@ import pytest
 
 from edge.config import ModelConfig, Settings, SourceConfig
 from edge.engine import Engine
-from edge.errors import ModelError, SourceError
+from edge.contract.errors import ModelError, SourceError
 from edge.messages import detections_payload, detections_wire
-from edge.schema import json_schema, validate, validate_decoded_detections
+from edge.contract.schema import json_schema, validate, validate_decoded_detections
 from edge.sources import Picamera2Source, SourceSupervisor, classify_uri, probe
 from edge_helpers import write_video
 

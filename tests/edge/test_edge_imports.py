@@ -7,7 +7,7 @@ import sys
 from edge_helpers import ROOT
 
 MODULES = ["edge.cli", "edge.agent", "edge.bench", "edge.engine", "edge.sources", "edge.publisher", "edge.outbox",
-           "edge.mqtt_client", "edge.config", "edge.secrets", "edge.classify", "edge.zones", "edge.sdnotify"]
+           "edge.contract.mqtt", "edge.config", "edge.contract.secrets", "edge.classify", "edge.zones", "edge.sdnotify"]
 
 
 def test_agent_imports_no_tensorflow_convert_or_stream():

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from edge.messages import FrameResult
-from edge.mqtt_client import LinkOptions, MqttLink
+from edge.contract.mqtt import MqttClient, MqttSettings
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 
@@ -24,14 +24,14 @@ def test_window_bounds_inflight_and_everything_arrives_in_order(tmp_path, broker
     sub = subscriber(broker, "sigmawatch/pub-1/detections")
     outbox = Outbox(tmp_path / "o.sqlite")
     pub = None
-    link = MqttLink(LinkOptions(host=broker.host, port=broker.port, client_id="pub-1"),
-                    on_ack=lambda mid: pub.on_ack(mid))
+    link = MqttClient(MqttSettings(host=broker.host, port=broker.port), client_id="pub-1",
+                      on_ack=lambda mid: pub.on_ack(mid), max_inflight=100)
     pub = Publisher(link, outbox, topic="sigmawatch/pub-1/detections", device="pub-1",
                     model_ref={"id": "m", "hash": "0" * 64}, window=25)
     for i in range(1500):
         pub.submit(_result(i))
     link.start()
-    assert link.wait_connected(10)
+    link.wait_ready(10)
     peak = 0
     deadline = time.time() + 60
     while outbox.depth() and time.time() < deadline:

@@ -9,7 +9,7 @@ import time
 import jsonschema
 import pytest
 
-from edge.schema import json_schema, validate
+from edge.contract.schema import json_schema, validate
 from edge_helpers import agent_config, write_video
 
 pytestmark = pytest.mark.mqtt

@@ -2,41 +2,24 @@
 gets its PUBACKs; a wrong CA is refused with a clear message (edge-agent check, exit 6)."""
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import subprocess
 import time
 
 import pytest
 
 from edge.cli import main
 from edge_helpers import agent_config, write_video
+from tests.support.tls import make_tls_files, openssl_available, self_signed_ca
 
 pytestmark = pytest.mark.mqtt
 
 
-def _ca(directory, name: str):
-    key, crt = directory / f"{name}.key", directory / f"{name}.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                    f"/CN={name}", "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
-    return key, crt
-
-
 @pytest.fixture
 def tls_broker(tmp_path, broker_factory):
-    if not shutil.which("openssl"):
+    if not openssl_available():
         pytest.skip("openssl is not installed")
-    ca_key, ca_crt = _ca(tmp_path, "test-ca")
-    key, csr, crt = tmp_path / "broker.key", tmp_path / "broker.csr", tmp_path / "broker.crt"
-    ext = tmp_path / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
-                    "-out", str(csr)], check=True, capture_output=True)
-    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-                    "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt)],
-                   check=True, capture_output=True)
-    broker = broker_factory(extra_conf=f"cafile {ca_crt}\ncertfile {crt}\nkeyfile {key}\n")
-    return broker, ca_crt
+    tls = make_tls_files(tmp_path / "tls")
+    return broker_factory(listener=tls.listener), tls.ca_crt
 
 
 def test_agent_over_tls(tmp_path, tls_broker, detector_model, agents):
@@ -56,6 +39,6 @@ def test_agent_over_tls(tmp_path, tls_broker, detector_model, agents):
     assert acked >= 10, f"the broker must acknowledge detections over TLS:\n{agent.logs()}"
     assert agent.terminate() == 0
 
-    _other_key, other_ca = _ca(tmp_path, "other-ca")
+    _other_key, other_ca = self_signed_ca(tmp_path, "other-ca")
     bad = agent_config(tmp_path, broker, detector_model, video, device="cam-2", mqtt__tls={"ca_file": str(other_ca)})
     assert main(["check", "-c", str(bad), "--timeout", "3"]) == 6

@@ -11,11 +11,11 @@ import pytest
 
 from edge.classify import entropy, normalized_entropy, to_probabilities, top_k
 from edge.config import Settings, load, updated_settings
-from edge.errors import ConfigError, SecretError
+from edge.contract.errors import ConfigError, SecretError
 from edge.outbox import Outbox
 from edge.pipeline import NewestSlot
 from edge.sdnotify import Notifier
-from edge.secrets import resolve_password
+from edge.contract.secrets import resolve_password
 from edge.zones import point_in_polygon, zones_of
 
 

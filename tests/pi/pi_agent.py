@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from edge import schema
+from edge.contract import schema
 
 from pi_reference import THREADS
 from pi_runner import EmulatedPython, describe_exit, stop

@@ -2,7 +2,7 @@
 [edge-legacy]) with the shipped int8 demo detector, a lossless generated video as its camera, publishing to
 mosquitto on the host's 127.0.0.1 (qemu-user shares the host's network).
 
-What arrives must validate against edge.schema and match the x86 run of the same agent, model, frames and
+What arrives must validate against edge.contract.schema and match the x86 run of the same agent, model, frames and
 requirement set (installed for x86_64, run by the host's Python 3.11 without site-packages):
 one message per frame (every frame shows four objects), the same classes (detections pair up only within a
 class; an unpaired one above threshold + score tolerance fails), boxes / sigma / scores within the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge import schema
+from edge.contract import schema
 from pi_runner import NEWER_CORE_SNIPPET
 from pi_agent import AgentRunError, Collector, console_script_args, run_agent, write_config
 from pi_compare import compare_frames
@@ -145,6 +145,6 @@ def test_tflite_runtime_under_numpy2_is_refused_with_a_clear_error(pi_rootfs, pi
         run_agent(agent_args(pi_agent, tmp_path, "pi4-numpy2", video, demo_model, broker, score_threshold),
                   python=python, cwd=tmp_path, log_path=tmp_path / "numpy2.log", timeout=AGENT_TIMEOUT)
     message = str(info.value)
-    assert "exit status 4" in message, message  # edge.errors: interpreter or accelerator unavailable
+    assert "exit status 4" in message, message  # edge.contract.errors: interpreter or accelerator unavailable
     assert "built for numpy 1.x" in message and "numpy<2" in message, message
     assert "Traceback" not in message, message

@@ -135,7 +135,7 @@ def test_project_wheel_asks_for_the_requirement_set_the_test_installs(extra, pro
 @pytest.mark.pi
 def test_installed_project_has_the_agent_and_its_data(pi_project_site):
     assert pi_wheels.console_script(pi_project_site, "edge-agent") == ("edge.cli", "main")
-    assert {p.name for p in (pi_project_site / "edge" / "schemas").glob("*.json")} >= {
+    assert {p.name for p in (pi_project_site / "edge" / "contract" / "schemas").glob("*.json")} >= {
         "detections.schema.json", "status.schema.json", "metrics.schema.json"}
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def write_config(path: Path, broker, base: Path, **job) -> Path:
     cfg = {
-        "mqtt": {"host": broker.host, "port": broker.port, "prefix": "sigmawatch"},
+        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "sigmawatch"},
         "bridge": {"landing_dir": str(base / "landing"), "client_id": "bridge-t1", "group": "g1",
                    "roll_interval_s": 0.3, "roll_max_records": 50, "consumed_dir": str(base / "out" / "consumed"),
                    "cleanup_interval_s": 1.0},
@@ -99,7 +99,7 @@ def checkpoints(checkpoint_dir: Path) -> dict[str, int]:
 
 
 def compare_fields(expected: dict, got: dict, rel: float = 1e-9, abs_tol: float = 1e-6) -> list[str]:
-    """Field-by-field; floats within abs_tol (payload floats are rounded to 6 decimals by stream.topics)."""
+    """Field-by-field; floats within abs_tol (payload floats are rounded to 6 decimals by edge.contract.outputs)."""
     import math
     problems = []
     for key, fields in expected.items():

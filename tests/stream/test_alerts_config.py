@@ -1,10 +1,10 @@
 """Alert state machines (pure Python) and config validation."""
 import pytest
 
-from stream import topics
+from edge.contract import outputs as topics
 from stream.alerts import SilenceRule, WindowRules
 from stream.config import AlertRules, load, load_rules
-from stream.errors import ConfigError
+from edge.contract.errors import ConfigError
 
 
 def agg(ws, detections, sigma, device="cam-0", label="person"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from stream.bench import JvmThreadCpu, replicate_landing, write_landing
+from bench.stream import JvmThreadCpu, replicate_landing, write_landing
 from stream.landing import NAME_RE
 
 

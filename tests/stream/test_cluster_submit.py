@@ -11,20 +11,14 @@ import pytest
 import yaml
 
 from stream.bridge import to_landing_line
-from stream.generate import Scenario, generate, recount
+from tests.support.generate import Scenario, generate, recount
 from stream.landing import LandingWriter
+from demo.procs import free_port
 
 from stream_helpers import ROOT, compare_fields, read_jsonl_dir
 
 pyflink = pytest.importorskip("pyflink")
 FLINK_HOME = Path(pyflink.__file__).parent
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.flink
@@ -35,9 +29,9 @@ def test_flink_run_on_local_standalone_cluster(tmp_path):
     conf_dir = tmp_path / "conf"
     shutil.copytree(FLINK_HOME / "conf", conf_dir)
     conf = yaml.safe_load((conf_dir / "config.yaml").read_text())
-    rest = _free_port()
+    rest = free_port()
     conf.setdefault("rest", {}).update({"port": rest, "address": "localhost", "bind-address": "localhost"})
-    conf["jobmanager"]["rpc"]["port"] = _free_port()
+    conf["jobmanager"]["rpc"]["port"] = free_port()
     conf["jobmanager"]["memory"]["process"]["size"] = "1024m"
     conf["taskmanager"].update({"numberOfTaskSlots": 2, "memory": {"process": {"size": "1280m"}}})
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(conf))

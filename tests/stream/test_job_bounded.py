@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stream.bridge import to_landing_line
-from stream.generate import Scenario, generate, health_recount, recount
+from tests.support.generate import Scenario, generate, health_recount, recount
 from stream.landing import LandingWriter
 
 from stream_helpers import ROOT, compare_fields, read_jsonl_dir

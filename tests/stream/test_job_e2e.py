@@ -15,10 +15,10 @@ import time
 import pytest
 import yaml
 
-from stream import topics
-from stream.generate import Scenario, flush_event, generate, health_recount, metrics_msg, recount, Event
-from stream.publisher import Collector, Publisher
-from edge import schema
+from edge.contract import outputs as topics
+from tests.support.generate import Scenario, flush_event, generate, health_recount, metrics_msg, recount, Event
+from tests.support.publisher import Collector, Publisher
+from edge.contract import schema
 
 from stream_helpers import (bridge_args, checkpoints, compare_fields, job_args, read_jsonl_dir, wait_for,
                             write_config)
@@ -48,7 +48,7 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
     procs(bridge_args(cfg, "--client-id", "b2"), tmp_path / "b2.log")
     job = procs(job_args(cfg), tmp_path / "job1.log")
     for name in ("b1", "b2"):
-        wait_for(lambda: "subscribing" in (tmp_path / f"{name}.log").read_text(), 20, what=f"bridge {name}")
+        wait_for(lambda: "subscribed to" in (tmp_path / f"{name}.log").read_text(), 20, what=f"bridge {name}")
     wait_for(lambda: checkpoints(chk), 300, what="the job's first checkpoint", alive=job)
 
     sc = Scenario(window_s=WINDOW)

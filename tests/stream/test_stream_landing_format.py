@@ -3,16 +3,16 @@
 The job computes frames per class as ``SUM(f)``, frames per device as the rows with ``h`` plus frames without
 detections, means as ``sum / count`` and fleet totals as sums of the per-device cells; here the same
 formulas, in plain Python over the bridge's lines, must equal the straightforward recount of the decoded
-messages (``stream.generate.recount``: distinct seqs, per-detection means).
+messages (``tests.support.generate.recount``: distinct seqs, per-detection means).
 """
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 
-from edge import schema
+from edge.contract import schema
 from stream.bridge import to_landing_line
-from stream.generate import Scenario, generate, health_recount, recount, window_starts
+from tests.support.generate import Scenario, generate, health_recount, recount, window_starts
 from stream.landing import NAME_RE, LandingWriter
 
 PREFIX = "sigmawatch"

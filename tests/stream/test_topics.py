@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from stream import topics
+from edge.contract import outputs as topics
 
 
 def _agg(**over):

@@ -22,10 +22,9 @@ import threading
 import time
 from collections import defaultdict
 
-import paho.mqtt.client as mqtt
-
-from edge import schema
-from stream import topics
+from edge.contract import outputs as topics
+from edge.contract import schema
+from edge.contract.mqtt import MqttClient, MqttSettings
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -36,10 +35,9 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 class Observer:
-    def __init__(self, host: str, port: int, prefix: str = "sigmawatch"):
-        self.prefix = prefix
+    def __init__(self, settings: MqttSettings):
+        self.prefix = prefix = settings.topic_prefix
         self.lock = threading.Lock()
-        self.connected = threading.Event()
         self.seqs: dict[str, set[int]] = defaultdict(set)
         self.duplicates = 0
         self.detections = 0
@@ -56,33 +54,20 @@ class Observer:
         self.alert_transitions = 0
         self.stats: dict[str, dict] = {}  # id -> job counters of one processing-time window
         self.invalid: list[str] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sigmawatch-demo-observer-{port}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.client.connect_async(host, port)
-        self.client.loop_start()
+        self.client = MqttClient(settings, client_id=f"sigmawatch-demo-observer-{settings.port}", on_message=self._on_message,
+                                 subscriptions=[(f"{prefix}/+/detections", 1), (f"{prefix}/+/metrics", 0),
+                                                (f"{prefix}/+/status", 1),
+                                                *[(t, 1) for t in topics.subscriptions(prefix)]]).start()
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """True once connected *and* subscribed (SUBACK received), so nothing published after it is missed."""
-        return self.connected.wait(timeout)
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Returns once connected *and* subscribed (SUBACK received), so nothing published after it is missed;
+        BrokerError otherwise."""
+        self.client.wait_ready(timeout)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.stop()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
-        if reason_code.is_failure:
-            return
-        client.subscribe([(f"{self.prefix}/+/detections", 1), (f"{self.prefix}/+/metrics", 0),
-                          (f"{self.prefix}/+/status", 1), *[(t, 1) for t in topics.subscriptions(self.prefix)]])
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        if not any(rc.is_failure for rc in reason_codes):
-            self.connected.set()
-
-    def _on_message(self, client, userdata, msg):
+    def _on_message(self, msg) -> None:
         now = time.time()
         with self.lock:
             try:

@@ -1,4 +1,4 @@
-"""A small QoS 1 MQTT publisher/collector for generated streams (tests, benchmarks, demos).
+"""A QoS 1 MQTT publisher and a collector for generated streams (tests, benchmarks), on the project's client.
 
 Publishes through a bounded window of unacknowledged messages (paho fails beyond 65,535 in flight).
 """
@@ -9,50 +9,34 @@ import threading
 import time
 from typing import Callable, Iterable, Optional
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from stream.errors import BrokerError
+from edge.contract.errors import BrokerError
+from edge.contract.mqtt import SUCCESS, MqttClient, MqttSettings
 
 
-def _connect(client: mqtt.Client, host: str, port: int, timeout: float) -> None:
-    ready = threading.Event()
-    err: list[str] = []
-
-    def on_connect(c, u, flags, rc, props):
-        if rc.is_failure:
-            err.append(str(rc))
-        ready.set()
-
-    client.on_connect = on_connect
-    client.connect(host, port, 30)
-    client.loop_start()
-    if not ready.wait(timeout) or err:
-        client.loop_stop()
-        raise BrokerError(f"cannot connect to MQTT broker {host}:{port}: {err or 'timeout'}")
+def _settings(host: str, port: int, protocol: str = "3.1.1") -> MqttSettings:
+    return MqttSettings(host=host, port=port, protocol=protocol)
 
 
 class Publisher:
-    def __init__(self, host: str, port: int, client_id: str = "", max_inflight: int = 1000):
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        self.client.max_inflight_messages_set(max_inflight)
+    def __init__(self, host: str, port: int, client_id: str = "test-publisher", max_inflight: int = 1000):
         self.window = threading.Semaphore(max_inflight)
         self.acked = 0
-        self.client.on_publish = self._on_publish
-        _connect(self.client, host, port, 10)
         self.published = 0
+        self.client = MqttClient(_settings(host, port), client_id=client_id, on_ack=self._on_ack,
+                                 max_inflight=max_inflight).start()
+        self.client.wait_ready(10)
 
-    def _on_publish(self, *args) -> None:
+    def _on_ack(self, mid: int) -> None:
         self.acked += 1
         self.window.release()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         if not self.window.acquire(timeout=30):
             raise BrokerError("publish window did not drain in 30 s: is the broker alive?")
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+        rc, _mid = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if rc != SUCCESS:
             self.window.release()
-            raise BrokerError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+            raise BrokerError(f"publish to {topic} failed: rc {rc}")
         self.published += 1
 
     def publish_all(self, events: Iterable, rate: Optional[float] = None,
@@ -72,26 +56,20 @@ class Publisher:
         end = time.time() + timeout   # wait until every QoS 1 publish is acknowledged
         while self.acked < self.published and time.time() < end:
             time.sleep(0.01)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.stop()
 
 
 class Collector:
-    """Subscribes to topic filters and keeps every message (topic, decoded JSON, arrival time)."""
+    """Subscribes to topic filters and keeps every message (topic, decoded JSON, arrival time, retained)."""
 
-    def __init__(self, host: str, port: int, filters: list[str]):
+    def __init__(self, host: str, port: int, filters: list[str], client_id: str = "test-collector"):
         self.messages: list[tuple[str, dict, float, bool]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        self.client.on_message = self._on_message
-        self._filters = filters
-        _connect(self.client, host, port, 10)
-        done = threading.Event()
-        self.client.on_subscribe = lambda *a: done.set()
-        self.client.subscribe([(f, 1) for f in filters])
-        done.wait(10)
+        self.client = MqttClient(_settings(host, port), client_id=f"{client_id}-{time.monotonic_ns()}",
+                                 subscriptions=[(f, 1) for f in filters], on_message=self._on_message).start()
+        self.client.wait_ready(10)
 
-    def _on_message(self, c, u, message):
+    def _on_message(self, message) -> None:
         now = time.time()
         try:
             payload = json.loads(message.payload) if message.payload else None
@@ -105,5 +83,4 @@ class Collector:
             return list(self.messages)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.stop()

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-
-class DemoError(RuntimeError):
-    """A demo component could not start or died; the message says which and where its log is."""
+from edge.contract.errors import DemoError
 
 
 @dataclass(frozen=True)
@@ -168,6 +166,7 @@ def _port_open(port: int) -> bool:
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

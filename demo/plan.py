@@ -1,17 +1,17 @@
 """What the demo starts: the broker choice, the stream/alert configs it writes, and the process list.
 
-Pure planning, nothing is started here (``stream.demo`` runs the plan through ``stream.demo_procs``).
+Pure planning, nothing is started here (``demo.cli`` runs the plan through ``demo.procs``).
 """
 from __future__ import annotations
 
-import os
-import shutil
+import importlib.util
 import sys
 from pathlib import Path
 
 import yaml
 
-from stream.demo_procs import DemoError, ProcSpec
+from demo.procs import DemoError, ProcSpec
+from edge.contract.mqtt import MqttSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
@@ -20,45 +20,36 @@ MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
 WINDOW_S, OUT_OF_ORDER_S = 5.0, 8.0
 
 
-def in_tree(rel: str) -> bool:
-    """A component is there when its file exists and, in a git checkout, is committed (work in progress
-    by someone else in the same tree is not started)."""
-    path = ROOT / rel
-    if not path.is_file():
+def importable(module: str) -> bool:
+    """A component can be started when its module and the packages it needs import here (the stream job
+    needs PyFlink: a machine set up with ``pip install '.[edge,dashboard]'`` runs the demo without it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
         return False
-    if os.environ.get("SIGMAWATCH_DEMO_UNCOMMITTED") == "1":  # developers trying a component before committing it
-        return True
-    if not (ROOT / ".git").exists() or not shutil.which("git"):
-        return True
-    import subprocess  # noqa: PLC0415
-    return subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", rel],
-                          capture_output=True).returncode == 0
 
 
 def broker_spec(workdir: Path, port: int, kind: str = "auto") -> tuple[ProcSpec, str]:
     """mosquitto if installed, else the embedded pure-Python amqtt broker if importable, else a clear error."""
-    from stream import demo_broker  # noqa: PLC0415
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    from demo import broker as demo_broker  # noqa: PLC0415
+    binary = demo_broker.find_mosquitto()
     if kind == "mosquitto" or (kind == "auto" and binary):
         if not binary:
             raise DemoError("mosquitto is not installed: sudo apt-get install mosquitto (or use --broker amqtt)")
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
-                        "max_queued_messages 100000\nmax_inflight_messages 100\n"
-                        + ("user root\n" if os.geteuid() == 0 else ""))
-        return ProcSpec("broker", [binary, "-c", str(conf)], ready_port=port, ready_timeout_s=15,
-                        stop_grace_s=5), "mosquitto"
+        mosquitto = demo_broker.Mosquitto(workdir, port, log_to="stdout")
+        mosquitto.write_conf()
+        return ProcSpec("broker", mosquitto.argv, ready_port=port, ready_timeout_s=15, stop_grace_s=5), "mosquitto"
     if kind == "amqtt" and not demo_broker.available():
         raise DemoError("--broker amqtt: amqtt is not installed (.venv/bin/pip install amqtt)")
     if demo_broker.available():
-        return ProcSpec("broker", [sys.executable, "-m", "stream.demo_broker", "--port", str(port)],
+        return ProcSpec("broker", [sys.executable, "-m", "demo.broker", "--port", str(port)],
                         ready_line="listening on", ready_timeout_s=30, stop_grace_s=5), "amqtt"
     raise DemoError("no MQTT broker: mosquitto is not installed and neither is the pure-Python fallback amqtt. "
                     "Install one (sudo apt-get install mosquitto -- `make setup` does this when run as root -- "
                     "or .venv/bin/pip install amqtt) and run the demo again")
 
 
-def write_stream_config(workdir: Path, port: int, mqtt311: bool = False) -> Path:
+def write_stream_config(workdir: Path, mqtt: MqttSettings) -> Path:
     var = workdir / "stream"
     alerts = workdir / "alerts.yaml"
     alerts.write_text(yaml.safe_dump({"rules": [
@@ -69,10 +60,10 @@ def write_stream_config(workdir: Path, port: int, mqtt311: bool = False) -> Path
         {"type": "device_silent", "id": "camera-silent", "after_s": 15.0, "severity": "critical"},
     ]}))
     cfg = {
-        "mqtt": {"host": "127.0.0.1", "port": port, "prefix": "sigmawatch", "protocol": "3.1.1" if mqtt311 else "5"},
+        "mqtt": mqtt.model_dump(mode="json", exclude_defaults=True),
         "bridge": {"landing_dir": str(var / "landing"), "client_id": "sigmawatch-demo-bridge",
                    "consumed_dir": str(var / "out" / "consumed"),
-                   **({"group": None} if mqtt311 else {})},  # amqtt: MQTT 3.1.1, no shared subscriptions
+                   **({"group": None} if mqtt.protocol == "3.1.1" else {})},  # amqtt: no shared subscriptions
         "job": {"landing_dir": str(var / "landing"), "output_dir": str(var / "out"),
                 "checkpoint_dir": str(var / "checkpoints"), "checkpoint_interval_s": 2.0, "resume": False,
                 "window": {"size_s": WINDOW_S}, "out_of_orderness_s": OUT_OF_ORDER_S,
@@ -83,33 +74,34 @@ def write_stream_config(workdir: Path, port: int, mqtt311: bool = False) -> Path
     return path
 
 
-def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], list[str]]:
-    """The processes to start, in order, and a note for every component skipped."""
+def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], list[str], MqttSettings]:
+    """The processes to start, in order, a note for every component skipped, and how they reach the broker."""
     py = sys.executable
     broker, kind = broker_spec(workdir, port, args.broker)
-    stream_yaml = write_stream_config(workdir, port, mqtt311=kind == "amqtt")
+    mqtt = MqttSettings(host="127.0.0.1", port=port, protocol="3.1.1" if kind == "amqtt" else "5")  # amqtt: 3.1.1 only
+    flags = ["--mqtt-host", mqtt.host, "--mqtt-port", str(mqtt.port), "--mqtt-protocol", mqtt.protocol]
+    stream_yaml = write_stream_config(workdir, mqtt)
     specs, skipped = [broker], []
-    dash = [py, "-m", "stream.dashboard", "--port", str(args.dashboard_port), "--mqtt-port", str(port)]
+    dash = [py, "-m", "dashboard", "--port", str(args.dashboard_port), *flags]
     if args.homeassistant:
         dash.append("--homeassistant")
     specs.append(ProcSpec("dashboard", dash, ready_line=r"dashboard: (http://\S+)", ready_timeout_s=20))
-    have_job = in_tree("stream/job.py")
     if args.no_flink:
         skipped.append("stream-bridge + PyFlink job: skipped (--no-flink)")
-    elif not have_job:
-        skipped.append("PyFlink job: stream/job.py is not in the tree yet -> no aggregates/alerts "
-                       "(bridge skipped too)")
+    elif not importable("pyflink"):
+        skipped.append("stream-bridge + PyFlink job: PyFlink is not installed (pip install '.[stream]') "
+                       "-> no aggregates/alerts")
     else:
         specs.append(ProcSpec("bridge", [py, "-m", "stream.bridge", "--config", str(stream_yaml)],
-                              ready_line=r"subscribing", ready_timeout_s=30))
+                              ready_line=r"subscribed to", ready_timeout_s=30))
         # ready = its first completed checkpoint: the job is running and reading the landing directory, so
         # the agents start only then (a backlog read at start-up could come out of order and be late)
         specs.append(ProcSpec("flink-job", [py, "-m", "stream.job", "--config", str(stream_yaml)],
                               env={"PYTHONPATH": str(ROOT)},
                               ready_glob=str(workdir / "stream" / "checkpoints" / "*" / "chk-*" / "_metadata"),
                               ready_timeout_s=240, stop_grace_s=20))
-    if not in_tree("edge/cli.py"):
-        skipped.append("edge agents: edge/cli.py is not in the tree yet")
+    if not importable("ai_edge_litert") and not importable("tflite_runtime"):
+        skipped.append("edge agents: no TFLite interpreter is installed (pip install '.[edge]')")
     elif not args.model.is_file():
         skipped.append(f"edge agents: the demo detector {args.model} is not there yet "
                        "(see edge/models/README.md for the command that makes it)")
@@ -118,7 +110,7 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
             dev = f"cam-{i + 1}"
             specs.append(ProcSpec(f"agent-{dev}", [
                 py, "-m", "edge.cli", "run", "--device-id", dev, "--source", str(video.path), "--loop",
-                "--model", str(args.model), "--broker", f"127.0.0.1:{port}", "--state-dir", str(workdir / "agents" / dev),
+                "--model", str(args.model), *flags, "--state-dir", str(workdir / "agents" / dev),
                 "--fps", str(args.fps), "--threads", "1", "--set", "mqtt.metrics_interval_s=2",
                 "--set", "watchdog=false"], ready_line=r"running: model", ready_timeout_s=60, stop_grace_s=20))
-    return specs, skipped
+    return specs, skipped, mqtt

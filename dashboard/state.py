@@ -3,8 +3,8 @@
 Pure Python, no MQTT and no HTTP: :class:`DashboardState` turns one MQTT message
 ``(topic, payload bytes)`` into one browser event (a dict) and remembers enough to give a
 browser that connects later a complete snapshot. Device messages are checked against
-``edge.schema``; aggregate and alert messages are taken as JSON objects (their exact fields are
-documented and validated by ``stream/topics.py``), kept by their stable ``id`` so a
+``edge.contract.schema``; aggregate and alert messages are taken as JSON objects (their exact fields are
+documented and validated by ``edge/contract/outputs.py``), kept by their stable ``id`` so a
 retained or replayed window is counted once. A message that is not valid JSON or
 does not match its schema becomes an ``invalid`` event naming the reason: it is shown on the
 page, never dropped silently.
@@ -17,8 +17,8 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
-from edge import schema
-from stream import topics
+from edge.contract import schema
+from edge.contract import outputs as topics
 
 MAX_AGGREGATES = 5000
 MAX_ALERTS = 100

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from edge import schema
+from edge.contract import schema
 
 LABELS = ("person", "car", "dog")
 MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}

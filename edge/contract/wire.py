@@ -16,7 +16,7 @@ Version 2 on the wire::
      "model": "a71d8e644a5f", "latency_ms": [2.9, 5.8],
      "detections": [[1, "disc", 896, 996, [633, 208, 855, 520], [74, 82, 121, 109], 97, [9, 14, 27, 34]]]}
 
-Decoded (what :func:`edge.schema.decode` returns, the version-1 object shape)::
+Decoded (what :func:`edge.contract.schema.decode` returns, the version-1 object shape)::
 
     {"schema": 2, "type": "detections", "device": "cam-1", "seq": 17, "ts": 1763900000.123,
      "frame": {"w": 640, "h": 480}, "model": {"hash": "a71d8e644a5f"},

@@ -1,10 +1,10 @@
-"""``stream-job bench``: throughput of the job per core, and end-to-end latency edge publish -> MQTT aggregate.
+"""``python -m bench.stream``: throughput of the job per core, and end-to-end latency edge publish -> MQTT aggregate.
 
-    stream-job bench throughput [--events 200000] [--devices 50]
-    stream-job bench latency [--seconds 40] [--devices 5] [--fps 5]   # starts mosquitto, a bridge and the job
+    python -m bench.stream throughput [--events 200000] [--devices 50]
+    python -m bench.stream latency [--seconds 40] [--devices 5] [--fps 5]   # starts mosquitto, a bridge and the job
 
 Throughput: generated edge messages (detections with 0-3 boxes each, ~5% metrics, 50 devices), encoded with
-``edge.schema.encode`` and turned into a landing file by the bridge's own code (``to_landing_line`` ->
+``edge.contract.schema.encode`` and turned into a landing file by the bridge's own code (``to_landing_line`` ->
 ``LandingWriter``), are read by the job in bounded mode on the local mini-cluster, parallelism 1; the same SQL
 the job runs (``stream.pipeline.build_pipeline``). A second file holds 4x the events: each line of the first
 and three copies of it for other devices (device name prefix e/f/g instead of d), interleaved, so capture
@@ -31,7 +31,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,9 +39,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from edge import schema
-from stream.demo_procs import free_port, stop_group
-from stream.generate import LABELS, detections_msg, metrics_msg
+from edge.contract import schema
+from demo.broker import Mosquitto
+from demo.procs import stop_group
+from tests.support.generate import LABELS, detections_msg, metrics_msg
 from stream.bridge import to_landing_line
 from stream.landing import LandingWriter
 
@@ -225,7 +225,7 @@ def _measure_path(work: Path, python: bool, job: Optional[dict] = None) -> dict:
 
 def _path_in_child(work: Path, python: bool, job: Optional[dict] = None) -> dict:
     """Each path in its own process and JVM, so that one run's heap and JIT state do not bias the next."""
-    code = ("import json, sys; from pathlib import Path; from stream.bench import _measure_path; "
+    code = ("import json, sys; from pathlib import Path; from bench.stream import _measure_path; "
             f"print('RESULT ' + json.dumps(_measure_path(Path({str(work)!r}), {python!r}, {job!r})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -250,7 +250,7 @@ def bench_throughput(events: int, devices: int) -> dict:
                               "messages_per_cpu_s": round(events / landed["bridge_cpu_s"]),
                               "payload_bytes_per_message": round(landed["payload_bytes"] / events),
                               "landing_bytes_per_message": round(landed["landing_bytes"] / events)}}
-        print(f"bridge (stream.bridge.to_landing_line: edge.schema.decode + flat landing line), one Python "
+        print(f"bridge (stream.bridge.to_landing_line: edge.contract.schema.decode + flat landing line), one Python "
               f"thread: {per_msg_us:.1f} us CPU per message = {events / landed['bridge_cpu_s']:,.0f} messages per "
               f"CPU-second; {landed['payload_bytes'] / events:.0f} bytes MQTT payload -> "
               f"{landed['landing_bytes'] / events:.0f} bytes landing line", flush=True)
@@ -291,30 +291,12 @@ def bench_throughput(events: int, devices: int) -> dict:
 
 
 # --------------------------------------------------------------------------- latency
-def _start_mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
-        raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n"
-                    "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else ""))
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
-
-
 def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out_of_orderness_s: float) -> dict:
     import yaml
-    from stream.publisher import Collector, Publisher
+    from tests.support.publisher import Collector, Publisher
     work = Path(tempfile.mkdtemp(prefix="sw-lat-"))
-    broker, port = _start_mosquitto(work)
+    broker = Mosquitto(work / "broker", max_inflight=1000).start()
+    port = broker.port
     procs: list[subprocess.Popen] = []
     try:
         cfg = {"mqtt": {"host": "127.0.0.1", "port": port},
@@ -382,13 +364,12 @@ def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out
     finally:
         for p in procs:
             stop_group(p, grace=15.0)
-        broker.terminate()
-        broker.wait(5)
+        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="stream-job bench", description="throughput and latency benchmarks")
+    ap = argparse.ArgumentParser(prog="python -m bench.stream", description="throughput and latency benchmarks")
     sub = ap.add_subparsers(dest="what", required=True)
     t = sub.add_parser("throughput")
     t.add_argument("--events", type=int, default=200_000)

@@ -3,7 +3,7 @@
 Dependency-free on purpose: the edge agent (numpy + paho only), the PyFlink job and the
 dashboard server all import this one module. Every payload is a JSON object with
 ``"schema": SCHEMA_VERSION`` and a ``"type"``. The JSON Schemas below are published as files
-under ``edge/schemas/`` (``python -m edge.schema --write``) and a test keeps them in sync.
+under ``edge/contract/schemas/`` (``python -m edge.contract.schema --write``) and a test keeps them in sync.
 
 ``validate(payload, kind)`` implements the small subset of JSON Schema these schemas use
 (type, required, properties, additionalProperties, enum, minimum/maximum, minItems/maxItems,
@@ -14,7 +14,7 @@ Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``
 ``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
 are always one topic level and can be used in file names and SQL keys.
 
-Detections have two wire versions (see ``edge.wire`` for the compact one agents publish):
+Detections have two wire versions (see ``edge.contract.wire`` for the compact one agents publish):
 ``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
 less than half the bytes) and ``"schema": 1`` (one object per detection,
 still accepted so agents can be upgraded one by one and old outbox entries replay). :func:`decode` turns
@@ -355,7 +355,7 @@ def decode(raw: bytes | str, kind: str) -> dict:
         raise SchemaError(f"{kind}: payload is not valid UTF-8 JSON ({exc})") from exc
     validate(payload, kind)
     if kind == "detections" and payload.get("schema") == DETECTIONS_SCHEMA_VERSION:
-        from edge.wire import expand_detections
+        from edge.contract.wire import expand_detections
         return expand_detections(payload)
     return payload
 
@@ -378,10 +378,10 @@ def write_schema_files(directory: Path = SCHEMA_DIR) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":  # python -m edge.schema --write
+if __name__ == "__main__":  # python -m edge.contract.schema --write
     if sys.argv[1:] == ["--write"]:
         for p in write_schema_files():
             print(p)
     else:
-        print("usage: python -m edge.schema --write", file=sys.stderr)
+        print("usage: python -m edge.contract.schema --write", file=sys.stderr)
         sys.exit(2)

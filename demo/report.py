@@ -19,7 +19,7 @@ DOM_FIGURES = """(() => {
 
 def dashboard_check(url: str, screenshot: Path | None, say: Callable[[str], None] = print) -> dict | None:
     """Load the dashboard in headless Chromium, read the figures it shows, optionally save a screenshot."""
-    from stream.demo_browser import BrowserError, HeadlessChromium  # noqa: PLC0415
+    from tests.support.browser import BrowserError, HeadlessChromium  # noqa: PLC0415
     try:
         with HeadlessChromium() as browser:
             browser.goto(url)
@@ -60,7 +60,7 @@ def print_summary(s: dict, say: Callable[[str], None] = print) -> None:
         f"{', '.join(s['alerts_firing']) or 'none'}")
     if s.get("recount") is not None:
         bad = sum(len(v) for v in s["recount"].values())
-        say(f"exactly-once check       " + ("every (device, class, window) count matches the published detections"
+        say("exactly-once check       " + ("every (device, class, window) count matches the published detections"
                                             if not bad else f"{bad} mismatching windows: {json.dumps(s['recount'])[:300]}"))
     if s.get("dead_letters") is not None:
         say(f"dead letters / late      {s['dead_letters']} / {s['late_events']}")

@@ -20,7 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from stream.dashboard.state import DashboardState
+from dashboard.state import DashboardState
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from stream.demo_procs import stop_group
+from demo.procs import stop_group
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -155,7 +155,7 @@ class HeadlessChromium:
         reply = self.call("Page.navigate", session=True, url=url)
         if reply.get("errorText"):
             raise BrowserError(f"cannot load {url}: {reply['errorText']}")
-        self.wait_for(f"location.href !== 'about:blank' && document.readyState === 'complete'", timeout)
+        self.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'", timeout)
 
     def evaluate(self, expression: str):
         result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,

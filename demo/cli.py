@@ -10,7 +10,6 @@ message saying so. Every process is ours, started here, stopped here; all listen
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -20,15 +19,19 @@ import threading
 import time
 from pathlib import Path
 
-from stream.demo_observer import Observer
-from stream.demo_plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
-from stream.demo_procs import DemoError, Supervisor, free_port
-from stream.demo_report import dashboard_check, print_summary
+from demo.observer import Observer
+from demo.plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
+from demo.procs import Supervisor, free_port
+from demo.report import dashboard_check, print_summary
+from edge.contract import schema
+from edge.contract.cli import ArgumentParser
+from edge.contract.cli import run as run_cli
+from edge.contract.errors import DemoError, SigmawatchError, UsageError
+from edge.contract.mqtt import MqttClient, MqttSettings
 
 # bridge roll (<= 1 s) + file monitor scan (0.2 s) with room for a loaded machine; see _settle
 SETTLE_S = 3.0
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def say(msg: str = "") -> None:
@@ -41,8 +44,8 @@ def say(msg: str = "") -> None:
             pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sigmawatch-demo", description=__doc__.split("\n\n")[0])
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="sigmawatch-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--devices", type=int, default=2, help="edge agents to run (default 2)")
     p.add_argument("--fps", type=float, default=4.0, help="processing rate cap per agent (default 4)")
@@ -83,25 +86,22 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _flush_windows(observer: Observer, port: int) -> None:
+def _flush_windows(observer: Observer, mqtt: MqttSettings) -> None:
     """After the agents stop, one metrics heartbeat whose ts is past every window closes them in the job
     (an event-time window closes only when newer events arrive)."""
-    import paho.mqtt.client as mqtt  # noqa: PLC0415
-
-    from edge import schema  # noqa: PLC0415
     with observer.lock:
         if not observer.metrics:
             return
         device, last = sorted(observer.metrics.items())[0]
         newest = max((ts[-1] for ts in observer.det_ts.values() if ts), default=last["ts"])
     beat = {**last, "ts": max(newest, last["ts"]) + 2 * WINDOW_S + OUT_OF_ORDER_S + 1}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sigmawatch-demo-flush")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    client.publish(schema.topic("sigmawatch", device, "metrics"), schema.encode(schema.validate(beat, "metrics")),
-                   qos=1).wait_for_publish(5)
-    client.disconnect()
-    client.loop_stop()
+    client = MqttClient(mqtt, client_id="sigmawatch-demo-flush").start()
+    try:
+        client.wait_ready(10)
+        client.publish_and_wait(schema.topic(mqtt.topic_prefix, device, "metrics"),
+                                schema.encode(schema.validate(beat, "metrics")), qos=1)
+    finally:
+        client.stop()
 
 
 def run(args) -> int:
@@ -112,7 +112,7 @@ def run(args) -> int:
         say(f"--> port {args.dashboard_port} is in use: the dashboard takes a free port instead (--dashboard-port)")
         args.dashboard_port = 0
     say(f"==> sigmawatch demo in {workdir}")
-    from stream.demo_video import write_demo_video  # noqa: PLC0415
+    from demo.video import write_demo_video  # noqa: PLC0415
     say(f"==> generating {args.devices} camera videos of the synthetic classes")
     videos = [write_demo_video(workdir / "videos" / f"cam-{i + 1}.mp4", seed=101 + i,
                                seconds=args.video_seconds) for i in range(args.devices)]
@@ -120,7 +120,7 @@ def run(args) -> int:
     for v in videos:
         say(f"    {v.path.name}: {v.width}x{v.height}, {v.frames} frames at {v.fps:g} fps, "
             f"mean JPEG (q90) {v.mean_jpeg_bytes / 1024:.1f} KiB/frame")
-    specs, skipped = plan(args, workdir, port, videos)
+    specs, skipped, mqtt = plan(args, workdir, port, videos)
     sup = Supervisor(workdir / "logs", say)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,9 +137,8 @@ def run(args) -> int:
                                                 "can take a minute)" if spec.name == "flink-job" else ""))
             running = sup.start(spec)
             if spec.name == "broker":  # subscribe before anything publishes
-                observer = Observer("127.0.0.1", port)
-                if not observer.wait_connected(10):
-                    raise DemoError("the demo's observer could not connect to the broker")
+                observer = Observer(mqtt)
+                observer.wait_ready(10)
             if spec.name == "dashboard":
                 dashboard_url = running.ready_match.group(1)
                 say(f"    dashboard is up: {dashboard_url}")
@@ -149,7 +148,7 @@ def run(args) -> int:
         say(f"    Dashboard:  {dashboard_url}")
         say(f"    MQTT:       mqtt://127.0.0.1:{port}   (mosquitto_sub -p {port} -t 'sigmawatch/#' -v)")
         say(f"    Logs:       {sup.log_dir}/")
-        say(f"    Stop with Ctrl-C" + (f" (or it stops after {args.duration:g} s)" if args.duration else ""))
+        say("    Stop with Ctrl-C" + (f" (or it stops after {args.duration:g} s)" if args.duration else ""))
         say("")
         t0 = time.monotonic()
         next_line = t0 + 10
@@ -168,10 +167,10 @@ def run(args) -> int:
                 say(f"    t+{now - t0:4.0f}s  frames {s['frames_processed']}, detections {s['detections_published']}, "
                     f"aggregated {s['events_aggregated']}, alerts firing {len(s['alerts_firing'])}")
         if not failed:
-            _drain(sup, observer, port, args, skipped_flink=not any(s.name == "flink-job" for s in specs))
+            _drain(sup, observer, mqtt, args, skipped_flink=not any(s.name == "flink-job" for s in specs))
             if (args.screenshot or args.check_dashboard) and dashboard_url:
                 dashboard_seen = dashboard_check(dashboard_url, args.screenshot, say)
-    except DemoError as exc:
+    except SigmawatchError as exc:
         failed = str(exc)
     finally:
         try:
@@ -198,8 +197,8 @@ def run(args) -> int:
     say(f"    (summary also in {out})")
     if failed:
         say(f"\nERROR: {failed}")
-        return EXIT_FAILED
-    return EXIT_OK
+        return DemoError.exit_code
+    return 0
 
 
 def _settle(observer: Observer, devices: list[str], timeout: float = 15.0) -> None:
@@ -216,7 +215,7 @@ def _settle(observer: Observer, devices: list[str], timeout: float = 15.0) -> No
     time.sleep(SETTLE_S)
 
 
-def _drain(sup: Supervisor, observer: Observer | None, port: int, args, skipped_flink: bool) -> None:
+def _drain(sup: Supervisor, observer: Observer | None, mqtt: MqttSettings, args, skipped_flink: bool) -> None:
     agents = [r.spec.name for r in sup.running if r.spec.name.startswith("agent-")]
     if not agents or observer is None:
         return
@@ -226,7 +225,7 @@ def _drain(sup: Supervisor, observer: Observer | None, port: int, args, skipped_
     if skipped_flink:
         return
     _settle(observer, [name[len("agent-"):] for name in agents])
-    _flush_windows(observer, port)
+    _flush_windows(observer, mqtt)
     say("==> waiting for the job to aggregate every published detection")
     deadline = time.monotonic() + args.drain_timeout
     while time.monotonic() < deadline:
@@ -237,19 +236,16 @@ def _drain(sup: Supervisor, observer: Observer | None, port: int, args, skipped_
         f"{observer.published_events()} detections aggregated")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(args) -> int:
     if args.devices < 1:
-        print("sigmawatch-demo: error: --devices must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--devices must be at least 1")
     if args.duration is not None and args.duration <= 0:
-        print("sigmawatch-demo: error: --duration must be positive (seconds)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return run(args)
-    except DemoError as exc:
-        print(f"sigmawatch-demo: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise UsageError("--duration must be positive (seconds)")
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("sigmawatch-demo", lambda: _main(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from edge.errors import SecretError
+from edge.contract.errors import SecretError
 
 
 def credential_path(name: str) -> Path:

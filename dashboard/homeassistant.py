@@ -8,7 +8,7 @@ publishes:
   (``<prefix>/<device>/status``, ``{"state": "online"|"offline"}``, retained with a last will by
   the edge agent), so HA shows the camera as connected/disconnected;
 
-and for every (device, class) that the Flink job aggregates (``stream.topics`` aggregate topic):
+and for every (device, class) that the Flink job aggregates (``edge.contract.outputs`` aggregate topic):
 
 - a ``sensor`` "<label> count": detections of that class in the latest window;
 - a ``sensor`` "<label> mean σ": the window's mean predicted σ̄ (the uncertainty the model reports).
@@ -16,21 +16,21 @@ and for every (device, class) that the Flink job aggregates (``stream.topics`` a
 The class sensors use the device's status topic as their availability, so they turn
 "unavailable" in HA when the camera goes offline. All entities of one camera share one HA device
 (``identifiers: ["sigmawatch_<device>"]``). Only plain ``{{ value_json.<field> }}`` templates are
-used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m stream.homeassistant``);
+used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m dashboard.homeassistant``);
 remove everything with ``--remove`` (empty retained configs).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
 import sys
 import threading
-from typing import Any
 
-from edge import schema
-from stream import topics
+from edge.contract import schema
+from edge.contract.cli import ArgumentParser, add_mqtt_arguments, run
+from edge.contract.mqtt import settings_from_flags
+from edge.contract import outputs as topics
 
 log = logging.getLogger(__name__)
 
@@ -145,33 +145,37 @@ class DiscoveryPublisher:
             log.info("%s Home Assistant discovery %s", "removed" if self.remove else "published", topic)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m stream.homeassistant``: publish discovery for every device/class seen, until Ctrl-C."""
-    from stream.dashboard.cli import add_broker_arguments, broker_options  # noqa: PLC0415
-    from stream.dashboard.relay import MqttRelay  # noqa: PLC0415
-    from stream.dashboard.state import DashboardState  # noqa: PLC0415
-
-    p = argparse.ArgumentParser(prog="python -m stream.homeassistant", description=main.__doc__)
-    p.add_argument("--discovery-prefix", default=DEFAULT_DISCOVERY_PREFIX)
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m dashboard.homeassistant",
+                       description="Publish Home Assistant discovery for every device and class seen, until Ctrl-C.")
+    p.add_argument("--discovery-prefix", default=DEFAULT_DISCOVERY_PREFIX, help="Home Assistant's discovery prefix")
     p.add_argument("--remove", action="store_true", help="publish empty retained configs (removes the entities)")
-    add_broker_arguments(p)
-    args = p.parse_args(argv)
+    add_mqtt_arguments(p)
+    return p
+
+
+def serve(args) -> int:
+    from dashboard.relay import MqttRelay  # noqa: PLC0415
+    from dashboard.state import DashboardState  # noqa: PLC0415
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        options = broker_options(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    state = DashboardState(args.prefix)
-    relay = MqttRelay(options, state)
+    settings = settings_from_flags(args)
+    state = DashboardState(settings.topic_prefix)
+    relay = MqttRelay(settings, state)
     DiscoveryPublisher(relay.client, state, discovery_prefix=args.discovery_prefix, remove=args.remove)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     relay.start()
-    stop.wait()
-    relay.stop()
+    try:
+        relay.wait_ready(30)
+        stop.wait()
+    finally:
+        relay.stop()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run("python -m dashboard.homeassistant", lambda: serve(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,405 @@
+"""One MQTT settings model and the one paho-mqtt client every sigmawatch process uses.
+
+:class:`MqttSettings` is the ``mqtt:`` section of every config (the agent's adds its publishing options):
+broker host and port, TLS (CA, client certificate and key), user name and password (from a file or a systemd
+credential, never from the YAML), client id, keepalive, protocol and topic prefix. The command lines share
+one set of flags for it (``edge.contract.cli.add_mqtt_arguments``).
+
+:class:`MqttClient` wraps one paho client (VERSION2 callbacks only) with the rules the anchors teach:
+subscriptions are made in ``on_connect`` so they come back after a reconnect; CONNACK and every SUBACK are
+checked, so a refused connection or subscription is an error with the broker's reason, never "connected"
+(:meth:`MqttClient.wait_ready` raises :class:`BrokerError`); reconnects back off in paho's network thread;
+an exception in a handler is logged and never kills that thread; the reason of a failed connection attempt
+(refused, TLS verification, DNS) is kept in ``last_error``. Used by the agent, the bridge, the job's sink,
+the dashboard, Home Assistant discovery, the demo and the tests.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Sequence
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.contract.errors import BrokerError, ConfigError
+from edge.contract.secrets import resolve_key_file, resolve_password
+
+log = logging.getLogger("sigmawatch.mqtt")
+
+ERR_NO_CONN = MQTTErrorCode.MQTT_ERR_NO_CONN
+ERR_QUEUE_SIZE = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
+
+# keys of older configs, with where they went (a clear error instead of "unknown key")
+RENAMED_KEYS = {"prefix": "topic_prefix", "keepalive_s": "keepalive"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Strict):
+    ca_file: Optional[Path] = Field(None, description="CA bundle that signed the broker's certificate "
+                                                      "(None = the system's CAs)")
+    cert_file: Optional[Path] = Field(None, description="client certificate (mutual TLS)")
+    key_file: Optional[Path] = Field(None, description="client private key file")
+    key_credential: Optional[str] = Field(None, description="client key as a systemd credential name")
+    insecure: bool = Field(False, description="skip the broker host name check (testing only)")
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if self.cert_file is not None and self.key_file is None and self.key_credential is None:
+            raise ValueError("cert_file needs key_file or key_credential (the client certificate's private key)")
+        return self
+
+
+class MqttSettings(_Strict):
+    """How a process reaches the broker. The same keys in every config file and the same ``--mqtt-*`` flags."""
+    host: str = Field("127.0.0.1", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (default 1883, 8883 with tls)")
+    tls: Optional[TlsSettings] = Field(None, description="connect with TLS (present = on)")
+    username: Optional[str] = Field(None, description="MQTT user name (None = anonymous)")
+    password_file: Optional[Path] = Field(None, description="file whose first line is the password")
+    password_credential: Optional[str] = Field(None, description="systemd credential holding the password "
+                                               "(LoadCredential=NAME:/path); preferred over password_file")
+    client_id: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+                                     description="MQTT client id (None: each program picks its own)")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    topic_prefix: str = Field("sigmawatch", min_length=1, max_length=64, pattern=r"^[^+#\x00]+$",
+                              description="first topic level(s) shared by agents, the job and dashboards")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_password_and_renamed_keys(cls, data):
+        if isinstance(data, dict):
+            if "password" in data:
+                raise ValueError("plain-text 'password' is not accepted: put it in a file readable only by this "
+                                 "service and set password_file, or use a systemd credential "
+                                 "(LoadCredential=mqtt-password:/etc/... + password_credential)")
+            for old, new in RENAMED_KEYS.items():
+                if old in data:
+                    raise ValueError(f"'{old}' was renamed to '{new}' (one MQTT settings model for every program)")
+            if data.get("port") is None and data.get("tls") is not None:
+                data = {**data, "port": 8883}      # the TLS port, unless one is given
+        return data
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        if not v:
+            raise ValueError("topic_prefix must not be empty")
+        return v
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def password(self) -> Optional[str]:
+        """The password from the systemd credential or the file (SecretError names which cannot be read);
+        else ``$SIGMAWATCH_MQTT_PASSWORD``; None for anonymous access."""
+        secret = resolve_password(self.password_file, self.password_credential)
+        return secret if secret is not None else os.environ.get("SIGMAWATCH_MQTT_PASSWORD")
+
+
+def settings_from_flags(args) -> MqttSettings:
+    """Settings from the ``--mqtt-*`` flags alone (programs without a config file: the dashboard, Home
+    Assistant discovery); ``$SIGMAWATCH_MQTT_USERNAME`` when no user name is given."""
+    from edge.contract.cli import mqtt_overrides
+    values = mqtt_overrides(args)
+    if "username" not in values and os.environ.get("SIGMAWATCH_MQTT_USERNAME"):
+        values["username"] = os.environ["SIGMAWATCH_MQTT_USERNAME"]
+    try:
+        return MqttSettings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"--mqtt flags: {'.'.join(map(str, e['loc'])) or 'mqtt'}: {e['msg']}"
+                                    for e in exc.errors())) from None
+
+
+# --------------------------------------------------------------------------- the client
+class _Paho(paho.Client):
+    """paho's client, keeping the exception of the last failed connection attempt (paho drops it)."""
+    last_connect_exception: Optional[BaseException] = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.last_connect_exception = exc
+            raise
+
+
+def _describe(exc: BaseException, settings: MqttSettings) -> str:
+    where = settings.url
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the broker {where} presented a certificate this client does not trust ({exc.verify_message}); "
+                "check mqtt.tls.ca_file (--mqtt-ca)")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with {where} failed ({exc.reason or exc}); is that port a TLS listener?"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection to {where} refused: is the broker running and listening on that port?"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot reach {where}: {exc.strerror}"
+    return f"cannot reach {where}: {exc}"
+
+
+class MqttClient:
+    """One connection to the broker. Handlers run in paho's network thread and must be quick.
+
+    ``on_state(connected, reason)`` reports every change: ready, refused, unreachable, disconnected.
+    ``on_message(message)`` gets paho's message (``.topic``, ``.payload``, ``.mid``, ``.qos``, ``.retain``);
+    with ``manual_ack`` it must call :meth:`ack` once the message is safe. ``on_ack(mid)`` is called for every
+    PUBACK. ``session_expiry_s`` asks for a persistent session (the broker keeps subscriptions and queued
+    messages while this client is away): MQTT 5 session expiry, or ``clean_session=False`` under 3.1.1.
+    """
+
+    def __init__(self, settings: MqttSettings, *, client_id: str,
+                 subscriptions: Sequence[tuple[str, int]] = (),
+                 on_message: Optional[Callable[[Any], None]] = None,
+                 on_ack: Optional[Callable[[int], None]] = None,
+                 on_connected: Optional[Callable[[bool], None]] = None,
+                 on_state: Optional[Callable[[bool, str], None]] = None,
+                 will: Optional[tuple[str, bytes]] = None,
+                 session_expiry_s: Optional[int] = None, manual_ack: bool = False,
+                 receive_maximum: Optional[int] = None, max_inflight: int = 20, max_queued: int = 0,
+                 reconnect_min_s: float = 1.0, reconnect_max_s: float = 10.0):
+        self.settings = settings
+        self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._on_ack = on_ack
+        self._on_connected = on_connected
+        self._on_state = on_state
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._ready = threading.Event()
+        self._connack = False                      # a CONNACK arrived on the current connection attempt
+        self._pending_subs: set[int] = set()
+        self._stopping = False
+        self.refused: Optional[str] = None           # the broker said no (credentials, ACL): retrying won't help
+        self.last_error: Optional[str] = None
+        self.connects = 0
+        self.session_present = False
+        self.bytes_published = 0
+        v5 = settings.protocol == "5"
+        c = _Paho(CallbackAPIVersion.VERSION2, client_id=client_id,
+                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                  clean_session=None if v5 else session_expiry_s is None, manual_ack=manual_ack)
+        if settings.username:
+            c.username_pw_set(settings.username, settings.password())
+        if settings.tls is not None:
+            t = settings.tls
+            key = resolve_key_file(t.key_file, t.key_credential)
+            for name, flag, path in (("ca_file", "--mqtt-ca", t.ca_file), ("cert_file", "--mqtt-cert", t.cert_file)):
+                if path is not None and not Path(path).is_file():
+                    raise ConfigError(f"mqtt.tls.{name} ({flag}): {path} does not exist or is not a file")
+            try:
+                c.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None,
+                          certfile=str(t.cert_file) if t.cert_file else None, keyfile=str(key) if key else None,
+                          cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"mqtt.tls: cannot load the CA / client certificate / key "
+                                  f"({t.ca_file}, {t.cert_file}, {key}): {exc}") from None
+            if t.insecure:
+                c.tls_insecure_set(True)
+        if will:
+            c.will_set(will[0], will[1], qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=max(1, int(reconnect_min_s)), max_delay=max(1, int(reconnect_max_s)))
+        c.max_inflight_messages_set(max_inflight)
+        c.max_queued_messages_set(max_queued)
+        c.on_connect = self._handle_connect
+        c.on_connect_fail = self._handle_connect_fail
+        c.on_disconnect = self._handle_disconnect
+        c.on_subscribe = self._handle_subscribe
+        c.on_publish = self._handle_publish
+        c.on_message = self._handle_message
+        self._client = c
+
+    # ------------------------------------------------------------------ paho's network thread
+    def _handle_connect(self, client, userdata, flags, reason_code, properties):
+        self._connack = True
+        if reason_code.is_failure:
+            self.refused = self.last_error = f"the broker {self.settings.url} refused the connection: {reason_code}"
+            log.error("%s (check the user name, password and TLS options)", self.refused)
+            self._notify(False, self.refused)
+            return
+        self.refused = None
+        self.last_error = None
+        self.connects += 1
+        self.session_present = bool(getattr(flags, "session_present", False))
+        self._pending_subs.clear()
+        for topic, qos in self.subscriptions:
+            result, mid = client.subscribe(topic, qos)
+            if result != SUCCESS:
+                self.last_error = f"subscribe to {topic} failed: {paho.error_string(result)}"
+                log.error(self.last_error)
+            else:
+                self._pending_subs.add(mid)
+        log.info("MQTT connected to %s as %s%s", self.settings.url, self.client_id,
+                 " (session present)" if self.session_present else "")
+        if not self._pending_subs:
+            self._set_ready()
+
+    def _notify(self, connected: bool, reason: str = "") -> None:
+        if self._on_state is not None:
+            try:
+                self._on_state(connected, reason)
+            except Exception:  # noqa: BLE001 - never let a handler kill paho's thread
+                log.exception("on_state handler failed")
+
+    def _set_ready(self) -> None:
+        self._ready.set()
+        self._notify(True)
+        if self._on_connected is not None:
+            try:
+                self._on_connected(self.session_present)
+            except Exception:  # noqa: BLE001 - never let a handler kill paho's thread
+                log.exception("on_connected handler failed")
+
+    def _handle_connect_fail(self, client, userdata):
+        exc = client.last_connect_exception
+        self.last_error = _describe(exc, self.settings) if exc else f"cannot reach {self.settings.url}"
+        self._notify(False, self.last_error)
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties):
+        was_ready, answered = self._ready.is_set(), self._connack
+        self._ready.clear()
+        self._connack = False
+        if self._stopping:
+            return
+        if not answered and not self.refused:
+            self.last_error = (f"{self.settings.url} closed the connection without answering: is it a TLS listener "
+                               "(set mqtt.tls, --mqtt-tls / --mqtt-ca) or not an MQTT port at all?")
+            self._notify(False, self.last_error)
+            return
+        if was_ready or reason_code.is_failure:
+            if not self.refused:
+                self.last_error = f"disconnected from {self.settings.url}: {reason_code}"
+            log.warning("MQTT disconnected from %s (%s); reconnecting with backoff", self.settings.url, reason_code)
+            self._notify(False, self.refused or f"disconnected: {reason_code}; reconnecting")
+
+    def _handle_subscribe(self, client, userdata, mid, reason_code_list, properties):
+        failed = [str(rc) for rc in reason_code_list if rc.is_failure]
+        if failed:
+            topics = ", ".join(t for t, _ in self.subscriptions)
+            self.refused = self.last_error = (f"the broker {self.settings.url} refused the subscription to {topics}: "
+                                              f"{', '.join(failed)} (check the ACL for this user)")
+            log.error(self.refused)
+            self._notify(False, self.refused)
+            return
+        self._pending_subs.discard(mid)
+        if not self._pending_subs and not self._ready.is_set():
+            self._set_ready()
+
+    def _handle_publish(self, client, userdata, mid, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("the broker rejected publish mid=%s: %s", mid, reason_code)
+        if self._on_ack is not None:
+            try:
+                self._on_ack(mid)
+            except Exception:  # noqa: BLE001
+                log.exception("on_ack handler failed")
+
+    def _handle_message(self, client, userdata, message):
+        if self._on_message is None:
+            return
+        try:
+            self._on_message(message)
+        except BaseException:  # noqa: BLE001 - RecursionError, MemoryError...: log, keep the thread alive
+            log.exception("handler for a message on %s failed", message.topic)
+
+    # ------------------------------------------------------------------ API
+    def start(self) -> "MqttClient":
+        """Connect in the background (paho's network thread reconnects with backoff)."""
+        kw: dict[str, Any] = {}
+        if self.settings.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            if self._session_expiry_s is not None:
+                props.SessionExpiryInterval = int(self._session_expiry_s)
+                kw["clean_start"] = False
+            if self._receive_maximum:
+                props.ReceiveMaximum = int(self._receive_maximum)
+            kw["properties"] = props
+        try:
+            self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive, **kw)
+        except (OSError, ValueError) as exc:
+            raise BrokerError(_describe(exc, self.settings)) from None
+        self._client.loop_start()
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for CONNACK and every SUBACK. Raises BrokerError with the reason when the broker refused, or
+        did not answer within ``timeout`` (then paho keeps trying in the background)."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self.refused:
+                raise BrokerError(self.refused)
+            if time.monotonic() >= deadline:
+                break
+        else:
+            return
+        if self.refused:
+            raise BrokerError(self.refused)
+        raise BrokerError(f"no answer from the MQTT broker {self.settings.url} within {timeout:g} s"
+                          + (f" ({self.last_error})" if self.last_error else ": is it running?"))
+
+    @property
+    def connected(self) -> bool:
+        """Connected, and every subscription acknowledged."""
+        return self._ready.is_set()
+
+    @property
+    def network_thread_alive(self) -> bool:
+        thread = getattr(self._client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> tuple[MQTTErrorCode, int]:
+        """Hand a message to paho; returns (rc, mid). rc NO_CONN: paho queued it for the reconnect (QoS > 0)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc in (SUCCESS, ERR_NO_CONN):
+            self.bytes_published += len(payload)
+        return info.rc, info.mid
+
+    def publish_and_wait(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                         timeout: float = 5.0) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise BrokerError(f"publish to {topic} on {self.settings.url} failed: {exc}") from None
+        if not info.is_published():
+            raise BrokerError(f"publish to {topic} on {self.settings.url} was not acknowledged within {timeout:g} s")
+
+    def ack(self, mid: int, qos: int) -> None:
+        """With ``manual_ack``: acknowledge a received message (PUBACK) once it is safe."""
+        self._client.ack(mid, qos)
+
+    def stop(self, final: Optional[tuple[str, bytes]] = None, timeout: float = 2.0) -> None:
+        """Optionally publish ``final`` (retained, QoS 1, e.g. the 'offline' status), then disconnect."""
+        if final and self.connected:
+            try:
+                self.publish_and_wait(final[0], final[1], qos=1, retain=True, timeout=timeout)
+            except BrokerError as exc:
+                log.warning("%s", exc)
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._ready.clear()
+
+
+def check_broker(settings: MqttSettings, client_id: str, timeout: float = 5.0) -> None:
+    """Connect once and disconnect; raises BrokerError with the broker's reason on failure."""
+    client = MqttClient(settings, client_id=client_id).start()
+    try:
+        client.wait_ready(timeout)
+    finally:
+        client.stop()

@@ -1,5 +1,0 @@
-import sys
-
-from stream.dashboard.cli import main
-
-sys.exit(main())
