@@ -22,7 +22,6 @@ the scenes scored here (seeds from 11) were not used to choose them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import numpy as np
 
 from bench.tracking_scenes import SceneSpec, Truth, write_scene
 from edge.config import ModelConfig, Settings
+from edge.contract.cli import ArgumentParser, run
+from edge.contract.errors import ToolMissingError, UsageError
 from edge.engine import Engine
 from edge.sources import OpenCVSource
 from edge.tracking import EventBuilder, Regions, Tracker, TrackerConfig, TrackingConfig
@@ -148,8 +149,8 @@ def score(accs: list, names: list[str]) -> dict:
 
 
 # --------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.tracking", description=__doc__.split("\n")[0])
+def build_parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="python -m bench.tracking", description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", type=int, default=4, help="scored scenes (seeds 11, 12, ...)")
     ap.add_argument("--frames", type=int, default=300, help="frames per scored scene (10 fps)")
     ap.add_argument("--objects", type=int, default=10, help="objects kept on screen in the scored scenes")
@@ -159,12 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=MODEL)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the videos here (default: a temporary dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run("bench.tracking", lambda: _main(build_parser().parse_args(argv)))
+
+
+def _main(args) -> int:
+    if args.scenes < 1 or args.frames < 10 or args.cost_frames < 10 or any(k < 1 for k in args.stride or []):
+        raise UsageError("--scenes must be >= 1, --frames and --cost-frames >= 10, --stride >= 1")
     try:
         import motmetrics  # noqa: F401
     except ImportError:
-        print("motmetrics is not installed: pip install motmetrics (it is in the dev extra)", file=sys.stderr)
-        return 2
+        raise ToolMissingError("motmetrics is not installed: .venv/bin/pip install 'motmetrics>=1.4,<2' "
+                               "(it is in the dev extra)") from None
     engine = Engine(ModelConfig(path=args.model, threads=1), Settings())
     low = TrackerConfig().low_score
     specs = [SceneSpec(seed=FIRST_SEED + k, frames=args.frames, objects=args.objects, min_size=0.15, max_size=0.25)
