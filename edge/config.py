@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttSettings
 from edge.contract.schema import SchemaError, check_device_id
+from edge.zones import out_of_range, polygon_problem
 
 
 class Strict(BaseModel):
@@ -27,15 +28,15 @@ class Strict(BaseModel):
 class Zone(Strict):
     name: str = Field(min_length=1, max_length=64, description="zone name, reported with each detection in it")
     polygon: list[tuple[float, float]] = Field(
-        min_length=3, description="polygon vertices (x, y), frame-normalized [0, 1]; a detection whose box "
-                                  "centre lies inside is kept")
+        max_length=100, description="polygon vertices (x, y) in order around the zone, frame-normalized [0, 1], "
+                                    "at least 3, edges must not cross; a detection whose box centre lies inside is kept")
 
     @field_validator("polygon")
     @classmethod
-    def _unit(cls, v):
-        for x, y in v:
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"vertex ({x}, {y}) is outside [0, 1]: use frame-normalized coordinates")
+    def _geometry(cls, v, info: ValidationInfo):
+        problem = out_of_range(v) or polygon_problem(v)
+        if problem:
+            raise ValueError(f"zone {info.data.get('name', '?')!r}: {problem}")
         return v
 
 

@@ -196,15 +196,20 @@ def _max_overlap(box: np.ndarray, others: np.ndarray) -> float:
 def render_frame(width: int, height: int, objects: Sequence[SynthObject], *, background_seed: int = 0,
                  classes: Sequence[str] = CLASSES, clutter: int = 6, noise: float = 6.0, blur_sigma: float = 0.0,
                  occluders: Sequence[tuple[float, float, float, float]] = (), min_visible: float = 0.4,
-                 bgr: bool = False) -> RenderedFrame:
+                 bgr: bool = False, background: np.ndarray | None = None) -> RenderedFrame:
     """Draw ``objects`` (in order) over the background of ``background_seed``.
 
     Boxes are exact and clipped to the image; objects less than ``min_visible`` inside the image get no box.
     ``occluders``: grey rectangles (x1, y1, x2, y2) drawn on top (boxes keep the full object extent).
+    ``background``: ``render_background(width, height, background_seed, clutter, noise=0.0)`` computed once by the
+    caller (animations: the same background for every frame); it is copied, not drawn on.
     """
     if width < 8 or height < 8:
         raise ValueError(f"frame size {width}x{height} is too small (need at least 8x8)")
-    img = render_background(width, height, background_seed, clutter, noise=0.0)
+    if background is not None and background.shape != (height, width, 3):
+        raise ValueError(f"background has shape {background.shape}; expected {(height, width, 3)}")
+    img = render_background(width, height, background_seed, clutter, noise=0.0) if background is None \
+        else background.copy()
     boxes, ids = [], []
     for obj in objects:
         if not 0 <= obj.class_id < len(classes):

@@ -1,0 +1,138 @@
+"""Rectangular linear assignment with forbidden pairs and a cost limit (numpy only; no SciPy on the Pi).
+
+``assign(cost, limit)`` returns the pairs (row, col) that minimise
+
+    sum of cost[row, col] over the chosen pairs + limit / 2 * (rows left unmatched + columns left unmatched)
+
+where pairs with a non-finite cost or a cost >= ``limit`` may not be chosen. That is the usual tracking
+formulation (a pair is worth taking when its cost is below the limit): the same objective as ``lap.lapjv(cost,
+extend_cost=True, cost_limit=limit)``. With ``limit=inf`` it returns a matching with as many pairs as possible
+and, among those, the cheapest.
+
+How: the allowed pairs form a bipartite graph whose connected components are independent problems. A component
+of one row and one column (the common case when objects are apart) is its own answer; larger components are
+solved with the shortest-augmenting-path Hungarian method (Kuhn-Munkres with potentials, O(n^2 m)) on the
+rectangular matrix in which a forbidden pair costs a cap: no better than leaving both of its ends unmatched.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def assign(cost: np.ndarray, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Matched row and column indices (two int arrays of equal length, rows ascending)."""
+    cost = np.asarray(cost, np.float64)
+    if cost.ndim != 2:
+        raise ValueError(f"cost must be a 2-D matrix, got shape {cost.shape}")
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if cost.size == 0:
+        return empty
+    pair_r, pair_c = np.nonzero(np.isfinite(cost) & (cost < limit))
+    if pair_r.size == 0:
+        return empty
+    values = cost.tolist()
+    pairs: list[tuple[int, int]] = []
+    for rows, cols in _components(pair_r.tolist(), pair_c.tolist()):
+        if len(rows) == 1 and len(cols) == 1:
+            pairs.append((rows[0], cols[0]))
+        else:
+            pairs.extend(_solve_component(values, rows, cols, limit))
+    pairs.sort()
+    return np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
+
+
+def _components(pair_r: list[int], pair_c: list[int]):
+    """Connected components (sorted row indices, sorted column indices) of the allowed pairs."""
+    cols_of: dict[int, list[int]] = {}
+    rows_of: dict[int, list[int]] = {}
+    for r, c in zip(pair_r, pair_c):
+        cols_of.setdefault(r, []).append(c)
+        rows_of.setdefault(c, []).append(r)
+    todo = set(cols_of)
+    while todo:
+        start = todo.pop()
+        comp_r, comp_c = {start}, set()
+        stack = [start]
+        while stack:
+            for c in cols_of[stack.pop()]:
+                if c not in comp_c:
+                    comp_c.add(c)
+                    for r in rows_of[c]:
+                        if r not in comp_r:
+                            comp_r.add(r)
+                            todo.discard(r)
+                            stack.append(r)
+        yield sorted(comp_r), sorted(comp_c)
+
+
+def _solve_component(values: list[list[float]], rows: list[int], cols: list[int], limit: float) -> list[tuple[int, int]]:
+    """One component. Forbidden pairs get the cap: with a finite limit the cap is the limit itself (a pair at the
+    limit is as good as leaving its row and column unmatched, limit/2 each); with an infinite limit the cap
+    exceeds anything the allowed pairs could save, so the most pairs win, then the cheapest."""
+    sub = [[values[r][c] for c in cols] for r in rows]
+    ok = [[v < limit and v == v and v != float("inf") for v in row] for row in sub]   # finite and below the limit
+    if limit != float("inf"):
+        cap = float(limit)
+    else:
+        finite = [v for row, oks in zip(sub, ok) for v, good in zip(row, oks) if good]
+        cap = max(finite) + (max(finite) - min(finite) + 1.0) * (min(len(rows), len(cols)) + 1)
+    a = [[v if good else cap for v, good in zip(row, oks)] for row, oks in zip(sub, ok)]
+    if len(rows) <= len(cols):
+        chosen = _hungarian(a)
+    else:
+        chosen = [(i, j) for j, i in _hungarian([list(col) for col in zip(*a)])]
+    return [(rows[i], cols[j]) for i, j in chosen if ok[i][j]]
+
+
+def hungarian(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost assignment of every row of ``a`` (n x m, n <= m, all finite) to a distinct column:
+    (rows, cols) index arrays, rows ascending."""
+    a = np.asarray(a, np.float64)
+    if a.shape[0] > a.shape[1]:
+        raise ValueError(f"hungarian needs rows <= columns, got {a.shape[0]} x {a.shape[1]}")
+    pairs = _hungarian(a.tolist())
+    return np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
+
+
+def _hungarian(a: list[list[float]]) -> list[tuple[int, int]]:
+    """Shortest augmenting paths with row/column potentials u, v (reduced costs a[i][j] - u[i] - v[j] >= 0 on
+    every column; zero on the chosen pairs); column 0 is a virtual column that starts every search. Plain Python
+    on lists: for the component sizes tracking meets (a few rows) it is several times faster than numpy calls.
+    Returns (row, col) pairs sorted by row; needs rows <= columns."""
+    n, m = len(a), len(a[0])
+    inf = float("inf")
+    u = [0.0] * (n + 1)
+    v = [0.0] * (m + 1)
+    owner = [0] * (m + 1)          # owner[j] = row (1-based) assigned to column j, 0 = free
+    way = [0] * (m + 1)
+    for i in range(1, n + 1):
+        owner[0] = i
+        j0 = 0
+        minv = [inf] * (m + 1)
+        used = [False] * (m + 1)
+        while True:
+            used[j0] = True
+            i0 = owner[j0]
+            row, ui0 = a[i0 - 1], u[i0]
+            delta, j1 = inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    reduced = row[j - 1] - ui0 - v[j]
+                    if reduced < minv[j]:
+                        minv[j], way[j] = reduced, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    return sorted((owner[j] - 1, j - 1) for j in range(1, m + 1) if owner[j])

@@ -1,0 +1,293 @@
+"""Multi-object tracker: Kalman filter per track fed by the detector's own box sigma, two association passes.
+
+One ``Tracker`` per camera; ``update(detections, ts)`` once per processed frame, in timestamp order:
+
+1. predict every track to ``ts`` (constant velocity; the step is the real time between frames, so frames the
+   agent drops only widen the prediction);
+2. pass 1: detections scoring at least ``high_score`` against the confirmed tracks (lost ones included);
+3. pass 2 (ByteTrack's idea): the remaining detections from ``low_score`` up, against the confirmed tracks that
+   were seen in the previous frame and are still unmatched, so a half-hidden object keeps its track;
+4. pass 3: tentative tracks against the high-score detections left;
+5. lifecycle: a tentative track is confirmed after ``confirm_hits`` consecutive matches and dropped at its first
+   miss; a confirmed track missed ``max_missed`` frames in a row, or lost with its predicted centre outside the
+   frame, ends; an unmatched detection from ``new_track_score`` starts a tentative track.
+
+Cost of a pair: the squared Mahalanobis distance d^2 under S = H P H^T + R (R from the detection's sigma) plus
+ln(det S / det R), i.e. the Gaussian negative log-likelihood up to a constant; or 1 - IoU of the predicted box.
+The gate (d^2 < ``gate``, or IoU >= ``min_iou``) decides which pairs may match; among those the solver
+(``edge.tracking.assignment``) takes as many pairs as it can, then the cheapest. Without the ln det term a track
+lost for a while, whose S has grown, would take detections from tracks that know where they are; as a limit
+instead of a ranking it would keep a long-hidden object from ever being found again. Detections of two classes on one
+object (class-aware NMS keeps both) count once. Only confirmed tracks are reported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from edge.decode import Detection
+from edge.tracking import kalman
+from edge.tracking.assignment import assign
+from edge.tracking.config import TrackerConfig
+from edge.tracking.measurements import Measurements, from_detections
+
+TENTATIVE, CONFIRMED, LOST = "tentative", "confirmed", "lost"
+
+
+class TrackView(NamedTuple):
+    """A confirmed track after one frame. ``box`` (x1, y1, x2, y2) and ``box_sigma`` (std of cx, cy, w, h) are the
+    filter's estimate, frame-normalized; ``velocity`` (vx, vy) in frame units per second."""
+    id: int
+    class_id: int
+    label: str
+    state: str                 # confirmed (matched this frame) or lost (predicted only)
+    box: tuple[float, float, float, float]
+    box_sigma: tuple[float, float, float, float]
+    velocity: tuple[float, float]
+    score: float               # score of the last matched detection
+    best_score: float
+    sigma_mean: Optional[float]  # mean of the model's sigma over the matched detections (None: no sigma)
+    hits: int
+    missed: int
+    start_ts: float            # first detection (birth as a tentative track)
+    last_seen_ts: float        # last matched detection
+
+    @property
+    def matched(self) -> bool:
+        return self.state == CONFIRMED
+
+
+@dataclass
+class FrameTracks:
+    ts: float
+    tracks: list[TrackView]                      # confirmed tracks alive after this frame, by id
+    detection_tracks: list[Optional[int]]        # per input detection: its confirmed track's id, or None
+    ended: list[TrackView] = field(default_factory=list)   # confirmed tracks that ended at this frame (box and
+                                                           # box_sigma as after their last match)
+
+
+@dataclass
+class _Track:
+    id: int
+    class_id: int
+    state: str
+    start_ts: float
+    last_seen_ts: float
+    score: float
+    best_score: float
+    hits: int = 1
+    missed: int = 0
+    sigma_sum: float = 0.0
+    sigma_n: int = 0
+    class_votes: dict[int, float] = field(default_factory=dict)
+    seen_last_frame: bool = True
+
+
+class Tracker:
+    def __init__(self, cfg: TrackerConfig | None = None):
+        self.cfg = cfg or TrackerConfig()
+        self.tracks: list[_Track] = []
+        self.x = np.zeros((0, kalman.STATE))
+        self.p = np.zeros((0, 3, kalman.DIM))
+        self.seen = np.zeros((0, 2 * kalman.DIM))     # cx, cy, w, h and their std right after the last match
+        self.labels: dict[int, str] = {}
+        self.last_ts: float | None = None
+        self.next_id = 1
+
+    # ------------------------------------------------------------------ one frame
+    def update(self, detections: Sequence[Detection], ts: float) -> FrameTracks:
+        cfg = self.cfg
+        for d in detections:
+            self.labels.setdefault(d.class_id, d.label)
+        meas = from_detections(detections, cfg)
+        twin = duplicates(meas, cfg.duplicate_iou) if cfg.duplicate_iou is not None else None
+        dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
+        self.last_ts = ts
+        if self.tracks:
+            self.x, self.p = kalman.predict(self.x, self.p, dt, self._accel_std())
+        n, m = len(self.tracks), len(meas)
+        det_of = np.full(n, -1, np.int64)
+        states = [t.state for t in self.tracks]
+        usable = meas.score >= cfg.low_score if twin is None else (meas.score >= cfg.low_score) & (twin < 0)
+        high = np.nonzero(usable & (meas.score >= cfg.high_score))[0]
+        low = np.nonzero(usable & (meas.score < cfg.high_score))[0]
+        confirmed = np.array([i for i, s in enumerate(states) if s != TENTATIVE], np.int64)
+        tentative = np.array([i for i, s in enumerate(states) if s == TENTATIVE], np.int64)
+        taken = np.zeros(m, bool)
+        self._match(confirmed, high, meas, det_of, taken)
+        recent = np.array([i for i in confirmed if det_of[i] < 0 and self.tracks[i].seen_last_frame], np.int64)
+        self._match(recent, low, meas, det_of, taken)
+        self._match(tentative, high[~taken[high]], meas, det_of, taken)
+        matched = np.nonzero(det_of >= 0)[0]
+        if matched.size:
+            d = det_of[matched]
+            self.x[matched], self.p[matched] = kalman.update(self.x[matched], self.p[matched], meas.z[d], meas.r[d])
+            self.seen[matched] = np.concatenate([self.x[matched, :4], kalman.measurement_std(self.p[matched])], 1)
+        det_tracks: list[Optional[int]] = [None] * m
+        ended = self._lifecycle(det_of, meas, ts, det_tracks)
+        self._births(meas, taken | ~usable, ts, det_tracks)
+        if twin is not None:
+            for d in np.nonzero(twin >= 0)[0]:
+                det_tracks[d] = det_tracks[twin[d]]
+        views = self._views([i for i, t in enumerate(self.tracks) if t.state != TENTATIVE])
+        return FrameTracks(ts, views, det_tracks, ended)
+
+    # ------------------------------------------------------------------ association
+    def _match(self, rows: np.ndarray, cols: np.ndarray, meas: Measurements, det_of: np.ndarray,
+               taken: np.ndarray) -> None:
+        if rows.size == 0 or cols.size == 0:
+            return
+        cost, limit = self._cost(rows, cols, meas)
+        r, c = assign(cost, limit)
+        det_of[rows[r]] = cols[c]
+        taken[cols[c]] = True
+
+    def _cost(self, rows: np.ndarray, cols: np.ndarray, meas: Measurements) -> tuple[np.ndarray, float]:
+        cfg = self.cfg
+        if cfg.association == "mahalanobis":
+            d2, log_det = kalman.mahalanobis(self.x[rows], self.p[rows], meas.z[cols], meas.r[cols], with_log_det=True)
+            cost = d2 + log_det
+            cost[d2 >= cfg.gate] = np.inf
+            limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
+        else:
+            cost = 1.0 - iou_matrix(_xyxy(self.x[rows, :4]), meas.boxes[cols])
+            limit = 1.0 - cfg.min_iou
+            cost[cost >= limit] = np.inf
+        if cfg.class_aware:
+            own = np.array([self.tracks[i].class_id for i in rows], np.int64)
+            cost[own[:, None] != meas.class_id[cols][None, :]] = np.inf
+        return cost, limit
+
+    # ------------------------------------------------------------------ lifecycle
+    def _lifecycle(self, det_of: np.ndarray, meas: Measurements, ts: float,
+                   det_tracks: list[Optional[int]]) -> list[TrackView]:
+        cfg = self.cfg
+        keep = np.ones(len(self.tracks), bool)
+        ended: list[int] = []
+        for i, t in enumerate(self.tracks):
+            d = det_of[i]
+            if d >= 0:
+                self._observe(t, meas, int(d), ts)
+                if t.state == TENTATIVE:
+                    if t.hits >= cfg.confirm_hits:
+                        t.state = CONFIRMED
+                else:
+                    t.state = CONFIRMED
+                if t.state == CONFIRMED:
+                    det_tracks[d] = t.id
+                t.missed = 0
+                t.seen_last_frame = True
+                continue
+            t.seen_last_frame = False
+            if t.state == TENTATIVE:
+                keep[i] = False
+                continue
+            t.missed += 1
+            t.state = LOST
+            cx, cy = self.x[i, 0], self.x[i, 1]
+            if t.missed > cfg.max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
+                ended.append(i)
+                keep[i] = False
+        ended_views = self._views(ended, at_last_match=True)
+        if not keep.all():
+            self.tracks = [t for t, k in zip(self.tracks, keep) if k]
+            self.x, self.p, self.seen = self.x[keep], self.p[keep], self.seen[keep]
+        return ended_views
+
+    def _observe(self, t: _Track, meas: Measurements, d: int, ts: float) -> None:
+        t.hits += 1
+        t.last_seen_ts = ts
+        t.score = float(meas.score[d])
+        t.best_score = max(t.best_score, t.score)
+        s = meas.sigma_mean[d]
+        if s == s:      # not NaN
+            t.sigma_sum += float(s)
+            t.sigma_n += 1
+        if not self.cfg.class_aware:
+            c = int(meas.class_id[d])
+            t.class_votes[c] = t.class_votes.get(c, 0.0) + t.score
+            t.class_id = max(t.class_votes, key=t.class_votes.get)
+
+    def _births(self, meas: Measurements, taken: np.ndarray, ts: float, det_tracks: list[Optional[int]]) -> None:
+        cfg = self.cfg
+        new = np.nonzero(~taken & (meas.score >= cfg.new_track_score))[0]
+        room = cfg.max_tracks - len(self.tracks)
+        if new.size == 0 or room <= 0:
+            return
+        new = new[np.argsort(-meas.score[new], kind="stable")][:room]
+        z, r = meas.z[new], meas.r[new]
+        wh = z[:, 2:4]
+        x, p = kalman.initiate(z, r, np.concatenate([cfg.init_velocity * wh, cfg.init_size_velocity * wh], 1))
+        self.x = np.concatenate([self.x, x])
+        self.p = np.concatenate([self.p, p])
+        self.seen = np.concatenate([self.seen, np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)])
+        state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
+        for d in new:
+            s = float(meas.score[d])
+            c = int(meas.class_id[d])
+            sm = meas.sigma_mean[d]
+            self.tracks.append(_Track(id=self.next_id, class_id=c, state=state, start_ts=ts, last_seen_ts=ts,
+                                      score=s, best_score=s, sigma_sum=0.0 if sm != sm else float(sm),
+                                      sigma_n=0 if sm != sm else 1, class_votes={c: s}))
+            if state == CONFIRMED:
+                det_tracks[d] = self.next_id
+            self.next_id += 1
+
+    # ------------------------------------------------------------------ helpers
+    def _accel_std(self) -> np.ndarray:
+        wh = np.maximum(self.x[:, 2:4], 1e-3)
+        return np.concatenate([self.cfg.accel * wh, self.cfg.size_accel * wh], axis=1)
+
+    def _views(self, index: list[int], at_last_match: bool = False) -> list[TrackView]:
+        """Views of the tracks at ``index``: their current estimate, or (ended tracks) the one after their last match."""
+        if not index:
+            return []
+        x = self.x[index]
+        where = self.seen[index, :4] if at_last_match else x[:, :4]
+        boxes = np.minimum(np.maximum(_xyxy(where), 0.0), 1.0).tolist()
+        sigmas = (self.seen[index, 4:] if at_last_match else kalman.measurement_std(self.p[index])).tolist()
+        vel = x[:, 4:6].tolist()
+        views = []
+        for i, box, sig, v in zip(index, boxes, sigmas, vel):
+            t = self.tracks[i]
+            views.append(TrackView(
+                id=t.id, class_id=t.class_id, label=self.labels.get(t.class_id, str(t.class_id)), state=t.state,
+                box=tuple(box), box_sigma=tuple(sig), velocity=tuple(v), score=t.score, best_score=t.best_score,
+                sigma_mean=t.sigma_sum / t.sigma_n if t.sigma_n else None, hits=t.hits, missed=t.missed,
+                start_ts=t.start_ts, last_seen_ts=t.last_seen_ts))
+        return views
+
+
+def duplicates(meas: Measurements, iou: float) -> np.ndarray:
+    """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
+    object seen twice, under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS."""
+    twin = np.full(len(meas), -1, np.int64)
+    if len(meas) < 2:
+        return twin
+    overlap = iou_matrix(meas.boxes, meas.boxes) > iou
+    np.fill_diagonal(overlap, False)
+    involved = np.nonzero(overlap.any(1))[0]
+    if involved.size == 0:
+        return twin
+    for d in involved[np.argsort(-meas.score[involved], kind="stable")].tolist():
+        if twin[d] < 0:
+            for o in np.nonzero(overlap[d])[0].tolist():
+                if twin[o] < 0 and twin[d] < 0 and meas.score[o] <= meas.score[d]:
+                    twin[o] = d
+    return twin
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N, M) of float64 xyxy boxes with positive sizes (the tracker's own; fewer steps than edge.decode's)."""
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
+    inter = np.maximum(wh[..., 0], 0.0) * np.maximum(wh[..., 1], 0.0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    half = cxcywh[:, 2:4] / 2.0
+    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
