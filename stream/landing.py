@@ -49,6 +49,8 @@ from typing import Iterable, Optional
 
 from edge.contract import schema, wire
 
+# json.dumps(..., separators=(",", ":"), allow_nan=False), without building an encoder for every line
+_to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 NAME_RE = re.compile(r"^(?P<ms>\d{13})-(?P<client>[A-Za-z0-9_-]+)-(?P<counter>\d{8})-n(?P<n>\d+)\.jsonl$")
 
 
@@ -89,7 +91,7 @@ def _flat_fields(kind: str, msg: dict) -> dict:
 def message_line(device: str, kind: str, recv_ts: float, msg: dict) -> str:
     """The landing line of a valid edge message (see the module docstring)."""
     rec = {"kind": kind, "device": device, "recv_ts": round(recv_ts, 6), **_flat_fields(kind, msg)}
-    return json.dumps(rec, separators=(",", ":"), allow_nan=False)
+    return _to_json(rec)
 
 
 def to_landing_line(prefix: str, topic: str, payload: bytes, recv_ts: float,
@@ -121,7 +123,7 @@ def invalid_line(topic: str, device: Optional[str], recv_ts: float, reason: str,
     """The landing line of a message that failed decoding/validation: the job dead-letters it with the reason."""
     rec = {"kind": "invalid", "topic": topic, "device": device, "recv_ts": round(recv_ts, 6), "reason": reason,
            "raw_payload": raw_payload}
-    return json.dumps(rec, separators=(",", ":"), allow_nan=False)
+    return _to_json(rec)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -156,9 +158,8 @@ class LandingWriter:
 
     def trailer(self, name: str) -> str:
         """The ``eof`` line of the file ``name``: the job's consumption record names the file from it."""
-        return json.dumps({"kind": "eof", "file": name, "records": len(self.lines),
-                           "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(self.devices.items())]},
-                          separators=(",", ":"), allow_nan=False)
+        return _to_json({"kind": "eof", "file": name, "records": len(self.lines),
+                         "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(self.devices.items())]})
 
     def __len__(self) -> int:
         return len(self.lines)

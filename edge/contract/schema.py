@@ -5,10 +5,11 @@ dashboard server all import this one module. Every payload is a JSON object with
 ``"schema": SCHEMA_VERSION`` and a ``"type"``. The JSON Schemas below are published as files
 under ``edge/contract/schemas/`` (``python -m edge.contract.schema --write``) and a test keeps them in sync.
 
-``validate(payload, kind)`` implements the small subset of JSON Schema these schemas use
+``validate(payload, kind)`` checks the small subset of JSON Schema these schemas use
 (type, required, properties, additionalProperties, enum, minimum/maximum, minItems/maxItems,
-items, prefixItems, minLength, maxLength, pattern), so the edge and the server can check messages without the
-``jsonschema`` package; the tests cross-check it against ``jsonschema``.
+items, prefixItems, minLength, maxLength, pattern; ``edge.contract.validator`` compiles each schema once), so the
+edge and the server can check messages without the ``jsonschema`` package; the tests cross-check it against
+``jsonschema``.
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
 ``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
@@ -25,12 +26,12 @@ tests work with; the decoded form of a version-2 message keeps ``"schema": 2``.
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from edge.contract.validator import Invalid, validator
 from edge.contract.wire import DETECTIONS_VERSION, expand_detections
 
 SCHEMA_VERSION = 1
@@ -271,64 +272,12 @@ def json_schema(kind: str) -> dict:
     return doc
 
 
-# --------------------------------------------------------------------------- validator
-_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-    "null": lambda v: v is None,
-}
-
-
+# --------------------------------------------------------------------------- validation
 def _check(value: Any, schema: dict, path: str) -> None:
-    types = schema.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        if not any(_TYPES[t](value) for t in names):
-            raise SchemaError(f"{path}: expected {' or '.join(names)}, got {type(value).__name__} {value!r:.60}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise SchemaError(f"{path}: {value!r:.60} is not one of {schema['enum']}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise SchemaError(f"{path}: {value} is below the minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise SchemaError(f"{path}: {value} is above the maximum {schema['maximum']}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise SchemaError(f"{path}: string shorter than {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise SchemaError(f"{path}: string longer than {schema['maxLength']}")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise SchemaError(f"{path}: {value!r:.60} does not match {schema['pattern']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            raise SchemaError(f"{path}: needs at least {schema['minItems']} items, has {len(value)}")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise SchemaError(f"{path}: at most {schema['maxItems']} items, has {len(value)}")
-        prefix = schema.get("prefixItems", [])
-        for i, (item, sub) in enumerate(zip(value, prefix)):
-            _check(item, sub, f"{path}[{i}:{sub['title']}]" if "title" in sub else f"{path}[{i}]")
-        if "items" in schema:
-            rest = value[len(prefix):]
-            if schema["items"] is False:
-                if rest:
-                    raise SchemaError(f"{path}: at most {len(prefix)} items, has {len(value)}")
-            else:
-                for i, item in enumerate(rest, start=len(prefix)):
-                    _check(item, schema["items"], f"{path}[{i}]")
-    if isinstance(value, dict) and schema.get("type") == "object":
-        props = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in value:
-                raise SchemaError(f"{path}.{key}: required field is missing")
-        for key, item in value.items():
-            if key in props:
-                _check(item, props[key], f"{path}.{key}")
-            elif schema.get("additionalProperties", True) is False:
-                raise SchemaError(f"{path}.{key}: unknown field (allowed: {', '.join(sorted(props))})")
+    try:
+        validator(schema)(value)
+    except Invalid as exc:
+        raise SchemaError(f"{path}{exc.path()}: {exc.reason}") from None
 
 
 def _detections_schema(payload: Any) -> dict:
