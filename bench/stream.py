@@ -3,10 +3,10 @@
     python -m bench.stream throughput [--events 200000] [--devices 50]
     python -m bench.stream latency [--seconds 40] [--devices 5] [--fps 5]   # starts mosquitto, a bridge and the job
 
-Throughput: generated edge messages (detections with 0-3 boxes each, ~5% metrics, 50 devices), encoded with
-``edge.contract.schema.encode`` and turned into a landing file by the bridge's own code (``to_landing_line`` ->
-``LandingWriter``), are read by the job in bounded mode on the local mini-cluster, parallelism 1; the same SQL
-the job runs (``stream.pipeline.build_pipeline``). A second file holds 4x the events: each line of the first
+Throughput: generated edge messages (detections with 0-3 boxes each, ~5% metrics, 50 devices; detections as
+agents write them, ``tests.support.generate``), turned into a landing file by the bridge's own code
+(``stream.landing.to_landing_line`` -> ``LandingWriter``), are read by the job in bounded mode on the local
+mini-cluster, parallelism 1; the same SQL the job runs (``stream.pipeline.build_pipeline``). A second file holds 4x the events: each line of the first
 and three copies of it for other devices (device name prefix e/f/g instead of d), interleaved, so capture
 times stay in order. Reported: the bridge's CPU per message (one thread: the per-message work moved to the
 bridge, which scales out); for the SQL path (all outputs into a blackhole) and the full job (Python payloads,
@@ -42,8 +42,7 @@ from typing import Optional
 from demo.broker import Mosquitto
 from demo.procs import stop_group
 from edge.contract import schema
-from stream.bridge import to_landing_line
-from stream.landing import LandingWriter
+from stream.landing import LandingWriter, to_landing_line
 from tests.support.generate import LABELS, detections_msg, metrics_msg
 
 NEXMARK_Q5_PER_CORE = 22_100
@@ -250,7 +249,7 @@ def bench_throughput(events: int, devices: int) -> dict:
                               "messages_per_cpu_s": round(events / landed["bridge_cpu_s"]),
                               "payload_bytes_per_message": round(landed["payload_bytes"] / events),
                               "landing_bytes_per_message": round(landed["landing_bytes"] / events)}}
-        print(f"bridge (stream.bridge.to_landing_line: edge.contract.schema.decode + flat landing line), one Python "
+        print(f"bridge (stream.landing.to_landing_line: edge.contract.schema.parse + flat landing line), one Python "
               f"thread: {per_msg_us:.1f} us CPU per message = {events / landed['bridge_cpu_s']:,.0f} messages per "
               f"CPU-second; {landed['payload_bytes'] / events:.0f} bytes MQTT payload -> "
               f"{landed['landing_bytes'] / events:.0f} bytes landing line", flush=True)

@@ -21,8 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.detection.synthetic import (CLASSES, SynthObject, object_box, render_background, render_frame,
-                                         shape_polygon)
+from convert.detection.synthetic import CLASSES, SynthObject, object_box, render_background, render_frame, shape_polygon
 
 
 @dataclass(frozen=True)

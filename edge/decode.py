@@ -27,7 +27,9 @@ MAX_LOG_WH = 8.0  # exp(8) ~ 3000x the anchor: clamp so corrupt outputs cannot o
 class Detection:
     """One detection. ``box`` is (x1, y1, x2, y2) normalized to the frame; ``sigma`` the model's
     (sigma_x, sigma_y, sigma_w, sigma_h) in [0, 1]; ``box_sigma`` the standard deviation of
-    (x_center, y_center, width, height) in frame-normalized units (None for the plain head)."""
+    (x_center, y_center, width, height) in frame-normalized units (None for the plain head); ``zones`` the
+    names of the configured zones holding the box centre (set by the agent, ``edge.engine``, when zones are
+    configured). ``edge.contract.wire.detection_array`` writes it as it travels."""
     class_id: int
     label: str
     score: float
@@ -36,6 +38,7 @@ class Detection:
     sigma: tuple[float, float, float, float] | None
     sigma_mean: float | None
     box_sigma: tuple[float, float, float, float] | None
+    zones: tuple[str, ...] = ()
 
     @property
     def width(self) -> float:
@@ -44,27 +47,6 @@ class Detection:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
-
-    def to_message(self, digits: int = 5) -> dict[str, Any]:
-        """Dict matching ``edge.contract.schema.DETECTION``. A plain-head model predicts no sigma: it reports
-        sigma = [0, 0, 0, 0] and sigma_mean 0 (the schema requires the fields) and no box_sigma."""
-        def r(x: float, lo: float = 0.0, hi: float | None = 1.0) -> float:
-            x = max(lo, float(x))
-            if hi is not None:
-                x = min(hi, x)
-            return round(x, digits)
-        msg: dict[str, Any] = {
-            "class_id": int(self.class_id),
-            "label": str(self.label)[:100],
-            "score": r(self.score),
-            "objectness": r(self.objectness),
-            "box": [r(v) for v in self.box],
-            "sigma": [r(v) for v in (self.sigma or (0.0, 0.0, 0.0, 0.0))],
-            "sigma_mean": r(self.sigma_mean or 0.0),
-        }
-        if self.box_sigma is not None:
-            msg["box_sigma"] = [r(v, hi=None) for v in self.box_sigma]
-        return msg
 
 
 # --------------------------------------------------------------------------- geometry + NMS

@@ -9,7 +9,7 @@ and the predictive entropy (``edge.classify``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import numpy as np
 from edge.classify import entropy, to_probabilities, top_k
 from edge.config import ModelConfig, Settings
 from edge.contract.errors import InterpreterError, ModelError
-from edge.decode import DetectionDecoder
+from edge.contract.wire import fraction
+from edge.decode import Detection, DetectionDecoder
 from edge.messages import FrameResult
 from edge.model_metadata import ModelMetadataError, read_model
 from edge.preprocess import prepare_for_model
@@ -91,6 +92,17 @@ def check_model(meta: dict, model: TFLiteModel, cfg: ModelConfig, settings: Sett
             raise ModelError(f"{path}: classification output {out!r} not among {sorted(names)}")
 
 
+def in_zones(dets: list[Detection], zones) -> list[Detection]:
+    """The detections whose box centre lies in a zone, each with the names of its zones. The centre is that of
+    the box as published (``edge.contract.wire.fraction``)."""
+    out = []
+    for d in dets:
+        inside = zones_of([fraction(v) for v in d.box], zones)
+        if inside:
+            out.append(replace(d, zones=tuple(inside)))
+    return out
+
+
 class Engine:
     """One loaded model ready to process frames; ``process`` is called from the inference thread only."""
 
@@ -140,23 +152,17 @@ class Engine:
     def infer(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return self.model.run(image, self.mean, self.std)
 
-    def postprocess(self, outputs: dict[str, np.ndarray], info, settings: Settings) -> tuple[list, list | None, float | None]:
+    def postprocess(self, outputs: dict[str, np.ndarray], info,
+                    settings: Settings) -> tuple[list[Detection], list | None, float | None]:
         if self.task == "detection":
             dets = self.decoder.decode(outputs, self.quant, info, score_threshold=settings.score_threshold,
                                        iou_threshold=settings.iou_threshold, max_detections=settings.max_detections,
                                        classes=self.class_ids(settings))
-            msgs = []
-            for d in dets:
-                if settings.max_sigma is not None and d.sigma_mean is not None and d.sigma_mean > settings.max_sigma:
-                    continue
-                m = d.to_message(digits=4)   # 1e-4 of the frame: finer than a pixel up to 10k px
-                if settings.zones:
-                    inside = zones_of(m["box"], settings.zones)
-                    if not inside:
-                        continue
-                    m["zones"] = inside
-                msgs.append(m)
-            return msgs, None, None
+            if settings.max_sigma is not None:
+                dets = [d for d in dets if not (d.sigma_mean is not None and d.sigma_mean > settings.max_sigma)]
+            if settings.zones:
+                dets = in_zones(dets, settings.zones)
+            return dets, None, None
         name = self.cls_output if self.cls_output in outputs else next(iter(outputs))
         raw = outputs[name]
         scale, zero = self.quant.get(name, (0.0, 0))

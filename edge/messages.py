@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edge import __version__
-from edge.contract.schema import DETECTIONS_SCHEMA_VERSION, SCHEMA_VERSION, encode
-from edge.contract.wire import compact_detections, expand_detections
+from edge.contract.schema import SCHEMA_VERSION, encode
+from edge.contract.wire import detections_message
+from edge.decode import Detection
 
 
 @dataclass
@@ -17,8 +18,8 @@ class FrameResult:
     frame_w: int
     frame_h: int
     task: str
-    detections: list[dict] = field(default_factory=list)   # Detection.to_message() dicts (+ "zones")
-    classes: Optional[list[dict]] = None                     # classification top-k
+    detections: list[Detection] = field(default_factory=list)   # with their zones when zones are configured
+    classes: Optional[list[dict]] = None                          # classification top-k (edge.classify.top_k)
     entropy: Optional[float] = None
     latency_ms: dict[str, float] = field(default_factory=dict)
 
@@ -31,31 +32,9 @@ def _env(kind: str, device: str) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "type": kind, "device": device}
 
 
-def _detections_v1_shape(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    msg = {"schema": DETECTIONS_SCHEMA_VERSION, "type": "detections", "device": device, "seq": int(seq),
-           "ts": round(result.ts, 3), "frame": {"w": int(result.frame_w), "h": int(result.frame_h)},
-           "model": dict(model_ref), "task": result.task,
-           "latency_ms": {k: round(float(v), 2) for k, v in result.latency_ms.items()},
-           "detections": list(result.detections)}
-    if result.classes is not None:
-        msg["classes"] = result.classes
-    if result.entropy is not None:
-        msg["entropy"] = round(float(result.entropy), 6)
-    return msg
-
-
-def detections_wire(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    """The version-2 payload as published (``edge.contract.wire``)."""
-    return compact_detections(_detections_v1_shape(result, device=device, seq=seq, model_ref=model_ref))
-
-
-def detections_payload(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> dict[str, Any]:
-    """The decoded form a subscriber gets from ``edge.contract.schema.decode`` for this result (values at wire precision)."""
-    return expand_detections(detections_wire(result, device=device, seq=seq, model_ref=model_ref))
-
-
 def detections_bytes(result: FrameResult, *, device: str, seq: int, model_ref: dict[str, str]) -> bytes:
-    return encode(detections_wire(result, device=device, seq=seq, model_ref=model_ref))
+    """The detections message of one frame as published: the version-2 payload (``edge.contract.wire``)."""
+    return encode(detections_message(result, device=device, seq=seq, model_hash=model_ref["hash"]))
 
 
 def status_payload(device: str, state: str, *, model: dict | None = None, interpreter: str | None = None,

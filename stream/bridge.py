@@ -5,9 +5,9 @@ it is fsynced and renamed into place; a bridge killed before that gets the messa
 session when it reconnects with the same client id (or the broker gives it to another member of the shared
 subscription group). Duplicates this can create are removed by the job's (device, seq) dedup.
 
-Every message is decoded and checked with ``edge.contract.schema`` here, once: valid ones land as a flat line with
-only the fields the job reads (``stream.landing.message_line``), invalid ones as ``kind: "invalid"`` with the
-reason and the raw payload (the job dead-letters them). This per-message work scales out with the bridges.
+Every message is checked with ``edge.contract.schema`` here, once: valid ones land as a flat line with only the
+fields the job reads, invalid ones as ``kind: "invalid"`` with the reason and the raw payload (the job
+dead-letters them); ``stream.landing.to_landing_line``. This per-message work scales out with the bridges.
 """
 from __future__ import annotations
 
@@ -18,34 +18,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from edge.contract import schema
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
 from edge.contract.errors import BrokerError
 from edge.contract.mqtt import MqttClient
 from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
-from stream.landing import Cleaner, LandingWriter, invalid_line, message_line, remove_stale_temp_files
+from stream.landing import Cleaner, LandingWriter, remove_stale_temp_files, to_landing_line
 
 log = logging.getLogger("stream.bridge")
-
-
-def to_landing_line(prefix: str, topic: str, payload: bytes, recv_ts: float,
-                    max_bytes: int) -> tuple[str, bool, Optional[str]]:
-    """One landing line for an MQTT message; returns (line, valid, device). The per-message work of the bridge
-    (``stream-job bench throughput`` measures its CPU per message)."""
-    raw = payload[:max_bytes].decode("utf-8", errors="replace")
-    try:
-        device, kind = schema.parse_topic(prefix, topic)
-    except schema.SchemaError as exc:
-        return invalid_line(topic, None, recv_ts, f"topic: {exc}", raw), False, None
-    if len(payload) > max_bytes:
-        return invalid_line(topic, device, recv_ts, f"payload larger than {max_bytes} bytes", raw), False, device
-    try:
-        msg = schema.decode(payload, kind)
-        if msg.get("device") != device:
-            raise schema.SchemaError(f"{kind}.device: {msg.get('device')!r} differs from the topic's device {device!r}")
-    except schema.SchemaError as exc:
-        return invalid_line(topic, device, recv_ts, str(exc), raw), False, device
-    return message_line(device, kind, recv_ts, msg), True, device
 
 
 class Bridge:

@@ -1,8 +1,8 @@
 """The landing directory between the bridge and the job: line format, atomic file writer, cleanup.
 
-Line format: one flat JSON object per MQTT message, holding only what the job reads (the bridge has already
-decoded and validated the payload with ``edge.contract.schema``; the job parses small rows and never the raw edge
-payload)::
+Line format: one flat JSON object per MQTT message, holding only what the job reads (the bridge validates the
+payload with ``edge.contract.schema.parse`` and flattens it as sent, version-2 arrays or version-1 objects:
+:func:`to_landing_line`; the job parses small rows and never the raw edge payload)::
 
     {"kind":"detections","device":"cam1","recv_ts":1.7e9,"seq":42,"ts":1.7e9,
      "dets":[{"c":0,"l":"person","p":0.91,"g":0.12,"f":1}, ...]}
@@ -47,22 +47,39 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Optional
 
+from edge.contract import schema, wire
+
+# json.dumps(..., separators=(",", ":"), allow_nan=False), without building an encoder for every line
+_to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 NAME_RE = re.compile(r"^(?P<ms>\d{13})-(?P<client>[A-Za-z0-9_-]+)-(?P<counter>\d{8})-n(?P<n>\d+)\.jsonl$")
 
 
+def _flat_dets(rows: Iterable[tuple[int, str, float, float]]) -> list[dict]:
+    """``dets`` of a landing line from (class_id, label, score, sigma_mean) per detection, in the message's order."""
+    seen: set = set()
+    dets: list[dict] = []
+    for c, label, p, g in rows:
+        det = {"c": c, "l": label, "p": p, "g": g, "f": int(c not in seen)}
+        if not dets:
+            det["h"] = 1
+        dets.append(det)
+        seen.add(c)
+    return dets
+
+
+def _detection_rows(msg: dict) -> Iterable[tuple[int, str, float, float]]:
+    """(class_id, label, score, sigma_mean) of each detection of a validated payload, version 2 (arrays of
+    thousandths, what agents send) or version 1 (objects; old agents and outbox replays)."""
+    if msg["schema"] == wire.DETECTIONS_VERSION:
+        c, label, p, g, milli = wire.CLASS_ID, wire.LABEL, wire.SCORE, wire.SIGMA_MEAN, wire.MILLI
+        return ((d[c], d[label], d[p] / milli, d[g] / milli) for d in msg.get("detections", ()))
+    return ((d["class_id"], d["label"], d["score"], d["sigma_mean"]) for d in msg["detections"])
+
+
 def _flat_fields(kind: str, msg: dict) -> dict:
-    """The fields of a decoded edge message (``edge.contract.schema.decode``'s shape) that the job reads."""
+    """The fields of a validated edge message (as sent: ``edge.contract.schema.parse``) that the job reads."""
     if kind == "detections":
-        seen: set = set()
-        dets = []
-        for d in msg["detections"]:
-            c = d["class_id"]
-            det = {"c": c, "l": d["label"], "p": d["score"], "g": d["sigma_mean"], "f": int(c not in seen)}
-            if not dets:
-                det["h"] = 1
-            dets.append(det)
-            seen.add(c)
-        return {"seq": msg["seq"], "ts": msg["ts"], "dets": dets}
+        return {"seq": msg["seq"], "ts": msg["ts"], "dets": _flat_dets(_detection_rows(msg))}
     if kind == "metrics":
         return {"ts": msg["ts"], "fps": msg["fps"], "dropped": msg["frames"]["dropped"],
                 "depth": msg["outbox"]["depth"]}
@@ -72,16 +89,41 @@ def _flat_fields(kind: str, msg: dict) -> dict:
 
 
 def message_line(device: str, kind: str, recv_ts: float, msg: dict) -> str:
-    """The landing line of a valid, decoded edge message (see the module docstring)."""
+    """The landing line of a valid edge message (see the module docstring)."""
     rec = {"kind": kind, "device": device, "recv_ts": round(recv_ts, 6), **_flat_fields(kind, msg)}
-    return json.dumps(rec, separators=(",", ":"), allow_nan=False)
+    return _to_json(rec)
+
+
+def to_landing_line(prefix: str, topic: str, payload: bytes, recv_ts: float,
+                    max_bytes: int) -> tuple[str, bool, Optional[str]]:
+    """The landing line of one MQTT message: (line, valid, device). The bridge's per-message work: the topic and
+    the payload are checked once (``edge.contract.schema.parse``) and flattened from the payload as sent
+    (``bench.stream`` measures its CPU per message)."""
+    try:
+        device, kind = schema.parse_topic(prefix, topic)
+    except schema.SchemaError as exc:
+        return invalid_line(topic, None, recv_ts, f"topic: {exc}", _raw(payload, max_bytes)), False, None
+    if len(payload) > max_bytes:
+        reason = f"payload larger than {max_bytes} bytes"
+        return invalid_line(topic, device, recv_ts, reason, _raw(payload, max_bytes)), False, device
+    try:
+        msg = schema.parse(payload, kind)
+        if msg.get("device") != device:
+            raise schema.SchemaError(f"{kind}.device: {msg.get('device')!r} differs from the topic's device {device!r}")
+    except schema.SchemaError as exc:
+        return invalid_line(topic, device, recv_ts, str(exc), _raw(payload, max_bytes)), False, device
+    return message_line(device, kind, recv_ts, msg), True, device
+
+
+def _raw(payload: bytes, max_bytes: int) -> str:
+    return payload[:max_bytes].decode("utf-8", errors="replace")
 
 
 def invalid_line(topic: str, device: Optional[str], recv_ts: float, reason: str, raw_payload: str) -> str:
     """The landing line of a message that failed decoding/validation: the job dead-letters it with the reason."""
     rec = {"kind": "invalid", "topic": topic, "device": device, "recv_ts": round(recv_ts, 6), "reason": reason,
            "raw_payload": raw_payload}
-    return json.dumps(rec, separators=(",", ":"), allow_nan=False)
+    return _to_json(rec)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -116,9 +158,8 @@ class LandingWriter:
 
     def trailer(self, name: str) -> str:
         """The ``eof`` line of the file ``name``: the job's consumption record names the file from it."""
-        return json.dumps({"kind": "eof", "file": name, "records": len(self.lines),
-                           "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(self.devices.items())]},
-                          separators=(",", ":"), allow_nan=False)
+        return _to_json({"kind": "eof", "file": name, "records": len(self.lines),
+                         "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(self.devices.items())]})
 
     def __len__(self) -> int:
         return len(self.lines)

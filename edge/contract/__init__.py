@@ -1,5 +1,5 @@
-"""The contract every sigmawatch process shares: message schemas and their wire format (``schema``,
-``wire``, ``topics``), the stream job's output payloads (``outputs``), one error hierarchy with one
+"""The contract every sigmawatch process shares: message schemas, their validator and the detections wire
+format (``schema``, ``validator``, ``wire``), the stream job's output payloads (``outputs``), one error hierarchy with one
 exit-code table (``errors``), the command-line conventions (``cli``), and one MQTT settings model with the
 one paho client factory (``mqtt``, the only module here that needs a third-party package: paho-mqtt and
 pydantic, which every role installs).

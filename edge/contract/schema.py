@@ -5,10 +5,11 @@ dashboard server all import this one module. Every payload is a JSON object with
 ``"schema": SCHEMA_VERSION`` and a ``"type"``. The JSON Schemas below are published as files
 under ``edge/contract/schemas/`` (``python -m edge.contract.schema --write``) and a test keeps them in sync.
 
-``validate(payload, kind)`` implements the small subset of JSON Schema these schemas use
+``validate(payload, kind)`` checks the small subset of JSON Schema these schemas use
 (type, required, properties, additionalProperties, enum, minimum/maximum, minItems/maxItems,
-items, prefixItems, minLength, maxLength, pattern), so the edge and the server can check messages without the
-``jsonschema`` package; the tests cross-check it against ``jsonschema``.
+items, prefixItems, minLength, maxLength, pattern; ``edge.contract.validator`` compiles each schema once), so the
+edge and the server can check messages without the ``jsonschema`` package; the tests cross-check it against
+``jsonschema``.
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
 ``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
@@ -17,18 +18,21 @@ are always one topic level and can be used in file names and SQL keys.
 Detections have two wire versions (see ``edge.contract.wire`` for the compact one agents publish):
 ``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
 less than half the bytes) and ``"schema": 1`` (one object per detection,
-still accepted so agents can be upgraded one by one and old outbox entries replay). :func:`decode` turns
-both into the same *decoded* form, the version-1 object shape, which is what the stream job, the dashboard
-and the tests work with; the decoded form of a version-2 message keeps ``"schema": 2``.
+still accepted so agents can be upgraded one by one and old outbox entries replay). :func:`parse` checks
+either and returns it as sent (the bridge flattens it from there, ``stream.landing``); :func:`decode` turns
+both into the same *decoded* form, the version-1 object shape, which is what the dashboard, the demo and the
+tests work with; the decoded form of a version-2 message keeps ``"schema": 2``.
 """
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from edge.contract.validator import Invalid, validator
+from edge.contract.wire import DETECTIONS_VERSION, expand_detections
 
 SCHEMA_VERSION = 1
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -137,7 +141,7 @@ DETECTIONS = _obj({
     "entropy": _NONNEG,
 }, ["schema", "type", "device", "seq", "ts", "frame", "model", "task", "latency_ms", "detections"])
 
-DETECTIONS_SCHEMA_VERSION = 2
+DETECTIONS_SCHEMA_VERSION = DETECTIONS_VERSION
 _PERMILLE = {"type": "integer", "minimum": 0, "maximum": 1000}
 
 
@@ -149,18 +153,21 @@ DETECTION_V2 = {
     "type": "array", "minItems": 8, "maxItems": 9, "items": False,
     "description": "one detection, fixed order: [class_id, label, score, objectness, box, sigma, sigma_mean, "
                    "box_sigma, zones?]; every fraction as an integer count of thousandths",
+    # each item's title names it in validation errors (detections[0][2:score]); the order is edge.contract.wire's
     "prefixItems": [
-        {**_COUNT, "description": "class id"},
-        {"type": "string", "maxLength": 100, "description": "class name"},
-        {**_PERMILLE, "description": "score = objectness x p(class) x (1 - sigma_mean), thousandths"},
-        {**_PERMILLE, "description": "objectness, thousandths"},
-        _quad(_PERMILLE, "[x_min, y_min, x_max, y_max], thousandths of the frame width/height"),
-        _quad(_PERMILLE, "the model's sigma_x, sigma_y, sigma_w, sigma_h, thousandths"),
-        {**_PERMILLE, "description": "mean of the four sigmas, thousandths"},
-        {"type": ["array", "null"], "items": _COUNT, "minItems": 4, "maxItems": 4,
+        {**_COUNT, "title": "class_id", "description": "class id"},
+        {"type": "string", "maxLength": 100, "title": "label", "description": "class name"},
+        {**_PERMILLE, "title": "score",
+         "description": "score = objectness x p(class) x (1 - sigma_mean), thousandths"},
+        {**_PERMILLE, "title": "objectness", "description": "objectness, thousandths"},
+        {**_quad(_PERMILLE, "[x_min, y_min, x_max, y_max], thousandths of the frame width/height"), "title": "box"},
+        {**_quad(_PERMILLE, "the model's sigma_x, sigma_y, sigma_w, sigma_h, thousandths"), "title": "sigma"},
+        {**_PERMILLE, "title": "sigma_mean", "description": "mean of the four sigmas, thousandths"},
+        {"type": ["array", "null"], "items": _COUNT, "minItems": 4, "maxItems": 4, "title": "box_sigma",
          "description": "sigma of x_center, y_center, width, height in thousandths of the frame "
                         "(null for a head without sigma)"},
         {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 32,
+         "title": "zones",
          "description": "names of the configured zones containing the box centre (only when zones are set)"},
     ],
 }
@@ -168,7 +175,8 @@ DETECTION_V2 = {
 CLASSIFICATION_V2 = {
     "type": "array", "minItems": 3, "maxItems": 3, "items": False,
     "description": "[class_id, label, probability in thousandths]",
-    "prefixItems": [_COUNT, {"type": "string", "maxLength": 100}, _PERMILLE],
+    "prefixItems": [{**_COUNT, "title": "class_id"}, {"type": "string", "maxLength": 100, "title": "label"},
+                    {**_PERMILLE, "title": "score"}],
 }
 
 DETECTIONS_V2 = _obj({
@@ -264,64 +272,12 @@ def json_schema(kind: str) -> dict:
     return doc
 
 
-# --------------------------------------------------------------------------- validator
-_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-    "null": lambda v: v is None,
-}
-
-
+# --------------------------------------------------------------------------- validation
 def _check(value: Any, schema: dict, path: str) -> None:
-    types = schema.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        if not any(_TYPES[t](value) for t in names):
-            raise SchemaError(f"{path}: expected {' or '.join(names)}, got {type(value).__name__} {value!r:.60}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise SchemaError(f"{path}: {value!r:.60} is not one of {schema['enum']}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise SchemaError(f"{path}: {value} is below the minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise SchemaError(f"{path}: {value} is above the maximum {schema['maximum']}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise SchemaError(f"{path}: string shorter than {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise SchemaError(f"{path}: string longer than {schema['maxLength']}")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise SchemaError(f"{path}: {value!r:.60} does not match {schema['pattern']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            raise SchemaError(f"{path}: needs at least {schema['minItems']} items, has {len(value)}")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise SchemaError(f"{path}: at most {schema['maxItems']} items, has {len(value)}")
-        prefix = schema.get("prefixItems", [])
-        for i, (item, sub) in enumerate(zip(value, prefix)):
-            _check(item, sub, f"{path}[{i}]")
-        if "items" in schema:
-            rest = value[len(prefix):]
-            if schema["items"] is False:
-                if rest:
-                    raise SchemaError(f"{path}: at most {len(prefix)} items, has {len(value)}")
-            else:
-                for i, item in enumerate(rest, start=len(prefix)):
-                    _check(item, schema["items"], f"{path}[{i}]")
-    if isinstance(value, dict) and schema.get("type") == "object":
-        props = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in value:
-                raise SchemaError(f"{path}.{key}: required field is missing")
-        for key, item in value.items():
-            if key in props:
-                _check(item, props[key], f"{path}.{key}")
-            elif schema.get("additionalProperties", True) is False:
-                raise SchemaError(f"{path}.{key}: unknown field (allowed: {', '.join(sorted(props))})")
+    try:
+        validator(schema)(value)
+    except Invalid as exc:
+        raise SchemaError(f"{path}{exc.path()}: {exc.reason}") from None
 
 
 def _detections_schema(payload: Any) -> dict:
@@ -346,16 +302,21 @@ def validate(payload: Any, kind: str) -> Any:
     return payload
 
 
-def decode(raw: bytes | str, kind: str) -> dict:
-    """Parse JSON bytes, validate, and return the decoded form (for detections: the version-1 object shape,
-    whichever version was sent). Any failure is a SchemaError with a reason."""
+def parse(raw: bytes | str, kind: str) -> dict:
+    """Parse JSON bytes and validate them; return the payload as it was sent (for detections: version 1 or 2,
+    see its ``schema``). Any failure is a SchemaError with a reason. The bridge's path: no decoded copy."""
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(f"{kind}: payload is not valid UTF-8 JSON ({exc})") from exc
-    validate(payload, kind)
-    if kind == "detections" and payload.get("schema") == DETECTIONS_SCHEMA_VERSION:
-        from edge.contract.wire import expand_detections
+    return validate(payload, kind)
+
+
+def decode(raw: bytes | str, kind: str) -> dict:
+    """:func:`parse`, then the decoded form: for detections the version-1 object shape with named fields,
+    whichever version was sent (for consumers that want objects: the dashboard, the demo, tests)."""
+    payload = parse(raw, kind)
+    if kind == "detections" and payload["schema"] == DETECTIONS_SCHEMA_VERSION:
         return expand_detections(payload)
     return payload
 

@@ -1,4 +1,5 @@
-"""The compact wire format of detections messages (``"schema": 2``) and its decoded form. Pure Python.
+"""The compact wire format of detections messages (``"schema": 2``): how agents write it, and its decoded
+form. Pure Python (no numpy: the server imports this module too).
 
 Why: a detections message is sent for every processed frame. In the version-1 object shape, every
 detection repeated eight key names and wrote each number as a decimal fraction (~200 bytes per detection,
@@ -10,13 +11,15 @@ steps of 1/256, and a box coordinate of 1/1000 of the frame is finer than one mo
 input up to 1000 pixels wide (1/1000 of a 1920-pixel frame is 1.9 pixels; one input pixel of a 416-pixel
 model is 4.6).
 
-Version 2 on the wire::
+Version 2 on the wire (:func:`detections_message` writes it from an agent's frame result)::
 
     {"schema": 2, "device": "cam-1", "seq": 17, "ts": 1763900000.123, "frame": [640, 480],
      "model": "a71d8e644a5f", "latency_ms": [2.9, 5.8],
      "detections": [[1, "disc", 896, 996, [633, 208, 855, 520], [74, 82, 121, 109], 97, [9, 14, 27, 34]]]}
 
-Decoded (what :func:`edge.contract.schema.decode` returns, the version-1 object shape)::
+The positions in a detection's array are named below (``SCORE`` etc.); the server reads them directly.
+Decoded (what :func:`edge.contract.schema.decode` returns for consumers that want named fields, the
+version-1 object shape; see :func:`expand_detections`)::
 
     {"schema": 2, "type": "detections", "device": "cam-1", "seq": 17, "ts": 1763900000.123,
      "frame": {"w": 640, "h": 480}, "model": {"hash": "a71d8e644a5f"},
@@ -27,64 +30,84 @@ Decoded (what :func:`edge.contract.schema.decode` returns, the version-1 object 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
+DETECTIONS_VERSION = 2
 MODEL_HASH_DIGITS = 12          # 48 bits: identifies the model among a fleet's; the status message has all 64
-_MILLI = 1000                   # every fraction travels as an integer count of thousandths
+MILLI = 1000                    # every fraction travels as an integer count of thousandths
+LABEL_CHARS = 100
+# Positions in a detection's array.
+CLASS_ID, LABEL, SCORE, OBJECTNESS, BOX, SIGMA, SIGMA_MEAN, BOX_SIGMA, ZONES = range(9)
+_NO_SIGMA = (0.0, 0.0, 0.0, 0.0)    # a head without sigma (plain YOLOv3) reports zeros: the fields are required
 
 
-def _q(value: float, scale: int, hi: int | None) -> int:
-    """A value in [0, 1] (or >= 0 when ``hi`` is None) as an integer count of 1/scale."""
-    n = int(round(float(value) * scale))
-    n = max(0, n)
-    return min(hi, n) if hi is not None else n
+def fraction(value: float, hi: Optional[float] = 1.0) -> float:
+    """A fraction as an agent states it: clamped to [0, ``hi``] (``hi`` None: >= 0), to 1e-4. Agents rounded
+    every fraction to 1e-4 before version 2 existed; the step stays, so the thousandths an agent sends (and
+    its zones, tested on these values) are exactly what they were."""
+    x = max(0.0, float(value))
+    if hi is not None:
+        x = min(hi, x)
+    return round(x, 4)
 
 
-def _quad(values, scale: int, hi: int | None) -> list[int]:
-    return [_q(v, scale, hi) for v in values]
+def _milli(value: float, hi: Optional[int] = MILLI) -> int:
+    """A fraction as an integer count of thousandths, clamped to [0, ``hi``]."""
+    n = max(0, int(round(float(value) * MILLI)))
+    return n if hi is None else min(hi, n)
 
 
-def compact_detection(d: dict[str, Any]) -> list:
-    """One decoded detection dict -> its version-2 array."""
-    box_sigma = d.get("box_sigma")
-    item = [int(d["class_id"]), str(d["label"]), _q(d["score"], _MILLI, _MILLI), _q(d["objectness"], _MILLI, _MILLI),
-            _quad(d["box"], _MILLI, _MILLI), _quad(d["sigma"], _MILLI, _MILLI), _q(d["sigma_mean"], _MILLI, _MILLI),
-            None if box_sigma is None else _quad(box_sigma, _MILLI, None)]
-    if d.get("zones"):
-        item.append(list(d["zones"]))
+def _unit(value: float) -> int:
+    return _milli(fraction(value))
+
+
+def detection_array(d: Any) -> list:
+    """One detection as its version-2 array. ``d`` has the attributes of ``edge.decode.Detection`` (class_id,
+    label, score, objectness, box, sigma, sigma_mean, box_sigma, zones); sigma None means a head without sigma."""
+    box_sigma = d.box_sigma
+    item = [int(d.class_id), str(d.label)[:LABEL_CHARS], _unit(d.score), _unit(d.objectness),
+            [_unit(v) for v in d.box], [_unit(v) for v in d.sigma or _NO_SIGMA], _unit(d.sigma_mean or 0.0),
+            None if box_sigma is None else [_milli(fraction(v, None), None) for v in box_sigma]]
+    if d.zones:
+        item.append(list(d.zones))
     return item
 
 
+def detections_message(result: Any, *, device: str, seq: int, model_hash: str) -> dict[str, Any]:
+    """The version-2 payload of one processed frame, as the agent publishes it. ``result`` has the attributes
+    of ``edge.messages.FrameResult`` (ts, frame_w, frame_h, task, detections, classes, entropy, latency_ms).
+    Latencies and the entropy go through the roundings the version-1 message applied first (0.01 ms, 1e-6),
+    like the fractions (:func:`fraction`), so a frame's bytes are what they were."""
+    lat = result.latency_ms
+    out: dict[str, Any] = {
+        "schema": DETECTIONS_VERSION, "device": device, "seq": int(seq), "ts": round(float(result.ts), 3),
+        "frame": [int(result.frame_w), int(result.frame_h)], "model": str(model_hash)[:MODEL_HASH_DIGITS].lower(),
+        "latency_ms": [_ms(lat.get("inference", 0.0))] + ([_ms(lat["total"])] if "total" in lat else []),
+    }
+    if result.task == "detection" or result.detections:
+        out["detections"] = [detection_array(d) for d in result.detections]
+    if result.classes is not None:
+        out["classes"] = [[int(c["class_id"]), str(c["label"]), _milli(c["score"])] for c in result.classes]
+    if result.entropy is not None:
+        out["entropy"] = round(round(float(result.entropy), 6), 4)
+    return out
+
+
+def _ms(value: float) -> float:
+    return round(round(float(value), 2), 1)
+
+
+# --------------------------------------------------------------------------- decoded form
 def expand_detection(item: list) -> dict[str, Any]:
     """One version-2 array (already validated) -> the decoded detection dict."""
-    d: dict[str, Any] = {"class_id": item[0], "label": item[1], "score": item[2] / _MILLI,
-                         "objectness": item[3] / _MILLI, "box": [v / _MILLI for v in item[4]],
-                         "sigma": [v / _MILLI for v in item[5]], "sigma_mean": item[6] / _MILLI}
-    if item[7] is not None:
-        d["box_sigma"] = [v / _MILLI for v in item[7]]
-    if len(item) > 8:
-        d["zones"] = list(item[8])
+    d: dict[str, Any] = {"class_id": item[CLASS_ID], "label": item[LABEL], "score": item[SCORE] / MILLI,
+                         "objectness": item[OBJECTNESS] / MILLI, "box": [v / MILLI for v in item[BOX]],
+                         "sigma": [v / MILLI for v in item[SIGMA]], "sigma_mean": item[SIGMA_MEAN] / MILLI}
+    if item[BOX_SIGMA] is not None:
+        d["box_sigma"] = [v / MILLI for v in item[BOX_SIGMA]]
+    if len(item) > ZONES:
+        d["zones"] = list(item[ZONES])
     return d
-
-
-def compact_detections(msg: dict[str, Any]) -> dict[str, Any]:
-    """A decoded detections message (version-1 shape) -> the version-2 wire payload."""
-    lat = msg.get("latency_ms") or {}
-    out: dict[str, Any] = {
-        "schema": 2, "device": msg["device"], "seq": int(msg["seq"]),
-        "ts": round(float(msg["ts"]), 3), "frame": [int(msg["frame"]["w"]), int(msg["frame"]["h"])],
-        "model": str(msg["model"]["hash"])[:MODEL_HASH_DIGITS].lower(),
-        "latency_ms": [round(float(lat.get("inference", 0.0)), 1)]
-        + ([round(float(lat["total"]), 1)] if "total" in lat else []),
-    }
-    if msg.get("task", "detection") == "detection" or msg.get("detections"):
-        out["detections"] = [compact_detection(d) for d in msg.get("detections", [])]
-    if msg.get("classes") is not None:
-        out["classes"] = [[int(c["class_id"]), str(c["label"]), _q(c["score"], _MILLI, _MILLI)]
-                          for c in msg["classes"]]
-    if msg.get("entropy") is not None:
-        out["entropy"] = round(float(msg["entropy"]), 4)
-    return out
 
 
 def expand_detections(wire: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +122,7 @@ def expand_detections(wire: dict[str, Any]) -> dict[str, Any]:
         "detections": [expand_detection(item) for item in wire.get("detections", [])],
     }
     if "classes" in wire:
-        msg["classes"] = [{"class_id": c[0], "label": c[1], "score": c[2] / _MILLI} for c in wire["classes"]]
+        msg["classes"] = [{"class_id": c[0], "label": c[1], "score": c[2] / MILLI} for c in wire["classes"]]
     if "entropy" in wire:
         msg["entropy"] = wire["entropy"]
     return msg

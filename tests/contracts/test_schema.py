@@ -1,13 +1,17 @@
 """The message contract: published schema files in sync, our validator agrees with jsonschema."""
 import json
+from dataclasses import replace
 
 import jsonschema
 import pytest
 
-from edge.contract import schema
+from edge.contract import schema, wire
+from edge.contract.wire import detections_message
+from edge.decode import Detection
+from edge.messages import FrameResult
 
 
-def detections_message(**over):
+def detections_message_v1(**over):
     msg = {
         "schema": 1, "type": "detections", "device": "pi-1", "seq": 7,
         "ts": 1763900000.25, "frame": {"w": 640, "h": 480},
@@ -56,21 +60,29 @@ def assert_both_reject(msg: dict, json_schema_name: str, ours) -> None:
 
 @pytest.mark.parametrize("name,mutate", BAD_CASES, ids=[c[0] for c in BAD_CASES])
 def test_validator_agrees_with_jsonschema_on_bad_messages(name, mutate):
-    msg = detections_message()
+    msg = detections_message_v1()
     mutate(msg)
     assert_both_reject(msg, "detections_v1", lambda m: schema.validate(m, "detections"))
 
 
 def test_good_message_passes_both():
-    msg = detections_message()
+    msg = detections_message_v1()
     jsonschema.validate(msg, schema.json_schema("detections_v1"))
     assert schema.decode(schema.encode(msg), "detections") == msg
 
 
 # --------------------------------------------------------------------------- version 2 (compact wire format)
+def frame(detections=None, **over) -> FrameResult:
+    """detections_message_v1()'s frame as the agent holds it: Detection objects."""
+    if detections is None:
+        detections = [Detection(class_id=1, label="square", score=0.7, objectness=0.9, box=(0.1, 0.2, 0.3, 0.4),
+                                sigma=(0.05, 0.04, 0.1, 0.2), sigma_mean=0.0975, box_sigma=(0.01, 0.01, 0.02, 0.02))]
+    return FrameResult(**{"ts": 1763900000.25, "frame_w": 640, "frame_h": 480, "task": "detection",
+                          "detections": detections, "latency_ms": {"inference": 12.5, "total": 20.0}, **over})
+
+
 def wire_message(**over):
-    from edge.contract.wire import compact_detections
-    msg = compact_detections(detections_message())
+    msg = detections_message(frame(), device="pi-1", seq=7, model_hash="ab" * 32)
     msg.update(over)
     return msg
 
@@ -82,30 +94,26 @@ def test_v2_layout_and_round_trip():
                     "detections": [[1, "square", 700, 900, [100, 200, 300, 400], [50, 40, 100, 200], 98,
                                     [10, 10, 20, 20]]]}
     jsonschema.validate(wire, schema.json_schema("detections"))
+    assert schema.parse(schema.encode(wire), "detections") == wire
     decoded = schema.decode(schema.encode(wire), "detections")
     schema.validate_decoded_detections(decoded)
-    want = detections_message(schema=2, model={"hash": "abababababab"})
+    want = detections_message_v1(schema=2, model={"hash": "abababababab"})
     want["detections"][0]["sigma_mean"] = 0.098          # thousandths on the wire
     assert decoded == want
-    # the decoded form compacts back to the same wire message: nothing is lost a second time
-    from edge.contract.wire import compact_detections
-    assert compact_detections(decoded) == wire
 
 
 def test_v2_classification_zones_and_plain_head():
-    from edge.contract.wire import compact_detections
-    msg = detections_message(task="classification", detections=[], entropy=0.6931,
-                             classes=[{"class_id": 3, "label": "cat", "score": 0.5}])
-    wire = compact_detections(msg)
-    assert "detections" not in wire and wire["classes"] == [[3, "cat", 500]]
+    classes = [{"class_id": 3, "label": "cat", "score": 0.5}]
+    wire = detections_message(frame([], task="classification", classes=classes, entropy=0.6931),
+                              device="pi-1", seq=7, model_hash="ab" * 32)
+    assert "detections" not in wire and wire["classes"] == [[3, "cat", 500]] and wire["entropy"] == 0.6931
     decoded = schema.decode(schema.encode(wire), "detections")
-    assert decoded["task"] == "classification" and decoded["classes"] == msg["classes"] and decoded["detections"] == []
-    det = dict(detections_message()["detections"][0], zones=["door"])
-    det.pop("box_sigma")
-    wire = compact_detections(detections_message(detections=[det]))
-    assert wire["detections"][0][7:] == [None, ["door"]]
+    assert decoded["task"] == "classification" and decoded["classes"] == classes and decoded["detections"] == []
+    plain = replace(frame().detections[0], sigma=None, sigma_mean=None, box_sigma=None, zones=("door",))
+    wire = detections_message(frame([plain]), device="pi-1", seq=7, model_hash="ab" * 32)
+    assert wire["detections"][0][5:] == [[0, 0, 0, 0], 0, None, ["door"]]
     back = schema.decode(schema.encode(wire), "detections")["detections"][0]
-    assert back["zones"] == ["door"] and "box_sigma" not in back
+    assert back["zones"] == ["door"] and "box_sigma" not in back and back["sigma"] == [0, 0, 0, 0]
 
 
 V2_BAD_CASES = [
@@ -118,7 +126,7 @@ V2_BAD_CASES = [
     ("model not hex", lambda m: m.update(model="Model-XYZ")),
     ("frame of 1", lambda m: m.update(frame=[640])),
     ("unknown field", lambda m: m.update(image="base64...")),
-    ("v1 shape with schema 2", lambda m: m.update(detections=detections_message()["detections"])),
+    ("v1 shape with schema 2", lambda m: m.update(detections=detections_message_v1()["detections"])),
 ]
 
 
@@ -129,21 +137,35 @@ def test_v2_validator_agrees_with_jsonschema(name, mutate):
     assert_both_reject(msg, "detections", lambda m: schema.decode(schema.encode(m), "detections"))
 
 
+def test_v2_items_are_titled_in_wire_order_and_errors_name_them():
+    items = schema.DETECTION_V2["prefixItems"]
+    for name in ("class_id", "label", "score", "objectness", "box", "sigma", "sigma_mean", "box_sigma", "zones"):
+        assert items[getattr(wire, name.upper())]["title"] == name
+    msg = wire_message()
+    msg["detections"][0][wire.SCORE] = 1001
+    with pytest.raises(schema.SchemaError, match=r"^detections\.detections\[0\]\[2:score\]: 1001 is above the maximum"):
+        schema.parse(schema.encode(msg), "detections")
+    msg = wire_message()
+    msg["detections"][0][wire.BOX][1] = -1
+    with pytest.raises(schema.SchemaError, match=r"^detections\.detections\[0\]\[4:box\]\[1\]: -1 is below"):
+        schema.parse(schema.encode(msg), "detections")
+
+
 def test_unknown_detections_version_is_named():
     with pytest.raises(schema.SchemaError, match="version 3 is not supported"):
         schema.decode(schema.encode(wire_message(schema=3)), "detections")
 
 
 def test_compact_is_less_than_half_of_v1():
-    dets = [dict(detections_message()["detections"][0], score=0.8123, box=[0.1234, 0.2345, 0.3456, 0.4567])] * 4
-    v1 = len(schema.encode(detections_message(detections=dets)))
-    from edge.contract.wire import compact_detections
-    v2 = len(schema.encode(compact_detections(detections_message(detections=dets))))
+    det = replace(frame().detections[0], score=0.8123, box=(0.1234, 0.2345, 0.3456, 0.4567))
+    v1_det = dict(detections_message_v1()["detections"][0], score=0.8123, box=list(det.box))
+    v1 = len(schema.encode(detections_message_v1(detections=[v1_det] * 4)))
+    v2 = len(schema.encode(detections_message(frame([det] * 4), device="pi-1", seq=7, model_hash="ab" * 32)))
     assert v2 < 0.5 * v1, (v1, v2)
 
 
 def test_error_names_the_field():
-    msg = detections_message()
+    msg = detections_message_v1()
     msg["detections"][0]["score"] = 2
     with pytest.raises(schema.SchemaError, match=r"detections\.detections\[0\]\.score"):
         schema.validate(msg, "detections")

@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.decode import Detection, DetectionDecoder, batched_nms, box_iou, nms
+from edge.decode import DetectionDecoder, batched_nms, box_iou, nms
 from edge.preprocess import LetterboxInfo, letterbox, stretch
 from edge.contract.schema import validate
+from edge.contract.wire import BOX_SIGMA, SIGMA, SIGMA_MEAN, detection_array, detections_message
+from edge.messages import FrameResult
 
 C = 2
 ANCHORS = [[[10, 14], [23, 27], [37, 58]], [[81, 82], [135, 169], [344, 319]]]
@@ -62,10 +64,8 @@ def test_decodes_hand_computed_box_score_and_sigma():
     assert d.objectness == pytest.approx(0.9)
     assert d.sigma_mean == pytest.approx(0.25)
     np.testing.assert_allclose(d.box_sigma, [0.1 * 16 / 64, 0.2 * 16 / 64, 0.3 * w / 64, 0.4 * h / 64], rtol=1e-5)
-    msg = {"schema": 1, "type": "detections", "device": "d1", "seq": 0, "ts": 1.0, "frame": {"w": 64, "h": 64},
-           "model": {"id": "m", "hash": "0" * 64}, "task": "detection", "latency_ms": {"inference": 1.0},
-           "detections": [d.to_message()]}
-    validate(msg, "detections")
+    frame = FrameResult(ts=1.0, frame_w=64, frame_h=64, task="detection", detections=dets, latency_ms={"inference": 1.0})
+    validate(detections_message(frame, device="d1", seq=0, model_hash="0" * 64), "detections")
 
 
 def test_letterbox_mapping_applies_to_boxes_and_sigmas():
@@ -98,7 +98,8 @@ def test_plain_head_score_has_no_sigma_factor():
     put(out, 32, 0, 1, 2, mux=0.5, muy=0.5, sig=None, obj=0.5, cls=(0.0, 0.6), lw=0, lh=0, head="plain")
     d = make_decoder("plain").decode(out, None, identity_info(), score_threshold=0.1)[0]
     assert d.score == pytest.approx(0.3) and d.sigma is None and d.box_sigma is None
-    assert d.to_message()["sigma"] == [0, 0, 0, 0] and "box_sigma" not in d.to_message()
+    item = detection_array(d)
+    assert item[SIGMA] == [0, 0, 0, 0] and item[SIGMA_MEAN] == 0 and item[BOX_SIGMA] is None
 
 
 def test_quantized_outputs_match_float():

@@ -14,6 +14,8 @@ from edge.model_metadata import read_model
 from edge.preprocess import letterbox
 from edge.runtime import TFLiteModel
 from edge.contract.schema import validate
+from edge.contract.wire import detections_message
+from edge.messages import FrameResult
 
 TRAIN = ["--backbone", "darknet_small", "--input-size", "64", "--neck-channels", "16", "--batch-size", "4",
          "--steps-per-epoch", "3", "--warmup-steps", "2", "--threads", "2", "--no-progress"]
@@ -67,10 +69,8 @@ def test_int8_export_runs_like_the_device(trained, capsys):
         assert err.mean() < 0.05 * span, (name, err.mean(), span)
     dets = decoder.decode(raw, quant, info, score_threshold=0.0, max_detections=5)
     assert 0 < len(dets) <= 5
-    msg = {"schema": 1, "type": "detections", "device": "cam1", "seq": 1, "ts": 1.0, "frame": {"w": 64, "h": 64},
-           "model": {"id": meta["model_id"], "hash": meta["model_sha256"]}, "task": "detection",
-           "latency_ms": {"inference": 1.0}, "detections": [d.to_message() for d in dets]}
-    validate(msg, "detections")
+    frame = FrameResult(ts=1.0, frame_w=64, frame_h=64, task="detection", detections=dets, latency_ms={"inference": 1.0})
+    validate(detections_message(frame, device="cam1", seq=1, model_hash=meta["model_sha256"]), "detections")
 
     assert main(["evaluate", "--model", str(out), "--data", str(data), "--out", str(run / "ev")]) == 0
     printed = capsys.readouterr().out

@@ -14,8 +14,8 @@ import pytest
 from edge.config import ModelConfig, Settings, SourceConfig
 from edge.engine import Engine
 from edge.contract.errors import ModelError, SourceError
-from edge.messages import detections_payload, detections_wire
-from edge.contract.schema import json_schema, validate, validate_decoded_detections
+from edge.contract.schema import decode, encode, json_schema, validate, validate_decoded_detections
+from edge.contract.wire import ZONES, detections_message
 from edge.sources import Picamera2Source, SourceSupervisor, classify_uri, probe
 from edge_helpers import write_video
 
@@ -34,16 +34,16 @@ def engine(detector_model):
 def test_zones_class_filter_and_sigma_cap(engine):
     left = Settings(score_threshold=0.3, zones=[{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}])
     res, timings = engine.process(red_square_frame(20), time.time(), left)
-    assert res.detections and all(d["zones"] == ["left"] for d in res.detections)
-    assert all((d["box"][0] + d["box"][2]) / 2 < 0.5 for d in res.detections)
+    assert res.detections and all(d.zones == ("left",) for d in res.detections)
+    assert all((d.box[0] + d.box[2]) / 2 < 0.5 for d in res.detections)
     assert set(timings) == {"preprocess", "inference", "postprocess"}
     res_right, _ = engine.process(red_square_frame(200), time.time(), left)
     assert res_right.detections == [], "a square on the right lies outside the left zone"
-    wire = detections_wire(res, device="cam-1", seq=7, model_ref=engine.model_ref)
+    wire = detections_message(res, device="cam-1", seq=7, model_hash=engine.model_ref["hash"])
     validate(wire, "detections")
     jsonschema.validate(wire, json_schema("detections"))
-    assert wire["detections"][0][8] == ["left"]
-    decoded = detections_payload(res, device="cam-1", seq=7, model_ref=engine.model_ref)
+    assert wire["detections"][0][ZONES] == ["left"]
+    decoded = decode(encode(wire), "detections")
     validate_decoded_detections(decoded)
     assert decoded["detections"][0]["zones"] == ["left"]
 

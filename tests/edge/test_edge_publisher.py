@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from edge.decode import Detection
 from edge.messages import FrameResult
 from edge.contract.mqtt import MqttClient, MqttSettings
 from edge.outbox import Outbox
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.mqtt
 
 
 def _result(i: int) -> FrameResult:
-    det = {"class_id": 0, "label": "red", "score": 0.5, "objectness": 0.6, "box": [0.1, 0.1, 0.2, 0.2],
-           "sigma": [0.1, 0.1, 0.1, 0.1], "sigma_mean": 0.1}
+    det = Detection(class_id=0, label="red", score=0.5, objectness=0.6, box=(0.1, 0.1, 0.2, 0.2),
+                    sigma=(0.1, 0.1, 0.1, 0.1), sigma_mean=0.1, box_sigma=None)
     return FrameResult(ts=1000.0 + i, frame_w=64, frame_h=48, task="detection", detections=[det],
                        latency_ms={"inference": 1.0})
 

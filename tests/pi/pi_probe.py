@@ -26,6 +26,21 @@ from edge.preprocess import prepare_for_model
 from edge.runtime import TFLiteModel
 
 
+def record(d) -> dict:
+    """A decoded detection with the keys of a decoded detections message (``edge.contract.schema.decode``), at
+    1e-5: finer than the thousandths an agent publishes, so the tolerances measured from it are the model's.
+    A head without sigma reports zeros, as agents do."""
+    def r(x: float, hi: float | None = 1.0) -> float:
+        x = max(0.0, float(x))
+        return round(x if hi is None else min(hi, x), 5)
+    rec = {"class_id": int(d.class_id), "label": str(d.label), "score": r(d.score), "objectness": r(d.objectness),
+           "box": [r(v) for v in d.box], "sigma": [r(v) for v in d.sigma or (0.0, 0.0, 0.0, 0.0)],
+           "sigma_mean": r(d.sigma_mean or 0.0)}
+    if d.box_sigma is not None:
+        rec["box_sigma"] = [r(v, None) for v in d.box_sigma]
+    return rec
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -65,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             tensors[f"{i}/{name}"] = value
         if decoder is not None:
             dets = decoder.decode(outputs, quant, info, score_threshold=args.score_threshold)
-            detections.append([d.to_message() for d in dets])
+            detections.append([record(d) for d in dets])
     cap.release()
     np.savez(args.out, **tensors)
     print(json.dumps({

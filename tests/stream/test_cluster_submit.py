@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream.bridge import to_landing_line
+from stream.landing import to_landing_line
 from tests.support.generate import Scenario, generate, recount
 from stream.landing import LandingWriter
 from demo.procs import free_port

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from stream.bridge import to_landing_line
+from stream.landing import to_landing_line
 from tests.support.generate import Scenario, generate, health_recount, recount
 from stream.landing import LandingWriter
 

@@ -11,9 +11,8 @@ import json
 from collections import defaultdict
 
 from edge.contract import schema
-from stream.bridge import to_landing_line
+from stream.landing import NAME_RE, LandingWriter, to_landing_line
 from tests.support.generate import Scenario, generate, health_recount, recount, window_starts
-from stream.landing import NAME_RE, LandingWriter
 
 PREFIX = "sigmawatch"
 
@@ -49,6 +48,46 @@ def test_invalid_messages_keep_reason_and_raw_payload():
         rec = json.loads(line)
         assert not valid and rec["kind"] == "invalid" and rec["reason"]
         assert rec["raw_payload"] == ev.payload.decode("utf-8", "replace")
+
+
+def _v1(**over) -> dict:
+    """A version-1 detections payload (old agents, outbox replays): two cars and a person."""
+    det = {"objectness": 0.9, "box": [0.1, 0.2, 0.3, 0.4], "sigma": [0.1, 0.1, 0.1, 0.1]}
+    msg = {"schema": 1, "type": "detections", "device": "cam-1", "seq": 42, "ts": 1700000000.5,
+           "frame": {"w": 640, "h": 480}, "model": {"id": "m", "hash": "ab" * 32}, "task": "detection",
+           "latency_ms": {"inference": 3.0},
+           "detections": [{**det, "class_id": 1, "label": "car", "score": 0.7, "sigma_mean": 0.125},
+                          {**det, "class_id": 0, "label": "person", "score": 0.25, "sigma_mean": 0.5},
+                          {**det, "class_id": 1, "label": "car", "score": 0.875, "sigma_mean": 0.0}]}
+    msg.update(over)
+    return msg
+
+
+# the documented line (module docstring of stream.landing) of _v1()'s frame, received at 1700000001.25
+V1_LINE = ('{"kind":"detections","device":"cam-1","recv_ts":1700000001.25,"seq":42,"ts":1700000000.5,"dets":['
+           '{"c":1,"l":"car","p":0.7,"g":0.125,"f":1,"h":1},{"c":0,"l":"person","p":0.25,"g":0.5,"f":1},'
+           '{"c":1,"l":"car","p":0.875,"g":0.0,"f":0}]}')
+
+
+def test_version_1_payloads_are_validated_and_land_like_version_2():
+    line, valid, device = to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(_v1()),
+                                          1700000001.25, 1 << 20)
+    assert (line, valid, device) == (V1_LINE, True, "cam-1")
+    # the same frame as an agent sends it today (version 2) lands as the same line
+    v2 = {"schema": 2, "device": "cam-1", "seq": 42, "ts": 1700000000.5, "frame": [640, 480],
+          "model": "abababababab", "latency_ms": [3.0],
+          "detections": [[c, label, p, 900, [100, 200, 300, 400], [100] * 4, g, None]
+                         for c, label, p, g in ((1, "car", 700, 125), (0, "person", 250, 500), (1, "car", 875, 0))]}
+    assert to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(v2), 1700000001.25,
+                           1 << 20)[:2] == (V1_LINE, True)
+    bad = _v1()
+    bad["detections"][1]["score"] = 1.5
+    line, valid, _ = to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(bad), 1.0, 1 << 20)
+    rec = json.loads(line)
+    assert not valid and rec["kind"] == "invalid" and "detections[1].score" in rec["reason"]
+    # a version-1 payload must be complete version 1: its detections are required there
+    no_dets = {k: v for k, v in _v1().items() if k != "detections"}
+    assert not to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(no_dets), 1.0, 1 << 20)[1]
 
 
 def _job_formulas(lines, window_s, slide_s=None, high=0.25):

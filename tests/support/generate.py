@@ -1,6 +1,8 @@
 """A generated multi-device edge stream, and a plain-Python recount of what the job must output.
 
-Used by the tests and the benchmarks. The stream has what a real fleet produces: bounded out-of-order
+Used by the tests and the benchmarks. Detections payloads are what agents publish (version 2, written by the
+agent's own code); the recount reads them through ``edge.contract.schema.decode``, not through the bridge's
+flattening. The stream has what a real fleet produces: bounded out-of-order
 capture timestamps, duplicates (edge replay / at-least-once bridge), metrics heartbeats, a device that
 goes silent, malformed and schema-invalid payloads, and events that arrive behind the watermark.
 :func:`recount` computes the expected aggregates from the same messages without Flink.
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from edge.contract import schema
+from edge.contract.wire import SCORE, detections_message
+from edge.decode import Detection
+from edge.messages import FrameResult
 
 LABELS = ("person", "car", "dog")
 MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}
@@ -29,13 +34,16 @@ class Event:
 
 
 def detections_msg(device: str, seq: int, ts: float, dets: list[tuple[int, float, float]]) -> dict:
-    """A schema-valid detections payload; ``dets`` = [(class_id, score, sigma_mean)]."""
-    out = []
-    for class_id, score, sig in dets:
-        out.append({"class_id": class_id, "label": LABELS[class_id], "score": score, "objectness": min(1.0, score + 0.05),
-                    "box": [0.1, 0.1, 0.4, 0.5], "sigma": [sig, sig, sig, sig], "sigma_mean": sig})
-    return {"schema": 1, "type": "detections", "device": device, "seq": seq, "ts": ts, "frame": {"w": 640, "h": 480},
-            "model": MODEL, "task": "detection", "latency_ms": {"inference": 12.5}, "detections": out}
+    """The version-2 payload an agent publishes for a frame with ``dets`` = [(class_id, score, sigma_mean)]:
+    ``edge.decode.Detection`` objects in an ``edge.messages.FrameResult``, written by the agent's
+    ``edge.contract.wire.detections_message`` (values travel in thousandths)."""
+    found = [Detection(class_id=c, label=LABELS[c], score=score, objectness=min(1.0, score + 0.05),
+                       box=(0.1, 0.1, 0.4, 0.5), sigma=(sig, sig, sig, sig), sigma_mean=sig,
+                       box_sigma=(0.3 * sig, 0.4 * sig, 0.3 * sig, 0.4 * sig))
+             for c, score, sig in dets]
+    frame = FrameResult(ts=ts, frame_w=640, frame_h=480, task="detection", detections=found,
+                        latency_ms={"inference": 12.5, "total": 20.0})
+    return detections_message(frame, device=device, seq=seq, model_hash=MODEL["hash"])
 
 
 def metrics_msg(device: str, ts: float, fps: float, dropped: int, depth: int = 0) -> dict:
@@ -147,7 +155,7 @@ def health_recount(events: Iterable[Event], window_s: float, slide_s: Optional[f
 def _malformed(p: str, ts: float) -> list[Event]:
     ok = detections_msg("cam-0", 999_999, ts, [(0, 0.5, 0.1)])
     bad_score = json.loads(json.dumps(ok))
-    bad_score["detections"][0]["score"] = 1.5
+    bad_score["detections"][0][SCORE] = 1500
     no_seq = {k: v for k, v in ok.items() if k != "seq"}
     other_dev = {**ok, "device": "cam-1"}
     return [
@@ -175,7 +183,7 @@ def recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] =
     for ev in events:
         if ev.category not in ("valid", "dup") or ev.kind != "detections":
             continue
-        msg = json.loads(ev.payload)
+        msg = schema.decode(ev.payload, "detections")     # named fields, at the precision that was sent
         key = (msg["device"], msg["seq"])
         if key in seen:
             continue
