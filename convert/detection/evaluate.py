@@ -58,7 +58,8 @@ class TFLitePredictor:
             raise InputError(f"{path} is a {meta.get('task')} model, not a detector")
         self.meta = meta
         self.model = TFLiteModel(flatbuffer, threads=threads)
-        self.decoder = DetectionDecoder.from_metadata(meta)
+        from edge.ssd import make_decoder
+        self.decoder = make_decoder(meta)
         self.size = self.model.input_size
         self.resize = meta["input"].get("resize", "letterbox")
         self.quant = self.model.output_quantization()
