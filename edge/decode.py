@@ -46,8 +46,8 @@ class Detection:
         return self.box[3] - self.box[1]
 
     def to_message(self, digits: int = 5) -> dict[str, Any]:
-        """Dict matching ``edge.schema.DETECTION``. A plain-head model predicts no sigma: it reports
-        sigma = [0, 0, 0, 0] and sigma_mean 0 (the schema requires the fields) and no box_sigma."""
+        """Dict matching ``edge.schema.DETECTION``. A model that predicts no sigma (plain head, SSD) reports
+        sigma and sigma_mean as None (null on the wire) and no box_sigma: no invented certainty."""
         def r(x: float, lo: float = 0.0, hi: float | None = 1.0) -> float:
             x = max(lo, float(x))
             if hi is not None:
@@ -59,8 +59,8 @@ class Detection:
             "score": r(self.score),
             "objectness": r(self.objectness),
             "box": [r(v) for v in self.box],
-            "sigma": [r(v) for v in (self.sigma or (0.0, 0.0, 0.0, 0.0))],
-            "sigma_mean": r(self.sigma_mean or 0.0),
+            "sigma": None if self.sigma is None else [r(v) for v in self.sigma],
+            "sigma_mean": None if self.sigma_mean is None else r(self.sigma_mean),
         }
         if self.box_sigma is not None:
             msg["box_sigma"] = [r(v, hi=None) for v in self.box_sigma]

@@ -48,7 +48,9 @@ def compact_detection(d: dict[str, Any]) -> list:
     """One decoded detection dict -> its version-2 array."""
     box_sigma = d.get("box_sigma")
     item = [int(d["class_id"]), str(d["label"]), _q(d["score"], _MILLI, _MILLI), _q(d["objectness"], _MILLI, _MILLI),
-            _quad(d["box"], _MILLI, _MILLI), _quad(d["sigma"], _MILLI, _MILLI), _q(d["sigma_mean"], _MILLI, _MILLI),
+            _quad(d["box"], _MILLI, _MILLI),
+            None if d.get("sigma") is None else _quad(d["sigma"], _MILLI, _MILLI),
+            None if d.get("sigma_mean") is None else _q(d["sigma_mean"], _MILLI, _MILLI),
             None if box_sigma is None else _quad(box_sigma, _MILLI, None)]
     if d.get("zones"):
         item.append(list(d["zones"]))
@@ -59,7 +61,8 @@ def expand_detection(item: list) -> dict[str, Any]:
     """One version-2 array (already validated) -> the decoded detection dict."""
     d: dict[str, Any] = {"class_id": item[0], "label": item[1], "score": item[2] / _MILLI,
                          "objectness": item[3] / _MILLI, "box": [v / _MILLI for v in item[4]],
-                         "sigma": [v / _MILLI for v in item[5]], "sigma_mean": item[6] / _MILLI}
+                         "sigma": None if item[5] is None else [v / _MILLI for v in item[5]],
+                         "sigma_mean": None if item[6] is None else item[6] / _MILLI}
     if item[7] is not None:
         d["box_sigma"] = [v / _MILLI for v in item[7]]
     if len(item) > 8:

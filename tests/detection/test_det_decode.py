@@ -98,7 +98,8 @@ def test_plain_head_score_has_no_sigma_factor():
     put(out, 32, 0, 1, 2, mux=0.5, muy=0.5, sig=None, obj=0.5, cls=(0.0, 0.6), lw=0, lh=0, head="plain")
     d = make_decoder("plain").decode(out, None, identity_info(), score_threshold=0.1)[0]
     assert d.score == pytest.approx(0.3) and d.sigma is None and d.box_sigma is None
-    assert d.to_message()["sigma"] == [0, 0, 0, 0] and "box_sigma" not in d.to_message()
+    msg = d.to_message()
+    assert msg["sigma"] is None and msg["sigma_mean"] is None and "box_sigma" not in msg  # no invented sigma
 
 
 def test_quantized_outputs_match_float():
