@@ -66,7 +66,8 @@ class TFLitePredictor:
         self.name = f"tflite-{meta.get('quantization')}"
 
     def raw_outputs(self, images: list[np.ndarray]) -> list[tuple[dict, dict]]:
-        return [(self.model.run(img), self.quant) for img in images]
+        norm = self.meta["input"].get("normalization") or {}
+        return [(self.model.run(img, norm.get("mean"), norm.get("std")), self.quant) for img in images]
 
 
 @dataclass

@@ -14,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from convert.errors import UsageError
 
 
@@ -54,6 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_distill)
+    register_bench(subparsers)
 
 
 def cmd_distill(args) -> int:
@@ -105,3 +108,93 @@ def export_student(run: Path, out: Path, output: Path, model_id: str | None, com
                "training_command": command})
     return export_detector(export_model(det), output, metadata=meta, quantization="int8", io_dtype="uint8",
                            calibration=calib, heldout=held)
+
+
+GOALS = {"speed_ratio": 1 / 6, "map_vs_teacher": 0.65, "int8_drop_points": 1.0, "spearman": -0.3}
+
+
+def register_bench(subparsers) -> None:
+    p = subparsers.add_parser("bench-distilled", help="a distilled student on real pixels: held-out segments vs the "
+                              "teacher, labelled photos, Spearman(sigma, IoU), speed vs the teacher, sigma figure")
+    p.add_argument("--run", required=True, help="the distill --out directory")
+    p.add_argument("--int8", required=True, help="the student's int8 export")
+    p.add_argument("--teacher", default=None, help="teacher .tflite (default: the one the run was labelled with)")
+    p.add_argument("--photos", default=None, help="folder of VOC .jpg + .xml (default: the fetched labelme photos)")
+    p.add_argument("--threshold", type=float, default=0.3, help="score threshold for TP/FP/FN and the figure")
+    p.add_argument("--out", default=None, help="folder for the JSON report and the PNG (default RUN/bench)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    import cv2
+
+    from convert.distill.evaluate_real import (Runner, heldout, invoke_times, predict_dataset, score, sigma_figure,
+                                               voc_dataset, write_json)
+    from convert.realdata.manifest import PHOTOS, real_path
+    from edge.runtime import TFLiteModel
+    run_out = Path(args.run)
+    prov_file = run_out / "data" / "distill.json"
+    if not prov_file.is_file():
+        raise UsageError(f"{run_out} is not a distill run (no data/distill.json)")
+    prov = json.loads(prov_file.read_text())
+    rec = json.loads((run_out / "distill.json").read_text()) if (run_out / "distill.json").is_file() else None
+    student_run = Path(rec["rounds"][-1]["run"]) if rec else run_out / "round1"
+    class_map = prov["label_config"]["class_map"]
+    teacher_path = Path(args.teacher or prov["teacher"]["path"])
+    out = Path(args.out) if args.out else run_out / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    th = args.threshold
+
+    val = heldout(run_out)
+    print(f"held-out segments: {len(val.samples)} frames, {sum(len(s.boxes) for s in val.samples)} teacher boxes "
+          f"(reference = the teacher's labels, thresholds {prov['label_config']['thresholds']})")
+    float_student = Runner("student float (Keras)", run=student_run)
+    int8_student = Runner("student int8", tflite=Path(args.int8), threads=1)
+    teacher = Runner("teacher", tflite=teacher_path, threads=1, class_map=class_map)
+    int8_preds = predict_dataset(int8_student, val)
+    rows = {"heldout_float": score(float_student.name, predict_dataset(float_student, val), val, th),
+            "heldout_int8": score(int8_student.name, int8_preds, val, th)}
+    for r in rows.values():
+        print("  " + r.row())
+
+    photos_dir = Path(args.photos) if args.photos else real_path(PHOTOS)
+    photos = voc_dataset(photos_dir, val.names)
+    print(f"labelled photos ({photos_dir}): {len(photos.samples)} images, "
+          f"{sum(len(s.boxes) for s in photos.samples)} ground-truth boxes of {val.names}")
+    for key, runner in (("photos_teacher", teacher), ("photos_int8", int8_student)):
+        rows[key] = score(runner.name, predict_dataset(runner, photos), photos, th)
+        print("  " + rows[key].row())
+
+    models = {"teacher": TFLiteModel(str(teacher_path), threads=1), "student int8": int8_student.engine.model}
+    rng = np.random.default_rng(0)
+    for m in models.values():
+        m.set_input(rng.integers(0, 255, m.input_shape[1:], dtype=np.uint8),
+                    *( (127.5, 127.5) if m is models["teacher"] else (None, None)))
+    ms = invoke_times(models, rounds=args.rounds)
+    ratio = ms["student int8"] / ms["teacher"]
+    print(f"invoke, 1 thread, median of {args.rounds} interleaved rounds: teacher {ms['teacher']:.2f} ms, "
+          f"student int8 {ms['student int8']:.2f} ms -> ratio {ratio:.3f} (1/{1 / ratio:.1f})")
+
+    best = max(range(len(val.samples)), key=lambda i: len(val.samples[i].boxes))
+    frame = cv2.imread(str(val.samples[best].image), cv2.IMREAD_COLOR)
+    fig = sigma_figure(frame, int8_preds[best], teacher.predict(frame), out / "sigma_bands.png",
+                       f"{val.samples[best].image.name}: student int8 boxes (red), +-1 sigma bands (orange), "
+                       f"teacher (dashed)", th)
+    print(f"figure: {fig}")
+
+    f, q = rows["heldout_float"], rows["heldout_int8"]
+    goals = {
+        "student int8 invoke <= 1/6 of the teacher's (1 thread)": (ratio, ratio <= GOALS["speed_ratio"]),
+        "student mAP@0.5 vs teacher on held-out segments >= 0.65": (q.map50, q.map50 >= GOALS["map_vs_teacher"]),
+        "int8 within 1 point of the float student": (100 * (f.map50 - q.map50),
+                                                     abs(100 * (f.map50 - q.map50)) <= GOALS["int8_drop_points"]),
+        "Spearman(sigma, IoU) <= -0.3 on real frames": (q.spearman_rho,
+                                                       q.spearman_rho is not None and q.spearman_rho <= GOALS["spearman"]),
+    }
+    for k, (v, ok) in goals.items():
+        print(f"  {'met' if ok else 'NOT met':8s} {k}: {v if v is None else round(float(v), 3)}")
+    write_json(out / "bench.json", {"rows": {k: v.__dict__ for k, v in rows.items()}, "invoke_ms": ms,
+                                     "ratio": ratio, "goals": {k: [v, ok] for k, (v, ok) in goals.items()},
+                                     "figure": str(fig)})
+    return 0
