@@ -14,7 +14,7 @@ import pytest
 from edge import schema
 from edge_helpers import ROOT, agent_config
 
-STUDENT = ROOT / "edge" / "models" / "vtest-person-int8.tflite"
+STUDENT = ROOT / "edge" / "models" / "vtest-distilled-int8.tflite"
 FRAMES = 795                        # vtest.avi
 TEACHER_THRESHOLD = 0.4             # the threshold the student's training labels were made with
 STUDENT_THRESHOLD = 0.3             # the operating threshold documented in edge/models/README.md
