@@ -49,6 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--rounds", type=int, default=1, help="Noisy-Student iterations: later rounds learn the "
                    "previous student's labels (default 1)")
+    p.add_argument("--relabel-threshold", type=float, default=0.4,
+                   help="rounds > 1: minimum student score for its relabelling (default 0.4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", default=None, help="export the last student to this int8 .tflite")
@@ -73,7 +75,8 @@ def cmd_distill(args) -> int:
     student = StudentConfig(backbone=args.backbone, width=args.width, input_hw=tuple(args.input_size),
                             neck_channels=args.neck_channels, dropout=args.dropout, epochs=args.epochs,
                             batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, lr=args.lr,
-                            seed=args.seed, threads=args.threads, rounds=args.rounds)
+                            seed=args.seed, threads=args.threads, rounds=args.rounds,
+                            relabel_threshold=args.relabel_threshold)
     command = "convert-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run = distill(teacher_path=Path(args.teacher), sources=[Path(f) for f in args.footage], out=Path(args.out),
                   label_cfg=label_cfg, student=student, resume=args.resume, progress=not args.no_progress,
@@ -132,7 +135,6 @@ def cmd_bench(args) -> int:
     from convert.distill.evaluate_real import (Runner, heldout, invoke_times, predict_dataset, score, sigma_figure,
                                                voc_dataset, write_json)
     from convert.realdata.manifest import PHOTOS, real_path
-    from edge.runtime import TFLiteModel
     run_out = Path(args.run)
     prov_file = run_out / "data" / "distill.json"
     if not prov_file.is_file():
@@ -166,11 +168,11 @@ def cmd_bench(args) -> int:
         rows[key] = score(runner.name, predict_dataset(runner, photos), photos, th)
         print("  " + rows[key].row())
 
-    models = {"teacher": TFLiteModel(str(teacher_path), threads=1), "student int8": int8_student.engine.model}
+    models = {"teacher": teacher.engine, "student int8": int8_student.engine}   # both on 1 interpreter thread
     rng = np.random.default_rng(0)
-    for m in models.values():
-        m.set_input(rng.integers(0, 255, m.input_shape[1:], dtype=np.uint8),
-                    *( (127.5, 127.5) if m is models["teacher"] else (None, None)))
+    for eng in models.values():
+        eng.model.set_input(rng.integers(0, 255, eng.model.input_shape[1:], dtype=np.uint8), eng.mean, eng.std)
+    models = {k: eng.model for k, eng in models.items()}
     ms = invoke_times(models, rounds=args.rounds)
     ratio = ms["student int8"] / ms["teacher"]
     print(f"invoke, 1 thread, median of {args.rounds} interleaved rounds: teacher {ms['teacher']:.2f} ms, "

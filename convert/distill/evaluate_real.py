@@ -180,7 +180,7 @@ def sigma_figure(frame_bgr: np.ndarray, preds: list[Pred], teacher: list[Pred], 
     h, w = frame_bgr.shape[:2]
     fig, ax = plt.subplots(figsize=(w / 80, h / 80), dpi=100)
     ax.imshow(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
-    for name, sc, box, _, _ in teacher:
+    for _name, sc, box, _, _ in teacher:
         if sc >= threshold:
             x1, y1, x2, y2 = np.array(box) * [w, h, w, h]
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ls="--", ec="white", lw=0.8))

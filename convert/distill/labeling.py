@@ -160,9 +160,7 @@ def split_of(time_s: float, cfg: LabelConfig) -> str:
 
 def teacher_detections(engine, frame: np.ndarray, cfg: LabelConfig) -> list[Detection]:
     """The teacher's detections mapped to student classes and thresholded (frame-normalized boxes)."""
-    from edge.config import Settings
     floor = min(cfg.thresholds.values())
-    settings = Settings(score_threshold=floor, iou_threshold=cfg.iou_threshold, max_detections=300)
     passes = [(frame, False)] + ([(np.ascontiguousarray(frame[:, ::-1]), True)] if cfg.tta_flip else [])
     dets: list[Detection] = []
     for img, flipped in passes:

@@ -83,6 +83,7 @@ def relabel_with_student(run: Path, src: Path, dst: Path, threshold: float, log=
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
     files = sorted((dst / "images" / "train").glob("*.jpg"))
+    boxes = 0
     for i in range(0, len(files), 16):
         batch = files[i:i + 16]
         frames = [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in batch]
@@ -92,8 +93,13 @@ def relabel_with_student(run: Path, src: Path, dst: Path, threshold: float, log=
             one = {k: np.asarray(v)[j:j + 1] for k, v in outs.items()}
             dets = dec.decode(one, None, info, score_threshold=threshold, iou_threshold=0.45)
             lines = yolo_lines(dets, fr.shape[1], fr.shape[0], 4.0)
+            boxes += len(lines)
             (dst / "labels" / "train" / f"{f.stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    log(f"relabelled {len(files)} training frames with the student of {run}")
+    if boxes == 0:
+        raise InputError(f"the student of {run} finds no object at score >= {threshold} in its {len(files)} training "
+                         "frames, so it cannot relabel them: train that round longer (--epochs) or lower "
+                         "--relabel-threshold")
+    log(f"relabelled {len(files)} training frames with the student of {run}: {boxes} boxes")
 
 
 def distill(*, teacher_path: Path, sources: list[Path], out: Path, label_cfg: LabelConfig, student: StudentConfig,
