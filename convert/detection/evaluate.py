@@ -58,14 +58,16 @@ class TFLitePredictor:
             raise InputError(f"{path} is a {meta.get('task')} model, not a detector")
         self.meta = meta
         self.model = TFLiteModel(flatbuffer, threads=threads)
-        self.decoder = DetectionDecoder.from_metadata(meta)
+        from edge.ssd import make_decoder
+        self.decoder = make_decoder(meta)
         self.size = self.model.input_size
         self.resize = meta["input"].get("resize", "letterbox")
         self.quant = self.model.output_quantization()
         self.name = f"tflite-{meta.get('quantization')}"
 
     def raw_outputs(self, images: list[np.ndarray]) -> list[tuple[dict, dict]]:
-        return [(self.model.run(img), self.quant) for img in images]
+        norm = self.meta["input"].get("normalization") or {}
+        return [(self.model.run(img, norm.get("mean"), norm.get("std")), self.quant) for img in images]
 
 
 @dataclass

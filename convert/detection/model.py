@@ -38,6 +38,7 @@ class DetectorConfig(BaseModel):
     neck_channels: int = Field(96, ge=8, description="channels of the coarsest neck level (halved per finer level)")
     neck_activation: Literal["relu6", "leaky"] = "relu6"
     backbone_options: dict = Field(default_factory=dict, description="extra registry options, e.g. hard_swish")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before each head (training only; Noisy-Student noise)")
 
     @field_validator("input_size")
     @classmethod
@@ -137,6 +138,8 @@ def _conv_set(x, c: int, name: str, act: str, n: int):
 
 def _head(x, stride: int, cfg: DetectorConfig, c: int, act: str):
     y = conv_bn(x, 2 * c, 3, f"head{stride}_conv", act=act)
+    if cfg.dropout:
+        y = layers.SpatialDropout2D(cfg.dropout, name=f"head{stride}_dropout")(y)
     per = HEAD_ENTRIES[cfg.head] + cfg.num_classes
     logits = layers.Conv2D(ANCHORS_PER_SCALE * per, 1, name=f"s{stride}_logits")(y)
     linear = layers.Conv2D(ANCHORS_PER_SCALE * 2, 1, name=f"s{stride}_linear", kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))(y)

@@ -28,6 +28,17 @@ class Augment:
     saturation: float = 0.35
     value: float = 0.3
     min_visible: float = 0.4  # drop boxes whose visible part falls below this fraction
+    # Noisy-Student noise (all off by default): blur probability, sensor noise std (pixel levels),
+    # number of grey cutout rectangles and their largest side as a fraction of the image.
+    blur: float = 0.0
+    noise_std: float = 0.0
+    cutouts: int = 0
+    cutout_size: float = 0.25
+
+
+STRONG = Augment(zoom=(0.5, 1.6), translate=0.25, hue=10.0, saturation=0.5, value=0.4, blur=0.3, noise_std=6.0,
+                 cutouts=3, cutout_size=0.2)
+"""Noisy Student's "strong augmentation" for distillation: wider zoom/shift/colour, blur, sensor noise, cutouts."""
 
 
 def load_letterboxed(sample: Sample, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +76,15 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, ids: np.ndarray, rng: np.random.
     hsv[..., 1] *= rng.uniform(1 - aug.saturation, 1 + aug.saturation)
     hsv[..., 2] *= rng.uniform(1 - aug.value, 1 + aug.value)
     rgb = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    if aug.blur and rng.random() < aug.blur:
+        rgb = cv2.GaussianBlur(rgb, (0, 0), rng.uniform(0.5, 1.5))
+    if aug.noise_std:
+        noisy = rgb.astype(np.float32) + rng.normal(0.0, rng.uniform(0, aug.noise_std), rgb.shape).astype(np.float32)
+        rgb = np.clip(noisy, 0, 255).astype(np.uint8)
+    for _ in range(aug.cutouts):
+        cw, ch = (rng.uniform(0.05, aug.cutout_size) * np.array([w, h])).astype(int)
+        cx, cy = int(rng.integers(0, max(1, w - cw))), int(rng.integers(0, max(1, h - ch)))
+        rgb[cy:cy + ch, cx:cx + cw] = PAD_VALUE
     return rgb, boxes.astype(np.float32), ids
 
 

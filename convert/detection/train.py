@@ -90,8 +90,11 @@ def load_trained(run: str | Path, batch_size: int | None = None) -> Detector:
 
 
 def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: DetectionDataset, out: str | Path,
-          *, resume: bool = False, progress: bool = True, log=print) -> Detector:
-    """Train (or continue training) a detector on ``dataset``; returns it with the final weights loaded."""
+          *, resume: bool = False, progress: bool = True, log=print, augment_cfg: Augment | None = None,
+          init_weights: str | Path | None = None) -> Detector:
+    """Train (or continue training) a detector on ``dataset``; returns it with the final weights loaded.
+    ``augment_cfg`` replaces the default augmentation (e.g. ``pipeline.STRONG`` for distillation);
+    ``init_weights`` starts a new run from these weights instead of the random initialization."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -116,7 +119,7 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
 
     det = build_detector(detector_cfg, batch_size=None)
     data = TrainingData(dataset, detector_cfg.input_size, detector_cfg.strides, detector_cfg.anchors,
-                        Augment() if train_cfg.augment else None, train_cfg.max_boxes, train_cfg.seed)
+                        (augment_cfg or Augment()) if train_cfg.augment else None, train_cfg.max_boxes, train_cfg.seed)
     steps = train_cfg.steps_per_epoch or data.steps_per_epoch(train_cfg.batch_size)
     total = steps * train_cfg.epochs
     opt = keras.optimizers.AdamW(learning_rate=WarmupCosine(train_cfg.lr, train_cfg.warmup_steps, total),
@@ -125,6 +128,9 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     loss_fn = YoloLoss(detector_cfg.head, detector_cfg.num_classes, detector_cfg.strides, detector_cfg.anchors)
 
     start_epoch = 0
+    if init_weights is not None and not (resume and files["state"].is_file()):
+        det.train_model.load_weights(str(init_weights))
+        log(f"initialized from {init_weights}")
     if resume and files["state"].is_file():
         state = json.loads(files["state"].read_text())
         det.train_model.load_weights(str(files["weights"]))

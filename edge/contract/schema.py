@@ -111,9 +111,10 @@ DETECTION = _obj({
     "objectness": _UNIT,
     "box": {"type": "array", "items": _UNIT, "minItems": 4, "maxItems": 4,
             "description": "[x_min, y_min, x_max, y_max], normalized to the frame"},
-    "sigma": {"type": "array", "items": _UNIT, "minItems": 4, "maxItems": 4,
-              "description": "the model's sigma_x, sigma_y, sigma_w, sigma_h (each in [0,1])"},
-    "sigma_mean": _UNIT,
+    "sigma": {"type": ["array", "null"], "items": _UNIT, "minItems": 4, "maxItems": 4,
+              "description": "the model's sigma_x, sigma_y, sigma_w, sigma_h (each in [0,1]); null for a model "
+                             "that predicts no uncertainty (plain YOLOv3 head, SSD)"},
+    "sigma_mean": {**_UNIT, "type": ["number", "null"], "description": "mean of the four sigmas; null without sigma"},
     "box_sigma": {"type": "array", "items": _NONNEG, "minItems": 4, "maxItems": 4,
                   "description": "sigma of x_center, y_center, width, height in frame-normalized units"},
     "zones": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 32,
@@ -161,8 +162,11 @@ DETECTION_V2 = {
          "description": "score = objectness x p(class) x (1 - sigma_mean), thousandths"},
         {**_PERMILLE, "title": "objectness", "description": "objectness, thousandths"},
         {**_quad(_PERMILLE, "[x_min, y_min, x_max, y_max], thousandths of the frame width/height"), "title": "box"},
-        {**_quad(_PERMILLE, "the model's sigma_x, sigma_y, sigma_w, sigma_h, thousandths"), "title": "sigma"},
-        {**_PERMILLE, "title": "sigma_mean", "description": "mean of the four sigmas, thousandths"},
+        {**_quad(_PERMILLE, "the model's sigma_x, sigma_y, sigma_w, sigma_h, thousandths; null for a model that "
+                            "predicts no uncertainty (plain YOLOv3 head, SSD)"), "type": ["array", "null"],
+         "title": "sigma"},
+        {**_PERMILLE, "type": ["integer", "null"], "title": "sigma_mean",
+         "description": "mean of the four sigmas, thousandths; null without sigma"},
         {"type": ["array", "null"], "items": _COUNT, "minItems": 4, "maxItems": 4, "title": "box_sigma",
          "description": "sigma of x_center, y_center, width, height in thousandths of the frame "
                         "(null for a head without sigma)"},

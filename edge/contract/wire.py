@@ -38,7 +38,6 @@ MILLI = 1000                    # every fraction travels as an integer count of 
 LABEL_CHARS = 100
 # Positions in a detection's array.
 CLASS_ID, LABEL, SCORE, OBJECTNESS, BOX, SIGMA, SIGMA_MEAN, BOX_SIGMA, ZONES = range(9)
-_NO_SIGMA = (0.0, 0.0, 0.0, 0.0)    # a head without sigma (plain YOLOv3) reports zeros: the fields are required
 
 
 def fraction(value: float, hi: Optional[float] = 1.0) -> float:
@@ -63,10 +62,12 @@ def _unit(value: float) -> int:
 
 def detection_array(d: Any) -> list:
     """One detection as its version-2 array. ``d`` has the attributes of ``edge.decode.Detection`` (class_id,
-    label, score, objectness, box, sigma, sigma_mean, box_sigma, zones); sigma None means a head without sigma."""
+    label, score, objectness, box, sigma, sigma_mean, box_sigma, zones). A model that predicts no uncertainty
+    (plain YOLOv3 head, SSD) has sigma None: it travels as null, never as an invented certainty."""
     box_sigma = d.box_sigma
     item = [int(d.class_id), str(d.label)[:LABEL_CHARS], _unit(d.score), _unit(d.objectness),
-            [_unit(v) for v in d.box], [_unit(v) for v in d.sigma or _NO_SIGMA], _unit(d.sigma_mean or 0.0),
+            [_unit(v) for v in d.box], None if d.sigma is None else [_unit(v) for v in d.sigma],
+            None if d.sigma_mean is None else _unit(d.sigma_mean),
             None if box_sigma is None else [_milli(fraction(v, None), None) for v in box_sigma]]
     if d.zones:
         item.append(list(d.zones))
@@ -102,7 +103,8 @@ def expand_detection(item: list) -> dict[str, Any]:
     """One version-2 array (already validated) -> the decoded detection dict."""
     d: dict[str, Any] = {"class_id": item[CLASS_ID], "label": item[LABEL], "score": item[SCORE] / MILLI,
                          "objectness": item[OBJECTNESS] / MILLI, "box": [v / MILLI for v in item[BOX]],
-                         "sigma": [v / MILLI for v in item[SIGMA]], "sigma_mean": item[SIGMA_MEAN] / MILLI}
+                         "sigma": None if item[SIGMA] is None else [v / MILLI for v in item[SIGMA]],
+                         "sigma_mean": None if item[SIGMA_MEAN] is None else item[SIGMA_MEAN] / MILLI}
     if item[BOX_SIGMA] is not None:
         d["box_sigma"] = [v / MILLI for v in item[BOX_SIGMA]]
     if len(item) > ZONES:

@@ -111,9 +111,9 @@ def test_v2_classification_zones_and_plain_head():
     assert decoded["task"] == "classification" and decoded["classes"] == classes and decoded["detections"] == []
     plain = replace(frame().detections[0], sigma=None, sigma_mean=None, box_sigma=None, zones=("door",))
     wire = detections_message(frame([plain]), device="pi-1", seq=7, model_hash="ab" * 32)
-    assert wire["detections"][0][5:] == [[0, 0, 0, 0], 0, None, ["door"]]
+    assert wire["detections"][0][5:] == [None, None, None, ["door"]]      # no invented certainty
     back = schema.decode(schema.encode(wire), "detections")["detections"][0]
-    assert back["zones"] == ["door"] and "box_sigma" not in back and back["sigma"] == [0, 0, 0, 0]
+    assert back["zones"] == ["door"] and "box_sigma" not in back and back["sigma"] is None
 
 
 V2_BAD_CASES = [

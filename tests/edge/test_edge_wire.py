@@ -27,7 +27,9 @@ def _old_to_message(d: Detection, digits: int = 4) -> dict:
         return round(x, digits)
     msg = {"class_id": int(d.class_id), "label": str(d.label)[:100], "score": r(d.score),
            "objectness": r(d.objectness), "box": [r(v) for v in d.box],
-           "sigma": [r(v) for v in (d.sigma or (0.0, 0.0, 0.0, 0.0))], "sigma_mean": r(d.sigma_mean or 0.0)}
+           # a model without sigma: null since 2026-12-07 (issue 16), where the former path wrote zeros
+           "sigma": None if d.sigma is None else [r(v) for v in d.sigma],
+           "sigma_mean": None if d.sigma_mean is None else r(d.sigma_mean)}
     if d.box_sigma is not None:
         msg["box_sigma"] = [r(v, hi=None) for v in d.box_sigma]
     return msg
@@ -54,8 +56,10 @@ def _old_q(value, scale, hi):
 def _old_compact_detection(d: dict) -> list:
     box_sigma = d.get("box_sigma")
     item = [int(d["class_id"]), str(d["label"]), _old_q(d["score"], 1000, 1000), _old_q(d["objectness"], 1000, 1000),
-            [_old_q(v, 1000, 1000) for v in d["box"]], [_old_q(v, 1000, 1000) for v in d["sigma"]],
-            _old_q(d["sigma_mean"], 1000, 1000), None if box_sigma is None else [_old_q(v, 1000, None) for v in box_sigma]]
+            [_old_q(v, 1000, 1000) for v in d["box"]],
+            None if d["sigma"] is None else [_old_q(v, 1000, 1000) for v in d["sigma"]],
+            None if d["sigma_mean"] is None else _old_q(d["sigma_mean"], 1000, 1000),
+            None if box_sigma is None else [_old_q(v, 1000, None) for v in box_sigma]]
     if d.get("zones"):
         item.append(list(d["zones"]))
     return item
@@ -150,10 +154,10 @@ def test_a_frame_has_the_bytes_of_the_former_path():
 
 def test_rounding_ties_are_those_of_the_former_path():
     """Fractions are clamped, rounded to 1e-4 first, then to thousandths (half to even): 0.00149 -> 0.0015 -> 2
-    (directly it would be 1); box_sigma may exceed 1; a head without sigma reports zeros and null."""
+    (directly it would be 1); box_sigma may exceed 1; a head without sigma reports null (no invented zeros)."""
     d = Detection(class_id=2, label="car", score=0.00149, objectness=0.0015, box=(-0.2, 0.0005, 0.9996, 1.3),
                   sigma=None, sigma_mean=None, box_sigma=None)
-    assert detection_array(d) == [2, "car", 2, 2, [0, 0, 1000, 1000], [0, 0, 0, 0], 0, None]
+    assert detection_array(d) == [2, "car", 2, 2, [0, 0, 1000, 1000], None, None, None]
     g = Detection(class_id=0, label="p", score=0.5, objectness=0.5, box=(0.1, 0.1, 0.2, 0.2), sigma=(0.1,) * 4,
                   sigma_mean=0.1, box_sigma=(1.5, 0.0, 0.00149, -0.1), zones=("door",))
     assert detection_array(g)[7:] == [[1500, 0, 2, 0], ["door"]]
