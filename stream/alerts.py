@@ -51,14 +51,16 @@ class WindowRules:
                 what = f"{value} x {label} in {payload['window_end'] - payload['window_start']:g} s (>= {threshold})"
             else:
                 value = payload["sigma_mean"]
+                if value is None:      # a model without uncertainty: nothing to judge, the state stays as it is
+                    continue
                 hist = st["hist"]
-                enough = len(hist) >= rule.min_history and payload["detections"] >= rule.min_detections
+                enough = len(hist) >= rule.min_history and payload["with_sigma"] >= rule.min_detections
                 avg = sum(hist) / len(hist) if hist else None
                 threshold = rule.factor * avg if avg is not None else None
                 cond = bool(enough and threshold is not None and value > threshold)
                 what = (f"mean sigma {value:.3f} of {label} > {rule.factor:g} x recent {avg:.3f}" if avg is not None
                         else f"mean sigma {value:.3f} of {label}")
-                if payload["detections"] >= rule.min_detections:
+                if payload["with_sigma"] >= rule.min_detections:
                     st["hist"] = (hist + [value])[-rule.history:]
             where = f"device {device}" if device else "fleet"
             if cond and not st["firing"]:

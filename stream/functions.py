@@ -47,6 +47,10 @@ def _reasons(text: Optional[str]) -> dict:
     return counts
 
 
+def _opt_float(v) -> Optional[float]:
+    return None if v is None else float(v)
+
+
 def row_to_records(r: dict, high_sigma_threshold: float) -> list[str]:
     """Map one output row (as a dict of OUTPUT_COLUMNS) to its tagged JSON lines."""
     return [row_to_record(r, high_sigma_threshold)]
@@ -58,8 +62,9 @@ def row_to_record(r: dict, high_sigma_threshold: float) -> str:
     win = {} if r.get("ws") is None else {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
     if out in ("aggregate", "fleet"):
         fields = dict(class_id=int(r["class_id"]), label=r["label"], **win, detections=int(r["detections"]),
-                      frames=int(r["frames"]), score_mean=float(r["score_mean"]), sigma_mean=float(r["sigma_mean"]),
-                      sigma_max=float(r["sigma_max"]), high_sigma_share=float(r["high_sigma_share"]),
+                      frames=int(r["frames"]), score_mean=float(r["score_mean"]), with_sigma=int(r["with_sigma"]),
+                      sigma_mean=_opt_float(r["sigma_mean"]), sigma_max=_opt_float(r["sigma_max"]),
+                      high_sigma_share=_opt_float(r["high_sigma_share"]),
                       high_sigma_threshold=float(high_sigma_threshold))
         if out == "aggregate":
             fields["device"] = r["device"]

@@ -69,10 +69,12 @@ def _flat_dets(rows: Iterable[tuple[int, str, float, float]]) -> list[dict]:
 
 def _detection_rows(msg: dict) -> Iterable[tuple[int, str, float, float]]:
     """(class_id, label, score, sigma_mean) of each detection of a validated payload, version 2 (arrays of
-    thousandths, what agents send) or version 1 (objects; old agents and outbox replays)."""
+    thousandths, what agents send) or version 1 (objects; old agents and outbox replays). sigma_mean is None
+    for a model that predicts no uncertainty (SSD, plain head)."""
     if msg["schema"] == wire.DETECTIONS_VERSION:
         c, label, p, g, milli = wire.CLASS_ID, wire.LABEL, wire.SCORE, wire.SIGMA_MEAN, wire.MILLI
-        return ((d[c], d[label], d[p] / milli, d[g] / milli) for d in msg.get("detections", ()))
+        return ((d[c], d[label], d[p] / milli, None if d[g] is None else d[g] / milli)
+                for d in msg.get("detections", ()))
     return ((d["class_id"], d["label"], d["score"], d["sigma_mean"]) for d in msg["detections"])
 
 

@@ -178,7 +178,8 @@ FROM {src} WHERE vcat = {OK} AND NOT ({late})""",
         # per window, device and class (NULL: frames without detections, metrics, status): sums (means are
         # sum / count, exactly what AVG computes); aggregates, fleet totals and health are derived from these
         f"""CREATE TEMPORARY VIEW cells AS SELECT window_start, window_end, device, class_id,
-  COUNT(class_id) AS n, SUM(first_of_class) AS frames_c, SUM(score) AS score_sum, SUM(sigma_mean) AS sigma_sum,
+  COUNT(class_id) AS n, COUNT(sigma_mean) AS n_sigma, SUM(first_of_class) AS frames_c, SUM(score) AS score_sum,
+  SUM(sigma_mean) AS sigma_sum,
   MAX(sigma_mean) AS sigma_max, SUM(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1 ELSE 0 END) AS high,
   MAX(label) AS label, SUM(frame) AS frames, MAX(ts_ms) AS last_ms, MAX(dropped) AS dropped,
   {_latest('fps')} AS fps_l, {_latest('depth')} AS depth_l, {_latest('state')} AS state_l
@@ -206,7 +207,8 @@ def _value(latest: str) -> str:
 OUTPUT_COLUMNS = [
     ("okind", "STRING"), ("device", "STRING"), ("class_id", "INT"), ("label", "STRING"),
     ("ws", "BIGINT"), ("we", "BIGINT"),
-    ("detections", "BIGINT"), ("frames", "BIGINT"), ("score_mean", "DOUBLE"), ("sigma_mean", "DOUBLE"),
+    ("detections", "BIGINT"), ("frames", "BIGINT"), ("score_mean", "DOUBLE"), ("with_sigma", "BIGINT"),
+    ("sigma_mean", "DOUBLE"),
     ("sigma_max", "DOUBLE"), ("high_sigma_share", "DOUBLE"), ("devices", "BIGINT"),
     ("last_seen", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"), ("outbox_depth", "BIGINT"),
     ("state", "STRING"), ("dead_letters", "BIGINT"), ("late", "BIGINT"), ("reasons", "STRING"),
@@ -246,8 +248,11 @@ def _class_stats() -> dict[str, str]:
     return {"okind": f"CASE WHEN {health} THEN 'health' WHEN {fleet} THEN 'fleet' ELSE 'aggregate' END",
             "device": "device", "class_id": "class_id", "label": "MAX(label)", "detections": "SUM(n)",
             "frames": f"CASE WHEN {health} THEN SUM(frames) ELSE SUM(frames_c) END",
-            "score_mean": "SUM(score_sum) / SUM(n)", "sigma_mean": "SUM(sigma_sum) / SUM(n)",
-            "sigma_max": "MAX(sigma_max)", "high_sigma_share": "CAST(SUM(high) AS DOUBLE) / SUM(n)",
+            # detections of a model without uncertainty (SSD, plain head: sigma NULL) count in detections and
+            # score, not in the sigma statistics; with_sigma says over how many those are
+            "score_mean": "SUM(score_sum) / SUM(n)", "with_sigma": "SUM(n_sigma)",
+            "sigma_mean": "SUM(sigma_sum) / NULLIF(SUM(n_sigma), 0)", "sigma_max": "MAX(sigma_max)",
+            "high_sigma_share": "CAST(SUM(high) AS DOUBLE) / NULLIF(SUM(n_sigma), 0)",
             "devices": f"CASE WHEN {fleet} THEN COUNT(*) END",
             "last_seen": "CAST(MAX(last_ms) AS DOUBLE) / 1000", "dropped": "MAX(dropped)",
             "fps": f"CAST({_value('MAX(fps_l)')} AS DOUBLE)",

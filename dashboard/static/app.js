@@ -225,14 +225,15 @@ function drawFrame(card, msg) {
     g.strokeStyle = c; g.lineWidth = 2;
     g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
     if (labelled.has(det)) {
-      const text = `${det.label} ${fmt(det.score, 2)} σ̄${fmt(det.sigma_mean, 3)}`;
+      const text = `${det.label} ${fmt(det.score, 2)} ` + (det.sigma_mean == null ? "no σ" : `σ̄${fmt(det.sigma_mean, 3)}`);
       g.font = "12px sans-serif"; g.fillStyle = c;
       g.fillText(text, x1 * W + 2, Math.max(12, y1 * H - 3));
     }
     const li = el("li", {"data-label": det.label});
     li.appendChild(el("span", {class: "swatch", style: `background:${c}`}));
     li.appendChild(document.createTextNode(
-      `${det.label} score ${fmt(det.score, 2)} σ̄ ${fmt(det.sigma_mean, 3)}` +
+      `${det.label} score ${fmt(det.score, 2)} ` +
+      (det.sigma_mean == null ? "no σ (the model reports no uncertainty)" : `σ̄ ${fmt(det.sigma_mean, 3)}`) +
       (det.box_sigma ? ` box σ (cx,cy,w,h) ${det.box_sigma.map((v) => fmt(v, 3)).join(", ")}` : "")));
     ul.appendChild(li);
   }
@@ -242,9 +243,13 @@ function renderAggregates() {
   const rows = [...S.aggregates.values()];
   const totals = new Map();  // label -> {count, sigma sum weighted by count, windows, high}
   for (const r of rows) {
-    const t = totals.get(r.label) || {count: 0, sw: 0, windows: 0, high: 0, max: 0};
-    t.count += r.detections; t.sw += r.sigma_mean * r.detections; t.windows++;
-    t.high += r.high_sigma_share * r.detections; t.max = Math.max(t.max, r.sigma_max);
+    // σ statistics are over the detections with σ (with_sigma); a model without uncertainty has none
+    const t = totals.get(r.label) || {count: 0, withSigma: 0, sw: 0, windows: 0, high: 0, max: 0};
+    const ws = r.with_sigma ?? r.detections;
+    t.count += r.detections; t.windows++;
+    if (r.sigma_mean != null) {
+      t.withSigma += ws; t.sw += r.sigma_mean * ws; t.high += r.high_sigma_share * ws; t.max = Math.max(t.max, r.sigma_max);
+    }
     totals.set(r.label, t);
   }
   const body = $("#class-totals tbody");
@@ -254,9 +259,9 @@ function renderAggregates() {
     const td = el("td"); td.appendChild(el("span", {class: "swatch", style: `background:${colorFor(label)}`}));
     td.appendChild(document.createTextNode(label)); tr.appendChild(td);
     tr.appendChild(el("td", {class: "count"}, String(t.count)));
-    tr.appendChild(el("td", {class: "sigma"}, t.count ? fmt(t.sw / t.count, 3) : "–"));
-    tr.appendChild(el("td", {class: "sigma-max"}, fmt(t.max, 3)));
-    tr.appendChild(el("td", {class: "high"}, t.count ? fmt(100 * t.high / t.count, 1) + " %" : "–"));
+    tr.appendChild(el("td", {class: "sigma"}, t.withSigma ? fmt(t.sw / t.withSigma, 3) : "no σ"));
+    tr.appendChild(el("td", {class: "sigma-max"}, t.withSigma ? fmt(t.max, 3) : "–"));
+    tr.appendChild(el("td", {class: "high"}, t.withSigma ? fmt(100 * t.high / t.withSigma, 1) + " %" : "–"));
     tr.appendChild(el("td", {class: "windows"}, String(t.windows)));
     body.appendChild(tr);
   }
@@ -298,13 +303,15 @@ function drawSigma(rows) {
   const canvas = $("#sigma-chart"), g = canvas.getContext("2d");
   const W = canvas.width, H = canvas.height, B = 18, n = 24;
   g.clearRect(0, 0, W, H);
+  rows = rows.filter((r) => r.sigma_mean != null);   // windows of models without uncertainty have no σ
   if (!rows.length) return;
   const hi = Math.max(0.02, ...rows.map((r) => r.sigma_max)) * 1.05;
   const counts = new Array(n).fill(0);
   let total = 0, mean = 0, high = 0;
   for (const r of rows) {
-    counts[Math.min(n - 1, Math.floor(r.sigma_mean / hi * n))] += r.detections;
-    total += r.detections; mean += r.sigma_mean * r.detections; high += r.high_sigma_share * r.detections;
+    const ws = r.with_sigma ?? r.detections;
+    counts[Math.min(n - 1, Math.floor(r.sigma_mean / hi * n))] += ws;
+    total += ws; mean += r.sigma_mean * ws; high += r.high_sigma_share * ws;
   }
   const cmax = Math.max(1, ...counts), bw = (W - 20) / n;
   counts.forEach((c, i) => {

@@ -113,9 +113,11 @@ _STATS = {
     "detections": (int,),            # detections of this class in the window (after dedup)
     "frames": (int,),                # frames (distinct seq) with at least one detection of this class
     "score_mean": _NUM,              # mean detection score
-    "sigma_mean": _NUM,              # mean of the per-detection mean sigma (sigma_mean)
-    "sigma_max": _NUM,               # max of sigma_mean (robust stand-in for p95 on small windows)
-    "high_sigma_share": _NUM,        # share of detections with sigma_mean >= high_sigma_threshold
+    "with_sigma": (int,),            # detections whose model reported sigma (SSD / plain-head models do not)
+    # the sigma statistics are over the detections with sigma; null when none had any (no invented certainty)
+    "sigma_mean": _OPT_NUM,          # mean of the per-detection mean sigma (sigma_mean)
+    "sigma_max": _OPT_NUM,           # max of sigma_mean (robust stand-in for p95 on small windows)
+    "high_sigma_share": _OPT_NUM,    # share of detections with sigma_mean >= high_sigma_threshold
     "high_sigma_threshold": _NUM,
 }
 

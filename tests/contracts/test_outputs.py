@@ -8,7 +8,7 @@ from edge.contract import outputs
 
 def _agg(**over):
     f = dict(device="cam-1", class_id=3, label="traffic light", window_start=100.0, window_end=110.0,
-             detections=4, frames=2, score_mean=0.5, sigma_mean=0.1, sigma_max=0.3,
+             detections=4, frames=2, score_mean=0.5, with_sigma=4, sigma_mean=0.1, sigma_max=0.3,
              high_sigma_share=0.25, high_sigma_threshold=0.2)
     f.update(over)
     return f

@@ -39,7 +39,7 @@ def detections(device: str, seq: int, dets: list[dict], ts: float | None = None,
 
 def aggregate(device: str, label: str, class_id: int, start: float, count: int, sigma_mean: float):
     body = outputs.build("aggregate", device=device, class_id=class_id, label=label, window_start=start,
-                        window_end=start + 5.0, detections=count, frames=count, score_mean=0.8,
+                        window_end=start + 5.0, detections=count, frames=count, score_mean=0.8, with_sigma=count,
                         sigma_mean=sigma_mean, sigma_max=sigma_mean * 1.5, high_sigma_share=0.25,
                         high_sigma_threshold=0.15)
     return outputs.topic_for(PREFIX, body), outputs.encode(body)

@@ -108,7 +108,8 @@ def compare_fields(expected: dict, got: dict, rel: float = 1e-9, abs_tol: float 
             problems.append(f"{key}: missing")
             continue
         for f, v in fields.items():
-            ok = math.isclose(v, g[f], rel_tol=rel, abs_tol=abs_tol) if isinstance(v, float) else v == g[f]
+            ok = (math.isclose(v, g[f], rel_tol=rel, abs_tol=abs_tol) if isinstance(v, float) and g[f] is not None
+                  else v == g[f])
             if not ok:
                 problems.append(f"{key}.{f}: expected {v}, got {g[f]}")
     problems += [f"{k}: unexpected" for k in got if k not in expected]

@@ -9,7 +9,7 @@ from edge.contract.errors import ConfigError
 
 def agg(ws, detections, sigma, device="cam-0", label="person"):
     return outputs.build("aggregate", device=device, class_id=0, label=label, window_start=ws, window_end=ws + 10.0,
-                        detections=detections, frames=detections, score_mean=0.5, sigma_mean=sigma, sigma_max=sigma,
+                        detections=detections, frames=detections, score_mean=0.5, with_sigma=detections, sigma_mean=sigma, sigma_max=sigma,
                         high_sigma_share=0.0, high_sigma_threshold=0.25)
 
 
@@ -55,7 +55,7 @@ def test_fleet_scope_rules_only_see_fleet_payloads():
     eng = WindowRules(rules)
     assert eng.on_window({}, agg(0, 50, 0.1)) == []
     fleet = outputs.build("fleet", class_id=1, label="car", window_start=0.0, window_end=10.0, detections=3, frames=3,
-                         score_mean=0.5, sigma_mean=0.1, sigma_max=0.1, high_sigma_share=0.0,
+                         score_mean=0.5, with_sigma=3, sigma_mean=0.1, sigma_max=0.1, high_sigma_share=0.0,
                          high_sigma_threshold=0.25, devices=2)
     assert [a["id"] for a in eng.on_window({}, fleet)] == ["fc:_fleet:car"]
 

@@ -90,10 +90,14 @@ def test_version_1_payloads_are_validated_and_land_like_version_2():
     assert not to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(no_dets), 1.0, 1 << 20)[1]
 
 
+def _per(total, n):
+    return total / n if n else None
+
+
 def _job_formulas(lines, window_s, slide_s=None, high=0.25):
     """The SQL's cells and their cascade, in Python: keep-first dedup, then sums per (window, device, class)."""
     size_ms, slide_ms = int(window_s * 1000), int((slide_s or window_s) * 1000)
-    seen, cells = set(), defaultdict(lambda: {"n": 0, "frames_c": 0, "ps": 0.0, "gs": 0.0, "gm": 0.0, "hi": 0,
+    seen, cells = set(), defaultdict(lambda: {"n": 0, "frames_c": 0, "ps": 0.0, "ns": 0, "gs": 0.0, "gm": 0.0, "hi": 0,
                                               "label": None, "frames": 0, "last": 0})
     for line, valid, _ in lines:
         rec = json.loads(line)
@@ -110,9 +114,11 @@ def _job_formulas(lines, window_s, slide_s=None, high=0.25):
                     c["n"] += 1
                     c["frames_c"] += d["f"]
                     c["ps"] += d["p"]
-                    c["gs"] += d["g"]
-                    c["gm"] = max(c["gm"], d["g"])
-                    c["hi"] += d["g"] >= high
+                    if d["g"] is not None:             # a model without sigma: not in the sigma statistics
+                        c["ns"] += 1
+                        c["gs"] += d["g"]
+                        c["gm"] = max(c["gm"], d["g"])
+                        c["hi"] += d["g"] >= high
                     c["label"] = max(c["label"] or "", d["l"])
     out, fleet, health = {}, defaultdict(list), defaultdict(list)
     for (ws, dev, cid), c in cells.items():
@@ -121,14 +127,16 @@ def _job_formulas(lines, window_s, slide_s=None, high=0.25):
             continue
         fleet[(ws, cid)].append(c)
         out[f"{dev}/{c['label']}/{ws}"] = {"detections": c["n"], "frames": c["frames_c"], "score_mean": c["ps"] / c["n"],
-                                           "sigma_mean": c["gs"] / c["n"], "sigma_max": c["gm"],
-                                           "high_sigma_share": c["hi"] / c["n"], "device": dev}
+                                           "with_sigma": c["ns"], "sigma_mean": _per(c["gs"], c["ns"]),
+                                           "sigma_max": c["gm"] if c["ns"] else None,
+                                           "high_sigma_share": _per(c["hi"], c["ns"]), "device": dev}
     for (ws, cid), cs in fleet.items():
         n = sum(c["n"] for c in cs)
         out[f"_fleet/{cs[0]['label']}/{ws}"] = {
             "detections": n, "frames": sum(c["frames_c"] for c in cs), "score_mean": sum(c["ps"] for c in cs) / n,
-            "sigma_mean": sum(c["gs"] for c in cs) / n, "sigma_max": max(c["gm"] for c in cs),
-            "high_sigma_share": sum(c["hi"] for c in cs) / n, "devices": len(cs)}
+            "with_sigma": sum(c["ns"] for c in cs), "sigma_mean": _per(sum(c["gs"] for c in cs), sum(c["ns"] for c in cs)),
+            "sigma_max": max((c["gm"] for c in cs if c["ns"]), default=None),
+            "high_sigma_share": _per(sum(c["hi"] for c in cs), sum(c["ns"] for c in cs)), "devices": len(cs)}
     frames = {f"{dev}/{ws}": sum(c["frames"] for c in cs) for (dev, ws), cs in health.items()}
     return out, frames
 

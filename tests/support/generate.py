@@ -33,13 +33,14 @@ class Event:
     kind: Optional[str] = None
 
 
-def detections_msg(device: str, seq: int, ts: float, dets: list[tuple[int, float, float]]) -> dict:
-    """The version-2 payload an agent publishes for a frame with ``dets`` = [(class_id, score, sigma_mean)]:
+def detections_msg(device: str, seq: int, ts: float, dets: list[tuple[int, float, Optional[float]]]) -> dict:
+    """The version-2 payload an agent publishes for a frame with ``dets`` = [(class_id, score, sigma_mean)]
+    (sigma_mean None: a model without uncertainty, like an SSD):
     ``edge.decode.Detection`` objects in an ``edge.messages.FrameResult``, written by the agent's
     ``edge.contract.wire.detections_message`` (values travel in thousandths)."""
     found = [Detection(class_id=c, label=LABELS[c], score=score, objectness=min(1.0, score + 0.05),
-                       box=(0.1, 0.1, 0.4, 0.5), sigma=(sig, sig, sig, sig), sigma_mean=sig,
-                       box_sigma=(0.3 * sig, 0.4 * sig, 0.3 * sig, 0.4 * sig))
+                       box=(0.1, 0.1, 0.4, 0.5), sigma=None if sig is None else (sig, sig, sig, sig), sigma_mean=sig,
+                       box_sigma=None if sig is None else (0.3 * sig, 0.4 * sig, 0.3 * sig, 0.4 * sig))
              for c, score, sig in dets]
     frame = FrameResult(ts=ts, frame_w=640, frame_h=480, task="detection", detections=found,
                         latency_ms={"inference": 12.5, "total": 20.0})
@@ -66,6 +67,7 @@ class Scenario:
     late: int = 4
     silent_device: bool = True       # "cam-silent" sends for the first 2 s of event time only
     spike: bool = True               # cam-0 has a burst of persons and high sigma in one window
+    plain_device: bool = True        # "cam-plain" runs a model without uncertainty (SSD): its sigma is null
     window_s: float = 10.0
     seed: int = 7
     metrics_every_s: float = 2.0
@@ -77,7 +79,8 @@ def generate(sc: Scenario) -> list[Event]:
     rng = random.Random(sc.seed)
     p = sc.prefix
     timed: list[tuple[float, Event]] = []
-    devices = [f"cam-{i}" for i in range(sc.devices)] + (["cam-silent"] if sc.silent_device else [])
+    devices = ([f"cam-{i}" for i in range(sc.devices)] + (["cam-silent"] if sc.silent_device else [])
+               + (["cam-plain"] if sc.plain_device else []))
     spike_lo = sc.start_ts + 2 * sc.window_s
     for dev in devices:
         span = 2.0 if dev == "cam-silent" else sc.duration_s
@@ -89,6 +92,7 @@ def generate(sc: Scenario) -> list[Event]:
             for _ in range(rng.randint(0, 3) + (4 if in_spike else 0)):
                 cid = 0 if in_spike else rng.randrange(len(LABELS))
                 sig = round(rng.uniform(0.6, 0.9) if in_spike else rng.uniform(0.02, 0.3), 4)
+                sig = None if dev == "cam-plain" else sig
                 dets.append((cid, round(rng.uniform(0.3, 0.99), 4), sig))
             msg = detections_msg(dev, seq, ts, dets)
             ev = Event(schema.topic(p, dev, "detections"), schema.encode(msg), "valid", dev, "detections")
@@ -197,12 +201,14 @@ def recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] =
     for (kind, dev, cid, label, ws), rows in cells.items():
         dets = [d for _, d in rows]
         n = len(dets)
+        sig = [d["sigma_mean"] for d in dets if d["sigma_mean"] is not None]
         fields = {"class_id": cid, "label": label, "window_start": ws / 1000, "window_end": (ws + size_ms) / 1000,
                   "detections": n, "frames": len({f for f, _ in rows}),
                   "score_mean": sum(d["score"] for d in dets) / n,
-                  "sigma_mean": sum(d["sigma_mean"] for d in dets) / n,
-                  "sigma_max": max(d["sigma_mean"] for d in dets),
-                  "high_sigma_share": sum(d["sigma_mean"] >= high_sigma for d in dets) / n}
+                  # over the detections whose model reported sigma (null when none did)
+                  "with_sigma": len(sig), "sigma_mean": sum(sig) / len(sig) if sig else None,
+                  "sigma_max": max(sig) if sig else None,
+                  "high_sigma_share": sum(g >= high_sigma for g in sig) / len(sig) if sig else None}
         if kind == "aggregate":
             fields["device"] = dev
             key = f"{dev}/{label}/{ws}"
