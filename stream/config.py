@@ -70,13 +70,20 @@ class JobConfig(Strict):
     restart_delay_s: float = Field(2.0, ge=0, description="delay between restart attempts")
     parallelism: int = Field(1, ge=1, description="operator parallelism")
     window: WindowConfig = Field(default_factory=WindowConfig)
-    out_of_orderness_s: float = Field(2.0, ge=0, description="bounded out-of-orderness of capture timestamps")
+    out_of_orderness_s: float = Field(0.5, ge=0, description="how far behind the newest bridge receive time the "
+                                      "watermark stays: a window's first result waits this long for frames still "
+                                      "on their way; later ones revise it (allowed_lateness_s)")
+    allowed_lateness_s: float = Field(86_400.0, ge=0, description="frames that arrive after their window's first "
+                                      "result, up to this long, revise it; later ones are dead-lettered as too late. "
+                                      "State: every device window is kept this long (see the README's state figures)")
+    clock_skew_tolerance_s: float = Field(2.0, gt=0, description="a capture time further ahead of the bridge's "
+                                          "receive time means a fast device clock: its frames are dead-lettered as "
+                                          "clock skew, its metrics kept at their receive time (health shows the offset)")
     idle_timeout_s: Optional[float] = Field(None, gt=0, description="source idle timeout (parallel sources)")
-    max_future_s: float = Field(300.0, gt=0, description="capture times further ahead of the bridge clock are "
-                                "dead-lettered (a bad device clock must not push the watermark)")
     monitor_interval_s: float = Field(0.2, gt=0, description="how often the landing directory is scanned")
-    dedup_ttl_s: float = Field(3600.0, gt=0, description="state TTL of non-windowed SQL state (dedup is per "
-                               "window now, its state ends with the window; kept for older configs)")
+    dedup_ttl_s: float = Field(7 * 86_400.0, gt=0, description="a device's set of sequence numbers seen (exact dedup "
+                               "of copies however late: a few intervals per device) is forgotten after this long "
+                               "without a frame of that device")
     mini_batch_ms: int = Field(0, ge=0, description="SQL mini-batch latency (0 = off; measured 6x slower with "
                                "the current plan, whose window aggregations pre-aggregate locally anyway)")
     python_bundle_ms: int = Field(100, ge=1, description="longest time the Python operators (payloads, alerts, MQTT) "
@@ -98,6 +105,14 @@ class JobConfig(Strict):
                                    "Parallel GC: measured ~18% less CPU per event than the JVM's default G1, whose "
                                    "write barriers this allocation-heavy job pays on every row; [] = JVM default. "
                                    "Ignored when the JVM_ARGS environment variable is set")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "max_future_s" in data:
+            raise ValueError("max_future_s was replaced by clock_skew_tolerance_s (seconds a capture time may be "
+                             "ahead of the bridge's clock; default 2)")
+        return data
 
     @field_validator("jvm_options")
     @classmethod
@@ -139,7 +154,18 @@ class DeviceSilentRule(Strict):
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
-Rule = Annotated[Union[ClassCountRule, UncertaintySpikeRule, DeviceSilentRule], Field(discriminator="type")]
+class ClockSkewRule(Strict):
+    """Fires when a device's clock is off the bridge's by more than ``max_offset_s`` (from its metrics messages,
+    per health window); a clock ahead by more than the job's ``clock_skew_tolerance_s`` also has its frames
+    dead-lettered."""
+    type: Literal["clock_skew"]
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    max_offset_s: float = Field(2.0, gt=0, description="|bridge receive time - capture time| that fires the alert")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+Rule = Annotated[Union[ClassCountRule, UncertaintySpikeRule, DeviceSilentRule, ClockSkewRule],
+                 Field(discriminator="type")]
 
 
 class AlertRules(Strict):

@@ -23,6 +23,7 @@ from edge.contract.errors import BrokerError
 from edge.contract.mqtt import ERR_NO_CONN, SUCCESS, MqttClient
 from stream.alerts import SilenceRule, WindowRules
 from stream.config import AlertRules
+from stream.windows import DeviceWindow, FleetWindow, window_starts
 
 log = logging.getLogger("stream.functions")
 
@@ -47,68 +48,159 @@ def _reasons(text: Optional[str]) -> dict:
     return counts
 
 
-def _opt_float(v) -> Optional[float]:
-    return None if v is None else float(v)
+WINDOW_INPUT = "window"          # a cell or a late frame, keyed "<device>/<window_start_ms>"
+FLEET_DELTA = "fleet"            # what a device window changed for a class's fleet total, keyed "<class>/<ws_ms>"
 
 
-def row_to_records(r: dict, high_sigma_threshold: float) -> list[str]:
-    """Map one output row (as a dict of OUTPUT_COLUMNS) to its tagged JSON lines."""
-    return [row_to_record(r, high_sigma_threshold)]
+def _plain(v):
+    """A Flink Row / list value as JSON-able data (late frames' detections are Rows)."""
+    if isinstance(v, (list, tuple)) or hasattr(v, "_values"):
+        return [_plain(x) for x in v]
+    return v
 
 
-def row_to_record(r: dict, high_sigma_threshold: float) -> str:
-    """Map one output row (as a dict of OUTPUT_COLUMNS) to a tagged JSON line."""
+def row_to_records(r: dict, o) -> list[str]:
+    """Map one output row (as a dict of ``stream.sql.OUTPUT_COLUMNS``) to its tagged lines; ``o`` is the job's
+    ``stream.sql.SqlOptions``. Cells go to their window, a late frame to every window it belongs to."""
     out = r["okind"]
-    win = {} if r.get("ws") is None else {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
-    if out in ("aggregate", "fleet"):
-        fields = dict(class_id=int(r["class_id"]), label=r["label"], **win, detections=int(r["detections"]),
-                      frames=int(r["frames"]), score_mean=float(r["score_mean"]), with_sigma=int(r["with_sigma"]),
-                      sigma_mean=_opt_float(r["sigma_mean"]), sigma_max=_opt_float(r["sigma_max"]),
-                      high_sigma_share=_opt_float(r["high_sigma_share"]),
-                      high_sigma_threshold=float(high_sigma_threshold))
-        if out == "aggregate":
-            fields["device"] = r["device"]
-        else:
-            fields["devices"] = int(r["devices"])
-        return tag(DEST_RECORDS, outputs.build(out, **fields))
-    if out == "health":
-        frames = int(r["frames"])
-        span = max(1e-9, win["window_end"] - win["window_start"])
-        return tag(DEST_RECORDS, outputs.build(
-            "health", device=r["device"], **win, last_seen=float(r["last_seen"]), frames=frames,
-            frame_rate=frames / span, fps=None if r["fps"] is None else float(r["fps"]),
-            dropped=None if r["dropped"] is None else int(r["dropped"]),
-            outbox_depth=None if r["outbox_depth"] is None else int(r["outbox_depth"]), state=r["state"]))
+    if out == "cell":
+        return [f"{WINDOW_INPUT}\t{r['device']}/{r['ws']}\t" + json.dumps(r, separators=(",", ":"))]
+    if out == "late":
+        ts_ms = int(round(r["ts"] * 1000))
+        body = {k: _plain(r[k]) for k in ("okind", "device", "kcode", "seq", "ts", "recv_ts", "dets", "fps",
+                                          "dropped", "outbox_depth", "state", "clock_offset")}
+        return [f"{WINDOW_INPUT}\t{r['device']}/{ws}\t" + json.dumps({**body, "ws": ws, "we": ws + o.size_ms},
+                                                                     separators=(",", ":"))
+                for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
     if out == "stats":
-        return tag(DEST_RECORDS, outputs.build("stats", **win, dead_letters=int(r["dead_letters"]),
-                                              late=int(r["late"]), reasons=_reasons(r["reasons"])))
+        win = {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
+        return [tag(DEST_RECORDS, outputs.build("stats", **win, dead_letters=int(r["dead_letters"]),
+                                               too_late=int(r["too_late"]), late=int(r["late"]),
+                                               reasons=_reasons(r["reasons"])))]
     if out == "reject":
-        return tag(DEST_DEADLETTER, {k: r[k] for k in ("category", "recv_ts", "topic", "device", "reason",
-                                                       "raw_payload", "seq", "ts")})
+        return [tag(DEST_DEADLETTER, {k: r[k] for k in ("category", "recv_ts", "topic", "device", "reason",
+                                                        "raw_payload", "seq", "ts")})]
     if out == "consumed":
-        return tag(DEST_CONSUMED, {"file": r["file"], "records": int(r["records"])})
+        return [tag(DEST_CONSUMED, {"file": r["file"], "records": int(r["records"])})]
     if out == "activity":
-        return tag(DEST_ACTIVITY, {"device": r["device"], "last_recv": r["recv_ts"], "messages": int(r["messages"])})
+        return [tag(DEST_ACTIVITY, {"device": r["device"], "last_recv": r["recv_ts"], "messages": int(r["messages"])})]
     raise ValueError(f"unknown output row kind {out!r}")
 
 
 class ToPayload(FlatMapFunction):
-    def __init__(self, names: list[str], high_sigma_threshold: float):
+    def __init__(self, names: list[str], options):
         self.names = names
-        self.threshold = high_sigma_threshold
+        self.options = options
 
     def flat_map(self, value):
-        yield from row_to_records(dict(zip(self.names, value)), self.threshold)
+        yield from row_to_records(dict(zip(self.names, value)), self.options)
+
+
+def is_window_input(line: str) -> bool:
+    return line.startswith(WINDOW_INPUT + "\t")
+
+
+def is_fleet_delta(line: str) -> bool:
+    return line.startswith(FLEET_DELTA + "\t")
+
+
+def routing_key(line: str) -> str:
+    """The key of a window input or fleet delta line (its second field)."""
+    return line.split("\t", 2)[1]
+
+
+class _Windows(KeyedProcessFunction):
+    """Keyed by window: adds inputs up, emits the first result when the watermark passes the window's end, a
+    revision on every later input, and forgets the window ``allowed lateness`` after its end."""
+
+    def __init__(self, options, high_sigma_threshold: float):
+        self.options = options
+        self.threshold = high_sigma_threshold
+
+    def open(self, runtime_context: RuntimeContext):
+        self.state = runtime_context.get_state(ValueStateDescriptor("window", Types.STRING()))
+
+    def _load(self) -> Optional[dict]:
+        raw = self.state.value()
+        return json.loads(raw) if raw else None
+
+    def _arm(self, ctx, we_ms: int) -> None:
+        ctx.timer_service().register_event_time_timer(we_ms - 1)                              # first result
+        ctx.timer_service().register_event_time_timer(we_ms - 1 + self.options.lateness_ms + 1)  # cleanup
+
+    def on_timer(self, timestamp, ctx):
+        st = self._load()
+        if st is None:
+            return
+        if timestamp >= st["we"] + self.options.lateness_ms:
+            self.state.clear()
+            return
+        if not st["fired"]:
+            st["fired"] = True
+            yield from self._emit(st, None, revised=False)
+            self.state.update(json.dumps(st))
+
+
+class DeviceWindows(_Windows):
+    """One (device, window): cells and late frames in, aggregates and health (and fleet deltas) out."""
+
+    def process_element(self, value, ctx):
+        body = json.loads(value.split("\t", 2)[2])
+        st = self._load()
+        if st is None:
+            st = DeviceWindow(device=body["device"], ws_ms=int(body["ws"]), we_ms=int(body["we"])).s
+            self._arm(ctx, st["we"])
+        w = DeviceWindow(st)
+        if body["okind"] == "cell":
+            cid = w.add_cell(body)
+            changed = set() if cid is None else {cid}
+        else:
+            changed = w.add_late(body, self.threshold)
+        if st["fired"]:        # a late input: the window's result again, revised
+            yield from self._emit(st, changed, revised=True)
+        self.state.update(json.dumps(st))
+
+    def _emit(self, st: dict, classes, revised: bool):
+        w = DeviceWindow(st)
+        for p in w.payloads(self.threshold, classes, revised):
+            yield tag(DEST_RECORDS, p)
+        for d in w.fleet_deltas():
+            yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
+
+
+class FleetWindows(_Windows):
+    """One (class, window) over all devices, from the device windows' deltas."""
+
+    def process_element(self, value, ctx):
+        delta = json.loads(value.split("\t", 2)[2])
+        st = self._load()
+        if st is None:
+            st = FleetWindow().s
+            self._arm(ctx, int(delta["we"]))
+        FleetWindow(st).add(delta)
+        if st["fired"]:
+            yield from self._emit(st, None, revised=True)
+        self.state.update(json.dumps(st))
+
+    def _emit(self, st: dict, classes, revised: bool):
+        yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold, revised))
 
 
 def window_key(line: str) -> str:
+    """The alert key of a window payload: ``<device|_fleet>/<class>``, or ``<device>/_health``."""
     p = json.loads(untag(line)[1])
-    return f"{p.get('device') or outputs.FLEET_DEVICE}/{p['label']}"
+    return f"{p.get('device') or outputs.FLEET_DEVICE}/{p['label'] if 'label' in p else '_health'}"
 
 
 def is_class_window(line: str) -> bool:
     dest, body = untag(line)
     return dest == DEST_RECORDS and ('"type":"aggregate"' in body or '"type":"fleet"' in body)
+
+
+def is_window_result(line: str) -> bool:
+    """An aggregate, fleet or health payload (what the window alert rules judge)."""
+    dest, body = untag(line)
+    return dest == DEST_RECORDS and any(f'"type":"{t}"' in body for t in ("aggregate", "fleet", "health"))
 
 
 class _JsonState(KeyedProcessFunction):

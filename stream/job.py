@@ -10,6 +10,7 @@ complete checkpoint there (``job.resume``), and a failing job is restarted at mo
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Optional
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
 from edge.contract.errors import JobError
 from edge.contract.mqtt import check_broker
+from stream import jvm
 from stream.config import StreamConfig, load, load_rules, with_mqtt_overrides, with_overrides
 
 log = logging.getLogger("stream.job")
@@ -74,9 +76,54 @@ def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, ch
     from pyflink.table import StreamTableEnvironment
     start_jvm(cfg.job.jvm_options)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg, restore_from, checkpointing))
+    env.add_jars(jvm.jar().as_uri())          # the job's Java operators, shipped with the job to a cluster
     env.set_parallelism(cfg.job.parallelism)
     env.set_python_executable(sys.executable)
     return env, StreamTableEnvironment.create(env)
+
+
+def startup_line(cfg: StreamConfig, bounded: bool, mqtt: bool, restore_from: Optional[Path]) -> str:
+    job = cfg.job
+    w = job.window
+    windows = f"{w.size_s:g} s windows" + (f" sliding by {w.slide_s:g} s" if w.slide_s else "")
+    return (f"stream-job: {'reading what has landed in' if bounded else 'following'} {job.landing_dir}; writing "
+            f"{job.output_dir} (records/, deadletter/, consumed/); MQTT "
+            f"{cfg.mqtt.url + ' prefix ' + cfg.mqtt.topic_prefix if mqtt else 'off'}; {windows}, out-of-orderness "
+            f"{job.out_of_orderness_s:g} s, allowed lateness {job.allowed_lateness_s:g} s, clock skew tolerance "
+            f"{job.clock_skew_tolerance_s:g} s; parallelism {job.parallelism}; checkpoints every "
+            f"{job.checkpoint_interval_s:g} s to {job.checkpoint_dir}, "
+            + (f"resuming from {restore_from}" if restore_from else "starting fresh"))
+
+
+def _jsonl(directory: Path) -> list[dict]:
+    out = []
+    if Path(directory).is_dir():
+        for p in sorted(Path(directory).rglob("*")):
+            if p.is_file() and not p.name.startswith((".", "_")):
+                out += [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    return out
+
+
+def bounded_summary(output_dir: Path) -> str:
+    """What a bounded run did, from its committed outputs: messages read, windows, revisions, dead letters."""
+    out = Path(output_dir)
+    consumed = _jsonl(out / "consumed")
+    records = _jsonl(out / "records")
+    dead = _jsonl(out / "deadletter")
+    final: dict[str, dict] = {}
+    for r in records:
+        if r["type"] in ("aggregate", "fleet", "health"):
+            final[r["id"]] = r
+    revised = {r["id"] for r in records if r.get("revised")}
+    by_type = {t: sum(1 for r in final.values() if r["type"] == t) for t in ("aggregate", "fleet", "health")}
+    late = sum(r["late_frames"] for r in final.values() if r["type"] == "health")
+    too_late = sum(d["category"] == "too_late" for d in dead)
+    skew = sum(d["category"] == "dead" and str(d.get("reason", "")).startswith("clock skew") for d in dead)
+    return (f"stream-job: bounded run done: read {sum(c['records'] for c in consumed)} messages in "
+            f"{len({c['file'] for c in consumed})} landing files; {by_type['aggregate']} aggregates, "
+            f"{by_type['fleet']} fleet totals, {by_type['health']} health windows, {len(revised)} of them revised; "
+            f"{late} frames arrived behind the watermark and were added to their windows; dead letters {len(dead)} (too late "
+            f"{too_late}, clock skew {skew}, invalid {len(dead) - too_late - skew})")
 
 
 def run_job(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore_from: Optional[Path] = None) -> int:
@@ -84,19 +131,21 @@ def run_job(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore
     job = cfg.job
     if restore_from is None and job.resume:
         restore_from = latest_checkpoint(job.checkpoint_dir)
-    if restore_from is not None:
-        log.info("resuming from checkpoint %s", restore_from)
     rules = load_rules(job.alerts_file)
     Path(job.landing_dir).mkdir(parents=True, exist_ok=True)
     env, t_env = make_environments(cfg, restore_from)
     source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s, cfg.mqtt.topic_prefix)
-    sinks = SinkSpec(output_dir=str(job.output_dir), mqtt=cfg.mqtt if (mqtt and job.publish_mqtt) else None)
+    publish = mqtt and job.publish_mqtt
+    sinks = SinkSpec(output_dir=str(job.output_dir), mqtt=cfg.mqtt if publish else None)
     build_pipeline(t_env, source, sinks, job, rules)
+    log.info("%s", startup_line(cfg, bounded, publish, restore_from))
     try:
         env.execute("sigmawatch-stream")
     except Exception as exc:  # py4j wraps the Java failure; keep its first line
         raise JobError(f"the Flink job failed: {str(exc).strip().splitlines()[0][:500]} "
                        "(full trace in the log above / pyflink/log/)") from exc
+    if bounded:     # a line for the user (PyFlink's workers reconfigure logging by the time the job ends)
+        print(bounded_summary(job.output_dir), flush=True)
     return 0
 
 

@@ -1,8 +1,10 @@
 """``build_pipeline(t_env, source, sinks, cfg, rules)``: the whole job graph, separate from the launcher.
 
-SQL (stream.sql) does all per-event work and produces one union table of output rows; one conversion to a
-DataStream hands those few rows to Python (stream.functions): payloads, alerts, MQTT, and Flink's
-exactly-once file sinks (``records/``, ``deadletter/``, ``consumed/`` under the output directory; files
+The JVM does all per-event work: the landing table (stream.sql) read once as a DataStream, every copy of a
+frame dropped by ``SeqDedup`` (the job's Java operator, stream/java/), then SQL windows on-time frames into cells
+and splits off late frames and rejects, into one union table. One conversion to a DataStream hands those few
+rows to Python (stream.functions): window results and their revisions, fleet totals, payloads, alerts, MQTT, and
+Flink's exactly-once file sinks (``records/``, ``deadletter/``, ``consumed/`` under the output directory; files
 become visible when the checkpoint that covers them completes).
 """
 from __future__ import annotations
@@ -19,11 +21,16 @@ from stream.functions import (
     DEST_CONSUMED,
     DEST_DEADLETTER,
     DEST_RECORDS,
+    DeviceWindows,
+    FleetWindows,
     MqttPublish,
     SilenceAlerts,
     ToPayload,
     WindowAlerts,
-    is_class_window,
+    is_fleet_delta,
+    is_window_input,
+    is_window_result,
+    routing_key,
     untag,
     window_key,
 )
@@ -48,7 +55,9 @@ class SinkSpec:
 
 def options(cfg: JobConfig, topic_prefix: str) -> sql.SqlOptions:
     return sql.SqlOptions(window_s=cfg.window.size_s, slide_s=cfg.window.slide_s,
-                          out_of_orderness_s=cfg.out_of_orderness_s, high_sigma_threshold=cfg.high_sigma_threshold,
+                          out_of_orderness_s=cfg.out_of_orderness_s, allowed_lateness_s=cfg.allowed_lateness_s,
+                          clock_skew_tolerance_s=cfg.clock_skew_tolerance_s,
+                          high_sigma_threshold=cfg.high_sigma_threshold,
                           stats_interval_s=cfg.stats_interval_s, topic_prefix=topic_prefix)
 
 
@@ -59,7 +68,6 @@ def _uri(path: str) -> str:
 def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     conf = t_env.get_config()
     conf.set("table.local-time-zone", "UTC")
-    conf.set("table.exec.state.ttl", f"{int(cfg.dedup_ttl_s * 1000)} ms")
     # SQL operators are written for object reuse; without it, every row the shared source hands to several
     # branches (windows, rejects, consumption, activity) is deep-copied per branch (measured: ~1.5x the CPU).
     conf.set("pipeline.object-reuse", "true")
@@ -81,26 +89,31 @@ def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     # in another. The file table is therefore read once, as a DataStream (in the JVM, no Python, rows kept in
     # Flink's internal format), and the job's table takes that stream's watermarks (SOURCE_WATERMARK): every
     # branch sees the same watermark at the same record.
-    t_env.execute_sql(sql.source_ddl(SOURCE_TABLE + "_files", _uri(source.path), source.monitor_interval_s,
-                                     cfg.out_of_orderness_s, cfg.max_future_s))
+    t_env.execute_sql(sql.source_ddl(SOURCE_TABLE + "_files", _uri(source.path), source.monitor_interval_s, o))
     files = t_env.sql_query(f"SELECT * FROM {SOURCE_TABLE}_files")
-    t_env.create_temporary_view(SOURCE_TABLE, _round_trip(t_env, files))
+    t_env.create_temporary_view(SOURCE_TABLE, _round_trip(t_env, files, cfg))
     for stmt in sql.views(SOURCE_TABLE, o):
         t_env.execute_sql(stmt)
     return o
 
 
-def _round_trip(t_env, table):
-    """``table`` as a DataStream and back as a table with a processing-time column ``pt`` and the stream's
-    watermarks; rows stay in Flink's internal format (PyFlink's ``to_data_stream`` would convert every row to
-    a ``Row`` and back: measured ~6% of the job's CPU)."""
+def _round_trip(t_env, table, cfg: JobConfig):
+    """``table`` as a DataStream, without the copies of frames (``SeqDedup``, keyed by device), and back as a
+    table with a processing-time column ``pt`` and the stream's watermarks; rows stay in Flink's internal format
+    (PyFlink's ``to_data_stream`` would convert every row to a ``Row`` and back: measured ~6% of the job's CPU)."""
     from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
     from pyflink.table import Schema
     from pyflink.util.java_utils import load_java_class
     j_table = table._j_table
+    names = list(j_table.getResolvedSchema().getColumnNames())
     internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
         load_java_class("org.apache.flink.table.data.RowData"))
-    stream = DataStream(t_env._j_tenv.toDataStream(j_table, internal))
+    j_stream = t_env._j_tenv.toDataStream(j_table, internal)
+    j_stream = get_gateway().jvm.io.sigmawatch.stream.SeqDedup.apply(
+        j_stream, names.index("device"), names.index("vcat"), names.index("kcode"), names.index("seq"), sql.OK,
+        int(cfg.dedup_ttl_s * 1000))
+    stream = DataStream(j_stream)
     schema = Schema.new_builder().column_by_expression("pt", "PROCTIME()").watermark("rt", "SOURCE_WATERMARK()").build()
     return t_env.from_data_stream(stream, schema)
 
@@ -135,11 +148,23 @@ def build_pipeline(t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConfig = 
         return ss
 
     rows = t_env.to_data_stream(t_env.sql_query(query))
-    lines = rows.flat_map(ToPayload(names, cfg.high_sigma_threshold), output_type=Types.STRING()).uid("to-payload")
-    out = lines.filter(lambda x: not x.startswith(DEST_ACTIVITY + "\t")).uid("not-activity")
-    window_rules = [r for r in rules.rules if r.type in ("class_count", "uncertainty_spike")]
+    lines = rows.flat_map(ToPayload(names, o), output_type=Types.STRING()).uid("to-payload")
+    # window results: cells and late frames per (device, window) -> aggregates, health and fleet deltas; the
+    # deltas per (class, window) -> fleet totals. Each emits when the watermark passes the window's end and
+    # again, revised, when a late frame changes it
+    device_windows = (lines.filter(is_window_input).uid("window-inputs")
+                      .key_by(routing_key, key_type=Types.STRING())
+                      .process(DeviceWindows(o, cfg.high_sigma_threshold), output_type=Types.STRING())
+                      .uid("device-windows"))
+    fleet = (device_windows.filter(is_fleet_delta).uid("fleet-deltas")
+             .key_by(routing_key, key_type=Types.STRING())
+             .process(FleetWindows(o, cfg.high_sigma_threshold), output_type=Types.STRING()).uid("fleet-windows"))
+    results = device_windows.filter(lambda x: not is_fleet_delta(x)).uid("device-results").union(fleet)
+    out = (lines.filter(lambda x: not x.startswith(DEST_ACTIVITY + "\t") and not is_window_input(x))
+           .uid("not-activity").union(results))
+    window_rules = [r for r in rules.rules if r.type in ("class_count", "uncertainty_spike", "clock_skew")]
     if window_rules:
-        alerts = (lines.filter(is_class_window).uid("class-windows")
+        alerts = (results.filter(is_window_result).uid("window-results")
                   .key_by(window_key, key_type=Types.STRING())
                   .process(WindowAlerts(rules, o.slide_ms / 1000.0), output_type=Types.STRING()).uid("window-alerts"))
         out = out.union(alerts)

@@ -1,31 +1,29 @@
-"""The Flink SQL of the job: source DDL, parsing, late split, dedup, windows. Pure strings, no PyFlink import.
+"""The Flink SQL of the job: source DDL, event time, late split, windows. Pure strings, no PyFlink import.
 
-All per-event work happens here (JSON decoding of the bridge's flat lines by the json format, filtering, dedup,
-windowing); Python only sees the few rows windows produce. Per event there is one keyed shuffle (the dedup);
-the window aggregations pre-aggregate locally before theirs (two-phase), and consumption/activity records
-come from the landing files' trailers, without a per-line aggregation.
+All per-event work happens in the JVM: JSON decoding of the bridge's flat lines (the json format), the
+classification of each line, exact (device, seq) deduplication (``SeqDedup``, a Java operator between the
+source and these views, see ``stream.pipeline``), and the window aggregation of on-time frames into *cells*
+(one per window, device and class). Python sees only cells, late frames, rejects and trailers.
 
-Dedup on (device, seq): Flink's window deduplication (keep the first row per window, device and seq). Copies of
-a frame (edge outbox replays, bridge redeliveries, in whatever landing files and bridges) carry the same
-capture ts, so they fall into the same windows (with sliding windows: each of the frame's windows dedups it);
-the state lives only until the window fires. A copy arriving after its window fired is late and is split off
-as late (dead-lettered and counted) before it could reach the windows. Metrics and statuses (no seq) go
-through the same operator keyed by (device, capture ms, kind), so that the window aggregation after it has
-a single input and runs in the same task (measured: one network hop per detection less).
+Event time and the watermark. A frame's event time is its capture time ``ts``; the watermark follows the
+*bridge's* receive time (``recv_ts - out_of_orderness``), one trustworthy clock: a device whose clock runs
+fast cannot move it, and a device that replays its outbox cannot be made late by one that does not. A frame
+is late when the earliest window containing it has fired (``slice_end - 1 ms <= watermark``, exactly the
+window operator's drop rule): late frames within ``allowed_lateness`` do not reach the windows but a second
+branch, and the Python side adds them to the window's result and publishes it again, marked revised
+(``stream.functions.DeviceWindows``); frames later than that are dead-lettered as ``too_late``. Rows late for
+the windows are thus never dropped silently, and a backlog (a job restart, a bridge catching up, a bounded
+replay) read in any order still ends with every window equal to a recount.
+
+Clock skew. A capture time more than ``clock_skew_tolerance`` ahead of the bridge's receive time cannot be a
+delay: the device clock is fast. Its frames are dead-lettered with the offset (their windows would be wrong);
+its metrics and statuses are kept at their receive time, so its health shows the offset (``clock_offset_s``).
 
 Cost model (measured in the generated code and with JFR): every Calc operator Flink generates copies every
 string and array field it reads, for every row, before it evaluates its filter, even a field it only
 compares. So: one Calc before the watermark assigner computes the event time and, as integers, each row's
 category (``vcat``: ok, dead, trailer) and kind code; every branch after it filters on integers; the branches
-that keep few rows (rejects, trailers) read few strings; no Calc only drops columns (the dedup view keeps
-the window TVF's columns as they are); and the landing lines carry no field the job does not need.
-
-Late events: an event is dropped by a window operator iff the slice it belongs to has already fired,
-i.e. ``slice_end - 1 ms <= watermark`` with ``slice_end = floor(ts / slide) * slide + slide``. The same
-condition, evaluated with ``CURRENT_WATERMARK`` in the branches' first operators (chained after the job's one
-watermark assigner, so every branch sees the same watermark at the same row), splits late events off
-*before* the windows (to the ``late`` sink and the counters); since the window operator's watermark never
-runs ahead of the one seen there, nothing reaching the windows is dropped silently.
+that keep few rows (rejects, trailers, late frames) read their strings only after an integer-only filter.
 """
 from __future__ import annotations
 
@@ -51,7 +49,9 @@ def quote(s: str) -> str:
 class SqlOptions:
     window_s: float = 10.0
     slide_s: Optional[float] = None
-    out_of_orderness_s: float = 2.0
+    out_of_orderness_s: float = 0.5
+    allowed_lateness_s: float = 86_400.0
+    clock_skew_tolerance_s: float = 2.0
     high_sigma_threshold: float = 0.25
     stats_interval_s: float = 10.0
     topic_prefix: str = "sigmawatch"     # the edge topics' prefix (the bridge's mqtt.topic_prefix)
@@ -59,6 +59,14 @@ class SqlOptions:
     @property
     def slide_ms(self) -> int:
         return int(round((self.slide_s or self.window_s) * 1000))
+
+    @property
+    def size_ms(self) -> int:
+        return int(round(self.window_s * 1000))
+
+    @property
+    def lateness_ms(self) -> int:
+        return int(round(self.allowed_lateness_s * 1000))
 
     def window_tvf(self, table: str, time_col: str = "rt") -> str:
         if self.slide_s:
@@ -94,26 +102,29 @@ def _kind_name(kcode: str) -> str:
     return f"CASE {kcode} {whens} ELSE {quote(KINDS[-1])} END"
 
 
-def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], out_of_orderness_s: float,
-               max_future_s: float = 300.0) -> str:
+def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], o: SqlOptions) -> str:
     """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
 
-    The event time ``ts_ms`` is the capture ts of valid messages (the bridge's receive time for a status without
-    ts). Rows that cannot be valid, and capture times more than ``max_future_s`` ahead of the bridge's clock,
-    get ts 0: one bad message or device clock must never push the shared watermark ahead (that would make
-    every other device's events late); they are dead-lettered. ``vcat`` is the row's category (OK, DEAD,
-    EOF for the files' trailers) and ``kcode`` its kind (0 detections, 1 metrics, 2 status), as integers, so
-    that the operators after this one filter without reading a string.
+    ``ts_ms`` is the event time: the capture ts of valid frames; for metrics and statuses the capture ts too,
+    unless the device clock is off by more than the tolerance (then the bridge's receive time, so the device's
+    health still shows up, with the offset). Rows that cannot be valid, and frames whose capture time is ahead
+    of the bridge's clock by more than the tolerance, get ts 0 and are dead-lettered. ``off`` is the device
+    clock's offset as a metrics message shows it (receive time minus capture time: the network delay when the
+    clock is right). ``vcat`` is the row's category (OK, DEAD, EOF for the files' trailers) and ``kcode`` its
+    kind (0 detections, 1 metrics, 2 status), as integers, so that the operators after this one filter without
+    reading a string. The watermark follows the bridge's receive time (see the module docstring).
     """
     opts = {"connector": "filesystem", "path": path, "format": "json", "json.ignore-parse-errors": "true",
             "json.fail-on-missing-field": "false"}
     if monitor_interval_s:
         opts["source.monitor-interval"] = f"{int(round(monitor_interval_s * 1000))} ms"
     with_ = ", ".join(f"{quote(k)} = {quote(v)}" for k, v in opts.items())
+    tol = f"CAST({float(o.clock_skew_tolerance_s)!r} AS DOUBLE)"
     when = f"""CASE
     WHEN kind NOT IN ({", ".join(quote(k) for k in KINDS)}) OR device IS NULL OR recv_ts IS NULL THEN 0
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN ts > recv_ts + CAST({float(max_future_s)!r} AS DOUBLE) THEN 0
+    WHEN kind <> 'detections' AND ABS(recv_ts - ts) > {tol} THEN recv_ts
+    WHEN ts > recv_ts + {tol} THEN 0
     ELSE ts END"""
     ts_ms = f"CAST({when} * 1000 AS BIGINT)"
     valid = (f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))")
@@ -125,64 +136,76 @@ CREATE TEMPORARY TABLE {name} (
   rt AS TO_TIMESTAMP_LTZ({ts_ms}, 3),
   vcat AS CASE WHEN kind = 'eof' THEN {EOF} WHEN {valid} THEN {OK} ELSE {DEAD} END,
   kcode AS {_kind_code("kind")},
-  WATERMARK FOR rt AS rt - {interval(out_of_orderness_s)}
+  WATERMARK FOR rt AS TO_TIMESTAMP_LTZ(CAST(recv_ts * 1000 AS BIGINT), 3) - {interval(o.out_of_orderness_s)}
 ) WITH ({with_})"""
 
 
-def late_condition(o: SqlOptions) -> str:
-    """TRUE for a row whose slice has already fired, FALSE otherwise, also before the first watermark (when
+def _slice_fired(o: SqlOptions, extra_ms: int = 0) -> str:
+    """TRUE when the earliest window containing the row closed more than ``extra_ms`` before the watermark
+    (the window operator's drop rule with extra_ms 0), FALSE otherwise, also before the first watermark (when
     CURRENT_WATERMARK is NULL: a plain comparison would be NULL, and a row neither late nor on time would be
     lost). Only meaningful after the job's single watermark assigner (stream.pipeline)."""
     slide = o.slide_ms
-    return f"(TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1, 3) <= CURRENT_WATERMARK(rt)) IS TRUE"
+    return (f"(TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1 + {extra_ms}, 3) "
+            f"<= CURRENT_WATERMARK(rt)) IS TRUE")
+
+
+def late_condition(o: SqlOptions) -> str:
+    return _slice_fired(o)
+
+
+def too_late_condition(o: SqlOptions) -> str:
+    return _slice_fired(o, o.lateness_ms)
 
 
 def views(src: str, o: SqlOptions) -> list[str]:
     """CREATE VIEW statements, in dependency order; ``src`` has the columns of :func:`source_ddl`'s table (with
-    ``pt``) and the job's single watermark."""
-    late = late_condition(o)
+    ``pt``), deduplicated by (device, seq), and the job's single watermark."""
+    late, too_late = late_condition(o), too_late_condition(o)
+    tol = float(o.clock_skew_tolerance_s)
     return [
-        # dead lines and late events. A valid line has no topic (stream.landing): rebuilt here, from the kind
-        # code (the operator of every branch reads its fields for every row; kind is a string, kcode is not)
-        f"""CREATE TEMPORARY VIEW rejects AS SELECT CASE WHEN vcat = {DEAD} THEN 'dead' ELSE 'late' END AS category,
+        # dead lines, frames of a device whose clock is fast, frames later than the allowed lateness. A valid line
+        # has no topic (stream.landing): rebuilt here, from the kind code (the operator of every branch reads its
+        # fields for every row; kind is a string, kcode is not)
+        f"""CREATE TEMPORARY VIEW rejects AS SELECT CASE WHEN vcat = {DEAD} THEN 'dead' ELSE 'too_late' END AS category,
   pt, recv_ts, COALESCE(topic, CONCAT({quote(o.topic_prefix.strip("/") + "/")}, device, '/',
     {_kind_name("kcode")})) AS topic, device,
-  CASE WHEN vcat <> {DEAD} THEN 'late: capture time behind the watermark'
+  CASE WHEN vcat <> {DEAD} THEN CONCAT('too late: captured ', CAST(CAST(recv_ts - ts AS BIGINT) AS STRING),
+         ' s before it reached the bridge, beyond the allowed lateness of the window it belongs to')
        WHEN reason IS NOT NULL THEN reason
-       WHEN ts > recv_ts THEN 'ts: capture time too far ahead of the bridge clock (check the device clock)'
+       WHEN ts > recv_ts + {tol!r} THEN CONCAT('clock skew: capture time ', CAST(ROUND(ts - recv_ts, 3) AS STRING),
+         ' s ahead of the bridge clock (tolerance {tol:g} s): check the device clock (NTP)')
        ELSE 'landing line without a valid kind/device (or detections without seq/ts/dets)' END AS reason,
   raw_payload, seq, COALESCE(ts, recv_ts) AS ts
-FROM {src} WHERE vcat = {DEAD} OR (vcat = {OK} AND {late})""",
-        # frames, metrics and statuses on time, each with its dedup key: (device, seq) for frames; beats carry
-        # no sequence number and are keyed by their capture time and kind (a replayed or redelivered beat is
-        # the same message; the aggregates of beats, max and latest, are idempotent anyway)
+FROM {src} WHERE vcat = {DEAD} OR (vcat = {OK} AND {too_late})""",
+        # frames and beats on time: into the windows. (Copies of a frame were dropped by SeqDedup; beats need
+        # no dedup: their aggregates, max and latest, are idempotent.)
         f"""CREATE TEMPORARY VIEW ontime AS SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state,
-  CASE WHEN kcode = 0 THEN seq ELSE -(2 * ts_ms + kcode) END AS k
+  CASE WHEN kcode = 1 THEN recv_ts - ts END AS off
 FROM {src} WHERE vcat = {OK} AND NOT ({late})""",
-        # dedup per window: copies of a message carry the same capture ts, so they fall into the same windows;
-        # the state lives only until the window fires. Frames and beats share one dedup operator, so the
-        # window aggregation below has one input and runs in the same task (no per-detection network hop).
-        # All of the window TVF's columns, in its order: dropping one would cost a Calc (a copy of every row)
-        f"""CREATE TEMPORARY VIEW deduped AS
-  SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state, k, window_start, window_end, window_time
-  FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device, k ORDER BY rt ASC) AS rn
-        FROM {o.window_tvf("ontime")}) WHERE rn = 1""",
+        # late but within the allowed lateness: to Python, which adds them to their windows' results. The filter
+        # reads integers only; the strings and arrays of the few rows it keeps are read by the projection after it
+        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src} WHERE vcat = {OK} AND {late} AND NOT ({too_late})""",
+        # what the counters count: rejects by category, and late frames (corrections)
+        """CREATE TEMPORARY VIEW counted AS SELECT category, pt, reason FROM rejects
+  UNION ALL SELECT 'late' AS category, pt, CAST(NULL AS STRING) AS reason FROM late_rows""",
         # one row per detection; one row with class NULL per frame without detections and per beat
         # (frame = 1 marks a frame's first row, so frames per device = SUM(frame))
-        """CREATE TEMPORARY VIEW beats AS
+        f"""CREATE TEMPORARY VIEW beats AS
   SELECT m.window_start, m.window_end, m.device, m.rt, m.ts_ms, d.c AS class_id, d.l AS label, d.p AS score,
          d.g AS sigma_mean, d.f AS first_of_class,
          CASE WHEN m.kcode <> 0 THEN 0 WHEN d.c IS NULL THEN 1 ELSE COALESCE(d.h, 0) END AS frame,
-         m.fps, m.dropped, m.depth, m.state
-  FROM deduped AS m LEFT JOIN UNNEST(m.dets) AS d (c, l, p, g, f, h) ON TRUE""",
+         m.fps, m.dropped, m.depth, m.state, m.off
+  FROM {o.window_tvf("ontime")} AS m LEFT JOIN UNNEST(m.dets) AS d (c, l, p, g, f, h) ON TRUE""",
         # per window, device and class (NULL: frames without detections, metrics, status): sums (means are
-        # sum / count, exactly what AVG computes); aggregates, fleet totals and health are derived from these
+        # sum / count, exactly what AVG computes); the payloads (aggregate per device and class, fleet totals,
+        # health) are made from these cells on the Python side, which also adds late frames to them
         f"""CREATE TEMPORARY VIEW cells AS SELECT window_start, window_end, device, class_id,
   COUNT(class_id) AS n, COUNT(sigma_mean) AS n_sigma, SUM(first_of_class) AS frames_c, SUM(score) AS score_sum,
-  SUM(sigma_mean) AS sigma_sum,
-  MAX(sigma_mean) AS sigma_max, SUM(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1 ELSE 0 END) AS high,
+  SUM(sigma_mean) AS sigma_sum, MAX(sigma_mean) AS sigma_max,
+  SUM(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1 ELSE 0 END) AS high,
   MAX(label) AS label, SUM(frame) AS frames, MAX(ts_ms) AS last_ms, MAX(dropped) AS dropped,
-  {_latest('fps')} AS fps_l, {_latest('depth')} AS depth_l, {_latest('state')} AS state_l
+  {_latest('fps')} AS fps_l, {_latest('depth')} AS depth_l, {_latest('state')} AS state_l, {_latest('off')} AS off_l
 FROM beats GROUP BY window_start, window_end, device, class_id""",
     ]
 
@@ -204,17 +227,25 @@ def _value(latest: str) -> str:
 # Every output row of the SQL part has these columns (unused ones NULL), so that all outputs form ONE
 # union table and ONE conversion to a DataStream: the planner then shares the source and the common
 # views between them (each separate conversion would instantiate and parse the source again).
+DETS_TYPE = "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>"
 OUTPUT_COLUMNS = [
     ("okind", "STRING"), ("device", "STRING"), ("class_id", "INT"), ("label", "STRING"),
     ("ws", "BIGINT"), ("we", "BIGINT"),
-    ("detections", "BIGINT"), ("frames", "BIGINT"), ("score_mean", "DOUBLE"), ("with_sigma", "BIGINT"),
-    ("sigma_mean", "DOUBLE"),
-    ("sigma_max", "DOUBLE"), ("high_sigma_share", "DOUBLE"), ("devices", "BIGINT"),
-    ("last_seen", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"), ("outbox_depth", "BIGINT"),
-    ("state", "STRING"), ("dead_letters", "BIGINT"), ("late", "BIGINT"), ("reasons", "STRING"),
+    # a cell's sums (stream.functions.DeviceWindows makes the payloads of them)
+    ("detections", "BIGINT"), ("with_sigma", "BIGINT"), ("frames_c", "BIGINT"), ("score_sum", "DOUBLE"),
+    ("sigma_sum", "DOUBLE"), ("sigma_max", "DOUBLE"), ("high", "BIGINT"), ("frames", "BIGINT"),
+    ("last_ms", "BIGINT"), ("dropped", "BIGINT"),
+    # a cell's latest beat values as "<16-digit capture ms>|<value>" (compared with late beats' by capture time)
+    ("fps_l", "STRING"), ("depth_l", "STRING"), ("state_l", "STRING"), ("off_l", "STRING"),
+    # a late beat's values
+    ("fps", "DOUBLE"), ("outbox_depth", "BIGINT"), ("state", "STRING"), ("clock_offset", "DOUBLE"),
+    # job counters
+    ("dead_letters", "BIGINT"), ("too_late", "BIGINT"), ("late", "BIGINT"), ("reasons", "STRING"),
+    # trailers
     ("file", "STRING"), ("records", "BIGINT"), ("messages", "BIGINT"),
+    # rejects, and late frames (with their detections)
     ("category", "STRING"), ("recv_ts", "DOUBLE"), ("topic", "STRING"), ("reason", "STRING"),
-    ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"),
+    ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"), ("kcode", "INT"), ("dets", DETS_TYPE),
 ]
 
 
@@ -240,45 +271,37 @@ def _window(exprs: dict[str, str]) -> dict[str, str]:
     return {"ws": epoch_ms("window_start"), "we": epoch_ms("window_end"), **exprs}
 
 
-def _class_stats() -> dict[str, str]:
-    """Output fields from the cells grouped by (device, class) [one cell: the per-device aggregate], by class
-    [the fleet: the sum of the window's device cells, one per device, so devices = COUNT(*)] or by device
-    [health: all the device's cells, including the class-NULL one of frames without detections and metrics]."""
-    health, fleet = "GROUPING(class_id) = 1", "GROUPING(device) = 1"
-    return {"okind": f"CASE WHEN {health} THEN 'health' WHEN {fleet} THEN 'fleet' ELSE 'aggregate' END",
-            "device": "device", "class_id": "class_id", "label": "MAX(label)", "detections": "SUM(n)",
-            "frames": f"CASE WHEN {health} THEN SUM(frames) ELSE SUM(frames_c) END",
-            # detections of a model without uncertainty (SSD, plain head: sigma NULL) count in detections and
-            # score, not in the sigma statistics; with_sigma says over how many those are
-            "score_mean": "SUM(score_sum) / SUM(n)", "with_sigma": "SUM(n_sigma)",
-            "sigma_mean": "SUM(sigma_sum) / NULLIF(SUM(n_sigma), 0)", "sigma_max": "MAX(sigma_max)",
-            "high_sigma_share": "CAST(SUM(high) AS DOUBLE) / NULLIF(SUM(n_sigma), 0)",
-            "devices": f"CASE WHEN {fleet} THEN COUNT(*) END",
-            "last_seen": "CAST(MAX(last_ms) AS DOUBLE) / 1000", "dropped": "MAX(dropped)",
-            "fps": f"CAST({_value('MAX(fps_l)')} AS DOUBLE)",
-            "outbox_depth": f"CAST({_value('MAX(depth_l)')} AS BIGINT)", "state": _value("MAX(state_l)")}
+def _cell_fields() -> dict[str, str]:
+    return {"device": "device", "class_id": "class_id", "label": "label", "detections": "n", "with_sigma": "n_sigma",
+            "frames_c": "frames_c", "score_sum": "score_sum", "sigma_sum": "sigma_sum", "sigma_max": "sigma_max",
+            "high": "high", "frames": "frames", "last_ms": "last_ms", "dropped": "dropped",
+            "fps_l": "fps_l", "depth_l": "depth_l", "state_l": "state_l", "off_l": "off_l"}
 
 
 _LISTAGG_REASONS = "LISTAGG(REPLACE(reason, CHR(10), ' '), '\n')"   # separator must be a literal
 
 
-OUTPUT_PARTS = ("windows", "stats", "consumed", "activity", "reject")
+OUTPUT_PARTS = ("cells", "late", "stats", "consumed", "activity", "reject")
 
 
 def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
     """One SELECT per output kind, each projected onto OUTPUT_COLUMNS."""
     parts = {
-        # per-(device, class) aggregates, per-class fleet totals and per-device health: one cascaded window
-        # aggregation over the cells (the class-NULL cells only count for health)
-        "windows": f"""SELECT * FROM (SELECT {_project("windows", _window(_class_stats()))}
-FROM cells GROUP BY window_start, window_end, GROUPING SETS ((device, class_id), (class_id), (device)))
-WHERE okind = 'health' OR class_id IS NOT NULL""",
-        # processing-time counters of dead letters and late events
+        # the windows' cells: one row per window, device and class (class NULL: frames without detections, beats)
+        "cells": f"""SELECT {_project("cell", _window(_cell_fields()))} FROM cells""",
+        # late frames and beats within the allowed lateness, whole (the Python side adds them to their windows)
+        "late": f"""SELECT {_project("late", {
+            "device": "device", "kcode": "kcode", "seq": "seq", "ts": "CAST(ts_ms AS DOUBLE) / 1000",
+            "recv_ts": "recv_ts", "dets": "dets", "fps": "fps", "dropped": "dropped", "outbox_depth": "depth",
+            "state": "state", "clock_offset": "CASE WHEN kcode = 1 THEN recv_ts - ts END"})}
+FROM late_rows""",
+        # processing-time counters: dead letters, frames too late (dead-lettered), late frames (corrections)
         "stats": f"""SELECT {_project("stats", _window({
-            "dead_letters": "COUNT(*) FILTER (WHERE category = 'dead')",
+            "dead_letters": "COUNT(*) FILTER (WHERE category <> 'late')",
+            "too_late": "COUNT(*) FILTER (WHERE category = 'too_late')",
             "late": "COUNT(*) FILTER (WHERE category = 'late')",
             "reasons": _LISTAGG_REASONS}))}
-FROM TABLE(TUMBLE(TABLE rejects, DESCRIPTOR(pt), {interval(o.stats_interval_s)})) GROUP BY window_start, window_end""",
+FROM TABLE(TUMBLE(TABLE counted, DESCRIPTOR(pt), {interval(o.stats_interval_s)})) GROUP BY window_start, window_end""",
         # the eof trailer of each landing file (stream.landing): its consumption record, committed with the
         # checkpoint (drives the bridge's cleanup), and per device the valid messages in it (liveness)
         "consumed": f"""SELECT {_project("consumed", {"file": "file", "records": "records"})}

@@ -121,33 +121,46 @@ _STATS = {
     "high_sigma_threshold": _NUM,
 }
 
+_REVISED = {
+    # false on a window's first result (when the watermark passed its end); true on every later one, which
+    # frames that arrived late (within the job's allowed lateness) changed. A revision is the window's whole
+    # result again, under the same id: consumers replace by id (MQTT retained topics do by themselves).
+    "revised": (bool,)}
+
 SPECS: dict[str, dict[str, tuple]] = {
     # One device, one class, one window.  id = "<device>/<class>/<window_start_ms>"
-    "aggregate": {"device": (str,), "class_id": (int,), "label": (str,), **_WINDOW, **_STATS},
+    "aggregate": {"device": (str,), "class_id": (int,), "label": (str,), **_WINDOW, **_REVISED, **_STATS},
     # One class over all devices.  id = "_fleet/<class>/<window_start_ms>"; devices = distinct devices.
-    "fleet": {"class_id": (int,), "label": (str,), **_WINDOW, **_STATS, "devices": (int,)},
+    "fleet": {"class_id": (int,), "label": (str,), **_WINDOW, **_REVISED, **_STATS, "devices": (int,)},
     # One device, one window, from all its messages (detections, metrics, status).
     #   last_seen: newest capture ts seen; frames: distinct detection seqs (after dedup);
     #   frame_rate: frames / window length; fps/dropped/outbox_depth: latest metrics values (null without
     #   metrics in the window, max within the window for sliding windows; dropped is the agent's
     #   cumulative dropped-frame counter);
-    #   state: latest status state ("online"/"offline") or null.  id = "<device>/<window_start_ms>"
-    "health": {"device": (str,), **_WINDOW, "last_seen": _NUM, "frames": (int,),
+    #   state: latest status state ("online"/"offline") or null; clock_offset_s: the bridge's receive time minus
+    #   the capture time of the latest metrics message (the network delay when the device clock is right; a
+    #   device clock ahead by more than the job's tolerance has its frames dead-lettered as clock skew) or null.
+    #   id = "<device>/<window_start_ms>"
+    #   late_frames: of the frames, those that reached the job behind the watermark (added to the window: its
+    #   result is revised if it had been published already)
+    "health": {"device": (str,), **_WINDOW, **_REVISED, "last_seen": _NUM, "frames": (int,), "late_frames": (int,),
                "frame_rate": _NUM, "fps": _OPT_NUM, "dropped": (int, type(None)),
-               "outbox_depth": (int, type(None)), "state": (str, type(None))},
-    # Job counters per processing-time window: dead letters (malformed / schema-invalid messages, by
-    # reason) and late events (behind the watermark, not aggregated).  id = "stats/<window_start_ms>"
-    "stats": {**_WINDOW, "dead_letters": (int,), "late": (int,), "reasons": (dict,)},
+               "outbox_depth": (int, type(None)), "state": (str, type(None)), "clock_offset_s": _OPT_NUM},
+    # Job counters per processing-time window: dead letters (malformed / schema-invalid messages, frames of a
+    # device whose clock is ahead, frames too late: by reason), of them too_late (beyond the allowed lateness),
+    # and late (frames added to windows that had fired: their results were revised).  id = "stats/<window_start_ms>"
+    "stats": {**_WINDOW, "dead_letters": (int,), "too_late": (int,), "late": (int,), "reasons": (dict,)},
     # Latest state of one alert.  id = "<rule>:<device|_fleet>:<class|_all>" is stable over its life;
     #   state: "firing" or "cleared"; since: ts the current firing episode started (kept on clear);
     #   ts: event/processing time of this transition; value/threshold: the measured value and the rule's
     #   limit; kind: class_count | uncertainty_spike | device_silent; severity: info|warning|critical.
+    #   revised: the transition was decided on a window's revision (late frames changed it)
     "alert": {"rule": (str,), "kind": (str,), "severity": (str,), "state": (str,),
               "device": (str, type(None)), "label": (str, type(None)), "since": _NUM, "ts": _NUM,
-              "value": _OPT_NUM, "threshold": _OPT_NUM, "message": (str,)},
+              "value": _OPT_NUM, "threshold": _OPT_NUM, "message": (str,), "revised": (bool,)},
 }
 ALERT_STATES = ("firing", "cleared")
-ALERT_KINDS = ("class_count", "uncertainty_spike", "device_silent")
+ALERT_KINDS = ("class_count", "uncertainty_spike", "device_silent", "clock_skew")
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -194,7 +207,7 @@ def validate(payload: Any, kind: str | None = None) -> dict:
         if key not in payload:
             raise PayloadError(f"{kind}.{key}: required field is missing")
         value = payload[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             names = "/".join("null" if t is type(None) else t.__name__ for t in types)
             raise PayloadError(f"{kind}.{key}: expected {names}, got {type(value).__name__} {value!r:.60}")
     if kind == "alert":

@@ -114,3 +114,23 @@ def compare_fields(expected: dict, got: dict, rel: float = 1e-9, abs_tol: float 
                 problems.append(f"{key}.{f}: expected {v}, got {g[f]}")
     problems += [f"{k}: unexpected" for k in got if k not in expected]
     return problems
+
+
+def final_results(records: list[dict], types=("aggregate", "fleet")) -> dict[str, dict]:
+    """The current result of each window id: its revisions replace it (consumers apply updates by id). Checks on
+    the way that a window has one first result, that its revisions come after it, and that its counts only grow
+    (late frames add, never remove)."""
+    out: dict[str, dict] = {}
+    firsts: dict[str, int] = {}
+    for r in records:
+        if r["type"] not in types:
+            continue
+        prev = out.get(r["id"])
+        if not r["revised"]:
+            firsts[r["id"]] = firsts.get(r["id"], 0) + 1
+        count = "frames" if r["type"] == "health" else "detections"
+        assert prev is None or r["revised"], f"{r['id']}: a second first result"
+        assert prev is None or r[count] >= prev[count], f"{r['id']}: a revision lowered {count}"
+        out[r["id"]] = r
+    assert all(n == 1 for n in firsts.values()) and set(firsts) == set(out), "every window: exactly one first result"
+    return out

@@ -4,13 +4,20 @@ Used by the tests and the benchmarks. Detections payloads are what agents publis
 agent's own code); the recount reads them through ``edge.contract.schema.decode``, not through the bridge's
 flattening. The stream has what a real fleet produces: bounded out-of-order
 capture timestamps, duplicates (edge replay / at-least-once bridge), metrics heartbeats, a device that
-goes silent, malformed and schema-invalid payloads, and events that arrive behind the watermark.
+goes silent, a device whose model reports no uncertainty, malformed and schema-invalid payloads, frames that
+arrive after their window's first result (late: they revise it), copies of frames that arrive that late too
+(dropped), frames later than the allowed lateness (dead-lettered), and devices whose clocks are off.
 :func:`recount` computes the expected aggregates from the same messages without Flink.
+
+Every event has ``at``: when it is published, in seconds from the stream's start (``start_ts``). Publish with
+``start_ts`` near the current time (:func:`live_start`) and :func:`publish_live` to send the stream as devices
+would; :func:`landing_recv_ts` gives the bridge receive times to write it straight into landing files.
 """
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -28,9 +35,13 @@ MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}
 class Event:
     topic: str
     payload: bytes
-    category: str          # valid | dup | invalid | late | flush
+    # valid | dup (a copy, on time) | late (after its window's first result: revises it) | late_dup (a copy that
+    # late: dropped) | too_late (beyond the allowed lateness: dead-lettered) | skewed (a device clock off by more
+    # than the tolerance) | invalid | flush
+    category: str
     device: Optional[str] = None
     kind: Optional[str] = None
+    at: float = 0.0        # publish time, seconds after the stream's start_ts
 
 
 def detections_msg(device: str, seq: int, ts: float, dets: list[tuple[int, float, Optional[float]]]) -> dict:
@@ -61,10 +72,14 @@ class Scenario:
     fps: float = 4.0                 # frames per second of event time per device
     duration_s: float = 40.0         # event-time span of the main stream
     start_ts: float = 1_700_000_000.0
-    disorder_s: float = 1.0          # max capture-time disorder in publish order (< job out_of_orderness)
+    disorder_s: float = 0.3          # max delay from capture to publish (the job's out_of_orderness covers it)
     dup_every: int = 7               # every n-th frame is published twice
     malformed: int = 6
-    late: int = 4
+    late: int = 4                    # new frames of cam-0's first window, published after the stream
+    late_dups: int = 2               # copies of cam-0's first frames, published after the stream
+    too_late: int = 2                # frames of cam-0 captured two days before the stream, published after it
+    # device -> clock offset in seconds (positive: the device clock is ahead), e.g. {"cam-fast": 120.0}
+    skewed: dict = field(default_factory=dict)
     silent_device: bool = True       # "cam-silent" sends for the first 2 s of event time only
     spike: bool = True               # cam-0 has a burst of persons and high sigma in one window
     plain_device: bool = True        # "cam-plain" runs a model without uncertainty (SSD): its sigma is null
@@ -80,13 +95,16 @@ def generate(sc: Scenario) -> list[Event]:
     p = sc.prefix
     timed: list[tuple[float, Event]] = []
     devices = ([f"cam-{i}" for i in range(sc.devices)] + (["cam-silent"] if sc.silent_device else [])
-               + (["cam-plain"] if sc.plain_device else []))
+               + (["cam-plain"] if sc.plain_device else []) + sorted(sc.skewed))
     spike_lo = sc.start_ts + 2 * sc.window_s
     for dev in devices:
         span = 2.0 if dev == "cam-silent" else sc.duration_s
         n = int(span * sc.fps)
+        skew = sc.skewed.get(dev, 0.0)
+        kind_of = "skewed" if dev in sc.skewed else "valid"
         for seq in range(n):
-            ts = round(sc.start_ts + seq / sc.fps + rng.uniform(0, 0.05), 3)
+            true_ts = sc.start_ts + seq / sc.fps + rng.uniform(0, 0.05)
+            ts = round(true_ts + skew, 3)
             in_spike = sc.spike and dev == "cam-0" and spike_lo <= ts < spike_lo + sc.window_s
             dets = []
             for _ in range(rng.randint(0, 3) + (4 if in_spike else 0)):
@@ -95,33 +113,65 @@ def generate(sc: Scenario) -> list[Event]:
                 sig = None if dev == "cam-plain" else sig
                 dets.append((cid, round(rng.uniform(0.3, 0.99), 4), sig))
             msg = detections_msg(dev, seq, ts, dets)
-            ev = Event(schema.topic(p, dev, "detections"), schema.encode(msg), "valid", dev, "detections")
-            timed.append((ts + rng.uniform(0, sc.disorder_s), ev))
+            at = true_ts - sc.start_ts + rng.uniform(0, sc.disorder_s)
+            ev = Event(schema.topic(p, dev, "detections"), schema.encode(msg), kind_of, dev, "detections", at)
+            timed.append(ev)
             if sc.dup_every and seq % sc.dup_every == 3:
-                timed.append((ts + rng.uniform(0, sc.disorder_s), Event(ev.topic, ev.payload, "dup", dev, "detections")))
+                timed.append(Event(ev.topic, ev.payload, "dup" if kind_of == "valid" else kind_of, dev, "detections",
+                                   true_ts - sc.start_ts + rng.uniform(0, sc.disorder_s)))
         t = sc.start_ts
         while t < sc.start_ts + span:
             k = int((t - sc.start_ts) // sc.metrics_every_s)      # fps and outbox depth vary per heartbeat
-            m = metrics_msg(dev, round(t, 3), round(sc.fps - (k % 3) * 0.25, 3), int((t - sc.start_ts) // 5), k % 4)
-            timed.append((t + rng.uniform(0, sc.disorder_s),
-                          Event(schema.topic(p, dev, "metrics"), schema.encode(m), "valid", dev, "metrics")))
+            m = metrics_msg(dev, round(t + skew, 3), round(sc.fps - (k % 3) * 0.25, 3), int((t - sc.start_ts) // 5),
+                            k % 4)
+            timed.append(Event(schema.topic(p, dev, "metrics"), schema.encode(m), kind_of, dev, "metrics",
+                               t - sc.start_ts + rng.uniform(0, sc.disorder_s)))
             t += sc.metrics_every_s
-    timed.sort(key=lambda x: x[0])
-    events = [e for _, e in timed]
+    timed.sort(key=lambda e: e.at)
+    events = timed
     bad = _malformed(p, sc.start_ts)
     for i in range(sc.malformed):
-        events.insert(rng.randrange(1, len(events)), bad[i % len(bad)])
-    for i in range(sc.late):   # new frames captured 1000 s before the stream, published at the end: late
-        m = detections_msg("cam-0", 100_000 + i, sc.start_ts - 1000.0 + i * 0.1, [(1, 0.5, 0.1)])
-        events.append(Event(schema.topic(p, "cam-0", "detections"), schema.encode(m), "late", "cam-0", "detections"))
-    return events
+        j = rng.randrange(1, len(events))
+        events.insert(j, Event(**{**bad[i % len(bad)].__dict__, "at": events[j - 1].at}))
+    end = sc.duration_s + sc.window_s + 1.0       # after the stream's last window had its first result
+    cam0_first = [e for e in events if e.device == "cam-0" and e.kind == "detections" and e.category == "valid"]
+    tail = []
+    for i in range(sc.late):       # new frames of cam-0's first window: they revise its result
+        m = detections_msg("cam-0", 100_000 + i, sc.start_ts + 1.0 + i * 0.1, [(1, 0.5, 0.1)])
+        tail.append(Event(schema.topic(p, "cam-0", "detections"), schema.encode(m), "late", "cam-0", "detections"))
+    for e in cam0_first[:sc.late_dups]:      # copies of frames long counted: dropped, however late
+        tail.append(Event(e.topic, e.payload, "late_dup", "cam-0", "detections"))
+    for i in range(sc.too_late):   # captured two days before the stream: beyond the allowed lateness
+        m = detections_msg("cam-0", 200_000 + i, sc.start_ts - 2 * 86_400.0 + i * 0.1, [(1, 0.5, 0.1)])
+        tail.append(Event(schema.topic(p, "cam-0", "detections"), schema.encode(m), "too_late", "cam-0", "detections"))
+    return events + [Event(**{**e.__dict__, "at": end + 0.05 * i}) for i, e in enumerate(tail)]
+
+
+def live_start(window_s: float, lead_s: float = 1.0) -> float:
+    """A ``start_ts`` for a stream published now: the next window boundary at least ``lead_s`` ahead."""
+    t = time.time() + lead_s
+    return (int(t // window_s) + 1) * window_s
+
+
+def publish_live(publisher, events: Iterable[Event], start_ts: float, speed: float = 1.0) -> None:
+    """Publish each event when the wall clock reaches ``start_ts + at / speed``, as devices would."""
+    for ev in events:
+        delay = start_ts + ev.at / speed - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        publisher.publish(ev.topic, ev.payload)
+
+
+def landing_recv_ts(sc: Scenario, ev: Event) -> float:
+    """The bridge's receive time of ``ev`` when the stream is written straight into landing files."""
+    return sc.start_ts + ev.at + 0.02
 
 
 def flush_event(sc: Scenario, out_of_orderness_s: float, after_ts: Optional[float] = None) -> Event:
-    """A metrics heartbeat from cam-0 whose ts closes every window of the stream."""
+    """A metrics heartbeat from cam-0 whose ts (and publish time) closes every window of the stream."""
     ts = (after_ts or sc.start_ts + sc.duration_s) + 2 * sc.window_s + out_of_orderness_s + 1
     return Event(schema.topic(sc.prefix, "cam-0", "metrics"), schema.encode(metrics_msg("cam-0", ts, sc.fps, 0)),
-                 "flush", "cam-0", "metrics")
+                 "flush", "cam-0", "metrics", ts - sc.start_ts)
 
 
 def health_recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] = None) -> dict[str, dict]:
@@ -132,7 +182,7 @@ def health_recount(events: Iterable[Event], window_s: float, slide_s: Optional[f
     last: dict[str, int] = defaultdict(int)
     latest: dict[str, tuple] = {}
     for ev in events:
-        if ev.category not in ("valid", "dup", "flush"):
+        if ev.category not in COUNTED + ("flush",):
             continue
         msg = json.loads(ev.payload)
         ts_ms = int(msg["ts"] * 1000)
@@ -173,6 +223,9 @@ def _malformed(p: str, ts: float) -> list[Event]:
 
 
 # --------------------------------------------------------------------------- recount
+# what the job aggregates (copies are counted once: the recount dedups by (device, seq) as the job must)
+COUNTED = ("valid", "dup", "late", "late_dup")
+
 def window_starts(ts_ms: int, size_ms: int, slide_ms: int) -> list[int]:
     last = ts_ms - ts_ms % slide_ms
     return [s for s in range(last - size_ms + slide_ms, last + 1, slide_ms) if s <= ts_ms < s + size_ms]
@@ -180,12 +233,13 @@ def window_starts(ts_ms: int, size_ms: int, slide_ms: int) -> list[int]:
 
 def recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] = None,
             high_sigma: float = 0.25) -> dict[str, dict]:
-    """Expected aggregate and fleet payload fields keyed by payload id, from valid non-late events."""
+    """Expected aggregate and fleet payload fields keyed by payload id: the final result of every window, late
+    frames included, each (device, seq) once."""
     size_ms, slide_ms = int(round(window_s * 1000)), int(round((slide_s or window_s) * 1000))
     seen: set[tuple[str, int]] = set()
     cells: dict[tuple, list] = defaultdict(list)
     for ev in events:
-        if ev.category not in ("valid", "dup") or ev.kind != "detections":
+        if ev.category not in COUNTED or ev.kind != "detections":
             continue
         msg = schema.decode(ev.payload, "detections")     # named fields, at the precision that was sent
         key = (msg["device"], msg["seq"])
@@ -217,3 +271,18 @@ def recount(events: Iterable[Event], window_s: float, slide_s: Optional[float] =
             key = f"_fleet/{label}/{ws}"
         out[key] = fields
     return out
+
+
+def write_landing(directory, sc: Scenario, events: Iterable[Event], per_file: int = 100) -> int:
+    """Land ``events`` as the bridge would have (its line format and file writer), received at
+    :func:`landing_recv_ts`, ``per_file`` messages per file; returns the number of files."""
+    from stream.landing import LandingWriter, to_landing_line
+    writer = LandingWriter(directory, "gen", fsync=False)
+    for i, ev in enumerate(events, 1):
+        recv = landing_recv_ts(sc, ev)
+        line, valid, device = to_landing_line(sc.prefix, ev.topic, ev.payload, recv, 1 << 20)
+        writer.add(line, device if valid else None, recv)
+        if i % per_file == 0:
+            writer.roll()
+    writer.roll()
+    return writer.files_written

@@ -1,0 +1,152 @@
+package io.sigmawatch.stream;
+
+import java.time.Duration;
+import java.util.Arrays;
+
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.StateTtlConfig;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.table.data.RowData;
+import org.apache.flink.util.Collector;
+
+/**
+ * Exactly-once counting of edge frames: drops every copy of a (device, seq) already seen, however late it
+ * arrives (an agent's resend after a lost confirmation, a bridge's redelivery, an outbox replay).
+ *
+ * <p>Per device the state is the set of sequence numbers seen, as sorted disjoint intervals: a device's
+ * numbers are consecutive, so the set is one interval plus the gaps still open (messages in flight or lost),
+ * a few longs whatever the device's history. A device silent for {@code ttl} (processing time) is forgotten.
+ * Rows that are not valid frames (metrics, status, trailers, rejects) pass through unchanged; watermarks pass
+ * through as they come (the job's event-time classification happens after this operator, on the same stream).
+ */
+public final class SeqDedup extends KeyedProcessFunction<String, RowData, RowData> {
+    private static final long serialVersionUID = 1L;
+
+    private final int vcatField;
+    private final int kindField;
+    private final int seqField;
+    private final int okCategory;
+    private final long ttlMillis;
+    private transient ValueState<long[]> seen;
+    private transient Counter duplicates;
+
+    public SeqDedup(int vcatField, int kindField, int seqField, int okCategory, long ttlMillis) {
+        this.vcatField = vcatField;
+        this.kindField = kindField;
+        this.seqField = seqField;
+        this.okCategory = okCategory;
+        this.ttlMillis = ttlMillis;
+    }
+
+    /** Keys rows by their device (an empty key for rows without one: trailers, unparseable lines). */
+    public static final class DeviceKey implements KeySelector<RowData, String> {
+        private static final long serialVersionUID = 1L;
+        private final int field;
+
+        public DeviceKey(int field) {
+            this.field = field;
+        }
+
+        @Override
+        public String getKey(RowData row) {
+            return row.isNullAt(field) ? "" : row.getString(field).toString();
+        }
+    }
+
+    /** The job's entry point (called from Python through Py4J): {@code in} keyed by device, deduplicated. */
+    public static DataStream<RowData> apply(DataStream<RowData> in, int deviceField, int vcatField, int kindField,
+                                            int seqField, int okCategory, long ttlMillis) {
+        return in.keyBy(new DeviceKey(deviceField))
+                .process(new SeqDedup(vcatField, kindField, seqField, okCategory, ttlMillis), in.getType())
+                .uid("seq-dedup")
+                .name("dedup (device, seq)");
+    }
+
+    @Override
+    public void open(OpenContext openContext) {
+        ValueStateDescriptor<long[]> descriptor = new ValueStateDescriptor<>("seen-seq-intervals", long[].class);
+        descriptor.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofMillis(ttlMillis))
+                .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .build());
+        seen = getRuntimeContext().getState(descriptor);
+        duplicates = getRuntimeContext().getMetricGroup().counter("duplicateFrames");
+    }
+
+    @Override
+    public void processElement(RowData row, Context ctx, Collector<RowData> out) throws Exception {
+        if (row.isNullAt(vcatField) || row.getInt(vcatField) != okCategory || row.isNullAt(kindField)
+                || row.getInt(kindField) != 0 || row.isNullAt(seqField)) {
+            out.collect(row);          // not a frame: nothing to deduplicate
+            return;
+        }
+        long seq = row.getLong(seqField);
+        long[] intervals = seen.value();
+        if (contains(intervals, seq)) {
+            duplicates.inc();
+            return;
+        }
+        seen.update(insert(intervals, seq));
+        out.collect(row);
+    }
+
+    /** True if {@code s} lies in one of the sorted disjoint closed intervals {@code [a0, b0, a1, b1, ...]}. */
+    static boolean contains(long[] iv, long s) {
+        if (iv == null) {
+            return false;
+        }
+        int lo = 0;
+        int hi = iv.length / 2 - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            if (s < iv[2 * mid]) {
+                hi = mid - 1;
+            } else if (s > iv[2 * mid + 1]) {
+                lo = mid + 1;
+            } else {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The intervals with {@code s} added (not already contained), merging neighbours it touches. */
+    static long[] insert(long[] iv, long s) {
+        if (iv == null || iv.length == 0) {
+            return new long[] {s, s};
+        }
+        int n = iv.length / 2;
+        int i = 0;                       // first interval starting after s
+        while (i < n && iv[2 * i] <= s) {
+            i++;
+        }
+        boolean joinsLeft = i > 0 && iv[2 * (i - 1) + 1] == s - 1;
+        boolean joinsRight = i < n && iv[2 * i] == s + 1;
+        if (joinsLeft && joinsRight) {   // s closes the gap between two intervals
+            long[] out = new long[iv.length - 2];
+            System.arraycopy(iv, 0, out, 0, 2 * (i - 1) + 1);
+            System.arraycopy(iv, 2 * i + 1, out, 2 * (i - 1) + 1, iv.length - (2 * i + 1));
+            return out;
+        }
+        long[] out;
+        if (joinsLeft) {
+            out = Arrays.copyOf(iv, iv.length);
+            out[2 * (i - 1) + 1] = s;
+        } else if (joinsRight) {
+            out = Arrays.copyOf(iv, iv.length);
+            out[2 * i] = s;
+        } else {
+            out = new long[iv.length + 2];
+            System.arraycopy(iv, 0, out, 0, 2 * i);
+            out[2 * i] = s;
+            out[2 * i + 1] = s;
+            System.arraycopy(iv, 2 * i, out, 2 * i + 2, iv.length - 2 * i);
+        }
+        return out;
+    }
+}

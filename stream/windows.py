@@ -1,0 +1,188 @@
+"""Window results from the SQL's cells and from late frames: the first result, and revisions. Pure Python.
+
+The SQL side aggregates on-time frames into *cells* (sums per window, device and class; class None for frames
+without detections and for metrics/status) and hands over, whole, the frames that arrived after their window
+fired but within the allowed lateness. Per (device, window) a :class:`DeviceWindow` adds both up: it makes the
+window's payloads (one ``aggregate`` per class, one ``health``) when the watermark passes the window's end, and
+again, marked ``revised``, whenever a late frame changes them. It also says what changed for the fleet totals
+(:meth:`DeviceWindow.fleet_deltas`), which a :class:`FleetWindow` per (class, window) adds up the same way.
+
+Every field only grows with late data (counts, sums, maxima, the latest beat by capture time), so a revision
+is the window's full result again: consumers replace by the payload's ``id``. The Flink wrappers
+(``stream.functions``) keep these as JSON in keyed state and drive them with event-time timers.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from edge.contract import outputs
+
+SUM_KEYS = ("n", "ns", "fc", "ss", "gs", "hi")          # detections, with sigma, frames, score, sigma sums, high
+
+
+def _latest(raw: Optional[str]) -> Optional[list]:
+    """A cell's "<16-digit ts_ms>|<value>" as [ts_ms, value string]."""
+    return None if raw is None else [int(raw[:16]), raw[17:]]
+
+
+def _newer(a: Optional[list], b: Optional[list]) -> Optional[list]:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b, key=lambda x: (x[0], x[1]))
+
+
+def _cls() -> dict:
+    return {"label": "", "n": 0, "ns": 0, "fc": 0, "ss": 0.0, "gs": 0.0, "gm": None, "hi": 0}
+
+
+class DeviceWindow:
+    """The state of one (device, window) as a JSON-able dict ``self.s``."""
+
+    def __init__(self, state: Optional[dict] = None, *, device: str = "", ws_ms: int = 0, we_ms: int = 0):
+        self.s = state or {"device": device, "ws": ws_ms, "we": we_ms, "fired": False, "classes": {},
+                           "sent": {}, "h": {"frames": 0, "late": 0, "last_ms": 0, "dropped": None, "fps": None,
+                                             "depth": None, "state": None, "off": None}}
+
+    # ------------------------------------------------------------------ input
+    def add_cell(self, r: dict) -> Optional[int]:
+        """One SQL cell (a dict of ``stream.sql.OUTPUT_COLUMNS``); returns its class id (None: the health cell)."""
+        h = self.s["h"]
+        h["frames"] += int(r["frames"] or 0)
+        h["last_ms"] = max(h["last_ms"], int(r["last_ms"] or 0))
+        if r["dropped"] is not None:
+            h["dropped"] = max(h["dropped"] or 0, int(r["dropped"]))
+        for key, col in (("fps", "fps_l"), ("depth", "depth_l"), ("state", "state_l"), ("off", "off_l")):
+            h[key] = _newer(h[key], _latest(r[col]))
+        cid = r["class_id"]
+        if cid is None:
+            return None
+        c = self.s["classes"].setdefault(str(cid), _cls())
+        c["label"] = max(c["label"], r["label"] or "")
+        for k, col in zip(SUM_KEYS, ("detections", "with_sigma", "frames_c", "score_sum", "sigma_sum", "high")):
+            c[k] += r[col] or 0
+        if r["sigma_max"] is not None:
+            c["gm"] = r["sigma_max"] if c["gm"] is None else max(c["gm"], r["sigma_max"])
+        return int(cid)
+
+    def add_late(self, r: dict, high_sigma_threshold: float) -> set[int]:
+        """One late frame or beat (kcode 0 detections, 1 metrics, 2 status); returns the classes it changed."""
+        h = self.s["h"]
+        ts_ms = int(round(r["ts"] * 1000))
+        h["last_ms"] = max(h["last_ms"], ts_ms)
+        if r["kcode"] != 0:
+            if r["dropped"] is not None:
+                h["dropped"] = max(h["dropped"] or 0, int(r["dropped"]))
+            for key, col in (("fps", "fps"), ("depth", "outbox_depth"), ("state", "state"), ("off", "clock_offset")):
+                if r[col] is not None:
+                    h[key] = _newer(h[key], [ts_ms, _text(r[col])])
+            return set()
+        h["frames"] += 1
+        h["late"] += 1
+        changed = set()
+        seen: set = set()
+        for d in r["dets"] or ():
+            c_id, label, score, sigma = _det(d)
+            c = self.s["classes"].setdefault(str(c_id), _cls())
+            c["label"] = max(c["label"], label or "")
+            c["n"] += 1
+            c["ss"] += score
+            c["fc"] += c_id not in seen
+            seen.add(c_id)
+            if sigma is not None:
+                c["ns"] += 1
+                c["gs"] += sigma
+                c["gm"] = sigma if c["gm"] is None else max(c["gm"], sigma)
+                c["hi"] += sigma >= high_sigma_threshold
+            changed.add(c_id)
+        return changed
+
+    # ------------------------------------------------------------------ output
+    @property
+    def window(self) -> dict:
+        return {"window_start": self.s["ws"] / 1000.0, "window_end": self.s["we"] / 1000.0}
+
+    def aggregate(self, class_id: int, high_sigma_threshold: float, revised: bool) -> dict:
+        c = self.s["classes"][str(class_id)]
+        return outputs.build("aggregate", device=self.s["device"], class_id=class_id, label=c["label"], **self.window,
+                             revised=revised, **_class_fields(c, high_sigma_threshold))
+
+    def health(self, revised: bool) -> dict:
+        h = self.s["h"]
+        span = max(1e-9, (self.s["we"] - self.s["ws"]) / 1000.0)
+        return outputs.build(
+            "health", device=self.s["device"], **self.window, revised=revised, last_seen=h["last_ms"] / 1000.0,
+            frames=h["frames"], late_frames=h["late"], frame_rate=h["frames"] / span,
+            fps=None if h["fps"] is None else float(h["fps"][1]),
+            dropped=h["dropped"], outbox_depth=None if h["depth"] is None else int(float(h["depth"][1])),
+            state=None if h["state"] is None else h["state"][1],
+            clock_offset_s=None if h["off"] is None else float(h["off"][1]))
+
+    def payloads(self, high_sigma_threshold: float, classes: Optional[Iterable[int]] = None,
+                 revised: bool = False) -> list[dict]:
+        """The aggregates of ``classes`` (default: every class) and the health, in a deterministic order."""
+        ids = sorted(int(c) for c in self.s["classes"]) if classes is None else sorted(classes)
+        return [self.aggregate(c, high_sigma_threshold, revised) for c in ids] + [self.health(revised)]
+
+    def fleet_deltas(self) -> list[dict]:
+        """What changed for the fleet totals since the last call: per class the added sums, the new maximum, and
+        whether this device is new to that class's window (``first``)."""
+        out = []
+        for cid, c in sorted(self.s["classes"].items()):
+            sent = self.s["sent"].get(cid)
+            delta = {k: c[k] - (sent[k] if sent else 0) for k in SUM_KEYS}
+            if sent and not any(delta.values()) and c["gm"] == sent["gm"]:
+                continue
+            out.append({"class_id": int(cid), "label": c["label"], "ws": self.s["ws"], "we": self.s["we"],
+                        "first": sent is None, "gm": c["gm"], **delta})
+            self.s["sent"][cid] = {k: c[k] for k in (*SUM_KEYS, "gm")}
+        return out
+
+
+class FleetWindow:
+    """One class over all devices for one window, added up from :meth:`DeviceWindow.fleet_deltas`."""
+
+    def __init__(self, state: Optional[dict] = None):
+        self.s = state or {**_cls(), "class_id": None, "ws": 0, "we": 0, "devices": 0, "fired": False}
+
+    def add(self, delta: dict) -> None:
+        s = self.s
+        s["class_id"], s["ws"], s["we"] = delta["class_id"], delta["ws"], delta["we"]
+        s["label"] = max(s["label"], delta["label"] or "")
+        for k in SUM_KEYS:
+            s[k] += delta[k]
+        if delta["gm"] is not None:
+            s["gm"] = delta["gm"] if s["gm"] is None else max(s["gm"], delta["gm"])
+        s["devices"] += bool(delta["first"])
+
+    def payload(self, high_sigma_threshold: float, revised: bool) -> dict:
+        s = self.s
+        return outputs.build("fleet", class_id=s["class_id"], label=s["label"], window_start=s["ws"] / 1000.0,
+                             window_end=s["we"] / 1000.0, revised=revised, devices=s["devices"],
+                             **_class_fields(s, high_sigma_threshold))
+
+
+def _class_fields(c: dict, high_sigma_threshold: float) -> dict[str, Any]:
+    """Detections of a model without uncertainty count in detections and score, not in the sigma statistics."""
+    ns = c["ns"]
+    return {"detections": c["n"], "frames": c["fc"], "score_mean": c["ss"] / c["n"], "with_sigma": ns,
+            "sigma_mean": c["gs"] / ns if ns else None, "sigma_max": c["gm"] if ns else None,
+            "high_sigma_share": c["hi"] / ns if ns else None, "high_sigma_threshold": high_sigma_threshold}
+
+
+def _det(d) -> tuple[int, str, float, Optional[float]]:
+    """(class id, label, score, sigma_mean) of one landing-line detection (a Row or a dict with c, l, p, g)."""
+    if isinstance(d, dict):
+        return int(d["c"]), d["l"], float(d["p"]), None if d["g"] is None else float(d["g"])
+    return int(d[0]), d[1], float(d[2]), None if d[3] is None else float(d[3])
+
+
+def _text(v: Any) -> str:
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def window_starts(ts_ms: int, size_ms: int, slide_ms: int) -> list[int]:
+    """Starts of the windows (size, slide) containing ``ts_ms``, oldest first."""
+    last = ts_ms - ts_ms % slide_ms
+    return [s for s in range(last - size_ms + slide_ms, last + 1, slide_ms) if s <= ts_ms < s + size_ms]
