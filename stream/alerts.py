@@ -51,7 +51,7 @@ class WindowRules:
         out = []
         device = payload.get("device")
         label = payload.get("label")
-        revised = bool(payload.get("revised"))
+        revised = payload.get("revision", 0) > 0
         end = payload["window_end"]
         if revised and end < state.get("last_end", 0.0):
             return out
@@ -106,8 +106,9 @@ class WindowRules:
             if st and st["firing"]:
                 st["firing"] = False
                 where = f"device {device}" if device else "fleet"
+                gone = f"no {label} detections" if label else "nothing received"
                 out.append(_alert(rule, "cleared", device, label, st["since"], window_end, 0.0, None,
-                                  f"{where}: no {label} detections in the last window"))
+                                  f"{where}: {gone} in the last window"))
         return out
 
     def any_firing(self, state: dict) -> bool:

@@ -137,7 +137,7 @@ class _Windows(KeyedProcessFunction):
             return
         if not st["fired"]:
             st["fired"] = True
-            yield from self._emit(st, None, revised=False)
+            yield from self._emit(st, None)
             self.state.update(json.dumps(st))
 
 
@@ -157,12 +157,12 @@ class DeviceWindows(_Windows):
         else:
             changed = w.add_late(body, self.threshold)
         if st["fired"]:        # a late input: the window's result again, revised
-            yield from self._emit(st, changed, revised=True)
+            yield from self._emit(st, changed)
         self.state.update(json.dumps(st))
 
-    def _emit(self, st: dict, classes, revised: bool):
+    def _emit(self, st: dict, classes):
         w = DeviceWindow(st)
-        for p in w.payloads(self.threshold, classes, revised):
+        for p in w.payloads(self.threshold, classes):
             yield tag(DEST_RECORDS, p)
         for d in w.fleet_deltas():
             yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
@@ -179,11 +179,11 @@ class FleetWindows(_Windows):
             self._arm(ctx, int(delta["we"]))
         FleetWindow(st).add(delta)
         if st["fired"]:
-            yield from self._emit(st, None, revised=True)
+            yield from self._emit(st, None)
         self.state.update(json.dumps(st))
 
-    def _emit(self, st: dict, classes, revised: bool):
-        yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold, revised))
+    def _emit(self, st: dict, classes):
+        yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold))
 
 
 def window_key(line: str) -> str:
@@ -227,7 +227,7 @@ class WindowAlerts(_JsonState):
     def process_element(self, value, ctx):
         payload = json.loads(untag(value)[1])
         st = self.load()
-        st["_key"] = [payload.get("device"), payload["label"]]
+        st["_key"] = [payload.get("device"), payload.get("label")]     # no label: a device's health windows
         alerts = self.engine.on_window(st, payload)
         if self.engine.any_firing(st):
             ctx.timer_service().register_event_time_timer(int(round((payload["window_end"] + self.slide_s) * 1000)))

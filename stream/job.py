@@ -112,9 +112,9 @@ def bounded_summary(output_dir: Path) -> str:
     dead = _jsonl(out / "deadletter")
     final: dict[str, dict] = {}
     for r in records:
-        if r["type"] in ("aggregate", "fleet", "health"):
+        if r["type"] in ("aggregate", "fleet", "health") and r["revision"] >= final.get(r["id"], r)["revision"]:
             final[r["id"]] = r
-    revised = {r["id"] for r in records if r.get("revised")}
+    revised = {r["id"] for r in records if r.get("revision")}
     by_type = {t: sum(1 for r in final.values() if r["type"] == t) for t in ("aggregate", "fleet", "health")}
     late = sum(r["late_frames"] for r in final.values() if r["type"] == "health")
     too_late = sum(d["category"] == "too_late" for d in dead)

@@ -10,7 +10,7 @@ Event time and the watermark. A frame's event time is its capture time ``ts``; t
 fast cannot move it, and a device that replays its outbox cannot be made late by one that does not. A frame
 is late when the earliest window containing it has fired (``slice_end - 1 ms <= watermark``, exactly the
 window operator's drop rule): late frames within ``allowed_lateness`` do not reach the windows but a second
-branch, and the Python side adds them to the window's result and publishes it again, marked revised
+branch, and the Python side adds them to the window's result and publishes it again with its next revision number
 (``stream.functions.DeviceWindows``); frames later than that are dead-lettered as ``too_late``. Rows late for
 the windows are thus never dropped silently, and a backlog (a job restart, a bridge catching up, a bounded
 replay) read in any order still ends with every window equal to a recount.
@@ -106,8 +106,9 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], o: Sql
     """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
 
     ``ts_ms`` is the event time: the capture ts of valid frames; for metrics and statuses the capture ts too,
-    unless the device clock is off by more than the tolerance (then the bridge's receive time, so the device's
-    health still shows up, with the offset). Rows that cannot be valid, and frames whose capture time is ahead
+    unless the device clock is ahead by more than the tolerance or behind by more than the allowed lateness (then
+    the bridge's receive time, so that the device's health still shows up, with the offset; a smaller lag of a
+    beat cannot be told from a delay on the way). Rows that cannot be valid, and frames whose capture time is ahead
     of the bridge's clock by more than the tolerance, get ts 0 and are dead-lettered. ``off`` is the device
     clock's offset as a metrics message shows it (receive time minus capture time: the network delay when the
     clock is right). ``vcat`` is the row's category (OK, DEAD, EOF for the files' trailers) and ``kcode`` its
@@ -123,7 +124,7 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], o: Sql
     when = f"""CASE
     WHEN kind NOT IN ({", ".join(quote(k) for k in KINDS)}) OR device IS NULL OR recv_ts IS NULL THEN 0
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN kind <> 'detections' AND ABS(recv_ts - ts) > {tol} THEN recv_ts
+    WHEN kind <> 'detections' AND (ts > recv_ts + {tol} OR recv_ts - ts >= {float(o.allowed_lateness_s)!r}) THEN recv_ts
     WHEN ts > recv_ts + {tol} THEN 0
     ELSE ts END"""
     ts_ms = f"CAST({when} * 1000 AS BIGINT)"

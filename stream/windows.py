@@ -4,7 +4,7 @@ The SQL side aggregates on-time frames into *cells* (sums per window, device and
 without detections and for metrics/status) and hands over, whole, the frames that arrived after their window
 fired but within the allowed lateness. Per (device, window) a :class:`DeviceWindow` adds both up: it makes the
 window's payloads (one ``aggregate`` per class, one ``health``) when the watermark passes the window's end, and
-again, marked ``revised``, whenever a late frame changes them. It also says what changed for the fleet totals
+again, with the next ``revision`` number, whenever a late frame changes them. It also says what changed for the fleet totals
 (:meth:`DeviceWindow.fleet_deltas`), which a :class:`FleetWindow` per (class, window) adds up the same way.
 
 Every field only grows with late data (counts, sums, maxima, the latest beat by capture time), so a revision
@@ -41,7 +41,7 @@ class DeviceWindow:
     """The state of one (device, window) as a JSON-able dict ``self.s``."""
 
     def __init__(self, state: Optional[dict] = None, *, device: str = "", ws_ms: int = 0, we_ms: int = 0):
-        self.s = state or {"device": device, "ws": ws_ms, "we": we_ms, "fired": False, "classes": {},
+        self.s = state or {"device": device, "ws": ws_ms, "we": we_ms, "fired": False, "classes": {}, "rev": {},
                            "sent": {}, "h": {"frames": 0, "late": 0, "last_ms": 0, "dropped": None, "fps": None,
                                              "depth": None, "state": None, "off": None}}
 
@@ -103,27 +103,34 @@ class DeviceWindow:
     def window(self) -> dict:
         return {"window_start": self.s["ws"] / 1000.0, "window_end": self.s["we"] / 1000.0}
 
-    def aggregate(self, class_id: int, high_sigma_threshold: float, revised: bool) -> dict:
+    def _revision(self, key: str) -> int:
+        """The next revision number of one payload of this window (0: its first result)."""
+        n = self.s["rev"].get(key, -1) + 1
+        self.s["rev"][key] = n
+        return n
+
+    def aggregate(self, class_id: int, high_sigma_threshold: float) -> dict:
         c = self.s["classes"][str(class_id)]
         return outputs.build("aggregate", device=self.s["device"], class_id=class_id, label=c["label"], **self.window,
-                             revised=revised, **_class_fields(c, high_sigma_threshold))
+                             revision=self._revision(str(class_id)), **_class_fields(c, high_sigma_threshold))
 
-    def health(self, revised: bool) -> dict:
+    def health(self) -> dict:
         h = self.s["h"]
         span = max(1e-9, (self.s["we"] - self.s["ws"]) / 1000.0)
         return outputs.build(
-            "health", device=self.s["device"], **self.window, revised=revised, last_seen=h["last_ms"] / 1000.0,
+            "health", device=self.s["device"], **self.window, revision=self._revision("health"),
+            last_seen=h["last_ms"] / 1000.0,
             frames=h["frames"], late_frames=h["late"], frame_rate=h["frames"] / span,
             fps=None if h["fps"] is None else float(h["fps"][1]),
             dropped=h["dropped"], outbox_depth=None if h["depth"] is None else int(float(h["depth"][1])),
             state=None if h["state"] is None else h["state"][1],
             clock_offset_s=None if h["off"] is None else float(h["off"][1]))
 
-    def payloads(self, high_sigma_threshold: float, classes: Optional[Iterable[int]] = None,
-                 revised: bool = False) -> list[dict]:
-        """The aggregates of ``classes`` (default: every class) and the health, in a deterministic order."""
+    def payloads(self, high_sigma_threshold: float, classes: Optional[Iterable[int]] = None) -> list[dict]:
+        """The aggregates of ``classes`` (default: every class) and the health, in a deterministic order, each
+        with its next revision number."""
         ids = sorted(int(c) for c in self.s["classes"]) if classes is None else sorted(classes)
-        return [self.aggregate(c, high_sigma_threshold, revised) for c in ids] + [self.health(revised)]
+        return [self.aggregate(c, high_sigma_threshold) for c in ids] + [self.health()]
 
     def fleet_deltas(self) -> list[dict]:
         """What changed for the fleet totals since the last call: per class the added sums, the new maximum, and
@@ -144,7 +151,7 @@ class FleetWindow:
     """One class over all devices for one window, added up from :meth:`DeviceWindow.fleet_deltas`."""
 
     def __init__(self, state: Optional[dict] = None):
-        self.s = state or {**_cls(), "class_id": None, "ws": 0, "we": 0, "devices": 0, "fired": False}
+        self.s = state or {**_cls(), "class_id": None, "ws": 0, "we": 0, "devices": 0, "fired": False, "rev": -1}
 
     def add(self, delta: dict) -> None:
         s = self.s
@@ -156,10 +163,11 @@ class FleetWindow:
             s["gm"] = delta["gm"] if s["gm"] is None else max(s["gm"], delta["gm"])
         s["devices"] += bool(delta["first"])
 
-    def payload(self, high_sigma_threshold: float, revised: bool) -> dict:
+    def payload(self, high_sigma_threshold: float) -> dict:
         s = self.s
+        s["rev"] += 1
         return outputs.build("fleet", class_id=s["class_id"], label=s["label"], window_start=s["ws"] / 1000.0,
-                             window_end=s["we"] / 1000.0, revised=revised, devices=s["devices"],
+                             window_end=s["we"] / 1000.0, revision=s["rev"], devices=s["devices"],
                              **_class_fields(s, high_sigma_threshold))
 
 

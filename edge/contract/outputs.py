@@ -122,10 +122,11 @@ _STATS = {
 }
 
 _REVISED = {
-    # false on a window's first result (when the watermark passed its end); true on every later one, which
+    # 0 on a window's first result (when the watermark passed its end), then 1, 2, ... on every later one, which
     # frames that arrived late (within the job's allowed lateness) changed. A revision is the window's whole
-    # result again, under the same id: consumers replace by id (MQTT retained topics do by themselves).
-    "revised": (bool,)}
+    # result again, under the same id: consumers keep the highest revision per id (MQTT retained topics keep the
+    # latest by themselves; the job publishes a window's revisions in order).
+    "revision": (int,)}
 
 SPECS: dict[str, dict[str, tuple]] = {
     # One device, one class, one window.  id = "<device>/<class>/<window_start_ms>"

@@ -117,20 +117,19 @@ def compare_fields(expected: dict, got: dict, rel: float = 1e-9, abs_tol: float 
 
 
 def final_results(records: list[dict], types=("aggregate", "fleet")) -> dict[str, dict]:
-    """The current result of each window id: its revisions replace it (consumers apply updates by id). Checks on
-    the way that a window has one first result, that its revisions come after it, and that its counts only grow
-    (late frames add, never remove)."""
-    out: dict[str, dict] = {}
-    firsts: dict[str, int] = {}
+    """The current result of each window id: its highest revision (consumers apply updates by id). Checks on the
+    way that each window's revisions are 0, 1, 2, ... exactly once each (files are read in no particular order)
+    and that its counts only grow with the revision (late frames add, never remove)."""
+    by_id: dict[str, dict[int, dict]] = {}
     for r in records:
-        if r["type"] not in types:
-            continue
-        prev = out.get(r["id"])
-        if not r["revised"]:
-            firsts[r["id"]] = firsts.get(r["id"], 0) + 1
-        count = "frames" if r["type"] == "health" else "detections"
-        assert prev is None or r["revised"], f"{r['id']}: a second first result"
-        assert prev is None or r[count] >= prev[count], f"{r['id']}: a revision lowered {count}"
-        out[r["id"]] = r
-    assert all(n == 1 for n in firsts.values()) and set(firsts) == set(out), "every window: exactly one first result"
+        if r["type"] in types:
+            revs = by_id.setdefault(r["id"], {})
+            assert r["revision"] not in revs, f"{r['id']}: revision {r['revision']} written twice"
+            revs[r["revision"]] = r
+    out = {}
+    for key, revs in by_id.items():
+        assert sorted(revs) == list(range(len(revs))), f"{key}: revisions {sorted(revs)}"
+        count = "frames" if revs[0]["type"] == "health" else "detections"
+        assert all(revs[i][count] <= revs[i + 1][count] for i in range(len(revs) - 1)), f"{key}: a revision lowered {count}"
+        out[key] = revs[len(revs) - 1]
     return out

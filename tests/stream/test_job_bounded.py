@@ -29,7 +29,7 @@ def test_bounded_replay_with_sliding_windows_equals_recount(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_jsonl_dir(tmp_path / "out" / "records")
     expected = recount(events, 10.0, 5.0)
-    got = {k: {f: r[f] for f in r if f not in ("schema", "type", "id", "high_sigma_threshold", "revised")}
+    got = {k: {f: r[f] for f in r if f not in ("schema", "type", "id", "high_sigma_threshold", "revision")}
            for k, r in final_results(records).items()}
     assert compare_fields(expected, got) == []
     # health with sliding windows: frames, last_seen, latest heartbeat's fps/outbox depth, max dropped
