@@ -290,7 +290,9 @@ def bench_throughput(events: int, devices: int) -> dict:
 
 
 # --------------------------------------------------------------------------- latency
-def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out_of_orderness_s: float) -> dict:
+def bench_latency(seconds: float, devices: int, fps: float, window_s: float,
+                  out_of_orderness_s: Optional[float] = None) -> dict:
+    """``out_of_orderness_s`` None: the job's default, like every other setting of the bridge and the job."""
     import yaml
 
     from tests.support.publisher import Collector, Publisher
@@ -299,12 +301,15 @@ def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out
     port = broker.port
     procs: list[subprocess.Popen] = []
     try:
+        job = {"landing_dir": str(work / "landing"), "output_dir": str(work / "out"),
+               "checkpoint_dir": str(work / "chk"), "window": {"size_s": window_s}}
+        if out_of_orderness_s is not None:
+            job["out_of_orderness_s"] = out_of_orderness_s
         cfg = {"mqtt": {"host": "127.0.0.1", "port": port},
-               "bridge": {"landing_dir": str(work / "landing"), "consumed_dir": str(work / "out" / "consumed"),
-                          "roll_interval_s": 0.25},
-               "job": {"landing_dir": str(work / "landing"), "output_dir": str(work / "out"),
-                       "checkpoint_dir": str(work / "chk"), "checkpoint_interval_s": 5,
-                       "out_of_orderness_s": out_of_orderness_s, "window": {"size_s": window_s}}}
+               "bridge": {"landing_dir": str(work / "landing"), "consumed_dir": str(work / "out" / "consumed")},
+               "job": job}
+        from stream.config import from_dict
+        out_of_orderness_s = from_dict(cfg).job.out_of_orderness_s
         (work / "stream.yaml").write_text(yaml.safe_dump(cfg))
         log = open(work / "procs.log", "ab")
         for args in (["stream.bridge"], ["stream.job", "run"]):
@@ -339,10 +344,16 @@ def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out
         time.sleep(2)
         pub.close()
         first: dict[str, tuple[float, dict]] = {}
+        revisions = 0
         for _, p, arrived, _ in collector.snapshot():
-            if p and p.get("type") == "aggregate" and p["id"] not in first:
-                first[p["id"]] = (arrived, p)
+            if p and p.get("type") == "aggregate":
+                revisions += p["revision"] > 0
+                if p["id"] not in first:
+                    first[p["id"]] = (arrived, p)
         collector.close()
+        # window end -> first result on MQTT, per window of each device (the windows the stream fills completely)
+        after_end = sorted(arrived - p["window_end"] for arrived, p in first.values()
+                           if t_start + window_s <= p["window_start"] and p["window_end"] <= t_start + seconds)
         lat = []
         size_ms = int(window_s * 1000)
         for (dev, seq), (sent_at, ts) in sent.items():
@@ -355,11 +366,20 @@ def bench_latency(seconds: float, devices: int, fps: float, window_s: float, out
             raise SystemExit(f"no aggregate arrived; see {work / 'procs.log'}")
         p50 = statistics.median(lat)
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+        e50 = statistics.median(after_end)
+        e99 = after_end[min(len(after_end) - 1, int(0.99 * len(after_end)))]
         res = {"events": len(sent), "with_aggregate": len(lat), "p50_s": round(p50, 2), "p99_s": round(p99, 2),
-               "max_s": round(lat[-1], 2), "goal_s": window_s + 2, "p99_over_goal": round(p99 / (window_s + 2), 2)}
-        print(f"end-to-end latency (publish -> aggregate on MQTT), {window_s:g} s windows, out-of-orderness "
-              f"{out_of_orderness_s:g} s: p50 {p50:.2f} s, p99 {p99:.2f} s, max {lat[-1]:.2f} s over "
-              f"{len(lat)}/{len(sent)} events; goal p99 <= {window_s + 2:g} s (ratio {p99 / (window_s + 2):.2f})")
+               "max_s": round(lat[-1], 2), "goal_s": window_s + 2, "p99_over_goal": round(p99 / (window_s + 2), 2),
+               "window_end_to_first_result": {"windows": len(after_end), "p50_s": round(e50, 2),
+                                              "p99_s": round(e99, 2), "max_s": round(after_end[-1], 2),
+                                              "goal_p99_s": 2.0, "p99_over_goal": round(e99 / 2.0, 2)},
+               "revisions": revisions}
+        print(f"end-to-end latency (publish -> aggregate on MQTT), {window_s:g} s windows, the job's default "
+              f"settings (out-of-orderness {out_of_orderness_s:g} s): p50 {p50:.2f} s, p99 {p99:.2f} s, max "
+              f"{lat[-1]:.2f} s over {len(lat)}/{len(sent)} events; goal p99 <= {window_s + 2:g} s (ratio "
+              f"{p99 / (window_s + 2):.2f})")
+        print(f"window end -> first result on MQTT: p50 {e50:.2f} s, p99 {e99:.2f} s, max {after_end[-1]:.2f} s over "
+              f"{len(after_end)} windows; goal p99 <= 2 s (ratio {e99 / 2:.2f}); {revisions} revisions published")
         return res
     finally:
         for p in procs:
@@ -379,7 +399,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     la.add_argument("--devices", type=int, default=5)
     la.add_argument("--fps", type=float, default=5)
     la.add_argument("--window", type=float, default=10)
-    la.add_argument("--out-of-orderness", type=float, default=1.0)
+    la.add_argument("--out-of-orderness", type=float, default=None, help="default: the job's")
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = ap.parse_args(argv)
     if args.what == "throughput":

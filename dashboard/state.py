@@ -128,8 +128,10 @@ class DashboardState:
         elif kind in ("aggregate", "fleet"):
             store = self.aggregates if kind == "aggregate" else self.fleet
             key = event["payload"]["id"]
+            old = store.get(key)
+            if old and old["payload"]["revision"] > event["payload"]["revision"]:
+                return                  # an older revision of a window (a retained message, a reconnect)
             if kind == "aggregate":
-                old = store.get(key)
                 self.counters["aggregated_detections"] += (
                     event["payload"]["detections"] - (old["payload"]["detections"] if old else 0))
                 self.counters["aggregates"] += 0 if old else 1
@@ -138,7 +140,11 @@ class DashboardState:
             while len(store) > MAX_AGGREGATES:
                 store.popitem(last=False)
         elif kind == "health":
-            self.health[event["payload"]["device"]] = event
+            # the device's newest window; a revision of an older window does not replace it
+            p, old = event["payload"], self.health.get(event["payload"]["device"])
+            if old is None or (p["window_start"], p["revision"]) >= (old["payload"]["window_start"],
+                                                                     old["payload"]["revision"]):
+                self.health[p["device"]] = event
         elif kind == "stats":
             self.stats = event
         elif kind == "alert":

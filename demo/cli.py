@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from demo.observer import Observer
-from demo.plan import MODEL, OUT_OF_ORDER_S, ROOT, WINDOW_S, plan
+from demo.plan import MODEL, ROOT, WINDOW_S, plan
 from demo.procs import Supervisor, free_port
 from demo.report import print_summary
 from demo.screenshot import screenshot
@@ -30,8 +30,6 @@ from edge.contract.cli import run as run_cli
 from edge.contract.errors import DemoError, SigmawatchError, UsageError
 from edge.contract.mqtt import MqttClient, MqttSettings
 
-# bridge roll (<= 1 s) + file monitor scan (0.2 s) with room for a loaded machine; see _settle
-SETTLE_S = 3.0
 
 
 
@@ -89,14 +87,16 @@ def _port_free(port: int) -> bool:
 
 
 def _flush_windows(observer: Observer, mqtt: MqttSettings) -> None:
-    """After the agents stop, one metrics heartbeat whose ts is past every window closes them in the job
-    (an event-time window closes only when newer events arrive)."""
+    """After the agents stop, one metrics heartbeat closes the last windows in the job: its watermark follows the
+    bridge's receive time, which moves only when a message arrives. Sent once the last window has ended."""
     with observer.lock:
         if not observer.metrics:
             return
         device, last = sorted(observer.metrics.items())[0]
         newest = max((ts[-1] for ts in observer.det_ts.values() if ts), default=last["ts"])
-    beat = {**last, "ts": max(newest, last["ts"]) + 2 * WINDOW_S + OUT_OF_ORDER_S + 1}
+    last_end = (int(newest // WINDOW_S) + 1) * WINDOW_S
+    time.sleep(max(0.0, last_end + 1.0 - time.time()))
+    beat = {**last, "ts": time.time()}
     client = MqttClient(mqtt, client_id="sigmawatch-demo-flush").start()
     try:
         client.wait_ready(10)
@@ -207,17 +207,14 @@ def run(args) -> int:
 
 
 def _settle(observer: Observer, devices: list[str], timeout: float = 15.0) -> None:
-    """Before the flush heartbeat: wait until every stopped agent's final 'offline' status was seen on MQTT,
-    then SETTLE_S more, so that the bridge has landed it and the job's file monitor has picked that file up.
-    The job may read files found in one scan in any order; a status read after the flush beat would be
-    behind the watermark the beat set (a late event)."""
+    """Before the flush heartbeat: wait until every stopped agent's final 'offline' status was seen on MQTT (what
+    reaches the job after the flush would still be added to its window, as a revision)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with observer.lock:
             if all(observer.status.get(d) == "offline" for d in devices):
                 break
         time.sleep(0.1)
-    time.sleep(SETTLE_S)
 
 
 def _drain(sup: Supervisor, observer: Observer | None, mqtt: MqttSettings, args, skipped_flink: bool) -> None:

@@ -106,7 +106,8 @@ class Observer:
                 i = bisect.bisect_left(ts, body["window_end"])
                 if i > 0 and ts[i - 1] >= body["window_start"]:
                     self.agg_latency.append(now - ts[i - 1])
-            self.aggregates[body["id"]] = body
+            if body["revision"] >= self.aggregates.get(body["id"], body)["revision"]:   # revisions replace by id
+                self.aggregates[body["id"]] = body
         elif where["kind"] == "alert":
             self.alerts[body["id"]] = body
             self.alert_transitions += 1

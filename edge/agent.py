@@ -23,6 +23,7 @@ from edge.config import AgentConfig, Settings, updated_settings
 from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttClient
 from edge.contract.schema import SchemaError, decode, encode, topic
+from edge.clock import clock_status
 from edge.engine import Engine
 from edge.outbox import Outbox
 from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
@@ -74,6 +75,9 @@ class Agent:
                                             self.engine.finish, get_settings, self._tick)
         self._next_metrics = 0.0
         self._next_bounds = 0.0
+        self._clock: dict | None = None
+        self._check_clock()
+        self._next_clock = time.monotonic() + 60.0
 
     # ------------------------------------------------------------------ settings
     @property
@@ -122,7 +126,21 @@ class Agent:
         return messages.status_payload(self.device, state, model=self.engine.describe(),
                                        interpreter=self.engine.interpreter_name, source=self.supervisor.status(),
                                        config=self.cfg.summary() | {"settings": self._settings.summary()},
-                                       reason=reason)
+                                       reason=reason, clock=self._clock)
+
+    def _check_clock(self) -> None:
+        """Frames are stamped with this device's clock: say so when it is not synchronized (a Pi has no RTC)."""
+        now = clock_status()
+        if now["synchronized"] is False and (self._clock is None or self._clock["synchronized"] is not False):
+            log.warning("the system clock is not synchronized (no NTP yet; max error %s s): frames are stamped with "
+                        "it anyway. The stream job dead-letters frames whose time is ahead of its own by more than its "
+                        "tolerance; enable systemd-timesyncd or chrony", now["max_error_s"])
+        elif now["synchronized"] and self._clock is not None and self._clock["synchronized"] is False:
+            log.info("the system clock is synchronized now (est. error %s s)", now["est_error_s"])
+        changed = self._clock is not None and now["synchronized"] != self._clock["synchronized"]
+        self._clock = now
+        if changed:
+            self._status_dirty.set()
 
     def _publish_status(self, state: str = "online", reason: str | None = None) -> None:
         self.link.publish(self.topics["status"], encode(self.status_payload(state, reason)), qos=1, retain=True)
@@ -145,6 +163,9 @@ class Agent:
     def _tick(self) -> None:
         """Publisher thread, every loop: bounds, metrics, status changes."""
         now = time.monotonic()
+        if now >= self._next_clock:
+            self._next_clock = now + 60.0
+            self._check_clock()
         if now >= self._next_bounds:
             self._next_bounds = now + 2.0
             dropped = self.outbox.enforce_bounds(self.publisher.protect_upto)

@@ -63,17 +63,26 @@ function onEvent(ev) {
     }
     case "aggregate":
       S.counters.messages++;
-      if (!S.aggregates.has(ev.payload.id)) S.counters.aggregates++;
-      S.aggregates.delete(ev.payload.id);
-      S.aggregates.set(ev.payload.id, ev.payload);
-      if (S.aggregates.size > MAX_ROWS) S.aggregates.delete(S.aggregates.keys().next().value);
+      {
+        const old = S.aggregates.get(ev.payload.id);   // a window's revisions replace it (late frames)
+        if (old && old.revision > ev.payload.revision) break;
+        if (!old) S.counters.aggregates++;
+        S.aggregates.delete(ev.payload.id);
+        S.aggregates.set(ev.payload.id, ev.payload);
+        if (S.aggregates.size > MAX_ROWS) S.aggregates.delete(S.aggregates.keys().next().value);
+      }
       S.dirty.add("aggregates"); S.dirty.add("counters");
       break;
-    case "health":
+    case "health": {
       S.counters.messages++;
-      S.health.set(ev.payload.device, ev.payload);
+      const old = S.health.get(ev.payload.device);   // the newest window; an older window's revision stays out
+      if (!old || ev.payload.window_start > old.window_start ||
+          (ev.payload.window_start === old.window_start && ev.payload.revision >= old.revision)) {
+        S.health.set(ev.payload.device, ev.payload);
+      }
       S.dirty.add("devices");
       break;
+    }
     case "stats":
       S.counters.messages++; S.stats = ev.payload; S.dirty.add("counters");
       break;

@@ -213,6 +213,12 @@ STATUS = _obj({
     "source": {"type": "object"},
     "config": {"type": "object"},
     "reason": {"type": "string"},
+    "clock": _obj({
+        "synchronized": {"type": ["boolean", "null"],
+                         "description": "the kernel says an NTP daemon disciplines the clock (null: unknown)"},
+        "max_error_s": {"type": ["number", "null"]}, "est_error_s": {"type": ["number", "null"]},
+        "how": {"type": "string"}}, ["synchronized"],
+        description="the device clock that stamps every frame: synchronized or not"),
 }, ["schema", "type", "device", "state"])
 
 METRICS = _obj({

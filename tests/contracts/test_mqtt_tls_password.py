@@ -121,8 +121,8 @@ def test_job_sink_publishes_over_tls_with_a_password_and_fails_loudly_when_refus
     got: list = []
     viewer.wait_ready(10)
     payload = outputs.build("health", device="cam-7", window_start=1_700_000_000.0, window_end=1_700_000_005.0,
-                            last_seen=1_700_000_004.0, frames=3, frame_rate=0.6, fps=None, dropped=None,
-                            outbox_depth=None, state="online")
+                            revision=0, last_seen=1_700_000_004.0, frames=3, late_frames=0, frame_rate=0.6, fps=None,
+                            dropped=None, outbox_depth=None, state="online", clock_offset_s=None)
     sink = MqttPublish(settings("job"), "sigmawatch-job")
     # what Flink ships to its TaskManagers holds where the password is, not the password
     assert USERS["job"].encode() not in pickle.dumps(sink)

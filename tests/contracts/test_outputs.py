@@ -8,7 +8,7 @@ from edge.contract import outputs
 
 def _agg(**over):
     f = dict(device="cam-1", class_id=3, label="traffic light", window_start=100.0, window_end=110.0,
-             detections=4, frames=2, score_mean=0.5, with_sigma=4, sigma_mean=0.1, sigma_max=0.3,
+             revision=0, detections=4, frames=2, score_mean=0.5, with_sigma=4, sigma_mean=0.1, sigma_max=0.3,
              high_sigma_share=0.25, high_sigma_threshold=0.2)
     f.update(over)
     return f
@@ -45,7 +45,8 @@ def test_unknown_and_missing_fields():
 
 def test_alert_ids_and_topics_stable():
     a = outputs.build("alert", rule="many-people", kind="class_count", severity="warning", state="firing",
-                     device=None, label="person", since=10.0, ts=10.0, value=12, threshold=10, message="x")
+                     device=None, label="person", since=10.0, ts=10.0, value=12, threshold=10, message="x",
+                     revised=False)
     assert a["id"] == "many-people:_fleet:person"
     assert outputs.topic_for("p", a) == "p/alerts/many-people/_fleet/person"
     with pytest.raises(outputs.PayloadError, match="alert.state"):
@@ -54,9 +55,11 @@ def test_alert_ids_and_topics_stable():
 
 
 def test_health_and_stats():
-    h = outputs.build("health", device="d", window_start=0.0, window_end=10.0, last_seen=9.5,
-                     frames=2, frame_rate=0.2, fps=None, dropped=None, outbox_depth=None, state=None)
+    h = outputs.build("health", device="d", window_start=0.0, window_end=10.0, revision=1, last_seen=9.5,
+                     frames=2, late_frames=1, frame_rate=0.2, fps=None, dropped=None, outbox_depth=None, state=None,
+                     clock_offset_s=-0.02)
     assert outputs.topic_for("p", h) == "p/agg/health/d"
-    s = outputs.build("stats", window_start=0.0, window_end=10.0, dead_letters=1, late=2, reasons={"x": 1})
+    s = outputs.build("stats", window_start=0.0, window_end=10.0, dead_letters=1, too_late=0, late=2,
+                      reasons={"x": 1})
     assert s["id"] == "stats/0" and outputs.parse_output_topic("p", "p/agg/stats") == {"kind": "stats"}
     assert outputs.subscriptions("p") == ["p/agg/#", "p/alerts/#"]

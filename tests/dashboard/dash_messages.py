@@ -39,7 +39,7 @@ def detections(device: str, seq: int, dets: list[dict], ts: float | None = None,
 
 def aggregate(device: str, label: str, class_id: int, start: float, count: int, sigma_mean: float):
     body = outputs.build("aggregate", device=device, class_id=class_id, label=label, window_start=start,
-                        window_end=start + 5.0, detections=count, frames=count, score_mean=0.8, with_sigma=count,
+                        window_end=start + 5.0, revision=0, detections=count, frames=count, score_mean=0.8, with_sigma=count,
                         sigma_mean=sigma_mean, sigma_max=sigma_mean * 1.5, high_sigma_share=0.25,
                         high_sigma_threshold=0.15)
     return outputs.topic_for(PREFIX, body), outputs.encode(body)
@@ -48,20 +48,19 @@ def aggregate(device: str, label: str, class_id: int, start: float, count: int, 
 def alert(device: str, label: str, state: str = "firing", message: str = "too many squares"):
     body = outputs.build("alert", rule="square-count", kind="class_count", severity="warning", state=state,
                         device=device, label=label, since=time.time() - 3, ts=time.time(), value=12.0,
-                        threshold=10.0, message=message)
+                        threshold=10.0, message=message, revised=False)
     return outputs.topic_for(PREFIX, body), outputs.encode(body)
 
 
 def health(device: str, start: float, frames: int, state: str = "online"):
-    fields = dict(device=device, window_start=start, window_end=start + 5.0, last_seen=start + 4.9, frames=frames,
-                  frame_rate=frames / 5.0, fps=frames / 5.0, dropped=0, outbox_depth=0, state=state)
-    if "messages" in outputs.SPECS["health"]:  # older contract version
-        fields["messages"] = frames
+    fields = dict(device=device, window_start=start, window_end=start + 5.0, revision=0, last_seen=start + 4.9,
+                  frames=frames, late_frames=0, frame_rate=frames / 5.0, fps=frames / 5.0, dropped=0, outbox_depth=0,
+                  state=state, clock_offset_s=0.05)
     body = outputs.build("health", **fields)
     return outputs.topic_for(PREFIX, body), outputs.encode(body)
 
 
 def stats(start: float, dead_letters: int, late: int):
-    body = outputs.build("stats", window_start=start, window_end=start + 10.0, dead_letters=dead_letters, late=late,
-                        reasons={"late: capture time behind the watermark": late} if late else {})
+    body = outputs.build("stats", window_start=start, window_end=start + 10.0, dead_letters=dead_letters, too_late=0,
+                        late=late, reasons={})
     return outputs.topic_for(PREFIX, body), outputs.encode(body)

@@ -142,7 +142,7 @@ def test_every_published_detection_is_aggregated_once_and_shown_and_nothing_is_l
     assert s["recount"] == {"missing": [], "extra": [], "wrong": []}, s["recount"]
     assert s["events_aggregated"] == s["detections_published"]
     assert s["aggregated_by_class"] == s["detections_by_class"]
-    assert s["dead_letters"] in (0, None) and s["late_events"] in (0, None)
+    assert s["dead_letters"] == 0      # late frames (if any) revised their windows: counted in late_events, not lost
 
     # the dashboard (read in headless Chromium after the drain) shows the same figures
     assert dash is not None, out[-3000:]

@@ -9,7 +9,7 @@ from edge.contract.errors import ConfigError
 
 def agg(ws, detections, sigma, device="cam-0", label="person"):
     return outputs.build("aggregate", device=device, class_id=0, label=label, window_start=ws, window_end=ws + 10.0,
-                        detections=detections, frames=detections, score_mean=0.5, with_sigma=detections, sigma_mean=sigma, sigma_max=sigma,
+                        revision=0, detections=detections, frames=detections, score_mean=0.5, with_sigma=detections, sigma_mean=sigma, sigma_max=sigma,
                         high_sigma_share=0.0, high_sigma_threshold=0.25)
 
 
@@ -54,7 +54,7 @@ def test_fleet_scope_rules_only_see_fleet_payloads():
         {"type": "class_count", "id": "fc", "label": "*", "min_count": 3, "scope": "fleet"}]})
     eng = WindowRules(rules)
     assert eng.on_window({}, agg(0, 50, 0.1)) == []
-    fleet = outputs.build("fleet", class_id=1, label="car", window_start=0.0, window_end=10.0, detections=3, frames=3,
+    fleet = outputs.build("fleet", class_id=1, label="car", window_start=0.0, window_end=10.0, revision=0, detections=3, frames=3,
                          score_mean=0.5, with_sigma=3, sigma_mean=0.1, sigma_max=0.1, high_sigma_share=0.0,
                          high_sigma_threshold=0.25, devices=2)
     assert [a["id"] for a in eng.on_window({}, fleet)] == ["fc:_fleet:car"]
@@ -93,4 +93,4 @@ def test_example_configs_load(project_root):
     cfg = load(project_root / "configs" / "stream.example.yaml")
     assert cfg.job.window.size_s == 10 and cfg.bridge.group
     rules = load_rules(cfg.job.alerts_file)
-    assert {r.type for r in rules.rules} == {"class_count", "uncertainty_spike", "device_silent"}
+    assert {r.type for r in rules.rules} == {"class_count", "uncertainty_spike", "device_silent", "clock_skew"}
