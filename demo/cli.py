@@ -195,6 +195,10 @@ def run(args) -> int:
     if observer and any(sp.name == "flink-job" for sp in specs):
         summary["recount"] = observer.recount_mismatches(WINDOW_S)
         summary["recount_windows"] = observer.last_recount  # per device/class/window: published vs aggregated
+        # what the job dead-lettered, from its committed files (its counters come only for windows with something)
+        summary["dead_letters"] = sum(len(p.read_text().splitlines())
+                                      for p in (workdir / "stream" / "out" / "deadletter").rglob("*")
+                                      if p.is_file() and not p.name.startswith((".", "_")))
     summary["skipped"] = skipped
     print_summary(summary, say)
     out = args.summary_json or workdir / "summary.json"

@@ -32,7 +32,7 @@ def print_summary(s: dict, say: Callable[[str], None] = print) -> None:
         say("exactly-once check       " + ("every (device, class, window) count matches the published detections"
                                             if not bad else f"{bad} mismatching windows: {json.dumps(s['recount'])[:300]}"))
     if s.get("dead_letters") is not None:
-        say(f"dead letters / late      {s['dead_letters']} / {s['late_events']}")
+        say(f"dead letters             {s['dead_letters']} (late frames added to their windows: {s['late_events']})")
     say(f"latency capture->MQTT    {_fmt_lat(s['latency_capture_to_mqtt'])}")
     say(f"latency capture->window result {_fmt_lat(s['latency_capture_to_aggregate'])}")
     say(f"  (window end->result    {_fmt_lat(s['latency_window_end_to_aggregate'])})")
