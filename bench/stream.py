@@ -195,7 +195,7 @@ def _run_bounded(landing: Path, out: Path, python: bool, include: Optional[tuple
                                            "checkpoint_dir": str(out / "chk"), "resume": False, **(job or {})}})
     cpu0, t0 = _jvm_cpu_seconds(), time.perf_counter()
     env, t_env = make_environments(cfg, checkpointing=False)
-    ss = build_pipeline(t_env, SourceSpec(str(landing), None),
+    ss = build_pipeline(env, t_env, SourceSpec(str(landing), None),
                         SinkSpec(output_dir=str(out) if python else None, python=python), cfg.job,
                         include=include)
     if python:

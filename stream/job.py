@@ -137,7 +137,7 @@ def run_job(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore
     source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s, cfg.mqtt.topic_prefix)
     publish = mqtt and job.publish_mqtt
     sinks = SinkSpec(output_dir=str(job.output_dir), mqtt=cfg.mqtt if publish else None)
-    build_pipeline(t_env, source, sinks, job, rules)
+    build_pipeline(env, t_env, source, sinks, job, rules)
     log.info("%s", startup_line(cfg, bounded, publish, restore_from))
     try:
         env.execute("sigmawatch-stream")

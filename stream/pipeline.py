@@ -1,4 +1,4 @@
-"""``build_pipeline(t_env, source, sinks, cfg, rules)``: the whole job graph, separate from the launcher.
+"""``build_pipeline(env, t_env, source, sinks, cfg, rules)``: the whole job graph, separate from the launcher.
 
 The JVM does all per-event work: the landing table (stream.sql) read once as a DataStream, every copy of a
 frame dropped by ``SeqDedup`` (the job's Java operator, stream/java/), then SQL windows on-time frames into cells
@@ -65,7 +65,7 @@ def _uri(path: str) -> str:
     return path if "://" in path else Path(path).resolve().as_uri()
 
 
-def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
+def register_sql(env, t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     conf = t_env.get_config()
     conf.set("table.local-time-zone", "UTC")
     # SQL operators are written for object reuse; without it, every row the shared source hands to several
@@ -83,39 +83,32 @@ def register_sql(t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     if cfg.idle_timeout_s:
         conf.set("table.exec.source.idle-timeout", f"{int(cfg.idle_timeout_s * 1000)} ms")
     o = options(cfg, source.topic_prefix)
-    # One watermark for every branch: the planner gives each branch of a table source (windows, metrics,
-    # rejects, trailers) its own projection and hence its own watermark assigner, whose periodic watermarks
-    # can advance between different records, so one event could be classified 'late' in one branch and 'ok'
-    # in another. The file table is therefore read once, as a DataStream (in the JVM, no Python, rows kept in
-    # Flink's internal format), and the job's table takes that stream's watermarks (SOURCE_WATERMARK): every
-    # branch sees the same watermark at the same record.
-    t_env.execute_sql(sql.source_ddl(SOURCE_TABLE + "_files", _uri(source.path), source.monitor_interval_s, o))
-    files = t_env.sql_query(f"SELECT * FROM {SOURCE_TABLE}_files")
-    t_env.create_temporary_view(SOURCE_TABLE, _round_trip(t_env, files, cfg))
+    t_env.create_temporary_view(SOURCE_TABLE, landing_table(env, t_env, source, cfg, o))
     for stmt in sql.views(SOURCE_TABLE, o):
         t_env.execute_sql(stmt)
     return o
 
 
-def _round_trip(t_env, table, cfg: JobConfig):
-    """``table`` as a DataStream, without the copies of frames (``SeqDedup``, keyed by device), and back as a
-    table with a processing-time column ``pt`` and the stream's watermarks; rows stay in Flink's internal format
-    (PyFlink's ``to_data_stream`` would convert every row to a ``Row`` and back: measured ~6% of the job's CPU)."""
+def landing_table(env, t_env, source: SourceSpec, cfg: JobConfig, o: sql.SqlOptions):
+    """The landing lines as the job's one table: read by ``LandingSource`` (landing order, bounded state), every
+    copy of a frame dropped by ``SeqDedup`` (keyed by device), then the event time, categories and the one
+    watermark. One watermark for every branch: each branch's first operator is chained after this one watermark
+    assigner, so one event can never be late in one branch and on time in another. Rows stay in Flink's internal
+    format, in the JVM (PyFlink's ``to_data_stream`` would convert every row to a ``Row``: measured ~6% of the
+    job's CPU)."""
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
     from pyflink.table import Schema
-    from pyflink.util.java_utils import load_java_class
-    j_table = table._j_table
-    names = list(j_table.getResolvedSchema().getColumnNames())
-    internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(
-        load_java_class("org.apache.flink.table.data.RowData"))
-    j_stream = t_env._j_tenv.toDataStream(j_table, internal)
-    j_stream = get_gateway().jvm.io.sigmawatch.stream.SeqDedup.apply(
-        j_stream, names.index("device"), names.index("vcat"), names.index("kcode"), names.index("seq"), sql.OK,
-        int(cfg.dedup_ttl_s * 1000))
-    stream = DataStream(j_stream)
-    schema = Schema.new_builder().column_by_expression("pt", "PROCTIME()").watermark("rt", "SOURCE_WATERMARK()").build()
-    return t_env.from_data_stream(stream, schema)
+    java = get_gateway().jvm.io.sigmawatch.stream
+    names = [c for c, _ in sql.LANDING_FIELDS]
+    rows = java.LandingSource.apply(env._j_stream_execution_environment, _uri(source.path),
+                                    int(round((source.monitor_interval_s or 0) * 1000)), sql.landing_row_type())
+    rows = java.SeqDedup.apply(rows, names.index("device"), names.index("kind"), names.index("seq"),
+                               int(cfg.dedup_ttl_s * 1000))
+    schema = Schema.new_builder()
+    for name, expr in sql.event_time_columns(o):
+        schema = schema.column_by_expression(name, expr)
+    return t_env.from_data_stream(DataStream(rows), schema.watermark("rt", sql.watermark(o)).build())
 
 
 def _file_sink(path: str):
@@ -128,7 +121,7 @@ def _file_sink(path: str):
             .build())
 
 
-def build_pipeline(t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConfig = JobConfig(),
+def build_pipeline(env, t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConfig = JobConfig(),
                    rules: AlertRules = AlertRules(), include: Optional[tuple[str, ...]] = None):
     """Add the job to ``t_env``'s environment.
 
@@ -137,7 +130,7 @@ def build_pipeline(t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConfig = 
     """
     from pyflink.common import Types
 
-    o = register_sql(t_env, source, cfg)
+    o = register_sql(env, t_env, source, cfg)
     query = sql.outputs_query(SOURCE_TABLE, o, include)
     names = [c for c, _ in sql.OUTPUT_COLUMNS]
     if not sinks.python:

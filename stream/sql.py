@@ -102,24 +102,22 @@ def _kind_name(kcode: str) -> str:
     return f"CASE {kcode} {whens} ELSE {quote(KINDS[-1])} END"
 
 
-def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], o: SqlOptions) -> str:
-    """The landing table: one row per landing line (flat, see stream.landing), decoded by Flink's json format.
+def landing_row_type() -> str:
+    """The landing line's fields as one Flink SQL row type (the landing source's json decoding reads these)."""
+    return "ROW<" + ", ".join(f"`{c}` {t}" for c, t in LANDING_FIELDS) + ">"
+
+
+def event_time_columns(o: SqlOptions) -> list[tuple[str, str]]:
+    """The computed columns of the landing table: (name, SQL expression), in order.
 
     ``ts_ms`` is the event time: the capture ts of valid frames; for metrics and statuses the capture ts too,
     unless the device clock is ahead by more than the tolerance or behind by more than the allowed lateness (then
     the bridge's receive time, so that the device's health still shows up, with the offset; a smaller lag of a
-    beat cannot be told from a delay on the way). Rows that cannot be valid, and frames whose capture time is ahead
-    of the bridge's clock by more than the tolerance, get ts 0 and are dead-lettered. ``off`` is the device
-    clock's offset as a metrics message shows it (receive time minus capture time: the network delay when the
-    clock is right). ``vcat`` is the row's category (OK, DEAD, EOF for the files' trailers) and ``kcode`` its
-    kind (0 detections, 1 metrics, 2 status), as integers, so that the operators after this one filter without
-    reading a string. The watermark follows the bridge's receive time (see the module docstring).
+    beat cannot be told from a delay on the way). Rows that cannot be valid, and frames whose capture time is
+    ahead of the bridge's clock by more than the tolerance, get ts 0 and are dead-lettered. ``vcat`` is the row's
+    category (OK, DEAD, EOF for the files' trailers) and ``kcode`` its kind (0 detections, 1 metrics, 2 status),
+    as integers, so that the operators after this one filter without reading a string.
     """
-    opts = {"connector": "filesystem", "path": path, "format": "json", "json.ignore-parse-errors": "true",
-            "json.fail-on-missing-field": "false"}
-    if monitor_interval_s:
-        opts["source.monitor-interval"] = f"{int(round(monitor_interval_s * 1000))} ms"
-    with_ = ", ".join(f"{quote(k)} = {quote(v)}" for k, v in opts.items())
     tol = f"CAST({float(o.clock_skew_tolerance_s)!r} AS DOUBLE)"
     when = f"""CASE
     WHEN kind NOT IN ({", ".join(quote(k) for k in KINDS)}) OR device IS NULL OR recv_ts IS NULL THEN 0
@@ -128,17 +126,16 @@ def source_ddl(name: str, path: str, monitor_interval_s: Optional[float], o: Sql
     WHEN ts > recv_ts + {tol} THEN 0
     ELSE ts END"""
     ts_ms = f"CAST({when} * 1000 AS BIGINT)"
-    valid = (f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))")
-    physical = ",\n  ".join(f"{c} {t}" for c, t in LANDING_FIELDS)
-    return f"""
-CREATE TEMPORARY TABLE {name} (
-  {physical},
-  ts_ms AS {ts_ms},
-  rt AS TO_TIMESTAMP_LTZ({ts_ms}, 3),
-  vcat AS CASE WHEN kind = 'eof' THEN {EOF} WHEN {valid} THEN {OK} ELSE {DEAD} END,
-  kcode AS {_kind_code("kind")},
-  WATERMARK FOR rt AS TO_TIMESTAMP_LTZ(CAST(recv_ts * 1000 AS BIGINT), 3) - {interval(o.out_of_orderness_s)}
-) WITH ({with_})"""
+    valid = f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))"
+    return [("ts_ms", ts_ms), ("rt", f"TO_TIMESTAMP_LTZ({ts_ms}, 3)"),
+            ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN {valid} THEN {OK} ELSE {DEAD} END"),
+            ("kcode", _kind_code("kind")), ("pt", "PROCTIME()")]
+
+
+def watermark(o: SqlOptions) -> str:
+    """The watermark of ``rt``: the bridges' newest receive time minus the out-of-orderness (see the module
+    docstring). Trailers carry no receive time: they do not move it."""
+    return f"TO_TIMESTAMP_LTZ(CAST(recv_ts * 1000 AS BIGINT), 3) - {interval(o.out_of_orderness_s)}"
 
 
 def _slice_fired(o: SqlOptions, extra_ms: int = 0) -> str:
@@ -156,12 +153,20 @@ def late_condition(o: SqlOptions) -> str:
 
 
 def too_late_condition(o: SqlOptions) -> str:
-    return _slice_fired(o, o.lateness_ms)
+    """Beyond the allowed lateness: the watermark is past the earliest window's end plus the allowed lateness,
+    or the row's own receive time (minus the out-of-orderness, a lower bound of the watermark it makes) is.
+    The second test decides rows the watermark cannot (before a restored job's first watermark,
+    ``CURRENT_WATERMARK`` is NULL and a frame two days old would otherwise open a window of its own); it never
+    disagrees with the first once the watermark is known."""
+    slide, ooo = o.slide_ms, int(round(o.out_of_orderness_s * 1000))
+    own = (f"(CAST(recv_ts * 1000 AS BIGINT) - {ooo} >= ts_ms - MOD(ts_ms, {slide}) + {slide} - 1 + "
+           f"{o.lateness_ms}) IS TRUE")
+    return f"({_slice_fired(o, o.lateness_ms)} OR {own})"
 
 
 def views(src: str, o: SqlOptions) -> list[str]:
-    """CREATE VIEW statements, in dependency order; ``src`` has the columns of :func:`source_ddl`'s table (with
-    ``pt``), deduplicated by (device, seq), and the job's single watermark."""
+    """CREATE VIEW statements, in dependency order; ``src`` is the landing table (``stream.pipeline.landing_table``:
+    deduplicated by (device, seq), with ``pt`` and the job's single watermark)."""
     late, too_late = late_condition(o), too_late_condition(o)
     tol = float(o.clock_skew_tolerance_s)
     return [
@@ -183,7 +188,7 @@ FROM {src} WHERE vcat = {DEAD} OR (vcat = {OK} AND {too_late})""",
         # no dedup: their aggregates, max and latest, are idempotent.)
         f"""CREATE TEMPORARY VIEW ontime AS SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state,
   CASE WHEN kcode = 1 THEN recv_ts - ts END AS off
-FROM {src} WHERE vcat = {OK} AND NOT ({late})""",
+FROM {src} WHERE vcat = {OK} AND NOT ({late}) AND NOT ({too_late})""",
         # late but within the allowed lateness: to Python, which adds them to their windows' results. The filter
         # reads integers only; the strings and arrays of the few rows it keeps are read by the projection after it
         f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src} WHERE vcat = {OK} AND {late} AND NOT ({too_late})""",

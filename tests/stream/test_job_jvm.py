@@ -42,7 +42,7 @@ from stream.job import make_environments
 from stream.pipeline import SourceSpec, register_sql
 cfg = from_dict(yaml.safe_load(sys.argv[1]))
 env, t_env = make_environments(cfg, checkpointing=False)
-register_sql(t_env, SourceSpec(sys.argv[2], None), cfg.job)
+register_sql(env, t_env, SourceSpec(sys.argv[2], None), cfg.job)
 print("MAXLEN", t_env.get_config().get("table.generated-code.max-length", "unset"))
 """
 

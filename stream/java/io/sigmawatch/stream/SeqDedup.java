@@ -12,6 +12,7 @@ import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.table.data.RowData;
+import org.apache.flink.table.data.StringData;
 import org.apache.flink.util.Collector;
 
 /**
@@ -21,25 +22,25 @@ import org.apache.flink.util.Collector;
  * <p>Per device the state is the set of sequence numbers seen, as sorted disjoint intervals: a device's
  * numbers are consecutive, so the set is one interval plus the gaps still open (messages in flight or lost),
  * a few longs whatever the device's history. A device silent for {@code ttl} (processing time) is forgotten.
- * Rows that are not valid frames (metrics, status, trailers, rejects) pass through unchanged; watermarks pass
- * through as they come (the job's event-time classification happens after this operator, on the same stream).
+ * Landing rows that are not frames (metrics, status, trailers, invalid lines) pass through unchanged. It runs on the
+ * rows as the landing source decodes them, before the job's event time and watermark are assigned.
  */
 public final class SeqDedup extends KeyedProcessFunction<String, RowData, RowData> {
     private static final long serialVersionUID = 1L;
 
-    private final int vcatField;
+    private static final StringData FRAME = StringData.fromString("detections");
+
+    private final int deviceField;
     private final int kindField;
     private final int seqField;
-    private final int okCategory;
     private final long ttlMillis;
     private transient ValueState<long[]> seen;
     private transient Counter duplicates;
 
-    public SeqDedup(int vcatField, int kindField, int seqField, int okCategory, long ttlMillis) {
-        this.vcatField = vcatField;
+    public SeqDedup(int deviceField, int kindField, int seqField, long ttlMillis) {
+        this.deviceField = deviceField;
         this.kindField = kindField;
         this.seqField = seqField;
-        this.okCategory = okCategory;
         this.ttlMillis = ttlMillis;
     }
 
@@ -58,11 +59,11 @@ public final class SeqDedup extends KeyedProcessFunction<String, RowData, RowDat
         }
     }
 
-    /** The job's entry point (called from Python through Py4J): {@code in} keyed by device, deduplicated. */
-    public static DataStream<RowData> apply(DataStream<RowData> in, int deviceField, int vcatField, int kindField,
-                                            int seqField, int okCategory, long ttlMillis) {
+    /** The job's entry point (called from Python through Py4J): landing rows keyed by device, deduplicated. */
+    public static DataStream<RowData> apply(DataStream<RowData> in, int deviceField, int kindField, int seqField,
+                                            long ttlMillis) {
         return in.keyBy(new DeviceKey(deviceField))
-                .process(new SeqDedup(vcatField, kindField, seqField, okCategory, ttlMillis), in.getType())
+                .process(new SeqDedup(deviceField, kindField, seqField, ttlMillis), in.getType())
                 .uid("seq-dedup")
                 .name("dedup (device, seq)");
     }
@@ -80,9 +81,9 @@ public final class SeqDedup extends KeyedProcessFunction<String, RowData, RowDat
 
     @Override
     public void processElement(RowData row, Context ctx, Collector<RowData> out) throws Exception {
-        if (row.isNullAt(vcatField) || row.getInt(vcatField) != okCategory || row.isNullAt(kindField)
-                || row.getInt(kindField) != 0 || row.isNullAt(seqField)) {
-            out.collect(row);          // not a frame: nothing to deduplicate
+        if (row.isNullAt(deviceField) || row.isNullAt(seqField) || row.isNullAt(kindField)
+                || !FRAME.equals(row.getString(kindField))) {
+            out.collect(row);          // not a frame (a beat, a trailer, a reject): nothing to deduplicate
             return;
         }
         long seq = row.getLong(seqField);
