@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from demo.plan import MODEL, importable
+from tests.conftest import missing as missing_component
 from tests.support.browser import HeadlessChromium, find_chromium
 
 # In the default run: about 70 s on an idle 2-core machine, about 3 min when other jobs load it (the Flink
@@ -40,7 +41,7 @@ def _require_chain():
     if not find_chromium():
         missing.append("chromium (apt-get install chromium)")
     if missing:
-        pytest.skip("the end-to-end chain needs: " + ", ".join(missing))
+        missing_component("the end-to-end chain needs: " + ", ".join(missing))
 
 
 def _ours(workdir: Path) -> list[str]:
