@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from edge_helpers import USERS, AgentProcess, Subscriber, write_video
 
-from tests.conftest import require_tool
+from tests.conftest import missing, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -43,7 +43,8 @@ def detector_model(fixture_models) -> Path:
 @pytest.fixture(scope="session")
 def shipped_detector() -> Path:
     if not SHIPPED_DETECTOR.is_file():
-        pytest.skip(f"{SHIPPED_DETECTOR.relative_to(ROOT)} is not committed yet (edge/models/README.md says how to make it)")
+        missing(f"{SHIPPED_DETECTOR.relative_to(ROOT)} is missing (it is committed; edge/models/README.md says how "
+                "to make it)")
     return SHIPPED_DETECTOR
 
 
