@@ -20,7 +20,7 @@ from typing import Any
 
 from edge import messages
 from edge.config import AgentConfig, Settings, updated_settings
-from edge.contract.errors import ConfigError
+from edge.contract.errors import EXIT_INTERRUPTED, ConfigError
 from edge.contract.mqtt import MqttClient
 from edge.contract.schema import SchemaError, decode, encode, topic
 from edge.clock import clock_status
@@ -57,7 +57,8 @@ class Agent:
             m, client_id=m.client_id or f"edge-{self.device}", subscriptions=[(self.topics["config/set"], 1)],
             will=(self.topics["status"], messages.will_payload(self.device)),
             on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected,
-            max_inflight=100, reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+            on_state=self._on_link_state, max_inflight=100, reconnect_min_s=m.reconnect_min_s,
+            reconnect_max_s=m.reconnect_max_s)
         self.publisher = Publisher(self.link, self.outbox, topic=self.topics["detections"], device=self.device,
                                    model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
         self._status_dirty = threading.Event()
@@ -75,6 +76,10 @@ class Agent:
                                             self.engine.finish, get_settings, self._tick)
         self._next_metrics = 0.0
         self._next_bounds = 0.0
+        self._link_down_since: float | None = None
+        self._link_logged: tuple[str, int, float] | None = None     # reason, retry delay, when: the last line
+        self._signal: int | None = None
+        self._stopping = False
         self._clock: dict | None = None
         self._check_clock()
         self._next_clock = time.monotonic() + 60.0
@@ -93,6 +98,35 @@ class Agent:
         return new
 
     # ------------------------------------------------------------------ MQTT callbacks (paho thread)
+    LINK_REMINDER_S = 300.0
+
+    def _on_link_state(self, connected: bool, reason: str) -> None:
+        """Broker unreachable or refusing: one line with the reason, when paho retries and how many messages
+        wait in the outbox; again only when the reason changes, the backoff grows a step, or every
+        LINK_REMINDER_S at the longest step. Back: one line with the outage's length."""
+        now = time.monotonic()
+        url = self.cfg.mqtt.url
+        if connected:
+            if self._link_down_since is not None:
+                log.info("MQTT broker %s reachable again after %.0f s; %d messages in the outbox are sent now",
+                         url, now - self._link_down_since, self.outbox.depth())
+            self._link_down_since, self._link_logged = None, None
+            return
+        if self._stopping:
+            return
+        first = self._link_down_since is None
+        if first:
+            self._link_down_since = now
+        retry = self.link.retry_in_s
+        last = self._link_logged
+        if not (last is None or reason != last[0] or retry > last[1] or now - last[2] >= self.LINK_REMINDER_S):
+            return
+        self._link_logged = (reason, retry, now)
+        down = "" if first else f" (down {now - self._link_down_since:.0f} s, {self.link.failed_attempts} attempts)"
+        log.warning("MQTT: %s%s; retrying with backoff (up to every %d s); %d messages wait in the outbox "
+                    "%s, detection goes on", reason or f"cannot reach {url}", down,
+                    max(1, int(self.cfg.mqtt.reconnect_max_s)), self.outbox.depth(), self.cfg.outbox_path)
+
     def _on_ack(self, mid: int) -> None:
         self.publisher.on_ack(mid)
 
@@ -186,7 +220,11 @@ class Agent:
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: self.stop_event.set())
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signum
+        self.stop_event.set()
 
     def run(self) -> int:
         self._install_signals()
@@ -214,6 +252,10 @@ class Agent:
         return self.shutdown()
 
     def shutdown(self) -> int:
+        """Stop the threads, wait ``drain_timeout_s`` for outstanding acks, say ``offline``. Exit code 0 after
+        SIGTERM or the end of a video (``exit_on_end``), 130 after SIGINT (the table's "interrupted"), 1 when
+        a worker thread failed."""
+        self._stopping = True
         self.notifier.stopping()
         self.stop_event.set()
         self.slot.close()
@@ -221,8 +263,9 @@ class Agent:
             w.join(timeout=10)
         drained = self.publisher.drain(self.cfg.outbox.drain_timeout_s)
         left = self.outbox.depth()
-        if not drained:
-            log.warning("stopping with %d unacknowledged messages in the outbox; they are sent on the next start", left)
+        if not drained:      # by design, not a problem: the outbox keeps them
+            log.info("%d messages not yet acknowledged by the broker stay in the outbox %s; they are sent first on "
+                     "the next start", left, self.cfg.outbox_path)
         final = (self.topics["status"], encode(self.status_payload("offline", "stopped")))
         self.link.stop(final=final)
         self.outbox.close()
@@ -230,4 +273,6 @@ class Agent:
         if failed:
             log.error("stopped because the %s thread failed: %r", failed[0].name, failed[0].error)
             return 1
-        return 0
+        why = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}.get(self._signal, "end of the source")
+        log.info("edge-agent %s stopped (%s)", self.device, why)
+        return EXIT_INTERRUPTED if self._signal == signal.SIGINT else 0

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.contract.access import explain, username
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
 from edge.contract.errors import BrokerError, ConfigError, SigmawatchError, SourceError
 
@@ -83,16 +87,10 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"on {engine.interpreter_name}")
     except SigmawatchError as exc:
         fail("model", exc)
-    import sqlite3
-
-    from edge.outbox import Outbox
     try:
-        ob = Outbox(cfg.outbox_path)
-        print(f"ok    outbox: {cfg.outbox_path} ({ob.depth()} messages waiting, next seq {ob.next_seq})")
-        ob.close()
-    except (OSError, sqlite3.Error) as exc:
-        fail("outbox", ConfigError(f"{cfg.outbox_path} cannot be opened for writing ({exc}); check state_dir "
-                                   "and its owner (systemd: StateDirectory=edge-agent)"))
+        print(f"ok    outbox: {inspect_outbox(cfg.outbox_path)}")
+    except ConfigError as exc:
+        fail("outbox", exc)
     from edge.sources import probe
     try:
         w, h = probe(cfg.source)
@@ -111,6 +109,34 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("all checks passed")
         return 0
     return first.exit_code
+
+
+def inspect_outbox(path: Path) -> str:
+    """What ``check`` says about the outbox, without creating it (the service creates it on its first run):
+    the messages waiting in an existing one, or that its folder lets this user create it. ConfigError if not."""
+    path = Path(path)
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise ConfigError(explain(path if not os.access(path, os.R_OK | os.W_OK) else path.parent,
+                                      "the outbox", os.R_OK | os.W_OK) + " (systemd: StateDirectory=edge-agent)")
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                next_seq = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"outbox {path} exists but cannot be read as the agent's database ({exc}); "
+                              "move it away to start a new one") from None
+        return f"{path} ({depth} messages waiting, next seq {next_seq})"
+    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("/"))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        me = username()
+        raise ConfigError(f"the outbox {path} cannot be created: {folder} is not a folder user {me} may write to. "
+                          f"The service gets {path.parent} from systemd (StateDirectory=edge-agent); to run the agent "
+                          f"by hand create it: sudo install -d -o {me} -g {me} -m 0700 {path.parent}")
+    return f"{path} does not exist yet; the agent creates it in {folder} on its first run"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -150,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        try:
+            return args.func(args)
+        except PermissionError as exc:     # a file of the installation this (service) user may not read
+            if not exc.filename:
+                raise
+            raise ConfigError(explain(exc.filename, "file")) from None
     return run("edge-agent", body)
 
 

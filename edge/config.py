@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from edge.contract.access import blocking_component, explain
 from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttSettings
 from edge.contract.schema import SchemaError, check_device_id
@@ -184,10 +185,16 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if blocking_component(path) is not None:       # a folder on the way or the file itself refuses this user
+        raise ConfigError(explain(path, "config file"))
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give the YAML file in it (-c {path}/edge-agent.yaml)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; start from configs/edge-agent.example.yaml")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except PermissionError:
+        raise ConfigError(explain(path, "config file")) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

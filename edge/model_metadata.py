@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from edge.contract.access import blocking_component, explain
 from edge.contract.errors import ModelError
 
 FORMAT = "sigmawatch-model"
@@ -122,6 +123,87 @@ def _read_embedded(data: bytes) -> dict[str, Any] | None:
         raise ModelMetadataError(f"embedded {ARCHIVE_MEMBER} is not valid JSON: {exc}") from exc
 
 
+class _Short(Exception):
+    """A read past the end of the file while walking the flatbuffer."""
+
+
+def _u(data: bytes, offset: int, size: int) -> int:
+    if offset < 0 or offset + size > len(data):
+        raise _Short
+    return int.from_bytes(data[offset:offset + size], "little", signed=False)
+
+
+def _field(data: bytes, table: int, index: int) -> int | None:
+    """Absolute position of field ``index`` of the flatbuffer table at ``table`` (None when absent)."""
+    soffset = _u(data, table, 4)
+    vtable = table - (soffset - (1 << 32) if soffset >= 1 << 31 else soffset)
+    slot = 4 + 2 * index
+    if slot + 2 > _u(data, vtable, 2):
+        return None
+    off = _u(data, vtable + slot, 2)
+    return table + off if off else None
+
+
+def _table_end(data: bytes, table: int) -> int:
+    """Where a table's inline part and its vtable end (the vtable's second entry is the table's size)."""
+    soffset = _u(data, table, 4)
+    vtable = table - (soffset - (1 << 32) if soffset >= 1 << 31 else soffset)
+    return max(table + _u(data, vtable + 2, 2), vtable + _u(data, vtable, 2))
+
+
+def _tables(data: bytes, table: int, index: int) -> list[int]:
+    """The tables of the vector field ``index`` (empty when absent)."""
+    pos = _field(data, table, index)
+    if pos is None:
+        return []
+    vec = pos + _u(data, pos, 4)
+    return [vec + 4 + 4 * j + _u(data, vec + 4 + 4 * j, 4) for j in range(_u(data, vec, 4))]
+
+
+def flatbuffer_end(data: bytes) -> int | None:
+    """How far into the file a TFLite model reaches, as far as its weight buffers (``Model.buffers``: inline
+    ``data`` vectors, or ``offset``/``size`` beyond 2 GB) and its operator codes (the converter writes them
+    last) tell; None when that walk runs off the end of ``data`` (the file is cut short). Reads the flatbuffer
+    by hand: no TFLite package needed."""
+    try:
+        root = _u(data, 0, 4)
+        end = _table_end(data, root)
+        for table in _tables(data, root, 1):             # Model.operator_codes
+            end = max(end, _table_end(data, table))
+        for table in _tables(data, root, 4):             # Model.buffers
+            end = max(end, _table_end(data, table))
+            dpos = _field(data, table, 0)                # Buffer.data
+            if dpos is not None:
+                dvec = dpos + _u(data, dpos, 4)
+                end = max(end, dvec + 4 + _u(data, dvec, 4))
+            opos, spos = _field(data, table, 1), _field(data, table, 2)   # Buffer.offset / size
+            if opos is not None and spos is not None and _u(data, opos, 8) > 1:
+                end = max(end, _u(data, opos, 8) + _u(data, spos, 8))
+        return end
+    except _Short:
+        return None
+
+
+def _no_metadata(path: Path, data: bytes) -> ModelMetadataError:
+    """Why a .tflite has no metadata: cut short (an interrupted copy), or exported without it / by another tool."""
+    side = sidecar_path(path)
+    end = flatbuffer_end(data)
+    cut = end is None or end > len(data)
+    if not cut and data.find(b"PK\x03\x04", end) >= 0 and data.find(b"PK\x05\x06", end) < 0:
+        cut = True                             # the start of the metadata trailer, but not its end
+    if cut:
+        need = "more" if end is None else f"at least {end}"
+        return ModelMetadataError(
+            f"{path} is truncated: the model needs {need} bytes but the file has {len(data)} (an interrupted copy "
+            f"or download?), and there is no {side.name} next to it. Copy the model again and check that its size "
+            "matches the original")
+    return ModelMetadataError(
+        f"{path} is a TFLite model without sigmawatch metadata: none is embedded and {side} does not exist. The "
+        f"metadata says how to feed and decode the model (input size, labels, anchors); copy {side.name} from the "
+        "machine the model was exported on (every export writes it next to the model), or write one for a model "
+        "made by another tool (README: 'SSD detectors in the agent')")
+
+
 def read_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
     """Return ``(flatbuffer_bytes, metadata)`` for a model file, verified.
 
@@ -129,8 +211,14 @@ def read_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
     says how to fix it.
     """
     path = Path(path)
+    if blocking_component(path) is not None:
+        raise ModelMetadataError(explain(path, "model file"))
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.tflite"))[:5]
+        raise ModelMetadataError(f"model path {path} is a directory, not a .tflite file"
+                                 + (f"; it holds {', '.join(found)}" if found else ""))
     if not path.is_file():
-        raise ModelMetadataError(f"model file {path} does not exist; check the path or run convert-model to export it")
+        raise ModelMetadataError(f"model file {path} does not exist; check the path (model.path, --model)")
     data = path.read_bytes()
     if len(data) < 16 or data[4:8] != b"TFL3":
         raise ModelMetadataError(f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier); the file is corrupt "
@@ -140,9 +228,7 @@ def read_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
     if meta is None:
         side = sidecar_path(path)
         if not side.is_file():
-            raise ModelMetadataError(
-                f"{path} carries no sigmawatch metadata and {side} does not exist; export it with convert-model, "
-                f"or write the sidecar with 'convert-model metadata --model {path} --from OTHER.tflite'")
+            raise _no_metadata(path, data)
         try:
             meta = json.loads(side.read_text())
         except json.JSONDecodeError as exc:

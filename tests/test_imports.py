@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge", "stream", "dashboard", "demo", "convert", "bench", "tests")
 SHIPPED = ("edge", "stream", "dashboard", "demo", "convert")
@@ -228,7 +230,7 @@ def closure(extra: str) -> set[str]:
         try:
             todo += [Requirement(f"{n}[{','.join(ex)}]" if ex else n) for n, ex in _requires(name, set(req.extras))]
         except importlib.metadata.PackageNotFoundError:
-            pytest.skip(f"{name} is not installed here: the closure of [{extra}] cannot be computed")
+            missing(f"{name} is not installed here: the closure of [{extra}] cannot be computed")
     return seen
 
 

@@ -187,6 +187,8 @@ class MqttClient:
         self._stopping = False
         self.refused: Optional[str] = None           # the broker said no (credentials, ACL): retrying won't help
         self.last_error: Optional[str] = None
+        self.failed_attempts = 0                     # connection attempts failed since the last good one
+        self._backoff = (max(1, int(reconnect_min_s)), max(1, int(reconnect_max_s)))
         self.connects = 0
         self.session_present = False
         v5 = settings.protocol == "5"
@@ -212,7 +214,7 @@ class MqttClient:
                 c.tls_insecure_set(True)
         if will:
             c.will_set(will[0], will[1], qos=1, retain=True)
-        c.reconnect_delay_set(min_delay=max(1, int(reconnect_min_s)), max_delay=max(1, int(reconnect_max_s)))
+        c.reconnect_delay_set(min_delay=self._backoff[0], max_delay=self._backoff[1])
         c.max_inflight_messages_set(max_inflight)
         c.max_queued_messages_set(max_queued)
         c.on_connect = self._handle_connect
@@ -227,12 +229,14 @@ class MqttClient:
     def _handle_connect(self, client, userdata, flags, reason_code, properties):
         self._connack = True
         if reason_code.is_failure:
+            self.failed_attempts += 1
             self.refused = self.last_error = f"the broker {self.settings.url} refused the connection: {reason_code}"
             log.error("%s (check the user name, password and TLS options)", self.refused)
             self._notify(False, self.refused)
             return
         self.refused = None
         self.last_error = None
+        self.failed_attempts = 0
         self.connects += 1
         self.session_present = bool(getattr(flags, "session_present", False))
         self._pending_subs.clear()
@@ -264,7 +268,14 @@ class MqttClient:
             except Exception:  # noqa: BLE001 - never let a handler kill paho's thread
                 log.exception("on_connected handler failed")
 
+    @property
+    def retry_in_s(self) -> int:
+        """paho's wait before the next attempt after ``failed_attempts`` failures (doubling, capped)."""
+        low, high = self._backoff
+        return min(low * 2 ** max(self.failed_attempts - 1, 0), high)
+
     def _handle_connect_fail(self, client, userdata):
+        self.failed_attempts += 1
         exc = client.last_connect_exception
         self.last_error = _describe(exc, self.settings) if exc else f"cannot reach {self.settings.url}"
         self._notify(False, self.last_error)
@@ -276,6 +287,7 @@ class MqttClient:
         if self._stopping:
             return
         if not answered and not self.refused:
+            self.failed_attempts += 1
             self.last_error = (f"{self.settings.url} closed the connection without answering: is it a TLS listener "
                                "(set mqtt.tls, --mqtt-tls / --mqtt-ca) or not an MQTT port at all?")
             self._notify(False, self.last_error)
@@ -317,7 +329,7 @@ class MqttClient:
             log.exception("handler for a message on %s failed", message.topic)
 
     # ------------------------------------------------------------------ API
-    def start(self) -> "MqttClient":
+    def start(self) -> MqttClient:
         """Connect in the background (paho's network thread reconnects with backoff)."""
         kw: dict[str, Any] = {}
         if self.settings.protocol == "5":

@@ -40,7 +40,15 @@ def read_secret_file(path: Path, what: str) -> str:
 def resolve_password(password_file: Path | None, credential: str | None) -> str | None:
     """The MQTT password from the credential (preferred) or the file; None when neither is configured."""
     if credential:
-        return read_secret_file(credential_path(credential), f"mqtt.password_credential {credential!r}")
+        path = credential_path(credential)
+        if path.is_file() and not path.read_bytes().strip():
+            raise SecretError(
+                f"mqtt.password_credential {credential!r}: the systemd credential is empty: systemd found no file "
+                f"for LoadCredential={credential}:... (systemd/edge-agent.service: /etc/edge-agent/{credential}) and "
+                "passed the unit's empty default (SetCredential=). Write the password into that file "
+                "(sudo sh -c 'umask 077; printf %s PASSWORD > FILE'), or remove password_credential from the config "
+                "for a broker without passwords")
+        return read_secret_file(path, f"mqtt.password_credential {credential!r}")
     if password_file:
         return read_secret_file(password_file, "mqtt.password_file")
     return None

@@ -16,6 +16,7 @@ import yaml
 from edge.contract import outputs, schema
 from edge.contract.errors import BrokerError
 from edge.contract.mqtt import MqttClient, MqttSettings, TlsSettings
+from tests.conftest import missing, require_module, require_tool
 from tests.support.generate import detections_msg
 from tests.support.tls import make_tls_files, openssl_available
 
@@ -27,11 +28,12 @@ USERS = {"bridge": "pw-bridge", "job": "pw-job", "viewer": "pw-viewer", "cam": "
 def secure(tmp_path, broker_factory):
     """A TLS-only, password-only broker and, per user, the settings that reach it (a wrong password for 'mallory')."""
     if not openssl_available():
-        pytest.skip("openssl is not installed")
+        missing("openssl is not installed (apt-get install openssl)")
     passwd = tmp_path / "passwd"
     passwd.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
-    if subprocess.run(["mosquitto_passwd", "-U", str(passwd)], capture_output=True).returncode != 0:
-        pytest.skip("mosquitto_passwd is not available to hash a password file")
+    if subprocess.run([require_tool("mosquitto_passwd", "apt-get install mosquitto"), "-U", str(passwd)],
+                      capture_output=True).returncode != 0:
+        missing("mosquitto_passwd could not hash a password file")
     tls = make_tls_files(tmp_path / "tls")
     broker = broker_factory(listener=tls.listener, extra_conf=f"password_file {passwd}\n", allow_anonymous=False)
 
@@ -113,7 +115,7 @@ class _SubtaskContext:
 
 
 def test_job_sink_publishes_over_tls_with_a_password_and_fails_loudly_when_refused(secure, tmp_path):
-    pytest.importorskip("pyflink")
+    require_module("pyflink")
     from stream.functions import DEST_RECORDS, MqttPublish, tag
     broker, _tls, settings = secure
     viewer = MqttClient(settings("viewer"), client_id="viewer", subscriptions=[("sigmawatch/agg/#", 1)],

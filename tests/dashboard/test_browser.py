@@ -5,9 +5,10 @@ import os
 import shutil
 from pathlib import Path
 
+import dash_messages as m
 import pytest
 
-import dash_messages as m
+from tests.conftest import missing
 from tests.support.browser import HeadlessChromium, find_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
 @pytest.fixture
 def chromium():
     if not find_chromium():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+        missing("Chromium is not installed (apt-get install chromium)")
     with HeadlessChromium(window=(1400, 1300)) as browser:
         yield browser
 

@@ -8,13 +8,13 @@ import sys
 import time
 import urllib.request
 
+import dash_messages as m
 import pytest
+from dash_helpers import RunningDashboard, SSEReader
 
 from edge.contract.errors import BrokerError
 from edge.contract.mqtt import MqttSettings
-
-import dash_messages as m
-from dash_helpers import RunningDashboard, SSEReader
+from tests.conftest import missing, require_tool
 
 pytestmark = pytest.mark.mqtt
 
@@ -152,8 +152,9 @@ def test_cli_rejects_a_missing_ca_file_naming_the_option(tmp_path):
 def test_wrong_password_is_reported_as_refused_not_connected(broker_factory, tmp_path):
     pw = tmp_path / "passwd"
     pw.write_text("viewer:secret\n")
-    if subprocess.run(["mosquitto_passwd", "-U", str(pw)], capture_output=True).returncode != 0:
-        pytest.skip("mosquitto_passwd is not available to hash a password file")
+    if subprocess.run([require_tool("mosquitto_passwd", "apt-get install mosquitto"), "-U", str(pw)],
+                      capture_output=True).returncode != 0:
+        missing("mosquitto_passwd could not hash a password file")
     secured = broker_factory(extra_conf=f"password_file {pw}\n", allow_anonymous=False)
     from dashboard.relay import MqttRelay
     from dashboard.state import DashboardState

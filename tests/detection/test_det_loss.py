@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from tests.conftest import require_module
+
+tf = require_module("tensorflow")
 
 from convert.detection.loss import EPSILON, SIGMA_CONST, YoloLoss, gaussian_nll  # noqa: E402
 from convert.detection.model import DetectorConfig, build_detector  # noqa: E402

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-pytest.importorskip("tensorflow")
+from tests.conftest import require_module
+
+require_module("tensorflow")
 
 from convert.detection.model import DetectorConfig, build_detector, export_model  # noqa: E402
 

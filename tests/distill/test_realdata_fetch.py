@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from convert.realdata import fetch as fetch_mod
 from convert.realdata.manifest import PACKAGES, package
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,8 +43,8 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
 def test_offline_fetch_fails_naming_the_package(tmp_path, key):
     pkg = package(key)
     tool = {"npm": "npm", "apt": "apt-get", "pypi": None}[pkg.registry]
-    if tool and shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed on this machine")
+    if tool:
+        require_tool(tool, f"the {pkg.registry} client: scripts/setup.sh needs it to fetch the real data")
     proc = subprocess.run([sys.executable, "-m", "convert.realdata.fetch", key], env=_offline_env(tmp_path),
                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout + proc.stderr

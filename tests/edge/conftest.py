@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from edge_helpers import USERS, AgentProcess, Subscriber, write_video
+
+from tests.conftest import missing, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -42,7 +43,8 @@ def detector_model(fixture_models) -> Path:
 @pytest.fixture(scope="session")
 def shipped_detector() -> Path:
     if not SHIPPED_DETECTOR.is_file():
-        pytest.skip(f"{SHIPPED_DETECTOR.relative_to(ROOT)} is not committed yet (edge/models/README.md says how to make it)")
+        missing(f"{SHIPPED_DETECTOR.relative_to(ROOT)} is missing (it is committed; edge/models/README.md says how "
+                "to make it)")
     return SHIPPED_DETECTOR
 
 
@@ -103,8 +105,7 @@ def subscriber():
 
 @pytest.fixture
 def secured_broker(tmp_path, broker_factory):
-    if not shutil.which("mosquitto_passwd"):
-        pytest.skip("mosquitto_passwd is not installed (apt-get install mosquitto)")
+    require_tool("mosquitto_passwd", "apt-get install mosquitto")
     passwd = tmp_path / "passwd"
     for i, (user, pw) in enumerate(USERS.items()):
         subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd), user, pw], check=True)

@@ -79,8 +79,11 @@ def test_classifier_reports_top_k_and_entropy(tmp_path, broker, classifier_model
         schema.validate_decoded_detections(m)
         assert m["task"] == "classification" and len(m["classes"]) == 2
         assert m["classes"][0]["score"] >= m["classes"][1]["score"]
-        assert 0 <= m["entropy"] <= 1.0986123 + 1e-6   # ln(3)
-    assert {m["classes"][0]["label"] for m in msgs} <= {"red"} | {"green", "blue"}
+        # the fixture classifier is softmax(8 x mean RGB): a red square covering 1/6 of black frames gives
+        # p = softmax(8/6, 0, 0) = (0.65, 0.17, 0.17) and an entropy of 0.89 nats (int8: within a few hundredths)
+        assert m["classes"][0]["label"] == "red", m
+        assert abs(m["classes"][0]["score"] - 0.65) < 0.08 and abs(m["classes"][1]["score"] - 0.17) < 0.08, m
+        assert abs(m["entropy"] - 0.89) < 0.08, m
     assert agent.terminate() == 0, agent.logs()
 
 
@@ -107,7 +110,9 @@ def test_fps_cap_drops_stale_frames_and_counts_them(tmp_path, broker, detector_m
     f = m["frames"]
     assert f["processed"] * 4 < f["captured"], f
     assert f["dropped"] >= f["captured"] - f["processed"] - 2, f   # at most the frame in the slot is pending
-    assert m["outbox"]["depth"] >= 0 and m["latency_ms"]["p50"] > 0
+    # the broker is up: the outbox holds at most the messages still in flight, nothing was dropped
+    assert m["outbox"]["dropped"] == 0 and m["outbox"]["depth"] <= m["outbox"]["inflight"] + 2, m["outbox"]
+    assert m["latency_ms"]["p50"] > 0
     assert agent.terminate() == 0, agent.logs()
 
 
@@ -155,4 +160,4 @@ def test_shipped_demo_detector_end_to_end(tmp_path, broker, shipped_detector, sc
             assert x["label"] in meta["labels"]
             assert x["score"] <= x["objectness"] * (1 - x["sigma_mean"]) + 1e-3
     status = [s for s in sub.payloads("/status") if s["state"] == "online"][0]
-    assert status["model"]["id"] == meta.get("model_id", status["model"]["id"])
+    assert status["model"]["id"] == meta["model_id"] == "gyolo-mnv3s-256-synth"

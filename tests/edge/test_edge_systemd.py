@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
-
 from edge_helpers import ROOT, USERS, agent_config, write_video
+
+from tests.conftest import require_tool
 
 UNIT = ROOT / "systemd" / "edge-agent.service"
 
 
 def _analyze() -> str:
-    tool = shutil.which("systemd-analyze")
-    if not tool:
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
-    return tool
+    return require_tool("systemd-analyze", "apt-get install systemd")
 
 
 def test_unit_sandbox_exposure_at_most_2(tmp_path):

@@ -6,9 +6,10 @@ import sqlite3
 import time
 
 import pytest
+from edge_helpers import agent_config, write_video
 
 from edge.cli import main
-from edge_helpers import agent_config, write_video
+from tests.conftest import missing
 from tests.support.tls import make_tls_files, openssl_available, self_signed_ca
 
 pytestmark = pytest.mark.mqtt
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.mqtt
 @pytest.fixture
 def tls_broker(tmp_path, broker_factory):
     if not openssl_available():
-        pytest.skip("openssl is not installed")
+        missing("openssl is not installed (apt-get install openssl)")
     tls = make_tls_files(tmp_path / "tls")
     return broker_factory(listener=tls.listener), tls.ca_crt
 

@@ -6,8 +6,9 @@ import pytest
 
 from bench.tracking import accumulate, score
 from bench.tracking_scenes import SceneGenerator, SceneSpec
+from tests.conftest import require_module
 
-pytest.importorskip("motmetrics", reason="motmetrics is in the dev extra")
+require_module("motmetrics")
 SPEC = SceneSpec(seed=1, frames=12, width=320, height=240, objects=4, occluders=1)
 
 
