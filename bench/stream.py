@@ -83,7 +83,7 @@ def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> 
     messages = edge_messages(events, devices, seed)
     lines, cpu = bridge_lines(messages)
     writer = LandingWriter(directory, "bench", fsync=False)
-    for (line, valid, device), (_, _, recv) in zip(lines, messages):
+    for (line, valid, device, _seq), (_, _, recv) in zip(lines, messages):
         writer.add(line, device if valid else None, recv)
     path = writer.roll()
     return {"messages": events, "bridge_cpu_s": cpu, "payload_bytes": sum(len(p) for _, p, _ in messages),

@@ -27,7 +27,7 @@ from edge.engine import Engine
 from edge.outbox import Outbox
 from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
 from edge.publisher import Publisher
-from edge.sdnotify import Notifier
+from edge.contract.sdnotify import Notifier
 from edge.sources import SourceSupervisor, classify_uri
 from edge.stats import Stats, cpu_temperature_c
 
