@@ -244,9 +244,10 @@ STATUS = _obj({
     "config": {"type": "object"},
     "reason": {"type": "string"},
     "delivery": _obj({
-        "mode": {"type": "string", "enum": ["landed", "puback"],
+        "mode": {"type": "string", "enum": ["landed", "puback", "pending"],
                  "description": "landed: a message leaves the outbox when a bridge confirms it landed durably; "
-                                "puback: at the broker's PUBACK (no bridge confirms: a broker crash can lose it)"},
+                                "puback: at the broker's PUBACK (no bridge confirms: a broker crash can lose it); "
+                                "pending: no bridge has confirmed anything yet (mqtt.delivery auto)"},
         "reason": {"type": "string", "maxLength": 500},
     }, ["mode"], extra=True),
 }, ["schema", "type", "device", "state"])
