@@ -83,6 +83,9 @@ class JobConfig(Strict):
     restart_attempts: int = Field(3, ge=0, description="fixed-delay restart attempts before the job fails")
     restart_delay_s: float = Field(2.0, ge=0, description="delay between restart attempts")
     parallelism: int = Field(1, ge=1, description="operator parallelism")
+    bind_host: str = Field("127.0.0.1", min_length=1, description="address every listening socket of the local "
+                           "mini-cluster binds to (REST, RPC, blob server, data exchange, the Python workers' pool); "
+                           "0.0.0.0 exposes them on every interface")
     window: WindowConfig = Field(default_factory=WindowConfig)
     out_of_orderness_s: float = Field(2.0, ge=0, description="bounded out-of-orderness of capture timestamps")
     idle_timeout_s: Optional[float] = Field(None, gt=0, description="source idle timeout (parallel sources)")
