@@ -117,9 +117,11 @@ def bridge_rate(broker: Mosquitto, files, messages: int, work: Path, group: str)
     argv = [sys.executable, "-m", "stream.bridge", "--config", str(cfg)]
     log = work / "bridge.log"
     first = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_log(log, "subscribed to", first)
-    os.killpg(first.pid, signal.SIGTERM)              # leaves its session behind
-    first.wait(30)
+    try:
+        _wait_log(log, "subscribed to", first)
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)          # leaves its session behind
+        first.wait(30)
     shutil.rmtree(landing, ignore_errors=True)
     _publish(broker, files)
     proc = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
