@@ -136,8 +136,9 @@ def bridge_rate(broker: Mosquitto, files, messages: int, work: Path, group: str)
         done = time.time()
         cpu1 = ps.cpu_times()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
         _end_session(broker, "bench-bridge")
     wall = done - connected
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)

@@ -172,8 +172,12 @@ class Bridge:
         try:
             self.client.wait_ready(timeout)
         except BrokerError:
-            self.client.stop()
-            raise
+            if not (self.client.connects and self.received and not self.client.refused):
+                self.client.stop()
+                raise
+            # a persistent session with a backlog: the broker sends it before it answers the SUBSCRIBE
+            log.warning("connected, receiving a backlog; the subscriptions are not acknowledged yet after %g s",
+                        timeout)
         log.info("subscribed to %s on %s as %s (landing confirmations %s)", ", ".join(self.topics()),
                  self.cfg.mqtt.url, self.cfg.bridge.client_id, "on" if self.confirmations else "off")
 

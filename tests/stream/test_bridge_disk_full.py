@@ -11,7 +11,7 @@ import time
 import pytest
 
 from edge.contract import schema
-from tests.support.bridges import BridgeProcess, landed, write_bridge_config
+from tests.support.bridges import landed, write_bridge_config
 from tests.support.generate import detections_msg
 from tests.support.publisher import Collector, Publisher
 
@@ -65,11 +65,11 @@ def _wait(cond, timeout, what, bridge):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{bridge.tail()}")
 
 
-def test_disk_full_holds_everything_and_resumes_by_itself(tmp_path, broker, small_tmpfs):
+def test_disk_full_holds_everything_and_resumes_by_itself(tmp_path, bridges, broker, small_tmpfs):
     landing = small_tmpfs
     cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, landing, retry_interval_s=0.5)
     watch = Collector(broker.host, broker.port, ["sigmawatch/_bridge/+/status", "sigmawatch/+/landed"])
-    bridge = BridgeProcess(cfg, "b1", tmp_path / "b1.log").wait_subscribed()
+    bridge = bridges(cfg, "b1").wait_subscribed()
     pub = Publisher(broker.host, broker.port)
 
     def states():

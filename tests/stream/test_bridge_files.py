@@ -7,7 +7,7 @@ import time
 import pytest
 
 from edge.contract import schema
-from tests.support.bridges import BridgeProcess, landed, write_bridge_config
+from tests.support.bridges import landed, write_bridge_config
 from tests.support.generate import detections_msg
 from tests.support.publisher import Publisher
 
@@ -18,12 +18,12 @@ def _msg(seq: int) -> bytes:
     return schema.encode(detections_msg("cam-1", seq, 1_700_000_000.0 + seq / 4, [(0, 0.9, 0.1)]))
 
 
-def test_one_camera_at_4_fps_and_a_burst(tmp_path, broker):
+def test_one_camera_at_4_fps_and_a_burst(tmp_path, bridges, broker):
     landing = tmp_path / "landing"
     # the shipped defaults (roll_interval_s 1.0, roll_max_records 1000), not the tests' fast rolls
     cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, landing, roll_interval_s=1.0,
                               roll_max_records=1000)
-    bridge = BridgeProcess(cfg, "b1", tmp_path / "b1.log").wait_subscribed()
+    bridge = bridges(cfg, "b1").wait_subscribed()
     pub = Publisher(broker.host, broker.port)
     t0 = time.time()
     for seq in range(40):                       # one camera at 4 frames/s for 10 s

@@ -13,7 +13,7 @@ from edge.contract import schema
 from edge.contract.errors import BrokerError
 from stream.bridge import Bridge
 from stream.config import from_dict
-from tests.support.bridges import BridgeProcess, landed, write_bridge_config
+from tests.support.bridges import landed, write_bridge_config
 from tests.support.generate import detections_msg, metrics_msg
 from tests.support.publisher import Collector, Publisher
 
@@ -63,10 +63,10 @@ POISON = [
 ]
 
 
-def test_named_poison_payloads_become_dead_letters_and_the_bridge_stays_up(tmp_path, broker):
+def test_named_poison_payloads_become_dead_letters_and_the_bridge_stays_up(tmp_path, bridges, broker):
     landing = tmp_path / "landing"
     cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, landing)
-    bridge = BridgeProcess(cfg, "b1", tmp_path / "b1.log").wait_subscribed()
+    bridge = bridges(cfg, "b1").wait_subscribed()
     confirmations = Collector(broker.host, broker.port, ["sigmawatch/+/landed"])
     pub = Publisher(broker.host, broker.port)
     for i in range(10):
@@ -130,7 +130,7 @@ def test_a_dead_network_thread_stops_the_bridge(tmp_path, broker):
     assert BrokerError.exit_code == 6        # non-zero and not in RestartPreventExitStatus: systemd restarts it
 
 
-def test_landing_lines_of_poison_are_json(tmp_path):
+def test_landing_lines_of_poison_are_json():
     """The dead letters are JSON lines the job can read (the raw payload is kept as text)."""
     from stream.landing import to_landing_line
     for name, topic, payload, _reason, _seq in POISON:

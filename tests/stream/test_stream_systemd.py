@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bridges import BridgeProcess, write_bridge_config
+from tests.support.bridges import write_bridge_config
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = {name: ROOT / "systemd" / f"{name}.service" for name in ("stream-bridge", "stream-job")}
@@ -51,13 +51,13 @@ def test_unit_verifies_and_declares_the_contract(tmp_path, name, lines):
 
 
 @pytest.mark.mqtt
-def test_bridge_notifies_ready_watchdog_and_stopping(tmp_path, broker):
+def test_bridge_notifies_ready_watchdog_and_stopping(tmp_path, bridges, broker):
     notify_path = str(tmp_path / "notify.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(notify_path)
     server.settimeout(0.5)
     cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, tmp_path / "landing")
-    bridge = BridgeProcess(cfg, "b1", tmp_path / "b1.log", env={"NOTIFY_SOCKET": notify_path,
+    bridge = bridges(cfg, "b1", env={"NOTIFY_SOCKET": notify_path,
                                                                  "WATCHDOG_USEC": "1500000"})
     got: list[bytes] = []
     try:
