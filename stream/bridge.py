@@ -142,9 +142,10 @@ class Bridge:
                         "confirming again", self.cfg.bridge.landing_dir, len(batch.lines))
             self.landing_error = None
             self.publish_status()
+        # Acks of a previous connection are void: the broker redelivers those messages.
+        self.client.ack_many([mid for mid, qos, gen in acks if qos == 1 and gen == generation])
         for mid, qos, gen in acks:
-            # Acks of a previous connection are void: the broker redelivers those messages.
-            if qos > 0 and gen == generation:
+            if qos == 2 and gen == generation:
                 self.client.ack(mid, qos)
         if self.confirmations is not None:
             self.confirmations.add(batch.seqs)

@@ -12,8 +12,14 @@ edge and the server can check messages without the ``jsonschema`` package; the t
 ``jsonschema``.
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
-``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
-are always one topic level and can be used in file names and SQL keys.
+``config/set``, ``config/state`` and ``landed`` (a bridge's confirmation to the agent that these sequence
+numbers are in durable landing files: ``LANDED``). A bridge's own health is ``<prefix>/_bridge/<bridge>/status``
+(``BRIDGE_STATUS``). Device ids are restricted to ``[A-Za-z0-9_-]`` so that they are always one topic level
+and can be used in file names and SQL keys.
+
+Bounds: every field the stream job stores is bounded here (``BIGINT_MAX``, ``INT_MAX``, ``TS_MAX``, the name
+alphabet ``NAME_PATTERN``), because Flink's JSON format turns a value its column type cannot hold into NULL
+without an error; what the job could not represent is refused at the bridge, with a reason.
 
 Detections have two wire versions (see ``edge.contract.wire`` for the compact one agents publish):
 ``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
