@@ -3,7 +3,7 @@
     python -m bench.bridge [--messages 50000] [--devices 50] [--profile]
 
 Both consumers drain the same queue: a persistent session is made, the consumer leaves, ``--messages`` edge
-messages (detections as agents write them, ``bench.stream.edge_messages``) are published by mosquitto_pub
+messages (detections as agents write them, the mix of bench.stream's throughput input) are published by mosquitto_pub
 processes (one per device, QoS 1), then the consumer comes back and takes them as fast as it can. Its rate is
 what it sustains, whatever the publishers could do:
 
@@ -42,11 +42,34 @@ from demo.broker import Mosquitto
 
 
 
+def edge_messages(events: int, devices: int, seed: int = 1) -> list[tuple[str, bytes]]:
+    """(topic, payload) as devices publish them: 1 in 20 is metrics, detections have 0-3 boxes (as in
+    ``bench.stream``'s throughput input)."""
+    import random
+
+    from edge.contract import schema
+    from tests.support.generate import LABELS, detections_msg, metrics_msg
+    rng = random.Random(seed)
+    seqs = [0] * devices
+    out = []
+    for i in range(events):
+        dev = i % devices
+        ts = round(1_700_000_000.0 + i * 0.002 + rng.uniform(0, 0.5), 3)
+        if i % 20 == 19:
+            msg, kind = metrics_msg(f"d{dev}", ts, 10.0, 0), "metrics"
+        else:
+            dets = [(c, round(rng.uniform(0.3, 0.99), 3), round(rng.uniform(0.02, 0.5), 3))
+                    for c in (rng.randrange(len(LABELS)) for _ in range(rng.randint(0, 3)))]
+            msg, kind = detections_msg(f"d{dev}", seqs[dev], ts, dets), "detections"
+            seqs[dev] += 1
+        out.append((schema.topic("sigmawatch", f"d{dev}", kind), schema.encode(msg)))
+    return out
+
+
 def _files(work: Path, messages: int, devices: int) -> list[tuple[str, Path]]:
     """One file of payload lines per device topic (mosquitto_pub -l sends one message per line)."""
-    from bench.stream import edge_messages
     by_topic: dict[str, list[bytes]] = defaultdict(list)
-    for topic, payload, _ in edge_messages(messages, devices):
+    for topic, payload in edge_messages(messages, devices):
         by_topic[topic].append(payload)
     out = []
     for i, (topic, payloads) in enumerate(sorted(by_topic.items())):

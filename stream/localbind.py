@@ -26,21 +26,18 @@ def bind_options(host: str) -> dict[str, str]:
 
 def bind_python_worker_pool(host: str) -> None:
     """Make PyFlink's loopback worker pool (the Python workers' gRPC server in this process) listen on ``host``."""
-    from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
+    from pyflink.fn_execution.beam import beam_worker_pool_service as pool   # grpc and beam, as PyFlink has them
 
     def start(self) -> str:
-        import grpc
-        from apache_beam.portability.api import beam_fn_api_pb2_grpc
-        from apache_beam.utils import thread_pool_executor
         with _lock:
             if host not in _address:
-                server = grpc.server(thread_pool_executor.shared_unbounded_instance())
+                server = pool.grpc.server(pool.thread_pool_executor.shared_unbounded_instance())
                 port = server.add_insecure_port(f"{host}:0")
-                beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
+                pool.beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
                 server.start()
                 _address[host] = f"{host}:{port}"
                 atexit.register(functools.partial(server.stop, 1))
             self._worker_address = _address[host]
             return self._worker_address
 
-    BeamFnLoopbackWorkerPoolServicer.start = start
+    pool.BeamFnLoopbackWorkerPoolServicer.start = start

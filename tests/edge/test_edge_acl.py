@@ -33,12 +33,14 @@ def test_device_cannot_write_another_devices_topics(tmp_path, secured_broker, de
     intruder = _client(broker, "cam-a")
     for kind in ("detections", "status", "metrics", "config/state"):
         intruder.publish(f"sigmawatch/cam-b/{kind}", b'{"forged": true}', qos=1).wait_for_publish(5)
+    # a device cannot confirm its own messages as landed (only the bridge user writes <device>/landed)
+    intruder.publish("sigmawatch/cam-a/landed", b'{"forged": true}', qos=1).wait_for_publish(5)
     intruder.publish("sigmawatch/cam-a/metrics", b'{"own": true}', qos=1).wait_for_publish(5)
     op.wait_for(lambda: [m for m in op.payloads("cam-a/metrics") if m.get("own")], timeout=10,
                 what="cam-a's write to its own topic")
     time.sleep(0.5)
     with op.lock:
-        forged = [t for t, _p, _r in op.messages if t.startswith("sigmawatch/cam-b/")]
+        forged = [t for t, _p, _r in op.messages if t.startswith("sigmawatch/cam-b/") or t.endswith("/landed")]
     assert forged == [], f"the ACL let cam-a write {forged}"
     intruder.disconnect()
     intruder.loop_stop()
