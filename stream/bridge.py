@@ -170,15 +170,20 @@ class Bridge:
     def start(self, timeout: float = 10.0) -> None:
         remove_stale_temp_files(self.cfg.bridge.landing_dir, self.cfg.bridge.client_id)
         self.client.start()
-        try:
-            self.client.wait_ready(timeout)
-        except BrokerError:
-            if not (self.client.connects and self.received and not self.client.refused):
-                self.client.stop()
-                raise
-            # a persistent session with a backlog: the broker sends it before it answers the SUBSCRIBE
-            log.warning("connected, receiving a backlog; the subscriptions are not acknowledged yet after %g s",
-                        timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.wait_ready(0.2)
+                break
+            except BrokerError:
+                if self.client.refused or time.monotonic() >= deadline:
+                    self.client.stop()
+                    raise
+                if self.client.connects and self.received:
+                    # a persistent session with a backlog: the broker sends it before it answers the SUBSCRIBE;
+                    # land it now (the SUBACK follows the backlog)
+                    log.warning("connected and receiving a backlog before the SUBACK; landing it")
+                    break
         log.info("subscribed to %s on %s as %s (landing confirmations %s)", ", ".join(self.topics()),
                  self.cfg.mqtt.url, self.cfg.bridge.client_id, "on" if self.confirmations else "off")
 
