@@ -54,7 +54,8 @@ class Agent:
         m = cfg.mqtt
         self.link = MqttClient(
             m, client_id=m.client_id or f"edge-{self.device}",
-            subscriptions=[(self.topics["config/set"], 1), (self.topics["landed"], 1)],
+            subscriptions=[(self.topics["config/set"], 1)], optional_subscriptions=[(self.topics["landed"], 1)],
+            on_optional_refused=lambda topic, reason: self.publisher.confirmations_refused(reason),
             will=(self.topics["status"], messages.will_payload(self.device)),
             on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected,
             max_inflight=100, reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)

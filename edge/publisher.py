@@ -61,6 +61,7 @@ class Publisher:
         # ^ row id -> (resend at, attempts): PUBACKed, waiting for a landing confirmation; oldest first
         self._acks: collections.deque[int] = collections.deque()
         self._landed: collections.deque[list[list[int]]] = collections.deque()
+        self._refused: collections.deque[str] = collections.deque()
         self._last_handed = 0
         self._scene_empty = True
         self.wake = threading.Event()
@@ -83,6 +84,12 @@ class Publisher:
     # paho thread
     def on_ack(self, mid: int) -> None:
         self._acks.append(mid)
+        self.wake.set()
+
+    def confirmations_refused(self, reason: str) -> None:
+        """The broker refused the subscription to this device's landing confirmations (an ACL from before
+        them): none can come, so PUBACK delivery, said in the log and the status."""
+        self._refused.append(reason)
         self.wake.set()
 
     def on_landed(self, ranges: list[list[int]]) -> None:
@@ -124,6 +131,15 @@ class Publisher:
         # Every mid of an outbox publish is mapped before this runs again (same thread), so a mid that
         # maps to nothing belongs to a status/metrics/config publish and is ignored.
         n = 0
+        while self._refused:
+            reason = self._refused.popleft()
+            if self.mode != "puback":
+                for row in list(self._awaiting):        # PUBACKed: delivered as far as this broker can tell
+                    self._awaiting.pop(row)
+                    self.outbox.ack(row)
+                self._set_mode("puback", f"no landing confirmations can reach this agent: {reason}; messages leave "
+                                         "the outbox at the broker's PUBACK (add 'pattern read <prefix>/%u/landed' "
+                                         "to the broker's ACL)")
         while self._landed:
             ids = self.outbox.confirm(self._landed.popleft())
             self.confirmed += len(ids)

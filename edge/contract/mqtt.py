@@ -226,6 +226,8 @@ class MqttClient:
 
     def __init__(self, settings: MqttSettings, *, client_id: str,
                  subscriptions: Sequence[tuple[str, int]] = (),
+                 optional_subscriptions: Sequence[tuple[str, int]] = (),
+                 on_optional_refused: Optional[Callable[[str, str], None]] = None,
                  on_message: Optional[Callable[[Any], None]] = None,
                  on_ack: Optional[Callable[[int], None]] = None,
                  on_connected: Optional[Callable[[bool], None]] = None,
@@ -237,6 +239,11 @@ class MqttClient:
         self.settings = settings
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
+        # subscriptions a client can do without (the agent's landing confirmations under an older ACL): a refusal
+        # is reported to on_optional_refused(topic, reason) instead of refusing the whole connection
+        self.optional_subscriptions = list(optional_subscriptions)
+        self._on_optional_refused = on_optional_refused
+        self._optional_mids: dict[int, str] = {}
         self._on_message = on_message
         self._on_ack = on_ack
         self._on_connected = on_connected
@@ -298,13 +305,16 @@ class MqttClient:
         self.connects += 1
         self.session_present = bool(getattr(flags, "session_present", False))
         self._pending_subs.clear()
-        for topic, qos in self.subscriptions:
+        self._optional_mids.clear()
+        for topic, qos in self.subscriptions + self.optional_subscriptions:
             result, mid = client.subscribe(topic, qos)
             if result != SUCCESS:
                 self.last_error = f"subscribe to {topic} failed: {paho.error_string(result)}"
                 log.error(self.last_error)
             else:
                 self._pending_subs.add(mid)
+                if (topic, qos) in self.optional_subscriptions:
+                    self._optional_mids[mid] = topic
         log.info("MQTT connected to %s as %s%s", self.settings.url, self.client_id,
                  " (session present)" if self.session_present else "")
         if not self._pending_subs:
@@ -350,6 +360,16 @@ class MqttClient:
 
     def _handle_subscribe(self, client, userdata, mid, reason_code_list, properties):
         failed = [str(rc) for rc in reason_code_list if rc.is_failure]
+        optional = self._optional_mids.pop(mid, None)
+        if failed and optional is not None:
+            reason = f"the broker {self.settings.url} refused the subscription to {optional}: {', '.join(failed)}"
+            log.warning("%s (check the ACL for this user)", reason)
+            if self._on_optional_refused is not None:
+                try:
+                    self._on_optional_refused(optional, reason)
+                except Exception:  # noqa: BLE001 - never let a handler kill paho's thread
+                    log.exception("on_optional_refused handler failed")
+            failed = []
         if failed:
             topics = ", ".join(t for t, _ in self.subscriptions)
             self.refused = self.last_error = (f"the broker {self.settings.url} refused the subscription to {topics}: "

@@ -66,3 +66,21 @@ def test_ack_many_acknowledges_exactly_those_messages(broker):
     sub.stop()
     pub.stop()
     assert sorted(again) == list(range(150, 200))
+
+
+def test_a_refused_optional_subscription_is_reported_not_fatal():
+    """Brokers that refuse a subscription the ACL denies (MQTT 5 reason 0x87): an optional one (the agent's
+    landing confirmations) is reported to its handler and the client still becomes ready."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+    refused = []
+    c = mqtt.MqttClient(mqtt.MqttSettings(), client_id="opt", subscriptions=[("a/set", 1)],
+                        optional_subscriptions=[("a/landed", 1)], on_optional_refused=lambda t, r: refused.append(t))
+    c._pending_subs.update({1, 2})
+    c._optional_mids[2] = "a/landed"
+    c._handle_subscribe(None, None, 2, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)
+    assert refused == ["a/landed"] and c.refused is None and not c.connected
+    c._handle_subscribe(None, None, 1, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")], None)
+    assert c.connected and c.refused is None
+    c._handle_subscribe(None, None, 3, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)   # a required one
+    assert c.refused and "refused the subscription" in c.refused
