@@ -83,7 +83,7 @@ def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> 
     messages = edge_messages(events, devices, seed)
     lines, cpu = bridge_lines(messages)
     writer = LandingWriter(directory, "bench", fsync=False)
-    for (line, valid, device), (_, _, recv) in zip(lines, messages):
+    for (line, valid, device, _seq), (_, _, recv) in zip(lines, messages):
         writer.add(line, device if valid else None, recv)
     path = writer.roll()
     return {"messages": events, "bridge_cpu_s": cpu, "payload_bytes": sum(len(p) for _, p, _ in messages),
@@ -236,7 +236,7 @@ def _path_in_child(work: Path, python: bool, job: Optional[dict] = None) -> dict
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def bench_throughput(events: int, devices: int) -> dict:
+def bench_throughput(events: int, devices: int, whole_path: bool = True) -> dict:
     work = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     try:
         write_landing(work / "tiny", 2000, devices)
@@ -282,8 +282,22 @@ def bench_throughput(events: int, devices: int) -> dict:
         sql = results["SQL path (blackhole)"]["events_per_cpu_s"]
         both = 1 / (1 / sql + landed["bridge_cpu_s"] / events)
         results["SQL path + bridge CPU"] = {"events_per_cpu_s": round(both)}
-        print(f"SQL path and bridge together (CPU per event of both): {both:,.0f} events per CPU-second; "
+        print(f"SQL path and bridge conversion together (CPU per event of both): {both:,.0f} events per CPU-second; "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        if whole_path:
+            from bench.bridge import bench_bridge
+            br = bench_bridge(min(events, 50_000), devices)
+            us = br["bridge_us_per_message"]
+            for name in ("SQL path (blackhole)", "full job (SQL + Python outputs + file sinks)"):
+                job = results[name]["events_per_cpu_s"]
+                together = 1 / (1 / job + us / 1e6)
+                results[f"{name} + bridge whole path"] = {"events_per_cpu_s": round(together)}
+                print(f"{name} and one bridge's whole path together (paho receive, validation, writing, fsync, "
+                      f"acks, confirmations: {us} us CPU per message): {together:,.0f} events per CPU-second "
+                      f"(goal >= {GOAL_PER_CORE / 1000:g}k: {together / GOAL_PER_CORE:.2f}x)", flush=True)
+            results["bridge whole path"] = br
+            print(f"one bridge process vs what mosquitto delivers to one QoS 1 subscriber: ratio {br['ratio']:.2f} "
+                  "(goal >= 1.0, the lower of the rounds)", flush=True)
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -394,6 +408,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     t = sub.add_parser("throughput")
     t.add_argument("--events", type=int, default=200_000)
     t.add_argument("--devices", type=int, default=50)
+    t.add_argument("--no-whole-path", action="store_true", help="skip the bridge's whole-path run (bench.bridge)")
     la = sub.add_parser("latency")
     la.add_argument("--seconds", type=float, default=40)
     la.add_argument("--devices", type=int, default=5)
@@ -403,7 +418,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = ap.parse_args(argv)
     if args.what == "throughput":
-        res = bench_throughput(args.events, args.devices)
+        res = bench_throughput(args.events, args.devices, not args.no_whole_path)
     else:
         res = bench_latency(args.seconds, args.devices, args.fps, args.window, args.out_of_orderness)
     if args.json:

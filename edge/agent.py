@@ -22,13 +22,13 @@ from edge import messages
 from edge.config import AgentConfig, Settings, updated_settings
 from edge.contract.errors import EXIT_INTERRUPTED, ConfigError
 from edge.contract.mqtt import MqttClient
-from edge.contract.schema import SchemaError, decode, encode, topic
+from edge.contract.schema import SchemaError, decode, encode, parse, topic
 from edge.clock import clock_status
 from edge.engine import Engine
 from edge.outbox import Outbox
 from edge.pipeline import CaptureWorker, InferenceWorker, NewestSlot, PublishWorker
 from edge.publisher import Publisher
-from edge.sdnotify import Notifier
+from edge.contract.sdnotify import Notifier
 from edge.sources import SourceSupervisor, classify_uri
 from edge.stats import Stats, cpu_temperature_c
 
@@ -46,7 +46,7 @@ class Agent:
         self.stats = Stats()
         prefix = cfg.mqtt.topic_prefix
         self.topics = {k: topic(prefix, self.device, k)
-                       for k in ("detections", "status", "metrics", "config/set", "config/state")}
+                       for k in ("detections", "status", "metrics", "config/set", "config/state", "landed")}
         try:
             self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_messages, cfg.outbox.max_age_s)
         except (OSError, sqlite3.Error) as exc:
@@ -54,13 +54,17 @@ class Agent:
                               "its owner (systemd: StateDirectory=edge-agent)") from None
         m = cfg.mqtt
         self.link = MqttClient(
-            m, client_id=m.client_id or f"edge-{self.device}", subscriptions=[(self.topics["config/set"], 1)],
+            m, client_id=m.client_id or f"edge-{self.device}",
+            subscriptions=[(self.topics["config/set"], 1)], optional_subscriptions=[(self.topics["landed"], 1)],
+            on_optional_refused=lambda topic, reason: self.publisher.confirmations_refused(reason),
             will=(self.topics["status"], messages.will_payload(self.device)),
             on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected,
             on_state=self._on_link_state, max_inflight=100, reconnect_min_s=m.reconnect_min_s,
             reconnect_max_s=m.reconnect_max_s)
         self.publisher = Publisher(self.link, self.outbox, topic=self.topics["detections"], device=self.device,
-                                   model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
+                                   model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window,
+                                   delivery=m.delivery, confirm_timeout_s=m.confirm_timeout_s,
+                                   on_mode=lambda mode: self._status_dirty.set())
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
         kind, _ = classify_uri(cfg.source.uri)
@@ -135,6 +139,9 @@ class Agent:
         self._publish_config_state(ok=True, request_id=None, error=None)
 
     def _on_message(self, message) -> None:
+        if message.topic == self.topics["landed"]:
+            self._on_landed(bytes(message.payload))
+            return
         if message.topic != self.topics["config/set"]:
             return
         payload = bytes(message.payload)
@@ -155,12 +162,26 @@ class Agent:
             log.warning("remote config rejected (request %s): %s", request_id, exc)
             self._publish_config_state(ok=False, request_id=request_id, error=str(exc)[:2000])
 
+    def _on_landed(self, payload: bytes) -> None:
+        try:
+            msg = parse(payload, "landed")
+            if msg["device"] != self.device:
+                raise SchemaError(f"landed.device: {msg['device']!r} is not this device ({self.device!r})")
+        except SchemaError as exc:
+            log.warning("ignored a landing confirmation: %s", exc)
+            return
+        self.publisher.on_landed(msg["seqs"])
+
+    def delivery_status(self) -> dict:
+        p = self.publisher
+        return {"mode": p.mode, **({"reason": p.mode_reason[:500]} if p.mode_reason else {})}
+
     # ------------------------------------------------------------------ publishing helpers
     def status_payload(self, state: str = "online", reason: str | None = None) -> dict:
         return messages.status_payload(self.device, state, model=self.engine.describe(),
                                        interpreter=self.engine.interpreter_name, source=self.supervisor.status(),
                                        config=self.cfg.summary() | {"settings": self._settings.summary()},
-                                       reason=reason, clock=self._clock)
+                                       reason=reason, clock=self._clock, delivery=self.delivery_status())
 
     def _check_clock(self) -> None:
         """Frames are stamped with this device's clock: say so when it is not synchronized (a Pi has no RTC)."""
@@ -191,7 +212,8 @@ class Agent:
             latency={**s.latency_summary("inference"), "stages": s.stage_table()},
             frames={"captured": s.captured, "processed": s.processed, "dropped": s.dropped, "published": s.published},
             outbox={"depth": self.outbox.depth(), "dropped": self.outbox.dropped, "inflight": self.publisher.inflight,
-                    "acked": self.outbox.acked},
+                    "acked": self.outbox.acked, "awaiting": self.publisher.awaiting, "resent": self.publisher.resent,
+                    "confirmed": self.publisher.confirmed, "delivery": self.publisher.mode},
             source=self.supervisor.status(), cpu_temp_c=cpu_temperature_c(), last_seq=self.publisher.last_seq)
 
     def _tick(self) -> None:
@@ -233,9 +255,10 @@ class Agent:
         for w in workers:
             w.start()
         self.notifier.ready(f"running {self.engine.model_ref['id']} on {self.cfg.source.uri}")
-        log.info("edge-agent %s running: model %s (%s), source %s, broker %s:%s, outbox %s (%d pending)",
-                 self.device, self.engine.model_ref["id"], self.engine.interpreter_name, self.cfg.source.uri,
-                 self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.outbox_path, self.outbox.depth())
+        log.info("edge-agent %s running: model %s (%s), source %s, broker %s:%s, outbox %s (%d pending), "
+                 "delivery %s", self.device, self.engine.model_ref["id"], self.engine.interpreter_name,
+                 self.cfg.source.uri, self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.outbox_path,
+                 self.outbox.depth(), self.publisher.mode)
         ping_every = (self.notifier.watchdog_s or 10.0) / 2.0
         healthy_within = max(self.notifier.watchdog_s or 30.0, 5.0)
         next_ping = 0.0

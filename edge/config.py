@@ -96,7 +96,14 @@ class MQTTConfig(MqttSettings):
     """The shared broker settings (``edge.contract.mqtt.MqttSettings``) plus how the agent publishes."""
     qos: Literal[0, 1, 2] = Field(1, description="QoS of detections (status/config state always use 1)")
     metrics_interval_s: float = Field(10.0, gt=0, le=3600)
-    inflight_window: int = Field(500, ge=1, le=65000, description="unacknowledged publishes handed to paho at once")
+    inflight_window: int = Field(500, ge=1, le=65000, description="undelivered publishes outstanding at once "
+                                 "(no PUBACK yet, or no landing confirmation yet)")
+    delivery: Literal["auto", "landed", "puback"] = Field(
+        "auto", description="when a message leaves the outbox: landed = when a bridge confirms it is in a durable "
+        "landing file (survives broker crashes); puback = at the broker's PUBACK (old bridges); auto = landed once "
+        "any bridge has confirmed a message, puback (said in the log and the status) while none ever has")
+    confirm_timeout_s: float = Field(10.0, ge=1.0, le=3600, description="send a message again when no landing "
+                                     "confirmation came this long after its PUBACK (then 2x, 4x, at most 8x)")
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(10.0, gt=0)
 

@@ -39,11 +39,12 @@ def detections_bytes(result: FrameResult, *, device: str, seq: int, model_ref: d
 
 def status_payload(device: str, state: str, *, model: dict | None = None, interpreter: str | None = None,
                    source: dict | None = None, config: dict | None = None, reason: str | None = None,
-                   clock: dict | None = None, ts: float | None = None) -> dict[str, Any]:
+                   clock: dict | None = None, delivery: dict | None = None,
+                   ts: float | None = None) -> dict[str, Any]:
     msg: dict[str, Any] = {**_env("status", device), "state": state, "ts": time.time() if ts is None else ts,
                            "version": __version__}
     for key, value in (("model", model), ("interpreter", interpreter), ("source", source),
-                       ("config", config), ("reason", reason), ("clock", clock)):
+                       ("config", config), ("reason", reason), ("clock", clock), ("delivery", delivery)):
         if value is not None:
             msg[key] = value
     return msg

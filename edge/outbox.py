@@ -1,14 +1,20 @@
-"""Persistent outbox: every detections message lives in SQLite (WAL) until the broker acknowledged it.
+"""Persistent outbox: every detections message lives in SQLite (WAL) until it is delivered.
+
+Delivered means, with a bridge that confirms (``edge.contract.schema.LANDED``), that a bridge reported the message
+in a durable landing file; without one (old bridges), that the broker acknowledged it (PUBACK), which a broker
+crash can undo (mosquitto does not persist before its PUBACK). ``edge.publisher`` decides which applies.
 
 * ``append(topic, build)`` allocates the next sequence number and stores the message in one
   transaction, so sequence numbers are strictly increasing and survive restarts (also after SIGKILL:
   a committed WAL transaction is in the OS page cache when the process dies).
 * ``pending(after_id, limit)`` returns stored rows in insertion order, for publishing and for the
-  replay after a restart.
-* ``ack(row_id)`` deletes a row once paho reported the PUBACK for it.
+  replay after a restart; ``rows(ids)`` the given ones (for resending).
+* ``ack(row_id)`` deletes a row (delivered at the broker's PUBACK); ``confirm(ranges)`` deletes the rows whose
+  sequence numbers a bridge confirmed as landed and returns their ids.
 * ``enforce_bounds(protect_upto)`` drops the oldest rows beyond ``max_messages`` or older than
   ``max_age_s``; drops are counted in the database and reported in metrics. Rows already handed to
   paho (id <= ``protect_upto``) are never dropped: paho still holds them and will deliver them.
+* ``landed_seen``: whether any bridge ever confirmed a message of this outbox (kept across restarts).
 
 Thread-safe: one connection guarded by a lock (the publisher thread writes, paho's thread acks).
 """
@@ -30,7 +36,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 0), ('dropped', 0), ('acked', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 0), ('dropped', 0), ('acked', 0),
+    ('landed_seen', 0);
 """
 
 
@@ -102,6 +109,42 @@ class Outbox:
             if cur.rowcount:
                 self._db.execute("UPDATE meta SET value=value+1 WHERE key='acked'")
             return bool(cur.rowcount)
+
+    def confirm(self, ranges: list[list[int]]) -> list[int]:
+        """Delete the rows whose seq lies in one of the inclusive ``ranges``; return their ids. Marks the outbox
+        as served by a confirming bridge (``landed_seen``)."""
+        ids: list[int] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for first, last in ranges:
+                    ids += [int(r[0]) for r in self._db.execute(
+                        "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING id", (first, last)).fetchall()]
+                self._db.execute("UPDATE meta SET value=value+? WHERE key='acked'", (len(ids),))
+                self._db.execute("UPDATE meta SET value=1 WHERE key='landed_seen'")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return ids
+
+    @property
+    def landed_seen(self) -> bool:
+        with self._lock:
+            return bool(self._meta("landed_seen"))
+
+    def rows(self, ids: list[int]) -> list[Row]:
+        """The stored rows among ``ids``, in id order (rows deleted meanwhile are left out)."""
+        if not ids:
+            return []
+        out: list[tuple] = []
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                out += self._db.execute(
+                    f"SELECT id, seq, topic, payload, created FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk).fetchall()
+        return [Row(int(r[0]), int(r[1]), r[2], bytes(r[3]), float(r[4])) for r in sorted(out)]
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[Row]:
         with self._lock:

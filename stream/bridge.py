@@ -1,13 +1,20 @@
-"""``stream-bridge``: MQTT (QoS 1, persistent session, shared subscription) -> landing directory.
+"""``stream-bridge``: MQTT (QoS 1, shared subscription) -> landing directory, with landing confirmations.
 
-Nothing is lost: a message is acknowledged to the broker (paho ``manual_ack``) only after the file holding
-it is fsynced and renamed into place; a bridge killed before that gets the message again from its persistent
-session when it reconnects with the same client id (or the broker gives it to another member of the shared
-subscription group). Duplicates this can create are removed by the job's (device, seq) dedup.
+Nothing is lost: a message is acknowledged to the broker (paho ``manual_ack``) and confirmed to its agent
+(``<prefix>/<device>/landed``, ``stream.confirm``) only after the landing file holding it is fsynced, renamed
+and its directory fsynced. Agents keep every message in their outbox until a confirmation covers it and send
+it again when none came in time, so neither a broker crash (mosquitto does not persist before its PUBACK) nor
+a dead bridge loses anything; the copies this creates are removed by the job's (device, seq) dedup.
 
-Every message is checked with ``edge.contract.schema`` here, once: valid ones land as a flat line with only the
-fields the job reads, invalid ones as ``kind: "invalid"`` with the reason and the raw payload (the job
-dead-letters them); ``stream.landing.to_landing_line``. This per-message work scales out with the bridges.
+No payload stops the bridge: every message becomes a landing line (``stream.landing.to_landing_line`` never
+raises); valid ones land as a flat line with only the fields the job reads, the rest as ``kind: "invalid"`` with
+the reason and the raw payload (the job dead-letters them). If paho's network thread dies anyway, the bridge
+exits (code 6) instead of running deaf; its supervisor restarts it.
+
+When the landing directory cannot be written (disk full, I/O error) the bridge keeps what it received in memory
+(the broker sends at most the bridge's receive maximum of unacknowledged messages), acknowledges and confirms
+nothing, says so in its log and its retained status (``<prefix>/_bridge/<client_id>/status``: online, degraded,
+offline) and retries every ``retry_interval_s`` until the write succeeds.
 """
 from __future__ import annotations
 
@@ -18,11 +25,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from edge.contract import schema
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
 from edge.contract.errors import BrokerError
 from edge.contract.mqtt import MqttClient
+from edge.contract.sdnotify import Notifier
 from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
-from stream.landing import Cleaner, LandingWriter, remove_stale_temp_files, to_landing_line
+from stream.confirm import Confirmations
+from stream.landing import Cleaner, LandingWriter, invalid_line, remove_stale_temp_files, to_landing_line
 
 log = logging.getLogger("stream.bridge")
 
@@ -31,34 +41,69 @@ class Bridge:
     def __init__(self, cfg: StreamConfig):
         self.cfg = cfg
         b = cfg.bridge
+        prefix = cfg.mqtt.topic_prefix
         self.writer = LandingWriter(b.landing_dir, b.client_id)
         self.cleaner = Cleaner(b.landing_dir, b.consumed_dir, b.client_id) if b.consumed_dir else None
+        self.confirmations = Confirmations(prefix, b.client_id, b.confirm_interval_s) if b.confirm else None
         self.lock = threading.Lock()
         self.pending: list[tuple[int, int, int]] = []  # (mid, qos, connection generation)
         self.stop_event = threading.Event()
         self.last_message = 0.0
         self.first_pending = 0.0
-        self.received = self.invalid = 0
-        # a persistent session (the broker keeps this bridge's queue while it is away) and manual acks: a
-        # message is acknowledged only once the landing file holding it is durable (``roll``)
+        self.received = self.invalid = self.landed = 0
+        self.landing_error: Optional[str] = None       # the landing directory's last failure (None = writing)
+        self.retry_at = 0.0
+        self.beat = time.monotonic()                   # the main loop's last turn (systemd watchdog)
+        self.status_topic = schema.bridge_status_topic(prefix, b.client_id)
+        self.idle_roll = cfg.mqtt.protocol == "3.1.1"
+        # manual acks: a message is acknowledged only once the landing file holding it is durable (``roll``)
         self.client = MqttClient(cfg.mqtt, client_id=b.client_id, subscriptions=[(t, 1) for t in self.topics()],
-                                 on_message=self._on_message, session_expiry_s=b.session_expiry_s, manual_ack=True,
-                                 receive_maximum=65535)
+                                 on_message=self._on_message, on_connected=self._on_connected,
+                                 will=(self.status_topic, self.status_payload("offline", "connection lost (last will)")),
+                                 session_expiry_s=b.session_expiry_s or None, manual_ack=True,
+                                 receive_maximum=65535, max_inflight=1000)
 
     def topics(self) -> list[str]:
         prefix = self.cfg.mqtt.topic_prefix
         group = self.cfg.bridge.group
         return [(f"$share/{group}/" if group else "") + f"{prefix}/+/{kind}" for kind in self.cfg.bridge.kinds]
 
+    # ------------------------------------------------------------------ status
+    @property
+    def state(self) -> str:
+        return "degraded" if self.landing_error else "online"
+
+    def status_payload(self, state: str, reason: Optional[str] = None) -> bytes:
+        return schema.encode({"schema": schema.SCHEMA_VERSION, "type": "bridge_status",
+                              "bridge": self.cfg.bridge.client_id, "state": state, "ts": round(time.time(), 3),
+                              "reason": reason, "confirms": self.confirmations is not None,
+                              "buffered": len(self.writer), "landed": self.landed})
+
+    def publish_status(self) -> None:
+        reason = f"landing directory {self.cfg.bridge.landing_dir}: {self.landing_error}" if self.landing_error else None
+        self.client.publish(self.status_topic, self.status_payload(self.state, reason), qos=1, retain=True)
+
     # ------------------------------------------------------------------ paho's network thread
+    def _on_connected(self, session_present: bool) -> None:
+        self.publish_status()
+
     def _on_message(self, message) -> None:
         now = time.time()
-        line, valid, device = to_landing_line(self.cfg.mqtt.topic_prefix, message.topic, message.payload, now,
-                                              self.cfg.bridge.max_payload_bytes)
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:          # brokers check topics are UTF-8; never trust it here
+            topic = bytes(message._topic).decode("utf-8", "replace")
+        payload = message.payload
+        try:
+            line, valid, device, seq = to_landing_line(self.cfg.mqtt.topic_prefix, topic, payload, now,
+                                                       self.cfg.bridge.max_payload_bytes)
+        except Exception as exc:  # noqa: BLE001 - to_landing_line never raises; this is the last line of defence
+            line, valid, device, seq = invalid_line(topic, None, now, f"the bridge failed on this message: {exc!r}",
+                                                    "(not kept)"), False, None, None
         with self.lock:
             if not self.writer.lines:
                 self.first_pending = now
-            self.writer.add(line, device if valid else None, now)
+            self.writer.add(line, device, now, seq, valid)
             # the connection it came on: CONNACKs counted before any message of that connection arrives
             self.pending.append((message.mid, message.qos, self.client.connects))
             self.last_message = now
@@ -69,37 +114,92 @@ class Bridge:
     def should_roll(self, now: float) -> bool:
         b = self.cfg.bridge
         n = len(self.writer)
-        return n > 0 and (n >= b.roll_max_records or now - self.first_pending >= b.roll_interval_s
-                          or now - self.last_message >= b.roll_idle_s)
+        if n == 0 or now < self.retry_at:
+            return False
+        return (n >= b.roll_max_records or now - self.first_pending >= b.roll_interval_s
+                or (self.idle_roll and now - self.last_message >= b.roll_idle_s))
 
-    def roll(self) -> None:
+    def roll(self) -> bool:
+        """Write what is buffered as one durable file, then acknowledge and confirm it. False when the landing
+        directory failed (the batch is kept for the next attempt, nothing is acknowledged)."""
         with self.lock:
-            self.writer.roll()
+            batch = self.writer.take()
             acks, self.pending = self.pending, []
             generation = self.client.connects
+        if not batch.lines:
+            return True
+        try:
+            self.writer.write(batch)
+        except OSError as exc:
+            with self.lock:
+                self.writer.put_back(batch)
+                self.pending = acks + self.pending
+            self._landing_failed(exc)
+            return False
+        self.landed += len(batch.lines)
+        if self.landing_error is not None:
+            log.warning("landing directory %s writable again: landed %d held messages; acknowledging and "
+                        "confirming again", self.cfg.bridge.landing_dir, len(batch.lines))
+            self.landing_error = None
+            self.publish_status()
+        # Acks of a previous connection are void: the broker redelivers those messages.
+        self.client.ack_many([mid for mid, qos, gen in acks if qos == 1 and gen == generation])
         for mid, qos, gen in acks:
-            # Acks of a previous connection are void: the broker redelivers those messages.
-            if qos > 0 and gen == generation:
+            if qos == 2 and gen == generation:
                 self.client.ack(mid, qos)
+        if self.confirmations is not None:
+            self.confirmations.add(batch.seqs)
+        return True
+
+    def _landing_failed(self, exc: OSError) -> None:
+        self.retry_at = time.time() + self.cfg.bridge.retry_interval_s
+        error = f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc)
+        if error != self.landing_error:
+            log.error("cannot write the landing directory %s: %s; holding %d messages, acknowledging and confirming "
+                      "nothing, retrying every %g s", self.cfg.bridge.landing_dir, error, len(self.writer),
+                      self.cfg.bridge.retry_interval_s)
+            self.landing_error = error
+            self.publish_status()
+
+    def confirm(self, force: bool = False) -> None:
+        c = self.confirmations
+        if c is not None and (c.due() or (force and c.waiting)):
+            for topic, payload in c.take():
+                self.client.publish(topic, payload, qos=1)
 
     def start(self, timeout: float = 10.0) -> None:
         remove_stale_temp_files(self.cfg.bridge.landing_dir, self.cfg.bridge.client_id)
         self.client.start()
-        try:
-            self.client.wait_ready(timeout)
-        except BrokerError:
-            self.client.stop()
-            raise
-        log.info("subscribed to %s on %s as %s", ", ".join(self.topics()), self.cfg.mqtt.url, self.cfg.bridge.client_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.wait_ready(0.2)
+                break
+            except BrokerError:
+                if self.client.refused or time.monotonic() >= deadline:
+                    self.client.stop()
+                    raise
+                if self.client.connects and self.received:
+                    # a persistent session with a backlog: the broker sends it before it answers the SUBSCRIBE;
+                    # land it now (the SUBACK follows the backlog)
+                    log.warning("connected and receiving a backlog before the SUBACK; landing it")
+                    break
+        log.info("subscribed to %s on %s as %s (landing confirmations %s)", ", ".join(self.topics()),
+                 self.cfg.mqtt.url, self.cfg.bridge.client_id, "on" if self.confirmations else "off")
 
     def run(self, duration: Optional[float] = None) -> None:
         next_clean = time.time()
         next_log = time.time() + 30
         end = time.time() + duration if duration else None
         while not self.stop_event.is_set() and (end is None or time.time() < end):
+            self.beat = time.monotonic()
+            if not self.client.network_thread_alive:
+                raise BrokerError("the MQTT client's network thread died: nothing would be received or "
+                                  "acknowledged any more; exiting so that the supervisor restarts the bridge")
             now = time.time()
             if self.should_roll(now):
                 self.roll()
+            self.confirm()
             if self.cleaner and now >= next_clean:
                 try:
                     self.cleaner.run_once()
@@ -107,15 +207,19 @@ class Bridge:
                     log.warning("cleanup failed: %s", exc)
                 next_clean = now + self.cfg.bridge.cleanup_interval_s
             if now >= next_log:
-                log.info("received %d (invalid %d), files %d, cleaned %d", self.received, self.invalid,
-                         self.writer.files_written, self.cleaner.deleted if self.cleaner else 0)
+                log.info("received %d (invalid %d), landed %d in %d files, cleaned %d%s", self.received, self.invalid,
+                         self.landed, self.writer.files_written, self.cleaner.deleted if self.cleaner else 0,
+                         f"; DEGRADED: {self.landing_error}, holding {len(self.writer)}" if self.landing_error else "")
                 next_log = now + 30
             self.stop_event.wait(0.005)
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.roll()
-        self.client.stop()
+        self.retry_at = 0.0
+        if self.client.network_thread_alive:
+            self.roll()
+            self.confirm(force=True)
+        self.client.stop(final=(self.status_topic, self.status_payload("offline", "stopped")))
 
 
 def build_parser() -> ArgumentParser:
@@ -136,13 +240,33 @@ def _main(args) -> int:
     cfg = with_overrides(cfg, "bridge", client_id=args.client_id, landing_dir=args.landing_dir)
     bridge = Bridge(cfg)
     bridge.start()
+    notifier = Notifier()
+    notifier.ready(f"landing {cfg.bridge.landing_dir}")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop_event.set())
-    bridge.run(args.duration)
-    bridge.stop()
-    log.info("stopped: received %d (invalid %d) in %d files", bridge.received, bridge.invalid,
-             bridge.writer.files_written)
+    watchdog = threading.Thread(target=_watchdog, args=(bridge, notifier), daemon=True, name="watchdog")
+    watchdog.start()
+    try:
+        bridge.run(args.duration)
+    finally:
+        notifier.stopping()
+        bridge.stop()
+    log.info("stopped: received %d (invalid %d), landed %d in %d files", bridge.received, bridge.invalid,
+             bridge.landed, bridge.writer.files_written)
     return 0
+
+
+def _watchdog(bridge: Bridge, notifier) -> None:
+    """WATCHDOG=1 while the main loop and paho's network thread live (systemd's WatchdogSec), and the bridge's
+    state in systemd's STATUS= line."""
+    if not notifier.enabled:
+        return
+    every = (notifier.watchdog_s or 20.0) / 3
+    while not bridge.stop_event.wait(every):
+        if bridge.client.network_thread_alive and time.monotonic() - bridge.beat < 2 * every:
+            notifier.watchdog()
+        notifier.status(f"{bridge.state}: received {bridge.received}, landed {bridge.landed}"
+                        + (f"; {bridge.landing_error}" if bridge.landing_error else ""))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -23,16 +23,30 @@ class Strict(BaseModel):
 class BridgeConfig(Strict):
     landing_dir: Path = Field(Path("var/landing"), description="directory the job monitors (shared FS in a cluster)")
     client_id: str = Field("sigmawatch-bridge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
-                           description="MQTT client id; a restarted bridge must reuse it to get its unacked messages")
+                           description="MQTT client id; unique per bridge (it names its landing files and its "
+                                       "status topic <prefix>/_bridge/<client_id>/status)")
     group: Optional[str] = Field("sigmawatch-bridges", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                  description="shared-subscription group ($share/<group>/...); None = plain subscription")
     kinds: list[Literal["detections", "status", "metrics"]] = Field(
         ["detections", "status", "metrics"], min_length=1, description="edge topics to bridge")
-    session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="MQTT 5 session expiry (broker keeps the queue)")
-    roll_interval_s: float = Field(1.0, gt=0, le=60, description="roll the landing file at least this often")
+    confirm: bool = Field(True, description="publish <prefix>/<device>/landed confirmations after each fsync: "
+                          "agents keep every message until one covers it and send it again otherwise")
+    confirm_interval_s: float = Field(1.0, gt=0, le=60, description="coalesce confirmations over this interval "
+                                      "(one message per device per interval); keep it well under the agents' "
+                                      "mqtt.confirm_timeout_s")
+    session_expiry_s: int = Field(0, ge=0, description="MQTT session expiry: 0 = none. With confirmations no "
+                                  "broker session is needed (an agent resends what a dead bridge never landed), "
+                                  "and a dead member of a shared subscription keeps receiving its share for as "
+                                  "long as its session lives (mosquitto 2.0). Only agents that never get "
+                                  "confirmations (puback mode) gain from a longer session")
+    roll_interval_s: float = Field(1.0, gt=0, le=60, description="roll the landing file at least this often: "
+                                   "at most one file per interval at low rates")
     roll_max_records: int = Field(1000, ge=1, description="roll after this many records")
-    roll_idle_s: float = Field(0.05, gt=0, le=10, description="roll when no message arrived for this long "
-                                                              "(the broker caps unacked messages in flight)")
+    roll_idle_s: float = Field(0.05, gt=0, le=10, description="MQTT 3.1.1 only: roll when no message arrived for "
+                               "this long (brokers cap unacknowledged 3.1.1 deliveries, mosquitto at 20 by "
+                               "default; MQTT 5 takes the bridge's receive maximum, 65535)")
+    retry_interval_s: float = Field(2.0, gt=0, le=60, description="when the landing directory fails (disk full, "
+                                    "I/O error): retry writing this often; nothing is acknowledged meanwhile")
     max_payload_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads are dead-lettered (truncated)")
     consumed_dir: Optional[Path] = Field(Path("var/out/consumed"), description="the job's committed consumption "
                                          "records; landed files fully counted there are deleted (None = keep all)")
@@ -69,6 +83,9 @@ class JobConfig(Strict):
     restart_attempts: int = Field(3, ge=0, description="fixed-delay restart attempts before the job fails")
     restart_delay_s: float = Field(2.0, ge=0, description="delay between restart attempts")
     parallelism: int = Field(1, ge=1, description="operator parallelism")
+    bind_host: str = Field("127.0.0.1", min_length=1, description="address every listening socket of the local "
+                           "mini-cluster binds to (REST, RPC, blob server, data exchange, the Python workers' pool); "
+                           "0.0.0.0 exposes them on every interface")
     window: WindowConfig = Field(default_factory=WindowConfig)
     out_of_orderness_s: float = Field(0.5, ge=0, description="how far behind the newest bridge receive time the "
                                       "watermark stays: a window's first result waits this long for frames still "

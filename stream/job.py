@@ -22,6 +22,7 @@ from edge.contract.errors import JobError
 from edge.contract.mqtt import check_broker
 from stream import jvm
 from stream.config import StreamConfig, load, load_rules, with_mqtt_overrides, with_overrides
+from stream.localbind import bind_options, bind_python_worker_pool
 
 log = logging.getLogger("stream.job")
 
@@ -53,6 +54,8 @@ def flink_configuration(cfg: StreamConfig, restore_from: Optional[Path] = None, 
     conf.set_string("pipeline.auto-watermark-interval", f"{job.watermark_interval_ms} ms")
     if restore_from is not None:
         conf.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
+    for key, value in bind_options(job.bind_host).items():       # no port on all interfaces (issue 14)
+        conf.set_string(key, value)
     return conf
 
 
@@ -75,6 +78,7 @@ def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, ch
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
     start_jvm(cfg.job.jvm_options)
+    bind_python_worker_pool(cfg.job.bind_host)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg, restore_from, checkpointing))
     env.add_jars(jvm.jar().as_uri())          # the job's Java operators, shipped with the job to a cluster
     env.set_parallelism(cfg.job.parallelism)

@@ -45,7 +45,7 @@ import re
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 from edge.contract import schema, wire
 
@@ -96,25 +96,58 @@ def message_line(device: str, kind: str, recv_ts: float, msg: dict) -> str:
     return _to_json(rec)
 
 
-def to_landing_line(prefix: str, topic: str, payload: bytes, recv_ts: float,
-                    max_bytes: int) -> tuple[str, bool, Optional[str]]:
-    """The landing line of one MQTT message: (line, valid, device). The bridge's per-message work: the topic and
-    the payload are checked once (``edge.contract.schema.parse``) and flattened from the payload as sent
-    (``bench.stream`` measures its CPU per message)."""
+class LandingLine(NamedTuple):
+    """What the bridge makes of one MQTT message: its landing ``line``, whether it was ``valid``, the ``device``
+    of its topic (None when the topic is not a device topic) and, for a detections message, the ``seq`` the
+    bridge confirms once the line is durable (None when it has none: a valid message of another kind, or a
+    payload whose sequence number cannot be read)."""
+    line: str
+    valid: bool
+    device: Optional[str]
+    seq: Optional[int]
+
+
+def to_landing_line(prefix: str, topic: str, payload: bytes, recv_ts: float, max_bytes: int) -> LandingLine:
+    """The landing line of one MQTT message. The bridge's per-message work: the topic and the payload are
+    checked once (``edge.contract.schema.parse``) and flattened from the payload as sent (``bench.stream``
+    measures its CPU per message). Never raises: whatever the bytes, the result is a line (an ``invalid`` one
+    with the reason when the message cannot be landed as it is)."""
+    try:
+        return _convert(prefix, topic, payload, recv_ts, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - a payload must never stop the bridge: dead-letter it instead
+        reason = f"the bridge could not convert this message ({type(exc).__name__}: {str(exc)[:200]})"
+        return LandingLine(invalid_line(str(topic), None, recv_ts, reason, _raw(bytes(payload), max_bytes)),
+                           False, None, None)
+
+
+def _convert(prefix: str, topic: str, payload: bytes, recv_ts: float, max_bytes: int) -> LandingLine:
     try:
         device, kind = schema.parse_topic(prefix, topic)
     except schema.SchemaError as exc:
-        return invalid_line(topic, None, recv_ts, f"topic: {exc}", _raw(payload, max_bytes)), False, None
+        return LandingLine(invalid_line(topic, None, recv_ts, f"topic: {exc}", _raw(payload, max_bytes)),
+                           False, None, None)
     if len(payload) > max_bytes:
         reason = f"payload larger than {max_bytes} bytes"
-        return invalid_line(topic, device, recv_ts, reason, _raw(payload, max_bytes)), False, device
+        return LandingLine(invalid_line(topic, device, recv_ts, reason, _raw(payload, max_bytes)), False, device, None)
     try:
         msg = schema.parse(payload, kind)
         if msg.get("device") != device:
             raise schema.SchemaError(f"{kind}.device: {msg.get('device')!r} differs from the topic's device {device!r}")
     except schema.SchemaError as exc:
-        return invalid_line(topic, device, recv_ts, str(exc), _raw(payload, max_bytes)), False, device
-    return message_line(device, kind, recv_ts, msg), True, device
+        line = invalid_line(topic, device, recv_ts, str(exc), _raw(payload, max_bytes))
+        return LandingLine(line, False, device, _readable_seq(payload) if kind == "detections" else None)
+    return LandingLine(message_line(device, kind, recv_ts, msg), True, device,
+                       msg["seq"] if kind == "detections" else None)
+
+
+def _readable_seq(payload: bytes) -> Optional[int]:
+    """The sequence number of a detections payload that failed validation, when it has a usable one: its dead
+    letter is confirmed to the agent like a landed message (sending it again would land the same dead letter)."""
+    try:
+        seq = json.loads(payload).get("seq")
+    except Exception:  # noqa: BLE001 - not JSON, too deep, not an object: no seq
+        return None
+    return seq if type(seq) is int and 0 <= seq <= schema.BIGINT_MAX else None
 
 
 def _raw(payload: bytes, max_bytes: int) -> str:
@@ -136,8 +169,47 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class Batch:
+    """Lines waiting for one landing file, with what the file's trailer and the confirmations need: per device
+    its last receive time and valid message count, and the detections sequence numbers to confirm."""
+
+    __slots__ = ("lines", "devices", "seqs")
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.devices: dict[str, list] = {}      # device -> [last recv_ts, valid messages]
+        self.seqs: dict[str, list[int]] = {}    # device -> detections seqs (confirmed once the file is durable)
+
+    def add(self, line: str, device: Optional[str] = None, recv_ts: float = 0.0, seq: Optional[int] = None,
+            valid: bool = True) -> None:
+        self.lines.append(line)
+        if device is not None and valid:
+            d = self.devices.get(device)
+            if d is None:
+                self.devices[device] = [round(recv_ts, 6), 1]
+            else:
+                d[0] = max(d[0], round(recv_ts, 6))
+                d[1] += 1
+        if device is not None and seq is not None:
+            self.seqs.setdefault(device, []).append(seq)
+
+    def extend(self, later: "Batch") -> None:
+        """Append ``later``'s lines after this batch's (a batch that could not be written goes first again)."""
+        self.lines += later.lines
+        for device, (r, m) in later.devices.items():
+            d = self.devices.setdefault(device, [r, 0])
+            d[0], d[1] = max(d[0], r), d[1] + m
+        for device, seqs in later.seqs.items():
+            self.seqs.setdefault(device, []).extend(seqs)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
 class LandingWriter:
-    """Buffers lines and writes them as one complete, durable, visible file per :meth:`roll`."""
+    """Buffers lines and writes them as one complete, durable, visible file per :meth:`roll` (or per
+    :meth:`write` of a batch taken with :meth:`take`, so that the caller can write without holding its lock).
+    A write that fails (disk full, I/O error) removes its temp file and raises OSError; the batch is intact."""
 
     def __init__(self, directory: Path, client_id: str, fsync: bool = True):
         self.directory = Path(directory)
@@ -145,51 +217,81 @@ class LandingWriter:
         self.client_id = client_id
         self.fsync = fsync
         self.counter = 0
-        self.lines: list[str] = []
-        self.devices: dict[str, list] = {}          # device -> [last recv_ts, valid messages] of this file
+        self.batch = Batch()
         self.files_written = 0
         self.records_written = 0
 
-    def add(self, line: str, device: Optional[str] = None, recv_ts: float = 0.0) -> None:
-        """Buffer one message line; ``device`` only for a valid message (it goes into the trailer's activity)."""
-        self.lines.append(line)
-        if device is not None:
-            d = self.devices.setdefault(device, [round(recv_ts, 6), 0])
-            d[0] = max(d[0], round(recv_ts, 6))
-            d[1] += 1
+    @property
+    def lines(self) -> list[str]:
+        return self.batch.lines
 
-    def trailer(self, name: str) -> str:
+    @property
+    def devices(self) -> dict[str, list]:
+        return self.batch.devices
+
+    def add(self, line: str, device: Optional[str] = None, recv_ts: float = 0.0, seq: Optional[int] = None,
+            valid: Optional[bool] = None) -> None:
+        """Buffer one message line; ``device`` with ``valid`` (default: a device means valid) goes into the
+        trailer's activity; ``seq``: a detections sequence number to confirm once the file is durable."""
+        self.batch.add(line, device, recv_ts, seq, device is not None if valid is None else valid)
+
+    def trailer(self, name: str, batch: Optional[Batch] = None) -> str:
         """The ``eof`` line of the file ``name``: the job's consumption record names the file from it."""
-        return _to_json({"kind": "eof", "file": name, "records": len(self.lines),
-                         "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(self.devices.items())]})
+        batch = self.batch if batch is None else batch
+        return _to_json({"kind": "eof", "file": name, "records": len(batch.lines),
+                         "devices": [{"d": k, "r": v[0], "m": v[1]} for k, v in sorted(batch.devices.items())]})
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.batch)
+
+    def take(self) -> Batch:
+        """The buffered batch; the writer starts a new one."""
+        batch, self.batch = self.batch, Batch()
+        return batch
+
+    def put_back(self, batch: Batch) -> None:
+        """A batch that could not be written goes back in front of what was buffered since."""
+        batch.extend(self.batch)
+        self.batch = batch
+
+    def write(self, batch: Batch) -> Optional[Path]:
+        """Write ``batch`` as one durable visible file; return it (None for an empty batch). Raises OSError
+        (the temp file removed, nothing visible) when the directory cannot take it."""
+        if not batch.lines:
+            return None
+        self.counter += 1
+        name = f"{int(time.time() * 1000):013d}-{self.client_id}-{self.counter:08d}-n{len(batch.lines)}.jsonl"
+        tmp = self.directory / f".{name}.tmp"
+        final = self.directory / name
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("\n".join(batch.lines))
+                f.write("\n")
+                f.write(self.trailer(name, batch))
+                f.write("\n")
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.rename(tmp, final)
+            if self.fsync:
+                _fsync_dir(self.directory)
+        except OSError:
+            for path in (tmp, final):     # a rename that happened before the directory fsync failed: undo it
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+            raise
+        self.files_written += 1
+        self.records_written += len(batch.lines)
+        return final
 
     def roll(self) -> Optional[Path]:
         """Write the buffered lines durably; return the visible file (None if nothing was buffered)."""
-        if not self.lines:
-            return None
-        self.counter += 1
-        name = f"{int(time.time() * 1000):013d}-{self.client_id}-{self.counter:08d}-n{len(self.lines)}.jsonl"
-        tmp = self.directory / f".{name}.tmp"
-        final = self.directory / name
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(self.lines))
-            f.write("\n")
-            f.write(self.trailer(name))
-            f.write("\n")
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.rename(tmp, final)
-        if self.fsync:
-            _fsync_dir(self.directory)
-        self.files_written += 1
-        self.records_written += len(self.lines)
-        self.lines = []
-        self.devices = {}
-        return final
+        path = self.write(self.batch)
+        if path is not None:
+            self.batch = Batch()
+        return path
 
 
 def remove_stale_temp_files(directory: Path, client_id: str) -> int:

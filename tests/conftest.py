@@ -112,3 +112,19 @@ def real_data():
                     "`.venv/bin/python -m convert.realdata.fetch` (scripts/setup.sh runs it)")
         return path
     return get
+
+
+@pytest.fixture
+def bridges(tmp_path):
+    """``bridges(config, client_id)`` -> a real stream-bridge process (tests.support.bridges), stopped by pid at the
+    end of the test whatever happened."""
+    from tests.support.bridges import BridgeProcess
+    started: list = []
+
+    def start(config: Path, client_id: str, env: dict | None = None):
+        b = BridgeProcess(config, client_id, tmp_path / f"{client_id}-{len(started)}.log", env=env)
+        started.append(b)
+        return b
+    yield start
+    for b in started:
+        b.kill()

@@ -12,8 +12,14 @@ edge and the server can check messages without the ``jsonschema`` package; the t
 ``jsonschema``.
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
-``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
-are always one topic level and can be used in file names and SQL keys.
+``config/set``, ``config/state`` and ``landed`` (a bridge's confirmation to the agent that these sequence
+numbers are in durable landing files: ``LANDED``). A bridge's own health is ``<prefix>/_bridge/<bridge>/status``
+(``BRIDGE_STATUS``). Device ids are restricted to ``[A-Za-z0-9_-]`` so that they are always one topic level
+and can be used in file names and SQL keys.
+
+Bounds: every field the stream job stores is bounded here (``BIGINT_MAX``, ``INT_MAX``, ``TS_MAX``, the name
+alphabet ``NAME_PATTERN``), because Flink's JSON format turns a value its column type cannot hold into NULL
+without an error; what the job could not represent is refused at the bridge, with a reason.
 
 Detections have two wire versions (see ``edge.contract.wire`` for the compact one agents publish):
 ``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
@@ -38,7 +44,18 @@ SCHEMA_VERSION = 1
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _DEVICE_RE = re.compile(DEVICE_ID_PATTERN)
 
-TOPIC_KINDS = ("detections", "status", "metrics", "config/set", "config/state")
+TOPIC_KINDS = ("detections", "status", "metrics", "config/set", "config/state", "landed")
+BRIDGE_TOPIC_LEVEL = "_bridge"      # <prefix>/_bridge/<bridge client id>/status: a bridge's own health
+
+# Bounds of what the stream job stores (Flink SQL types of its landing table, ``stream.sql``): a value outside
+# them would not become an error there but a NULL (Flink's JSON format with ignore-parse-errors), so the
+# contract refuses it here, where the bridge can dead-letter it with a reason.
+BIGINT_MAX = 2 ** 63 - 1            # seq, counters (BIGINT)
+INT_MAX = 2 ** 31 - 1               # class ids (INT)
+TS_MAX = 1e10                       # capture times (s; before the year 2286): the job multiplies them into ms
+# Names that travel into the job and into output topics (labels, zone names, model ids): no NUL or other
+# control characters, no lone surrogates (not UTF-8), no MQTT topic wildcards or level separators.
+NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\ud800-\\udfff/+#]*$"
 
 
 class SchemaError(ValueError):
@@ -64,6 +81,22 @@ def topic(prefix: str, device: str, kind: str) -> str:
     return f"{prefix}/{check_device_id(device)}/{kind}"
 
 
+def bridge_status_topic(prefix: str, bridge: str) -> str:
+    """``<prefix>/_bridge/<bridge>/status``: a bridge's retained health message (not a device topic)."""
+    return f"{prefix.strip('/')}/{BRIDGE_TOPIC_LEVEL}/{check_device_id(bridge)}/status"
+
+
+def landed_ranges(seqs) -> list[list[int]]:
+    """Sorted, merged inclusive ranges ``[[first, last], ...]`` of the sequence numbers ``seqs``."""
+    ranges: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if ranges and s == ranges[-1][1] + 1:
+            ranges[-1][1] = s
+        else:
+            ranges.append([s, s])
+    return ranges
+
+
 def parse_topic(prefix: str, topic_name: str) -> tuple[str, str]:
     """Inverse of :func:`topic`: returns ``(device, kind)`` or raises SchemaError."""
     prefix = prefix.strip("/")
@@ -80,9 +113,15 @@ def parse_topic(prefix: str, topic_name: str) -> tuple[str, str]:
 _NUM = {"type": "number"}
 _UNIT = {"type": "number", "minimum": 0.0, "maximum": 1.0}
 _NONNEG = {"type": "number", "minimum": 0.0}
-_COUNT = {"type": "integer", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX}
+_CLASS_ID = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
+_SEQ = {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX,
+        "description": "per-device, strictly increasing, survives restarts"}
+_LABEL = {"type": "string", "maxLength": 100, "pattern": NAME_PATTERN}
+_ZONE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NAME_PATTERN}
+_PIXELS = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 _DEVICE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": DEVICE_ID_PATTERN}
-_TS = {"type": "number", "minimum": 0.0, "description": "Unix time in seconds (float)"}
+_TS = {"type": "number", "minimum": 0.0, "maximum": TS_MAX, "description": "Unix time in seconds (float)"}
 
 
 def _obj(properties: dict, required: list[str], *, extra: bool = False, **kw) -> dict:
@@ -99,14 +138,14 @@ def _envelope(kind: str) -> dict:
 
 
 MODEL_REF = _obj({
-    "id": {"type": "string", "minLength": 1, "maxLength": 200},
-    "hash": {"type": "string", "minLength": 8, "maxLength": 80,
+    "id": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN},
+    "hash": {"type": "string", "minLength": 8, "maxLength": 80, "pattern": "^[0-9a-fA-F]+$",
              "description": "sha256 of the model flatbuffer, hex"},
 }, ["id", "hash"])
 
 DETECTION = _obj({
-    "class_id": _COUNT,
-    "label": {"type": "string", "maxLength": 100},
+    "class_id": _CLASS_ID,
+    "label": _LABEL,
     "score": _UNIT,
     "objectness": _UNIT,
     "box": {"type": "array", "items": _UNIT, "minItems": 4, "maxItems": 4,
@@ -117,23 +156,21 @@ DETECTION = _obj({
     "sigma_mean": {**_UNIT, "type": ["number", "null"], "description": "mean of the four sigmas; null without sigma"},
     "box_sigma": {"type": "array", "items": _NONNEG, "minItems": 4, "maxItems": 4,
                   "description": "sigma of x_center, y_center, width, height in frame-normalized units"},
-    "zones": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 32,
+    "zones": {"type": "array", "items": _ZONE, "maxItems": 32,
               "description": "names of the configured zones containing the box centre (only when zones are set)"},
 }, ["class_id", "label", "score", "objectness", "box", "sigma", "sigma_mean"])
 
 CLASSIFICATION = _obj({
-    "class_id": _COUNT,
-    "label": {"type": "string", "maxLength": 100},
+    "class_id": _CLASS_ID,
+    "label": _LABEL,
     "score": _UNIT,
 }, ["class_id", "label", "score"])
 
 DETECTIONS = _obj({
     **_envelope("detections"),
-    "seq": {"type": "integer", "minimum": 0,
-            "description": "per-device, strictly increasing, survives restarts"},
+    "seq": _SEQ,
     "ts": _TS,
-    "frame": _obj({"w": {"type": "integer", "minimum": 1}, "h": {"type": "integer", "minimum": 1}},
-                  ["w", "h"]),
+    "frame": _obj({"w": _PIXELS, "h": _PIXELS}, ["w", "h"]),
     "model": MODEL_REF,
     "task": {"type": "string", "enum": ["detection", "classification"]},
     "latency_ms": _obj({"inference": _NONNEG, "total": _NONNEG}, ["inference"]),
@@ -156,8 +193,8 @@ DETECTION_V2 = {
                    "box_sigma, zones?]; every fraction as an integer count of thousandths",
     # each item's title names it in validation errors (detections[0][2:score]); the order is edge.contract.wire's
     "prefixItems": [
-        {**_COUNT, "title": "class_id", "description": "class id"},
-        {"type": "string", "maxLength": 100, "title": "label", "description": "class name"},
+        {**_CLASS_ID, "title": "class_id", "description": "class id"},
+        {**_LABEL, "title": "label", "description": "class name"},
         {**_PERMILLE, "title": "score",
          "description": "score = objectness x p(class) x (1 - sigma_mean), thousandths"},
         {**_PERMILLE, "title": "objectness", "description": "objectness, thousandths"},
@@ -170,7 +207,7 @@ DETECTION_V2 = {
         {"type": ["array", "null"], "items": _COUNT, "minItems": 4, "maxItems": 4, "title": "box_sigma",
          "description": "sigma of x_center, y_center, width, height in thousandths of the frame "
                         "(null for a head without sigma)"},
-        {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 32,
+        {"type": "array", "items": _ZONE, "maxItems": 32,
          "title": "zones",
          "description": "names of the configured zones containing the box centre (only when zones are set)"},
     ],
@@ -179,17 +216,16 @@ DETECTION_V2 = {
 CLASSIFICATION_V2 = {
     "type": "array", "minItems": 3, "maxItems": 3, "items": False,
     "description": "[class_id, label, probability in thousandths]",
-    "prefixItems": [{**_COUNT, "title": "class_id"}, {"type": "string", "maxLength": 100, "title": "label"},
+    "prefixItems": [{**_CLASS_ID, "title": "class_id"}, {**_LABEL, "title": "label"},
                     {**_PERMILLE, "title": "score"}],
 }
 
 DETECTIONS_V2 = _obj({
     "schema": {"type": "integer", "enum": [DETECTIONS_SCHEMA_VERSION]},
     "device": _DEVICE,
-    "seq": {"type": "integer", "minimum": 0,
-            "description": "per-device, strictly increasing, survives restarts"},
+    "seq": _SEQ,
     "ts": _TS,
-    "frame": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2,
+    "frame": {"type": "array", "items": _PIXELS, "minItems": 2, "maxItems": 2,
               "description": "[width, height] in pixels"},
     "model": {"type": "string", "minLength": 8, "maxLength": 80, "pattern": "^[0-9a-f]+$",
               "description": "the first 12 hex digits of the model's sha256 (the status message has its id and "
@@ -219,6 +255,13 @@ STATUS = _obj({
         "max_error_s": {"type": ["number", "null"]}, "est_error_s": {"type": ["number", "null"]},
         "how": {"type": "string"}}, ["synchronized"],
         description="the device clock that stamps every frame: synchronized or not"),
+    "delivery": _obj({
+        "mode": {"type": "string", "enum": ["landed", "puback", "pending"],
+                 "description": "landed: a message leaves the outbox when a bridge confirms it landed durably; "
+                                "puback: at the broker's PUBACK (no bridge confirms: a broker crash can lose it); "
+                                "pending: no bridge has confirmed anything yet (mqtt.delivery auto)"},
+        "reason": {"type": "string", "maxLength": 500},
+    }, ["mode"], extra=True),
 }, ["schema", "type", "device", "state"])
 
 METRICS = _obj({
@@ -231,7 +274,7 @@ METRICS = _obj({
     "outbox": _obj({"depth": _COUNT, "dropped": _COUNT}, ["depth", "dropped"], extra=True),
     "source": {"type": "object"},
     "cpu_temp_c": {"type": ["number", "null"]},
-    "last_seq": {"type": ["integer", "null"]},
+    "last_seq": {**_SEQ, "type": ["integer", "null"]},
 }, ["schema", "type", "device", "ts", "fps", "latency_ms", "frames", "outbox"])
 
 CONFIG_SET = _obj({
@@ -247,6 +290,37 @@ CONFIG_STATE = _obj({
     "error": {"type": ["string", "null"]},
     "config": {"type": "object"},
 }, ["schema", "type", "device", "ts", "ok", "config"])
+
+_BRIDGE_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]{1,64}$",
+              "description": "the bridge's MQTT client id"}
+LANDED_MAX_RANGES = 1000
+
+# A bridge's confirmation to one agent (``<prefix>/<device>/landed``): these detections sequence numbers are in
+# landing files that are fsynced, renamed and whose directory is fsynced. Ranges are inclusive, sorted and do not
+# overlap; one message holds at most LANDED_MAX_RANGES of them (the bridge sends more messages if needed).
+LANDED = _obj({
+    **_envelope("landed"),
+    "bridge": _BRIDGE_ID,
+    "ts": _TS,
+    "seqs": {"type": "array", "minItems": 1, "maxItems": LANDED_MAX_RANGES,
+             "items": {"type": "array", "items": _SEQ, "minItems": 2, "maxItems": 2},
+             "description": "[[first, last], ...] inclusive ranges of landed sequence numbers, ascending"},
+}, ["schema", "type", "device", "bridge", "seqs"])
+
+# A bridge's own health (``<prefix>/_bridge/<bridge>/status``, retained; its last will says offline).
+BRIDGE_STATUS = _obj({
+    "schema": {"type": "integer", "enum": [SCHEMA_VERSION]},
+    "type": {"type": "string", "enum": ["bridge_status"]},
+    "bridge": _BRIDGE_ID,
+    "state": {"type": "string", "enum": ["online", "degraded", "offline"],
+              "description": "degraded: the landing directory cannot be written (disk full, I/O error); the "
+                             "bridge holds what it received, acknowledges and confirms nothing, and retries"},
+    "ts": _TS,
+    "reason": {"type": ["string", "null"], "maxLength": 2000},
+    "confirms": {"type": "boolean", "description": "publishes <prefix>/<device>/landed confirmations"},
+    "buffered": {**_COUNT, "description": "messages received and not yet landed"},
+    "landed": {**_COUNT, "description": "messages landed since the bridge started"},
+}, ["schema", "type", "bridge", "state"])
 
 # The decoded form of either detections version (what ``decode`` returns): the version-1 shape.
 DETECTIONS_DECODED = {**DETECTIONS, "properties": {
@@ -267,6 +341,8 @@ SCHEMAS: dict[str, dict] = {
     "metrics": METRICS,
     "config_set": CONFIG_SET,
     "config_state": CONFIG_STATE,
+    "landed": LANDED,
+    "bridge_status": BRIDGE_STATUS,
 }
 
 
@@ -317,8 +393,10 @@ def parse(raw: bytes | str, kind: str) -> dict:
     see its ``schema``). Any failure is a SchemaError with a reason. The bridge's path: no decoded copy."""
     try:
         payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaError(f"{kind}: payload is not valid UTF-8 JSON ({exc})") from exc
+    except RecursionError:
+        raise SchemaError(f"{kind}: payload nests arrays/objects too deeply to be parsed") from None
+    except (ValueError, TypeError) as exc:   # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
+        raise SchemaError(f"{kind}: payload is not valid UTF-8 JSON ({str(exc)[:200]})") from None
     return validate(payload, kind)
 
 

@@ -41,7 +41,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "number": _is_number,
     "null": lambda v: v is None,
 }
-_SCALAR_KEYS = {"type", "minimum", "maximum", "minLength", "maxLength", "description", "title"}
+_SCALAR_KEYS = {"type", "minimum", "maximum", "minLength", "maxLength", "pattern", "description", "title"}
 _VALUE_KEYS = {"enum", "minimum", "maximum", "minLength", "maxLength", "pattern"}
 
 
@@ -90,6 +90,13 @@ def _scalar(s: dict, full: Check) -> Check | None:
         return None
     if kind == "string":
         shortest, longest = s.get("minLength", 0), s.get("maxLength", math.inf)
+        if "pattern" in s:
+            search = re.compile(s["pattern"]).search
+
+            def check_named(v: Any) -> None:
+                if v.__class__ is not str or not shortest <= len(v) <= longest or search(v) is None:
+                    full(v)
+            return check_named
 
         def check_string(v: Any) -> None:
             if v.__class__ is not str or not shortest <= len(v) <= longest:
@@ -166,8 +173,17 @@ def _string(s: dict) -> Check | None:
             if longest is not None and len(v) > longest:
                 raise Invalid(f"string longer than {longest}")
             if search is not None and not search(v):
-                raise Invalid(f"{v!r:.60} does not match {pattern}")
+                raise Invalid(f"{v!r:.60} does not match {pattern}{_explain(pattern, v)}")
     return check
+
+
+def _explain(pattern: str, v: str) -> str:
+    """What a name pattern refuses, said in words (the pattern itself is unreadable to most)."""
+    bad = [c for c in v if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or 0xd800 <= ord(c) <= 0xdfff or c in "/+#"]
+    if not bad or "/+#" not in pattern:
+        return ""
+    return (f" (it holds {', '.join(sorted({repr(c) for c in bad}))}: names may not hold control characters, "
+            "NUL, lone surrogates or the MQTT topic characters / + #)")
 
 
 def _array(s: dict, typed: bool) -> Check | None:

@@ -45,8 +45,10 @@ def agent_config(tmp_path: Path, broker, model: Path, video: Path, device: str =
         "source": {"uri": str(video), "realtime": True, "loop": True, "backoff_initial_s": 0.2,
                    "backoff_max_s": 1.0},
         "model": {"path": str(model), "threads": 1},
+        # no bridge in most agent tests: a message is delivered at the broker's PUBACK unless a test sets
+        # mqtt__delivery (auto / landed: kept until a bridge confirms it landed)
         "mqtt": {"host": broker.host, "port": broker.port, "metrics_interval_s": 1.0,
-                 "reconnect_min_s": 1, "reconnect_max_s": 2},
+                 "reconnect_min_s": 1, "reconnect_max_s": 2, "delivery": "puback"},
         "settings": {"score_threshold": 0.3},
     }
     for dotted, value in over.items():

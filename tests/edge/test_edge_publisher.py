@@ -28,7 +28,7 @@ def test_window_bounds_inflight_and_everything_arrives_in_order(tmp_path, broker
     link = MqttClient(MqttSettings(host=broker.host, port=broker.port), client_id="pub-1",
                       on_ack=lambda mid: pub.on_ack(mid), max_inflight=100)
     pub = Publisher(link, outbox, topic="sigmawatch/pub-1/detections", device="pub-1",
-                    model_ref={"id": "m", "hash": "0" * 64}, window=25)
+                    model_ref={"id": "m", "hash": "0" * 64}, window=25, delivery="puback")
     for i in range(1500):
         pub.submit(_result(i))
     link.start()

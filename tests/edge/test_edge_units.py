@@ -14,7 +14,7 @@ from edge.config import Settings, load, updated_settings
 from edge.contract.errors import ConfigError, SecretError
 from edge.outbox import Outbox
 from edge.pipeline import NewestSlot
-from edge.sdnotify import Notifier
+from edge.contract.sdnotify import Notifier
 from edge.contract.secrets import resolve_password
 from edge.zones import point_in_polygon, zones_of
 

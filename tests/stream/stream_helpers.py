@@ -13,12 +13,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, broker, base: Path, **job) -> Path:
+def write_config(path: Path, broker, base: Path, bridge: dict | None = None, **job) -> Path:
+    """A stream config on ``broker`` under ``base``. The bridge keeps a persistent broker session by default:
+    the tests' publishers (``tests.support.publisher``) take no landing confirmations, like old agents, and a
+    killed bridge's unacknowledged messages must wait for it in its session; ``bridge`` overrides keys."""
     cfg = {
         "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "sigmawatch"},
         "bridge": {"landing_dir": str(base / "landing"), "client_id": "bridge-t1", "group": "g1",
                    "roll_interval_s": 0.3, "roll_max_records": 50, "consumed_dir": str(base / "out" / "consumed"),
-                   "cleanup_interval_s": 1.0},
+                   "cleanup_interval_s": 1.0, "session_expiry_s": 604800, **(bridge or {})},
         "job": {"landing_dir": str(base / "landing"), "output_dir": str(base / "out"),
                 "checkpoint_dir": str(base / "chk"), "checkpoint_interval_s": 1.0, **job},
     }

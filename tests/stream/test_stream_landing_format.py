@@ -18,7 +18,7 @@ PREFIX = "sigmawatch"
 
 
 def _lines(events, recv0=1_700_000_100.0):
-    return [to_landing_line(PREFIX, e.topic, e.payload, recv0 + i * 0.001, 1 << 20) for i, e in enumerate(events)]
+    return [to_landing_line(PREFIX, e.topic, e.payload, recv0 + i * 0.001, 1 << 20)[:3] for i, e in enumerate(events)]
 
 
 def test_valid_messages_land_flat_with_what_the_job_reads():
@@ -70,7 +70,7 @@ V1_LINE = ('{"kind":"detections","device":"cam-1","recv_ts":1700000001.25,"seq":
 
 
 def test_version_1_payloads_are_validated_and_land_like_version_2():
-    line, valid, device = to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(_v1()),
+    line, valid, device, _ = to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(_v1()),
                                           1700000001.25, 1 << 20)
     assert (line, valid, device) == (V1_LINE, True, "cam-1")
     # the same frame as an agent sends it today (version 2) lands as the same line
@@ -82,7 +82,7 @@ def test_version_1_payloads_are_validated_and_land_like_version_2():
                            1 << 20)[:2] == (V1_LINE, True)
     bad = _v1()
     bad["detections"][1]["score"] = 1.5
-    line, valid, _ = to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(bad), 1.0, 1 << 20)
+    line, valid, _, _ = to_landing_line(PREFIX, "sigmawatch/cam-1/detections", schema.encode(bad), 1.0, 1 << 20)
     rec = json.loads(line)
     assert not valid and rec["kind"] == "invalid" and "detections[1].score" in rec["reason"]
     # a version-1 payload must be complete version 1: its detections are required there

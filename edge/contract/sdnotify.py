@@ -1,4 +1,4 @@
-"""systemd notification protocol (sd_notify) in a few lines, no dependency.
+"""systemd notification protocol (sd_notify) in a few lines, no dependency (the agent and the bridge use it).
 
 systemd passes ``$NOTIFY_SOCKET`` (a filesystem path, or ``@name`` for the abstract namespace) to a
 ``Type=notify`` service; the service sends datagrams like ``READY=1``, ``WATCHDOG=1``, ``STATUS=...``,

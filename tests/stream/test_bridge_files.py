@@ -1,0 +1,46 @@
+"""Landing files per message at every rate (issue 14 item 6, the bridge's half): a quiet camera must not get a file
+per message (the job's file source remembers every file it read), a busy bridge fills its files."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edge.contract import schema
+from tests.support.bridges import landed, write_bridge_config
+from tests.support.generate import detections_msg
+from tests.support.publisher import Publisher
+
+pytestmark = pytest.mark.mqtt
+
+
+def _msg(seq: int) -> bytes:
+    return schema.encode(detections_msg("cam-1", seq, 1_700_000_000.0 + seq / 4, [(0, 0.9, 0.1)]))
+
+
+def test_one_camera_at_4_fps_and_a_burst(tmp_path, bridges, broker):
+    landing = tmp_path / "landing"
+    # the shipped defaults (roll_interval_s 1.0, roll_max_records 1000), not the tests' fast rolls
+    cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, landing, roll_interval_s=1.0,
+                              roll_max_records=1000)
+    bridge = bridges(cfg, "b1").wait_subscribed()
+    pub = Publisher(broker.host, broker.port)
+    t0 = time.time()
+    for seq in range(40):                       # one camera at 4 frames/s for 10 s
+        time.sleep(max(0.0, t0 + seq / 4 - time.time()))
+        pub.publish("sigmawatch/cam-1/detections", _msg(seq))
+    time.sleep(1.5)
+    quiet_files = len(list(landing.glob("*.jsonl")))
+    assert len(landed(landing)) == 40
+    assert quiet_files <= 12, f"{quiet_files} files for 40 messages at 4 fps: at most one per second expected"
+    for seq in range(40, 5040):                 # a burst: files fill up to roll_max_records
+        pub.publish("sigmawatch/cam-1/detections", _msg(seq))
+    pub.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(landed(landing)) < 5040:
+        time.sleep(0.2)
+    burst_files = len(list(landing.glob("*.jsonl"))) - quiet_files
+    assert len(landed(landing)) == 5040
+    print(f"files: {quiet_files} for 40 messages at 4 fps, {burst_files} for a burst of 5000")
+    assert burst_files <= 5000 / 1000 + 2 * (time.time() - t0), burst_files
+    assert bridge.terminate() == 0
