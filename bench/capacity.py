@@ -76,13 +76,14 @@ def simulate(port: int, prefix: str, first: int, count: int, fps: float, seconds
 
 # --------------------------------------------------------------------------- the chain
 class Chain:
-    def __init__(self, work: Path, bridges: int, window: float, out_of_orderness: float):
+    def __init__(self, work: Path, bridges: int, window: float, out_of_orderness: float,
+                 roll_interval_s: float = 0.25):
         self.work = work
         self.window = window
         self.broker = Mosquitto(work / "broker", max_inflight=1000).start()
         cfg = {"mqtt": {"host": "127.0.0.1", "port": self.broker.port},
                "bridge": {"landing_dir": str(work / "landing"), "consumed_dir": str(work / "out" / "consumed"),
-                          "roll_interval_s": 0.25},
+                          "roll_interval_s": roll_interval_s},
                "job": {"landing_dir": str(work / "landing"), "output_dir": str(work / "out"),
                        "checkpoint_dir": str(work / "chk"), "checkpoint_interval_s": 5, "out_of_orderness_s": out_of_orderness,
                        "window": {"size_s": window}}}
