@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,13 +23,30 @@ def test_embedded_round_trip(tmp_path):
     assert json.loads(mm.sidecar_path(path).read_text()) == written
 
 
+SHIPPED = Path(__file__).resolve().parents[2] / "edge" / "models" / "demo-detector-int8.tflite"
+
+
 def test_sidecar_used_when_not_embedded(tmp_path):
+    """A complete model without metadata (as the Edge TPU compiler writes one) is refused until a sidecar exists
+    (a cut one is reported as truncated: the next test)."""
     path = tmp_path / "compiled_edgetpu.tflite"
-    path.write_bytes(FAKE_FLATBUFFER)
-    with pytest.raises(mm.ModelMetadataError, match="carries no sigmawatch metadata"):
+    path.write_bytes(mm.read_model(SHIPPED)[0])         # the shipped model's flatbuffer without our metadata
+    with pytest.raises(mm.ModelMetadataError, match="without sigmawatch metadata: none is embedded"):
         mm.read_model(path)
     mm.write_sidecar(path, meta())
     assert mm.read_metadata(path)["labels"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_cut_model_is_reported_as_truncated(tmp_path, keep):
+    """A model cut short (an interrupted copy) without a sidecar: the operator is told it is truncated, not to
+    export it again with convert-model (a Pi has no convert-model)."""
+    fb = mm.read_model(SHIPPED)[0]
+    path = tmp_path / "m.tflite"
+    path.write_bytes(fb[:int(len(fb) * keep)])
+    with pytest.raises(mm.ModelMetadataError, match="is truncated") as err:
+        mm.read_model(path)
+    assert "convert-model" not in str(err.value)
 
 
 def test_modified_model_is_refused(tmp_path):
