@@ -2,7 +2,8 @@
 message until a bridge confirms it landed durably (``<prefix>/<device>/landed``), and sends it again otherwise.
 
 - mosquitto SIGKILLed three times during a run (its persistence is a snapshot, not written before a PUBACK):
-  every sequence number lands; copies are counted (the job's (device, seq) dedup absorbs them);
+  every sequence number lands; copies are counted, and the job (run --bounded over the landing files) aggregates
+  every frame exactly once;
 - two bridges in one shared subscription, one SIGKILLed and never restarted: nothing lost, and the p99 delay
   from capture to the first durable copy stays under the resend timeout + 2 s;
 - an agent that never gets a confirmation (an old bridge) falls back to PUBACK delivery and says so.
@@ -18,6 +19,7 @@ import pytest
 
 from edge_helpers import agent_config
 from tests.support.bridges import first_landed_ms, landed_seqs, write_bridge_config
+from tests.support.jobrun import aggregate_bounded, recount_landed
 
 pytestmark = pytest.mark.mqtt
 TIMEOUT_S = 3.0          # the agents' mqtt.confirm_timeout_s
@@ -64,6 +66,7 @@ def _report(name: str, published: dict, copies) -> tuple[int, int]:
     return lost, duplicated
 
 
+@pytest.mark.flink
 def test_broker_sigkilled_three_times_every_sequence_number_lands(tmp_path, bridges, broker_factory, scene, agents,
                                                                    subscriber):
     broker = broker_factory()
@@ -101,6 +104,14 @@ def test_broker_sigkilled_three_times_every_sequence_number_lands(tmp_path, brid
     assert min(published.values()) > 40, published
     assert modes == {**{d: "landed" for d in devices}, "cam-old": "puback"}, modes
     assert bridge.terminate() == 0, bridge.tail()
+    # and through the job (its default event-time settings): every frame aggregated exactly once, copies dropped
+    expected = recount_landed(landing)
+    assert {d: expected[d]["frames"] for d in devices} == published
+    got = aggregate_bounded(landing, tmp_path / "job")
+    assert {d: got.get(d) for d in devices} == {d: expected[d] for d in devices}
+    print(f"broker kill -9 x3, through the job: aggregated {sum(got[d]['frames'] for d in devices)} frames, "
+          f"{sum(got[d]['detections'] for d in devices)} detections = the distinct frames landed "
+          f"({sum(copies[k] for k in want) - len(want)} copies dropped)")
 
 
 def test_two_bridges_one_sigkilled_nothing_lost_within_the_resend_timeout(tmp_path, bridges, broker, scene, agents):
