@@ -280,7 +280,7 @@ def write_landing(directory, sc: Scenario, events: Iterable[Event], per_file: in
     writer = LandingWriter(directory, "gen", fsync=False)
     for i, ev in enumerate(events, 1):
         recv = landing_recv_ts(sc, ev)
-        line, valid, device = to_landing_line(sc.prefix, ev.topic, ev.payload, recv, 1 << 20)
+        line, valid, device, _seq = to_landing_line(sc.prefix, ev.topic, ev.payload, recv, 1 << 20)
         writer.add(line, device if valid else None, recv)
         if i % per_file == 0:
             writer.roll()
