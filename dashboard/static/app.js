@@ -341,7 +341,7 @@ function renderAggregates() {
     tr.appendChild(el("td", {class: "count"}, String(t.count)));
     tr.appendChild(el("td", {class: "sigma"}, t.withSigma ? fmt(t.sw / t.withSigma, 3) : "no σ"));
     tr.appendChild(el("td", {class: "sigma-max"}, t.withSigma ? fmt(t.max, 3) : "–"));
-    tr.appendChild(el("td", {class: "high"}, t.withSigma ? fmt(100 * t.high / t.withSigma, 1) + " %" : "–"));
+    tr.appendChild(el("td", {class: "high"}, t.withSigma ? fmt(100 * t.high / t.withSigma, 1) + "\u00a0%" : "–"));
     tr.appendChild(el("td", {class: "windows"}, String(t.windows)));
     body.appendChild(tr);
   }
