@@ -118,12 +118,13 @@ class DashboardState:
         age = now - self.devices[device]["last_seen"]
         return (f"not heard from for {age:.0f} s (longer than forget-after, {self.view.forget_after_s:g} s)")
 
-    def _remove_device(self, device: str, reason: str) -> dict:
-        """Forget ``device`` (lock held); returns the event that says so."""
+    def _remove_device(self, device: str, reason: str, cause: str = "forgotten") -> dict:
+        """Forget ``device`` (lock held); returns the event that says so. ``cause``: forgotten | cleared."""
         self.devices.pop(device, None)
         self.health.pop(device, None)
         self.counters["devices_removed"] += 1
-        return {"kind": "device_removed", "device": device, "reason": reason, "received": self._clock()}
+        return {"kind": "device_removed", "device": device, "reason": reason, "cause": cause,
+                "received": self._clock()}
 
     def _classify(self, topic: str, payload: bytes, retained: bool = False) -> dict:
         received = self._clock()
@@ -167,7 +168,8 @@ class DashboardState:
             dev[kind + "_received"] = event["received"]
             dev["last_seen"] = event["last_seen"] = max(dev["last_seen"], event["seen"])
             if event["received"] - dev["last_seen"] > self.view.forget_after_s:    # a retained status of a
-                return [self._remove_device(event["device"],                       # device that left long ago
+                event["expired"] = True                                            # device that left long ago
+                return [self._remove_device(event["device"],
                                             self._forgotten_reason(event["device"], event["received"]))]
             if kind == "detections":
                 dev["detection_messages"] += 1
@@ -217,7 +219,7 @@ class DashboardState:
         cleared alert topic that alert. Cleared aggregates stay: they are history, kept by window id."""
         part, device = event["part"], event.get("device")
         if part == "status" and device in self.devices:
-            return [self._remove_device(device, "its retained status was cleared (empty retained message)")]
+            return [self._remove_device(device, "its retained status was cleared (empty retained message)", "cleared")]
         if part in DEVICE_PARTS and device in self.devices:
             self.devices[device].pop(part, None)
         elif part == "health":
