@@ -452,7 +452,7 @@ function drawSigma(rows, newest) {
       (f === 0.5 ? "σ̄ " : "") + fmt(hi * f, 3));
   }
   const thr = rows[rows.length - 1].high_sigma_threshold;
-  $("#sigma-stats").textContent = `${total} detections in ${rows.length} windows; mean σ̄ ` +
+  $("#sigma-stats").textContent = `${total} detections in ${rows.length} window${rows.length === 1 ? "" : "s"}; mean σ̄ ` +
     `${total ? fmt(mean / total, 4) : "–"}; ${total ? fmt(100 * high / total, 1) : "–"} % with σ̄ ≥ ${fmt(thr, 2)}`;
 }
 
@@ -463,7 +463,7 @@ function renderAlerts() {
   const list = [...S.alerts.values()].sort((a, b) => (a.state === b.state ? b.ts - a.ts : a.state === "firing" ? -1 : 1));
   for (const a of list) {
     const li = el("li", {"data-alert": a.id, class: `alert-${a.state} sev-${a.severity}`});
-    li.appendChild(el("span", {class: "when"}, new Date(a.ts * 1000).toLocaleTimeString()));
+    li.appendChild(el("span", {class: "when", title: new Date(a.ts * 1000).toLocaleString()}, clock(a.ts)));
     li.appendChild(el("span", {class: "state"}, a.state));
     li.appendChild(document.createTextNode(` ${a.severity} · ${a.message}`));
     ol.appendChild(li);

@@ -141,7 +141,7 @@ def test_the_sigma_histogram_shows_only_the_recent_windows(broker, publisher, ch
         # time moves on: a newer window pushes the others out of the histogram
         publisher.send([m.aggregate("cam-a", "circle", 0, end + 60, 9, 0.30, length=10.0)])
         chromium.wait_for("(document.querySelector('#sigma-stats').textContent || '').startsWith('9 ')")
-        assert text(chromium, "#sigma-stats").startswith("9 detections in 1 windows")
+        assert text(chromium, "#sigma-stats").startswith("9 detections in 1 window; ")
         bins = chromium.evaluate(HISTOGRAM)
         assert sum(b["count"] for b in bins) == 9
         bin_counts(bins, {0.30: 9})
