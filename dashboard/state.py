@@ -29,6 +29,7 @@ from edge.contract import outputs, schema
 MAX_AGGREGATES = 5000
 MAX_ALERTS = 100
 MAX_INVALID = 20
+MAX_REMOVED = 5
 DEVICE_PARTS = ("status", "metrics", "detections")
 
 Listener = Callable[[dict], None]
@@ -63,6 +64,7 @@ class DashboardState:
         self.stats: dict | None = None
         self.alerts: OrderedDict[str, dict] = OrderedDict()       # alert id -> latest event
         self.invalid: deque[dict] = deque(maxlen=MAX_INVALID)
+        self.removed: deque[dict] = deque(maxlen=MAX_REMOVED)      # the last device_removed events
         self.counters = {"messages": 0, "invalid": 0, "detection_messages": 0, "detections": 0,
                          "aggregates": 0, "aggregated_detections": 0, "alerts": 0, "alerts_firing": 0,
                          "devices_removed": 0}
@@ -123,8 +125,10 @@ class DashboardState:
         self.devices.pop(device, None)
         self.health.pop(device, None)
         self.counters["devices_removed"] += 1
-        return {"kind": "device_removed", "device": device, "reason": reason, "cause": cause,
-                "received": self._clock()}
+        event = {"kind": "device_removed", "device": device, "reason": reason, "cause": cause,
+                 "received": self._clock()}
+        self.removed.append(event)
+        return event
 
     def _classify(self, topic: str, payload: bytes, retained: bool = False) -> dict:
         received = self._clock()
@@ -246,5 +250,6 @@ class DashboardState:
                 "stats": self.stats,
                 "alerts": list(self.alerts.values()),
                 "invalid": list(self.invalid),
+                "removed": list(self.removed),
                 "counters": dict(self.counters),
             }

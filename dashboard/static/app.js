@@ -76,6 +76,7 @@ function onEvent(ev) {
       S.alerts = new Map(ev.alerts.map((a) => [a.payload.id, a.payload]));
       S.alertTopics = new Map(ev.alerts.map((a) => [a.payload.id, a.topic]));
       S.invalid = ev.invalid.slice();
+      S.removed = (ev.removed || []).map((r) => ({device: r.device, reason: r.reason, at: r.received})).reverse();
       S.counters = Object.assign({}, ev.counters);
       setBroker(ev.broker);
       ["devices", "live", "aggregates", "alerts", "invalid", "counters"].forEach((k) => S.dirty.add(k));

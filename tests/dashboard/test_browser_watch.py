@@ -207,6 +207,9 @@ def test_retained_status_of_a_device_gone_long_ago_is_not_listed_and_a_cleared_o
         rows = chromium.evaluate("[...document.querySelectorAll('#devices tbody tr')].map((tr) => tr.dataset.device)")
         assert rows == ["cam-idle", "cam-retire"]
         assert sorted(dash.state.snapshot()["devices"]) == ["cam-idle", "cam-retire"]
+        # the page, opened after the dashboard dropped it, still says which device was dropped and why
+        assert re.search(r"cam-gone removed at \d\d:\d\d:\d\d: not heard from for 72\d\d s",
+                         text(chromium, '#removed li[data-device="cam-gone"]'))
         # last seen is the time the device wrote into its retained status, not when this dashboard got it
         assert 89 <= seen_seconds(chromium, "cam-idle") <= 95
         assert text(chromium, 'tr[data-device="cam-idle"] td.state') == "stale"

@@ -49,6 +49,7 @@ def test_expire_forgets_exactly_the_devices_silent_longer_than_forget_after():
     assert state.expire() == ["cam-a"]
     snap = state.snapshot()
     assert list(snap["devices"]) == ["cam-b"] and snap["health"] == {} and snap["counters"]["devices_removed"] == 1
+    assert [r["device"] for r in snap["removed"]] == ["cam-a"]      # a page opened later still says why
     removed = events[-1]
     assert removed["kind"] == "device_removed" and removed["cause"] == "forgotten"
     assert removed["reason"] == "not heard from for 100 s (longer than forget-after, 100 s)"
