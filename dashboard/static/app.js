@@ -399,7 +399,9 @@ function drawCounts(rows, labels) {
   const {ticks, step} = timeTicks(t0, t1, Math.max(2, Math.floor((W - L - R) / 64)));
   for (const t of ticks) {
     svgEl(svg, "path", {class: "grid", d: `M${X(t)},${T} V${H - B}`});
-    svgEl(svg, "text", {class: "x-tick", x: X(t), y: H - 6, "text-anchor": "middle", "data-t": t}, clock(t, step < 60));
+    const day = new Date(t * 1000);                    // a history of days (--history): the date instead
+    svgEl(svg, "text", {class: "x-tick", x: X(t), y: H - 6, "text-anchor": "middle", "data-t": t},
+      step >= 86400 ? `${day.getFullYear()}-${pad2(day.getMonth() + 1)}-${pad2(day.getDate())}` : clock(t, step < 60));
   }
   for (const label of labels) {
     const pts = [...series.get(label).entries()].sort((a, b) => a[0] - b[0]);

@@ -158,7 +158,7 @@ def seen_seconds(browser, device: str) -> int:
 
 
 def test_last_seen_moves_and_a_silent_device_turns_stale_then_leaves_the_list(broker, publisher, chromium):
-    dash = RunningDashboard(broker, stale_after_s=2.0, forget_after_s=5.0)
+    dash = RunningDashboard(broker, stale_after_s=3.0, forget_after_s=7.0)
     stop = threading.Event()
 
     def heartbeat():                                   # cam-live keeps publishing metrics, cam-quiet falls silent
@@ -173,17 +173,17 @@ def test_last_seen_moves_and_a_silent_device_turns_stale_then_leaves_the_list(br
         row = 'tr[data-device="cam-quiet"] td.'
         chromium.wait_for(f"(document.querySelector('{row}state') || {{}}).textContent === 'online'")
         first = seen_seconds(chromium, "cam-quiet")
-        assert first <= 1
-        chromium.wait_for(f"document.querySelector('{row}state').textContent === 'stale'", timeout=4)
+        assert first < 3
+        chromium.wait_for(f"document.querySelector('{row}state').textContent === 'stale'", timeout=6)
         later = seen_seconds(chromium, "cam-quiet")
-        assert later >= 2 and later > first               # the page ticks without any new message
+        assert later >= 3 and later > first
         assert "silent for" in chromium.evaluate(f"document.querySelector('{row}state').title")
         assert text(chromium, 'tr[data-device="cam-live"] td.state') == "online"
-        assert seen_seconds(chromium, "cam-live") <= 1
-        chromium.wait_for("!document.querySelector('tr[data-device=\"cam-quiet\"]')", timeout=6)
+        assert seen_seconds(chromium, "cam-live") < 3
+        chromium.wait_for("!document.querySelector('tr[data-device=\"cam-quiet\"]')", timeout=8)
         assert "cam-quiet" not in dash.get_json("/api/state")["devices"]
         removed = text(chromium, '#removed li[data-device="cam-quiet"]')
-        assert "not heard from for" in removed and "forget-after, 5 s" in removed
+        assert "not heard from for" in removed and "forget-after, 7 s" in removed
         assert text(chromium, 'tr[data-device="cam-live"] td.state') == "online"
         # it comes back as soon as it speaks again
         publisher.send([m.metrics("cam-quiet", 1.0, 1, 0, 0)])
@@ -211,7 +211,10 @@ def test_retained_status_of_a_device_gone_long_ago_is_not_listed_and_a_cleared_o
         assert re.search(r"cam-gone removed at \d\d:\d\d:\d\d: not heard from for 72\d\d s",
                          text(chromium, '#removed li[data-device="cam-gone"]'))
         # last seen is the time the device wrote into its retained status, not when this dashboard got it
-        assert 89 <= seen_seconds(chromium, "cam-idle") <= 95
+        idle = seen_seconds(chromium, "cam-idle")
+        assert 89 <= idle <= 95
+        time.sleep(2.2)                                        # no message at all meanwhile: the page ticks by itself
+        assert seen_seconds(chromium, "cam-idle") >= idle + 2
         assert text(chromium, 'tr[data-device="cam-idle"] td.state') == "stale"
         assert text(chromium, 'tr[data-device="cam-retire"] td.state') == "online"
 
