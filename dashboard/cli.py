@@ -19,13 +19,16 @@ import threading
 from dashboard.relay import MqttRelay
 from dashboard.server import DashboardServer
 from dashboard.state import DashboardState
+from dashboard.view import ViewSettings
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, run
-from edge.contract.errors import BrokerError, OutputError
+from edge.contract.errors import BrokerError, OutputError, UsageError
 from edge.contract.mqtt import settings_from_flags
 
 log = logging.getLogger("sigmawatch.dashboard")
 
 CONNECT_WAIT_S = 10.0
+VIEW_FLAGS = {"--stale-after": "stale_after_s", "--forget-after": "forget_after_s", "--recent": "recent_s",
+              "--history": "history_s"}
 
 
 def build_parser() -> ArgumentParser:
@@ -35,14 +38,35 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--homeassistant", nargs="?", const="homeassistant", default=None, metavar="PREFIX",
                    help="also publish Home Assistant MQTT discovery under PREFIX (default homeassistant)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    g = p.add_argument_group("what the page shows (seconds)")
+    for flag, field in VIEW_FLAGS.items():
+        info = ViewSettings.model_fields[field]
+        g.add_argument(flag, type=float, metavar="S", dest=field, default=info.default,
+                       help=f"{info.description} (default %(default)g)")
     add_mqtt_arguments(p)
     return p
+
+
+
+def view_from_flags(args) -> ViewSettings:
+    values = {field: getattr(args, field) for field in VIEW_FLAGS.values()}
+    try:
+        return ViewSettings(**values)
+    except ValueError as exc:           # pydantic's ValidationError: name the flag, not the field
+        flags = {field: flag for flag, field in VIEW_FLAGS.items()}
+        problems = []
+        for err in exc.errors():
+            field = err["loc"][0] if err["loc"] else None
+            where = f"{flags[field]} {values[field]:g}: " if field in flags else ""
+            problems.append(where + err["msg"].removeprefix("Value error, ").replace(
+                "forget_after_s", "--forget-after").replace("stale_after_s", "--stale-after"))
+        raise UsageError("; ".join(problems)) from None
 
 
 def serve(args) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_flags(args)
-    state = DashboardState(settings.topic_prefix)
+    state = DashboardState(settings.topic_prefix, view=view_from_flags(args))
     try:
         server = DashboardServer((args.host, args.port), state)
     except OSError as exc:

@@ -18,6 +18,11 @@ The class sensors use the device's status topic as their availability, so they t
 (``identifiers: ["sigmawatch_<device>"]``). Only plain ``{{ value_json.<field> }}`` templates are
 used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m dashboard.homeassistant``);
 remove everything with ``--remove`` (empty retained configs).
+
+Devices that left: a device whose retained status was cleared (an empty retained message, how a camera is
+retired) has its entities removed from Home Assistant too (empty retained configs for what was published for
+it); a retained status older than the dashboard's forget-after creates no entities. A device that is merely
+silent keeps its entities (HA shows them unavailable once its status says offline).
 """
 from __future__ import annotations
 
@@ -120,7 +125,11 @@ class DiscoveryPublisher:
 
     def on_event(self, event: dict) -> None:
         kind = event.get("kind")
-        if kind in ("status", "detections", "metrics"):
+        if event.get("expired"):          # a retained status of a device gone longer than forget-after
+            return
+        if kind == "device_removed" and event.get("cause") == "cleared":
+            self._retire(event["device"])
+        elif kind in ("status", "detections", "metrics"):
             device = event["device"]
             model = (event["payload"].get("model") or {}).get("id")
             if model:
@@ -132,6 +141,17 @@ class DiscoveryPublisher:
             p = event["payload"]
             self._send(class_configs(p["device"], p["label"], p["class_id"], prefix=self.prefix,
                                      discovery_prefix=self.discovery_prefix, model=self._models.get(p["device"])))
+
+    def _retire(self, device: str) -> None:
+        """Remove the entities published for ``device`` (empty retained configs); they come back if it does."""
+        node = f"/{_node(device)}/"
+        with self._lock:
+            topics = [t for t, cfg in self.published.items() if node in t and cfg is not None]
+            for topic in topics:
+                del self.published[topic]
+        for topic in topics:
+            self.client.publish(topic, b"", qos=1, retain=True)
+            log.info("removed Home Assistant discovery %s (the device's status was cleared)", topic)
 
     def _send(self, messages: list[tuple[str, dict]]) -> None:
         for topic, config in messages:

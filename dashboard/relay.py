@@ -45,4 +45,4 @@ class MqttRelay:
             log.info("subscribed to %s on %s", ", ".join(subscriptions(self.state.prefix)), self.settings.url)
 
     def _on_message(self, msg) -> None:
-        self.state.handle(msg.topic, msg.payload)
+        self.state.handle(msg.topic, msg.payload, retained=bool(msg.retain))

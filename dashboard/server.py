@@ -2,12 +2,15 @@
 
 Standard library only (``http.server``). Routes:
 
-- ``GET /`` and ``/static/<file>``: the page (HTML/JS/CSS shipped in ``static/``, nothing from
-  the network);
+- ``GET /`` and ``/static/<file>``: the page (HTML/JS/CSS and the SVG icon shipped in ``static/``,
+  nothing from the network); ``/favicon.ico`` is that icon too;
 - ``GET /api/state``: the current :meth:`DashboardState.snapshot` as JSON;
 - ``GET /events``: SSE; first a ``snapshot`` event, then one event per MQTT message, with a
   keep-alive comment every few seconds. A browser that cannot keep up loses events (counted and
   reported to it as a ``lagged`` event) instead of slowing the MQTT thread down.
+
+While it serves, a thread forgets devices not heard from for too long (:meth:`DashboardState.expire`, once
+per ``EXPIRE_EVERY_S``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
 CLIENT_QUEUE = 2000
 KEEPALIVE_S = 5.0
+EXPIRE_EVERY_S = 1.0
 
 
 def _json_bytes(obj) -> bytes:
@@ -52,12 +56,22 @@ class DashboardServer(ThreadingHTTPServer):
     def start(self) -> "DashboardServer":
         self._thread = threading.Thread(target=self.serve_forever, name="dashboard-http", daemon=True)
         self._thread.start()
+        self._expiry = threading.Thread(target=self._expire_devices, name="dashboard-expiry", daemon=True)
+        self._expiry.start()
         return self
 
     def stop(self) -> None:
         self.stopping.set()
         self.shutdown()
         self.server_close()
+        if getattr(self, "_expiry", None):
+            self._expiry.join(5)
+
+    def _expire_devices(self) -> None:
+        while not self.stopping.wait(EXPIRE_EVERY_S):
+            for device in self.state.expire():
+                log.info("forgot device %s: not heard from for longer than %g s", device,
+                         self.state.view.forget_after_s)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             return self._static("index.html")
+        if path == "/favicon.ico":        # browsers ask for it whatever the page links
+            return self._static("favicon.svg")
         if path.startswith("/static/"):
             return self._static(path[len("/static/"):])
         if path == "/api/state":

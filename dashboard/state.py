@@ -8,6 +8,12 @@ documented and validated by ``edge/contract/outputs.py``), kept by their stable 
 retained or replayed window is counted once. A message that is not valid JSON or
 does not match its schema becomes an ``invalid`` event naming the reason: it is shown on the
 page, never dropped silently.
+
+Devices come and go: each device's ``last_seen`` is the receive time of its newest message, or for a
+retained message (an old status the broker kept) the time the device wrote into it. A device not heard
+from for ``ViewSettings.forget_after_s`` is dropped (:meth:`DashboardState.expire`, run every second by
+the server), and a device whose retained status was cleared (an empty retained message, how an operator
+retires a camera) is dropped at once; both become ``device_removed`` events.
 """
 from __future__ import annotations
 
@@ -17,11 +23,14 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
+from dashboard.view import ViewSettings
 from edge.contract import outputs, schema
 
 MAX_AGGREGATES = 5000
 MAX_ALERTS = 100
 MAX_INVALID = 20
+MAX_REMOVED = 5
+DEVICE_PARTS = ("status", "metrics", "detections")
 
 Listener = Callable[[dict], None]
 
@@ -40,8 +49,10 @@ class DashboardState:
     connection) receive every event; ``snapshot()`` is what a new browser starts from.
     """
 
-    def __init__(self, prefix: str = "sigmawatch", clock: Callable[[], float] = time.time):
+    def __init__(self, prefix: str = "sigmawatch", clock: Callable[[], float] = time.time,
+                 view: ViewSettings | None = None):
         self.prefix = prefix.strip("/")
+        self.view = view or ViewSettings()
         self._outputs_root = (f"{self.prefix}/agg/", f"{self.prefix}/alerts/")
         self._clock = clock
         self._lock = threading.Lock()
@@ -53,8 +64,10 @@ class DashboardState:
         self.stats: dict | None = None
         self.alerts: OrderedDict[str, dict] = OrderedDict()       # alert id -> latest event
         self.invalid: deque[dict] = deque(maxlen=MAX_INVALID)
+        self.removed: deque[dict] = deque(maxlen=MAX_REMOVED)      # the last device_removed events
         self.counters = {"messages": 0, "invalid": 0, "detection_messages": 0, "detections": 0,
-                         "aggregates": 0, "aggregated_detections": 0, "alerts": 0, "alerts_firing": 0}
+                         "aggregates": 0, "aggregated_detections": 0, "alerts": 0, "alerts_firing": 0,
+                         "devices_removed": 0}
         self.broker = {"connected": False, "url": "", "error": ""}
 
     # ------------------------------------------------------------------ listeners
@@ -80,21 +93,51 @@ class DashboardState:
             event = {"kind": "broker", **self.broker}
         self._emit(event)
 
-    def handle(self, topic: str, payload: bytes) -> dict:
-        """Turn one MQTT message into an event, remember it, send it to every listener."""
-        event = self._classify(topic, payload)
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> dict:
+        """Turn one MQTT message into an event, remember it, send it to every listener (then the
+        ``device_removed`` events it caused). ``retained``: the broker kept it (paho's ``msg.retain``)."""
+        event = self._classify(topic, payload, retained)
         with self._lock:
             self.counters["messages"] += 1
-            self._remember(event)
+            follow = self._remember(event)
         self._emit(event)
+        for extra in follow:
+            self._emit(extra)
         return event
 
-    def _classify(self, topic: str, payload: bytes) -> dict:
+    def expire(self) -> list[str]:
+        """Drop every device not heard from for ``forget_after_s``; returns their ids (each also a
+        ``device_removed`` event)."""
+        now = self._clock()
+        with self._lock:
+            gone = [self._remove_device(dev, self._forgotten_reason(dev, now))
+                    for dev, d in list(self.devices.items()) if now - d["last_seen"] > self.view.forget_after_s]
+        for event in gone:
+            self._emit(event)
+        return [e["device"] for e in gone]
+
+    def _forgotten_reason(self, device: str, now: float) -> str:
+        age = now - self.devices[device]["last_seen"]
+        return (f"not heard from for {age:.0f} s (longer than forget-after, {self.view.forget_after_s:g} s)")
+
+    def _remove_device(self, device: str, reason: str, cause: str = "forgotten") -> dict:
+        """Forget ``device`` (lock held); returns the event that says so. ``cause``: forgotten | cleared."""
+        self.devices.pop(device, None)
+        self.health.pop(device, None)
+        self.counters["devices_removed"] += 1
+        event = {"kind": "device_removed", "device": device, "reason": reason, "cause": cause,
+                 "received": self._clock()}
+        self.removed.append(event)
+        return event
+
+    def _classify(self, topic: str, payload: bytes, retained: bool = False) -> dict:
         received = self._clock()
-        base = {"topic": topic, "received": received, "bytes": len(payload)}
+        base = {"topic": topic, "received": received, "bytes": len(payload), "retained": retained}
         if topic.startswith(self._outputs_root):
             try:
                 where = outputs.parse_output_topic(self.prefix, topic)
+                if not payload:       # a retained output cleared (empty retained message)
+                    return {**base, "kind": "cleared", "part": where["kind"], "device": where.get("device")}
                 body = json.loads(payload)
                 outputs.validate(body, "alert" if where["kind"] == "alert" else where["kind"])
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -104,33 +147,47 @@ class DashboardState:
             return {**base, "kind": where["kind"], "payload": body}
         try:
             device, kind = schema.parse_topic(self.prefix, topic)
-            if kind not in ("status", "metrics", "detections"):
+            if kind not in DEVICE_PARTS:
                 return {**base, "kind": "ignored"}
+            if not payload:           # an empty (retained) message clears what the topic held
+                return {**base, "kind": "cleared", "part": kind, "device": device}
             body = schema.decode(payload, kind)
         except schema.SchemaError as exc:
             return {**base, "kind": "invalid", "error": str(exc)}
         if body["device"] != device:
             return {**base, "kind": "invalid",
                     "error": f"payload device {body['device']!r} does not match topic device {device!r}"}
-        return {**base, "kind": kind, "device": device, "payload": body}
+        # a live message is fresh now; a retained one is as old as the time the device wrote into it
+        # (never newer than now, should the device's clock be ahead)
+        seen = min(received, float(body["ts"])) if retained else received
+        return {**base, "kind": kind, "device": device, "payload": body, "seen": seen}
 
-    def _remember(self, event: dict) -> None:
+    def _remember(self, event: dict) -> list[dict]:
+        """Keep what ``event`` says (lock held); returns the further events it caused (devices removed)."""
         kind = event["kind"]
-        if kind in ("status", "metrics", "detections"):
-            dev = self.devices.setdefault(event["device"], {"detection_messages": 0, "detections_count": 0})
+        if kind in DEVICE_PARTS:
+            dev = self.devices.setdefault(event["device"], {"detection_messages": 0, "detections_count": 0,
+                                                             "last_seen": event["seen"]})
             dev[kind] = event["payload"]
             dev[kind + "_received"] = event["received"]
+            dev["last_seen"] = event["last_seen"] = max(dev["last_seen"], event["seen"])
+            if event["received"] - dev["last_seen"] > self.view.forget_after_s:    # a retained status of a
+                event["expired"] = True                                            # device that left long ago
+                return [self._remove_device(event["device"],
+                                            self._forgotten_reason(event["device"], event["received"]))]
             if kind == "detections":
                 dev["detection_messages"] += 1
                 dev["detections_count"] += len(event["payload"]["detections"])
                 self.counters["detection_messages"] += 1
                 self.counters["detections"] += len(event["payload"]["detections"])
+        elif kind == "cleared":
+            return self._clear(event)
         elif kind in ("aggregate", "fleet"):
             store = self.aggregates if kind == "aggregate" else self.fleet
             key = event["payload"]["id"]
             old = store.get(key)
             if old and old["payload"]["revision"] > event["payload"]["revision"]:
-                return                  # an older revision of a window (a retained message, a reconnect)
+                return []               # an older revision of a window (a retained message, a reconnect)
             if kind == "aggregate":
                 self.counters["aggregated_detections"] += (
                     event["payload"]["detections"] - (old["payload"]["detections"] if old else 0))
@@ -158,6 +215,24 @@ class DashboardState:
         elif kind == "invalid":
             self.invalid.append(event)
             self.counters["invalid"] += 1
+        return []
+
+    def _clear(self, event: dict) -> list[dict]:
+        """An empty retained message: a cleared status retires the device (it disappears); a cleared
+        metrics/detections topic drops that part; a cleared health topic the job's view of the device; a
+        cleared alert topic that alert. Cleared aggregates stay: they are history, kept by window id."""
+        part, device = event["part"], event.get("device")
+        if part == "status" and device in self.devices:
+            return [self._remove_device(device, "its retained status was cleared (empty retained message)", "cleared")]
+        if part in DEVICE_PARTS and device in self.devices:
+            self.devices[device].pop(part, None)
+        elif part == "health":
+            self.health.pop(device, None)
+        elif part == "alert":
+            for key in [k for k, a in self.alerts.items() if a["topic"] == event["topic"]]:
+                del self.alerts[key]
+            self.counters["alerts_firing"] = sum(a["payload"]["state"] == "firing" for a in self.alerts.values())
+        return []
 
     # ------------------------------------------------------------------ output
     def snapshot(self) -> dict:
@@ -165,6 +240,8 @@ class DashboardState:
             return {
                 "kind": "snapshot",
                 "prefix": self.prefix,
+                "now": self._clock(),             # the page measures "last seen" on the server's clock
+                "view": self.view.model_dump(),
                 "broker": dict(self.broker),
                 "devices": json.loads(json.dumps(self.devices)),
                 "aggregates": list(self.aggregates.values()),
@@ -173,5 +250,6 @@ class DashboardState:
                 "stats": self.stats,
                 "alerts": list(self.alerts.values()),
                 "invalid": list(self.invalid),
+                "removed": list(self.removed),
                 "counters": dict(self.counters),
             }

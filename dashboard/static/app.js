@@ -9,12 +9,17 @@ function colorFor(label) {
 }
 
 const S = {
-  devices: new Map(),    // device -> {status, metrics, detections, detection_messages, detections_count}
+  devices: new Map(),    // device -> {status, metrics, detections, detection_messages, detections_count, last_seen}
   aggregates: new Map(), // id -> aggregate payload (one device, one class, one window)
   health: new Map(),     // device -> latest health payload (the Flink job's view of the device)
   stats: null,           // latest job stats payload (dead letters, late events)
   alerts: new Map(),     // alert id -> latest alert payload (firing | cleared)
+  alertTopics: new Map(),// alert id -> its MQTT topic (an empty retained message there clears it)
+  removed: [],           // the last devices forgotten, with the reason
   invalid: [],
+  // the server's settings (ViewSettings): when a device is stale / forgotten, the charts' time spans
+  view: {stale_after_s: 60, forget_after_s: 3600, recent_s: 300, history_s: 1800},
+  offset: 0,             // server clock minus this browser's clock, s ("last seen" is on the server's clock)
   counters: {messages: 0, detections: 0, aggregates: 0, alerts: 0, invalid: 0},
   dirty: new Set(),
 };
@@ -28,22 +33,50 @@ function el(tag, attrs = {}, text) {
   return e;
 }
 const fmt = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v)) ? "–" : Number(v).toFixed(d);
-const pick = (o, ...keys) => { for (const k of keys) if (o && o[k] !== undefined && o[k] !== null) return o[k]; };
+const serverNow = () => Date.now() / 1000 + S.offset;
+const pad2 = (n) => String(n).padStart(2, "0");
+// clock time in the browser's time zone: HH:MM:SS, or HH:MM when seconds carry nothing
+function clock(t, seconds = true) {
+  const d = new Date(t * 1000);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}` + (seconds ? `:${pad2(d.getSeconds())}` : "");
+}
+function duration(s) {
+  s = Math.max(0, Math.floor(s));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svgEl(parent, tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  parent.appendChild(e);
+  return e;
+}
 
 // ---------------------------------------------------------------- event handling
 function onEvent(ev) {
   switch (ev.kind) {
     case "snapshot":
       S.devices.clear(); S.aggregates = []; S.alerts = []; S.invalid = [];
+      S.view = Object.assign({}, S.view, ev.view);
+      S.offset = ev.now - Date.now() / 1000;
       for (const [dev, d] of Object.entries(ev.devices)) {
         S.devices.set(dev, {status: d.status, metrics: d.metrics, detections: d.detections,
-          detection_messages: d.detection_messages, detections_count: d.detections_count});
+          detection_messages: d.detection_messages, detections_count: d.detections_count, last_seen: d.last_seen});
       }
       S.aggregates = new Map(ev.aggregates.map((a) => [a.payload.id, a.payload]));
       S.health = new Map(Object.entries(ev.health).map(([k, v]) => [k, v.payload]));
       S.stats = ev.stats ? ev.stats.payload : null;
       S.alerts = new Map(ev.alerts.map((a) => [a.payload.id, a.payload]));
+      S.alertTopics = new Map(ev.alerts.map((a) => [a.payload.id, a.topic]));
       S.invalid = ev.invalid.slice();
+      S.removed = (ev.removed || []).map((r) => ({device: r.device, reason: r.reason, at: r.received})).reverse();
       S.counters = Object.assign({}, ev.counters);
       setBroker(ev.broker);
       ["devices", "live", "aggregates", "alerts", "invalid", "counters"].forEach((k) => S.dirty.add(k));
@@ -52,6 +85,7 @@ function onEvent(ev) {
     case "status": case "metrics": case "detections": {
       const d = device(ev.device);
       d[ev.kind] = ev.payload;
+      d.last_seen = ev.last_seen;
       S.counters.messages++;
       if (ev.kind === "detections") {
         d.detection_messages++; d.detections_count += ev.payload.detections.length;
@@ -91,8 +125,27 @@ function onEvent(ev) {
       break;
     case "alert":
       S.counters.messages++; S.counters.alerts++;
-      S.alerts.delete(ev.payload.id); S.alerts.set(ev.payload.id, ev.payload);
+      S.alerts.delete(ev.payload.id); S.alerts.set(ev.payload.id, ev.payload); S.alertTopics.set(ev.payload.id, ev.topic);
       S.dirty.add("alerts"); S.dirty.add("counters");
+      break;
+    case "cleared":   // an empty retained message: the server dropped what that topic held (a status: the device)
+      S.counters.messages++;
+      if (S.devices.has(ev.device) && ["metrics", "detections"].includes(ev.part)) {
+        delete S.devices.get(ev.device)[ev.part];
+        S.dirty.add("devices"); S.dirty.add("live");
+      } else if (ev.part === "health") {
+        S.health.delete(ev.device); S.dirty.add("devices");
+      } else if (ev.part === "alert") {
+        for (const [id, topic] of S.alertTopics) if (topic === ev.topic) { S.alerts.delete(id); S.alertTopics.delete(id); }
+        S.dirty.add("alerts"); S.dirty.add("counters");
+      }
+      S.dirty.add("counters");
+      break;
+    case "device_removed":   // forgotten (not heard from for too long) or its retained status cleared
+      S.devices.delete(ev.device); S.health.delete(ev.device);
+      S.removed.unshift({device: ev.device, reason: ev.reason, at: ev.received});
+      S.removed.length = Math.min(S.removed.length, 5);
+      S.dirty.add("devices"); S.dirty.add("live");
       break;
     case "invalid":
       S.counters.messages++; S.counters.invalid++;
@@ -146,23 +199,38 @@ function renderCounters() {
   $("#count-dead").textContent = S.stats ? `${S.stats.dead_letters} / ${S.stats.late}` : "–";
 }
 
+// the device table's columns: cell class -> its name (the header, and the label of each line on a phone)
+const DEVICE_COLUMNS = {device: "device", state: "state", seen: "last seen", fps: "fps", processed: "processed",
+  dropped: "dropped", outbox: "outbox", latency: "inference p50 / p95", seq: "last seq", detections: "detections",
+  job: "seen by the job (last window)", model: "model"};
+
 function renderDevices() {
   const body = $("#devices tbody");
   $("#no-devices").hidden = S.devices.size > 0;
+  $("#freshness-hint").textContent = `stale after ${duration(S.view.stale_after_s)} without a message, ` +
+    `forgotten after ${duration(S.view.forget_after_s)}`;
+  for (const tr of [...body.querySelectorAll("tr")]) if (!S.devices.has(tr.dataset.device)) tr.remove();
+  const rm = $("#removed"); rm.textContent = "";
+  for (const r of S.removed) rm.appendChild(el("li", {"data-device": r.device}, `${r.device} removed at ${clock(r.at)}: ${r.reason}`));
+  const now = serverNow();
   for (const [id, d] of [...S.devices.entries()].sort()) {
     let tr = body.querySelector(`tr[data-device="${CSS.escape(id)}"]`);
     if (!tr) {
       tr = el("tr", {"data-device": id});
-      for (const c of ["device", "state", "fps", "processed", "dropped", "outbox", "latency", "seq", "detections", "job", "model"]) {
-        tr.appendChild(el("td", {class: c}));
-      }
+      for (const [c, name] of Object.entries(DEVICE_COLUMNS)) tr.appendChild(el("td", {class: c, "data-label": name}));
       body.appendChild(tr);
     }
     const m = d.metrics || {}, st = d.status || {};
     const cell = (c, text, cls) => { const td = tr.querySelector("td." + c); td.textContent = text; if (cls !== undefined) td.className = c + " " + cls; };
-    const state = st.state || (d.metrics || d.detections ? "online" : "unknown");
+    const age = d.last_seen == null ? null : now - d.last_seen;
+    const said = st.state || (d.metrics || d.detections ? "online" : "unknown");
+    // a device that says online but has been silent longer than stale-after is not believed
+    const state = said !== "offline" && age !== null && age > S.view.stale_after_s ? "stale" : said;
     cell("device", id);
     cell("state", state, "state-" + state);
+    tr.querySelector("td.state").title = state === "stale" ? `last said ${said}; silent for ${duration(age)}` : "";
+    cell("seen", age === null ? "–" : `${duration(age)} ago`);
+    tr.querySelector("td.seen").title = d.last_seen == null ? "" : new Date(d.last_seen * 1000).toLocaleString();
     cell("fps", fmt(m.fps));
     cell("processed", m.frames ? m.frames.processed : "–");
     cell("dropped", m.frames ? m.frames.dropped : "–", m.frames && m.frames.dropped > 0 ? "warn" : "");
@@ -181,6 +249,10 @@ function renderDevices() {
 
 function renderLive() {
   const live = $("#live");
+  for (const card of [...live.querySelectorAll(".cam")]) {
+    const d = S.devices.get(card.dataset.device);
+    if (!d || !d.detections) card.remove();
+  }
   for (const [id, d] of [...S.devices.entries()].sort()) {
     if (!d.detections) continue;
     let card = live.querySelector(`.cam[data-device="${CSS.escape(id)}"]`);
@@ -270,51 +342,98 @@ function renderAggregates() {
     tr.appendChild(el("td", {class: "count"}, String(t.count)));
     tr.appendChild(el("td", {class: "sigma"}, t.withSigma ? fmt(t.sw / t.withSigma, 3) : "no σ"));
     tr.appendChild(el("td", {class: "sigma-max"}, t.withSigma ? fmt(t.max, 3) : "–"));
-    tr.appendChild(el("td", {class: "high"}, t.withSigma ? fmt(100 * t.high / t.withSigma, 1) + " %" : "–"));
+    tr.appendChild(el("td", {class: "high"}, t.withSigma ? fmt(100 * t.high / t.withSigma, 1) + "\u00a0%" : "–"));
     tr.appendChild(el("td", {class: "windows"}, String(t.windows)));
     body.appendChild(tr);
   }
-  drawCounts(rows, [...totals.keys()].sort());
-  drawSigma(rows);
+  // The charts follow the newest window (event time, so a browser or job with another clock does not matter):
+  // the counts over the last history_s, the σ̄ histogram over the last recent_s, both by window end.
+  let newest = -Infinity;
+  for (const r of rows) newest = Math.max(newest, r.window_end);
+  const within = (span) => rows.filter((r) => r.window_end > newest - span);
+  const history = within(S.view.history_s);
+  drawCounts(history, [...new Set(history.map((r) => r.label))].sort());
+  drawSigma(within(S.view.recent_s), newest);
+}
+
+const NICE_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+// time ticks at round clock times of the browser's zone, at most maxTicks of them over [t0, t1]
+function timeTicks(t0, t1, maxTicks) {
+  const span = Math.max(t1 - t0, 1e-9);
+  const step = NICE_STEPS.find((s) => span / s <= maxTicks - 1) || Math.ceil(span / (maxTicks - 1) / 86400) * 86400;
+  const zone = -new Date(t0 * 1000).getTimezoneOffset() * 60;
+  const ticks = [];
+  for (let t = Math.ceil((t0 + zone) / step - 1e-9) * step - zone; t <= t1 + 1e-9; t += step) ticks.push(t);
+  return {ticks, step};
+}
+
+function chartCanvas(id) {
+  const svg = $(id);
+  svg.textContent = "";
+  const W = Math.max(200, Math.round(svg.getBoundingClientRect().width) || 640);
+  const H = Number(svg.getAttribute("height"));
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  return {svg, W, H};
 }
 
 function drawCounts(rows, labels) {
-  const canvas = $("#counts-chart"), g = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height, L = 36, B = 18;
-  g.clearRect(0, 0, W, H);
+  const {svg, W, H} = chartCanvas("#counts-chart");
+  const L = 36, R = 30, T = 10, B = 22;
+  const legend = $("#counts-legend"); legend.textContent = "";
+  $("#counts-span").textContent = `last ${duration(S.view.history_s)} of windows`;
   if (!rows.length) return;
-  // detections per (class, window), summed over devices
+  // detections per (class, window start), summed over devices
   const series = new Map(labels.map((l) => [l, new Map()]));
   for (const r of rows) {
     const s = series.get(r.label);
     s.set(r.window_start, (s.get(r.window_start) || 0) + r.detections);
   }
-  const starts = rows.map((r) => r.window_start), t0 = Math.min(...starts), t1 = Math.max(...starts, t0 + 1);
-  let ymax = 1;
+  let t0 = Infinity, t1 = -Infinity, ymax = 1;
+  for (const r of rows) { t0 = Math.min(t0, r.window_start); t1 = Math.max(t1, r.window_start); }
+  if (t1 === t0) t1 = t0 + Math.max(1, rows[0].window_end - rows[0].window_start);   // one window: its width
   for (const s of series.values()) for (const v of s.values()) ymax = Math.max(ymax, v);
-  const X = (t) => L + (W - L - 8) * (t - t0) / (t1 - t0), Y = (v) => H - B - (H - B - 16) * v / ymax;
-  g.strokeStyle = "#2a3642"; g.fillStyle = "#8b97a3"; g.font = "11px sans-serif";
-  g.beginPath(); g.moveTo(L, 4); g.lineTo(L, H - B); g.lineTo(W - 4, H - B); g.stroke();
-  g.fillText(String(ymax), 4, 20); g.fillText("0", 4, H - B);
-  g.fillText(`${series.size ? Math.round(Math.max(...starts) - t0) : 0} s of windows`, W - 110, H - 4);
-  labels.forEach((label, i) => {
+  const X = (t) => L + (W - L - R) * (t - t0) / (t1 - t0), Y = (v) => H - B - (H - B - T) * v / ymax;
+  svgEl(svg, "path", {class: "axis", d: `M${L},${T} V${H - B} H${W - R / 2}`});
+  svgEl(svg, "text", {class: "y-tick", x: L - 4, y: Y(ymax) + 4, "text-anchor": "end"}, String(ymax));
+  svgEl(svg, "text", {class: "y-tick", x: L - 4, y: H - B + 4, "text-anchor": "end"}, "0");
+  const {ticks, step} = timeTicks(t0, t1, Math.max(2, Math.floor((W - L - R) / 64)));
+  for (const t of ticks) {
+    svgEl(svg, "path", {class: "grid", d: `M${X(t)},${T} V${H - B}`});
+    const day = new Date(t * 1000);                    // a history of days (--history): the date instead
+    svgEl(svg, "text", {class: "x-tick", x: X(t), y: H - 6, "text-anchor": "middle", "data-t": t},
+      step >= 86400 ? `${day.getFullYear()}-${pad2(day.getMonth() + 1)}-${pad2(day.getDate())}` : clock(t, step < 60));
+  }
+  for (const label of labels) {
     const pts = [...series.get(label).entries()].sort((a, b) => a[0] - b[0]);
-    g.strokeStyle = colorFor(label); g.fillStyle = colorFor(label); g.lineWidth = 2; g.beginPath();
-    pts.forEach(([t, v], j) => (j ? g.lineTo(X(t), Y(v)) : g.moveTo(X(t), Y(v))));
-    g.stroke();
-    if (pts.length === 1) g.fillRect(X(pts[0][0]) - 2, Y(pts[0][1]) - 2, 5, 5);
-    g.fillText(label, L + 8 + i * 90, 12);
-  });
+    const c = colorFor(label);
+    svgEl(svg, "polyline", {points: pts.map(([t, v]) => `${X(t)},${Y(v)}`).join(" "), fill: "none", stroke: c,
+      "stroke-width": 2, "data-label": label});
+    for (const [t, v] of pts) svgEl(svg, "circle", {class: "pt", cx: X(t), cy: Y(v), r: 2.5, fill: c,
+      "data-label": label, "data-t": t, "data-v": v});
+    const item = el("span", {"data-label": label});
+    item.appendChild(el("span", {class: "swatch", style: `background:${c}`}));
+    item.appendChild(document.createTextNode(label));
+    legend.appendChild(item);
+  }
 }
 
-function drawSigma(rows) {
-  // Each window row contributes its mean σ̄ with weight = its detection count.
-  const canvas = $("#sigma-chart"), g = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height, B = 18, n = 24;
-  g.clearRect(0, 0, W, H);
+function drawSigma(rows, newest) {
+  // Each recent window contributes its mean σ̄ with weight = its detections with σ.
+  const {svg, W, H} = chartCanvas("#sigma-chart");
+  const L = 36, R = 14, T = 10, B = 22, n = 24;
+  const span = `the windows that ended in the last ${duration(S.view.recent_s)} before the newest one's end`;
   rows = rows.filter((r) => r.sigma_mean != null);   // windows of models without uncertainty have no σ
-  if (!rows.length) return;
-  const hi = Math.max(0.02, ...rows.map((r) => r.sigma_max)) * 1.05;
+  if (!rows.length) {
+    $("#sigma-span").textContent = span;
+    $("#sigma-stats").textContent = "no windows with σ in that span";
+    return;
+  }
+  let first = Infinity;
+  for (const r of rows) first = Math.min(first, r.window_start);
+  $("#sigma-span").textContent = `${span} (${clock(first)}–${clock(newest)})`;
+  let hi = 0.02;
+  for (const r of rows) hi = Math.max(hi, r.sigma_max);
+  hi *= 1.05;
   const counts = new Array(n).fill(0);
   let total = 0, mean = 0, high = 0;
   for (const r of rows) {
@@ -322,15 +441,21 @@ function drawSigma(rows) {
     counts[Math.min(n - 1, Math.floor(r.sigma_mean / hi * n))] += ws;
     total += ws; mean += r.sigma_mean * ws; high += r.high_sigma_share * ws;
   }
-  const cmax = Math.max(1, ...counts), bw = (W - 20) / n;
+  const cmax = Math.max(1, ...counts), bw = (W - L - R) / n;
+  svgEl(svg, "path", {class: "axis", d: `M${L},${T} V${H - B} H${W - R}`});
+  svgEl(svg, "text", {class: "y-tick", x: L - 4, y: T + 4, "text-anchor": "end"}, String(cmax));
+  svgEl(svg, "text", {class: "y-tick", x: L - 4, y: H - B + 4, "text-anchor": "end"}, "0");
   counts.forEach((c, i) => {
-    const h = (H - B - 8) * c / cmax;
-    g.fillStyle = "#4cc9f0"; g.fillRect(10 + i * bw + 1, H - B - h, bw - 2, h);
+    const h = (H - B - T) * c / cmax;
+    svgEl(svg, "rect", {class: "bin", x: L + i * bw + 1, y: H - B - h, width: Math.max(1, bw - 2), height: h,
+      "data-lo": hi * i / n, "data-hi": hi * (i + 1) / n, "data-count": c});
   });
-  g.fillStyle = "#8b97a3"; g.font = "11px sans-serif";
-  g.fillText("0", 10, H - 4); g.fillText(fmt(hi, 3), W - 44, H - 4);
+  for (const f of [0, 0.5, 1]) {
+    svgEl(svg, "text", {class: "x-tick", x: L + f * (W - L - R), y: H - 6, "text-anchor": f === 0 ? "start" : f === 1 ? "end" : "middle"},
+      (f === 0.5 ? "σ̄ " : "") + fmt(hi * f, 3));
+  }
   const thr = rows[rows.length - 1].high_sigma_threshold;
-  $("#sigma-stats").textContent = `${total} detections in ${rows.length} windows; mean σ̄ ` +
+  $("#sigma-stats").textContent = `${total} detections in ${rows.length} window${rows.length === 1 ? "" : "s"}; mean σ̄ ` +
     `${total ? fmt(mean / total, 4) : "–"}; ${total ? fmt(100 * high / total, 1) : "–"} % with σ̄ ≥ ${fmt(thr, 2)}`;
 }
 
@@ -341,7 +466,7 @@ function renderAlerts() {
   const list = [...S.alerts.values()].sort((a, b) => (a.state === b.state ? b.ts - a.ts : a.state === "firing" ? -1 : 1));
   for (const a of list) {
     const li = el("li", {"data-alert": a.id, class: `alert-${a.state} sev-${a.severity}`});
-    li.appendChild(el("span", {class: "when"}, new Date(a.ts * 1000).toLocaleTimeString()));
+    li.appendChild(el("span", {class: "when", title: new Date(a.ts * 1000).toLocaleString()}, clock(a.ts)));
     li.appendChild(el("span", {class: "state"}, a.state));
     li.appendChild(document.createTextNode(` ${a.severity} · ${a.message}`));
     ol.appendChild(li);
@@ -363,6 +488,8 @@ function connect() {
     });
     return;
   }
+  setInterval(() => { if (S.devices.size) { S.dirty.add("devices"); scheduleRender(); } }, 1000);  // "last seen" ticks
+  window.addEventListener("resize", () => { S.dirty.add("aggregates"); scheduleRender(); });
   const es = new EventSource("/events");
   es.onopen = () => { $("#stream").className = "pill on"; $("#stream").textContent = "page: live"; };
   es.onerror = () => { $("#stream").className = "pill off"; $("#stream").textContent = "page: reconnecting"; };

@@ -17,7 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # dash_messages.py, ha_schema.py
 from dashboard.relay import MqttRelay  # noqa: E402
 from dashboard.server import DashboardServer  # noqa: E402
 from dashboard.state import DashboardState  # noqa: E402
+from dashboard.view import ViewSettings  # noqa: E402
 from edge.contract.mqtt import MqttSettings  # noqa: E402
+from tests.conftest import missing  # noqa: E402
+from tests.support.browser import HeadlessChromium, find_chromium  # noqa: E402
 
 
 class Publisher:
@@ -42,9 +45,18 @@ def publisher(broker):
     p.close()
 
 
+@pytest.fixture
+def chromium():
+    """A real headless Chromium (1400 x 1300 px); missing Chromium skips locally and fails under CI."""
+    if not find_chromium():
+        missing("Chromium is not installed (apt-get install chromium)")
+    with HeadlessChromium(window=(1400, 1300)) as browser:
+        yield browser
+
+
 class RunningDashboard:
-    def __init__(self, broker, prefix="sigmawatch"):
-        self.state = DashboardState(prefix)
+    def __init__(self, broker, prefix="sigmawatch", **view):
+        self.state = DashboardState(prefix, view=ViewSettings(**view))
         self.server = DashboardServer(("127.0.0.1", 0), self.state).start()
         self.relay = MqttRelay(MqttSettings(host=broker.host, port=broker.port, topic_prefix=prefix), self.state).start()
         self.relay.wait_ready(10)

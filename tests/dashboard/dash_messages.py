@@ -10,8 +10,8 @@ PREFIX = "sigmawatch"
 MODEL = {"id": "gyolo-test", "hash": "0123456789abcdef"}
 
 
-def status(device: str, state: str = "online") -> tuple[str, bytes]:
-    body = {"schema": 1, "type": "status", "device": device, "state": state, "ts": time.time()}
+def status(device: str, state: str = "online", ts: float | None = None) -> tuple[str, bytes]:
+    body = {"schema": 1, "type": "status", "device": device, "state": state, "ts": time.time() if ts is None else ts}
     return schema.topic(PREFIX, device, "status"), schema.encode(schema.validate(body, "status"))
 
 
@@ -37,9 +37,11 @@ def detections(device: str, seq: int, dets: list[dict], ts: float | None = None,
     return schema.topic(PREFIX, device, "detections"), schema.encode(schema.validate(body, "detections"))
 
 
-def aggregate(device: str, label: str, class_id: int, start: float, count: int, sigma_mean: float):
+def aggregate(device: str, label: str, class_id: int, start: float, count: int, sigma_mean: float,
+              length: float = 5.0, revision: int = 0):
     body = outputs.build("aggregate", device=device, class_id=class_id, label=label, window_start=start,
-                        window_end=start + 5.0, revision=0, detections=count, frames=count, score_mean=0.8, with_sigma=count,
+                        window_end=start + length, revision=revision, detections=count, frames=count, score_mean=0.8,
+                        with_sigma=count,
                         sigma_mean=sigma_mean, sigma_max=sigma_mean * 1.5, high_sigma_share=0.25,
                         high_sigma_threshold=0.15)
     return outputs.topic_for(PREFIX, body), outputs.encode(body)

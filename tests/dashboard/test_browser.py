@@ -8,18 +8,7 @@ from pathlib import Path
 import dash_messages as m
 import pytest
 
-from tests.conftest import missing
-from tests.support.browser import HeadlessChromium, find_chromium
-
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
-
-
-@pytest.fixture
-def chromium():
-    if not find_chromium():
-        missing("Chromium is not installed (apt-get install chromium)")
-    with HeadlessChromium(window=(1400, 1300)) as browser:
-        yield browser
 
 
 def text(browser, selector: str) -> str | None:

@@ -159,3 +159,39 @@ def test_dashboard_cli_with_homeassistant_flag_publishes_discovery(broker, publi
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.mqtt
+def test_a_retired_device_leaves_home_assistant_and_one_gone_long_ago_never_enters_it(broker, publisher):
+    from dashboard.relay import MqttRelay
+    from dashboard.state import DashboardState
+    from edge.contract.mqtt import MqttSettings
+    publisher.send([m.status("cam-gone", "offline", ts=time.time() - 7200), m.status("cam-1")], retain=True)
+    state = DashboardState()                  # forget after 1 h: cam-gone's retained status is two hours old
+    relay = MqttRelay(MqttSettings(port=broker.port), state)
+    pub = ha.DiscoveryPublisher(relay.client, state)      # listening before the retained messages arrive
+    relay.start()
+    try:
+        relay.wait_ready(10)
+        publisher.send([m.aggregate("cam-1", "circle", 0, 1000.0, 3, 0.1)])
+        deadline = time.monotonic() + 10
+        while len(pub.published) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(pub.published) == sorted(t for t, _ in ha.device_configs("cam-1") + ha.class_configs("cam-1", "circle", 0))
+        assert state.counters["devices_removed"] == 1 and "cam-gone" not in state.snapshot()["devices"]
+
+        status_topic, _ = m.status("cam-1")
+        publisher.send([(status_topic, b"")], retain=True)            # the camera is retired
+        while pub.published and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.published == {} and "cam-1" not in state.snapshot()["devices"]
+        time.sleep(0.5)                                               # the empty configs reach the broker
+    finally:
+        pub.close()
+        relay.stop()
+    late = Collector(broker)                   # what Home Assistant would find now: no retained config at all
+    try:
+        time.sleep(1.0)
+        assert late.got == {}
+    finally:
+        late.close()

@@ -115,7 +115,8 @@ def _start_cli(*args):
 
 
 def test_cli_serves_the_page_and_stops_cleanly_on_sigterm(broker, publisher):
-    proc = _start_cli("--mqtt-port", str(broker.port))
+    proc = _start_cli("--mqtt-port", str(broker.port), "--stale-after", "30", "--forget-after", "600",
+                      "--recent", "120")
     try:
         line = proc.stdout.readline()
         assert line.startswith("dashboard: http://127.0.0.1:"), line + proc.stderr.read()
@@ -129,17 +130,34 @@ def test_cli_serves_the_page_and_stops_cleanly_on_sigterm(broker, publisher):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with urllib.request.urlopen(url + "api/state", timeout=5) as resp:
-                if "cam-cli" in json.loads(resp.read())["devices"]:
+                snap = json.loads(resp.read())
+                if "cam-cli" in snap["devices"]:
                     break
             time.sleep(0.1)
         else:
             pytest.fail("the CLI dashboard never showed cam-cli")
+        # the page gets the flags' settings (it shows stale devices and the recent windows with them)
+        assert snap["view"] == {"stale_after_s": 30.0, "forget_after_s": 600.0, "recent_s": 120.0, "history_s": 1800.0}
+        with urllib.request.urlopen(url + "favicon.ico", timeout=5) as resp:
+            assert resp.headers["Content-Type"] == "image/svg+xml"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--stale-after", "120", "--forget-after", "60"],
+     "--forget-after (60 s) must be longer than --stale-after (120 s)"),
+    (["--recent", "0"], "--recent 0: Input should be greater than 0"),
+])
+def test_cli_refuses_view_settings_that_make_no_sense_naming_the_flag(flags, message):
+    proc = _start_cli(*flags)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2, err
+    assert message in err and "Traceback" not in err
 
 
 def test_cli_rejects_a_missing_ca_file_naming_the_option(tmp_path):
