@@ -5,11 +5,12 @@ Examples: ``configs/stream.example.yaml`` and ``configs/alerts.example.yaml``.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.contract.cli import merge_mqtt
 from edge.contract.errors import ConfigError
@@ -20,8 +21,53 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_uri(value) -> bool:
+    """A job location given as a URI other than ``file://`` (``s3://bucket/x``, ``hdfs://nn/x``; kept as a
+    string): Flink's file systems resolve it; this process cannot list or create it."""
+    m = _URI.match(value) if isinstance(value, str) else None
+    return bool(m) and m["scheme"].lower() != "file"
+
+
+def location_uri(value) -> str:
+    """What Flink is given for a job location: the URI verbatim, or the absolute ``file://`` URI of a path."""
+    return value if is_uri(value) else Path(_job_location(value)).resolve().as_uri()
+
+
+def _job_location(value):
+    """A job directory: a local path (a Path), or a URI Flink resolves (kept verbatim as a string: a Path would
+    turn ``s3://b/x`` into ``s3:/b/x``). ``file://`` URIs become local paths."""
+    if isinstance(value, str):
+        m = _URI.match(value)
+        if m and m["scheme"].lower() == "file":
+            return Path(value[len(m[0]):] if value[len(m[0]):].startswith("/") else "/" + value[len(m[0]):])
+        if m:
+            return value
+        return Path(value)
+    return value
+
+
+def _local_directory(value):
+    """A directory this process writes itself: a local (or mounted) path, never an object-store URI."""
+    if isinstance(value, str):
+        m = _URI.match(value)
+        if m and m["scheme"].lower() != "file":
+            raise ValueError(f"{value!r}: the bridge writes, fsyncs and deletes these files itself, so this must be a "
+                             f"local directory (or a mounted network filesystem such as NFS), not a {m['scheme']}:// "
+                             f"URI; the job may read the same files through a URI (job.landing_dir)")
+    return _job_location(value)
+
+
+# a job directory: Path (local) or str (a URI such as s3://bucket/landing, passed to Flink verbatim)
+JobLocation = Annotated[Union[Path, str], BeforeValidator(_job_location)]
+LocalDirectory = Annotated[Path, BeforeValidator(_local_directory)]
+
+
 class BridgeConfig(Strict):
-    landing_dir: Path = Field(Path("var/landing"), description="directory the job monitors (shared FS in a cluster)")
+    landing_dir: LocalDirectory = Field(Path("var/landing"), description="directory the job monitors (shared FS in a "
+                                        "cluster; the job may name it by a URI)")
     client_id: str = Field("sigmawatch-bridge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                            description="MQTT client id; unique per bridge (it names its landing files and its "
                                        "status topic <prefix>/_bridge/<client_id>/status)")
@@ -48,7 +94,7 @@ class BridgeConfig(Strict):
     retry_interval_s: float = Field(2.0, gt=0, le=60, description="when the landing directory fails (disk full, "
                                     "I/O error): retry writing this often; nothing is acknowledged meanwhile")
     max_payload_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads are dead-lettered (truncated)")
-    consumed_dir: Optional[Path] = Field(Path("var/out/consumed"), description="the job's committed consumption "
+    consumed_dir: Optional[LocalDirectory] = Field(Path("var/out/consumed"), description="the job's committed consumption "
                                          "records; landed files fully counted there are deleted (None = keep all)")
     cleanup_interval_s: float = Field(10.0, gt=0, description="how often to look for consumed landing files")
 
@@ -75,9 +121,12 @@ class WindowConfig(Strict):
 
 
 class JobConfig(Strict):
-    landing_dir: Path = Field(Path("var/landing"), description="the bridge's landing directory (file:// or a URI)")
-    output_dir: Path = Field(Path("var/out"), description="JSON-lines outputs: records/, deadletter/, late/, consumed/")
-    checkpoint_dir: Path = Field(Path("var/checkpoints"), description="retained checkpoints (resume from the newest)")
+    landing_dir: JobLocation = Field(Path("var/landing"), description="the bridge's landing directory: a path, or a "
+                                     "URI Flink resolves (s3://..., hdfs://...; needs that file system's plugin)")
+    output_dir: JobLocation = Field(Path("var/out"), description="JSON-lines outputs: records/, deadletter/, "
+                                    "consumed/ (a path or a URI)")
+    checkpoint_dir: JobLocation = Field(Path("var/checkpoints"), description="retained checkpoints, resumed from the "
+                                        "newest (a path or a URI; with a URI, resume with --from-checkpoint)")
     checkpoint_interval_s: float = Field(5.0, gt=0, description="checkpoint interval; also output commit interval")
     resume: bool = Field(True, description="resume from the newest checkpoint in checkpoint_dir if there is one")
     restart_attempts: int = Field(3, ge=0, description="fixed-delay restart attempts before the job fails")

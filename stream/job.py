@@ -21,14 +21,26 @@ from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides
 from edge.contract.errors import JobError
 from edge.contract.mqtt import check_broker
 from stream import jvm
-from stream.config import StreamConfig, load, load_rules, with_mqtt_overrides, with_overrides
+from stream.config import StreamConfig, is_uri, load, load_rules, location_uri, with_mqtt_overrides, with_overrides
 from stream.localbind import bind_options, bind_python_worker_pool
 
 log = logging.getLogger("stream.job")
 
 
-def latest_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
-    """The newest complete checkpoint (a ``chk-N`` directory with ``_metadata``) under ``checkpoint_dir``."""
+def submitted_by_flink_client() -> bool:
+    """True when ``flink run -py`` runs this file: the Flink client started this interpreter and its JVM is the
+    gateway (PythonDriver sets PYFLINK_GATEWAY_PORT). Then the cluster's configuration and the command line
+    (``-pyexec``, ``-pyarch``, ...) decide the Python environment and the sockets, not this process."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
+def latest_checkpoint(checkpoint_dir) -> Optional[Path]:
+    """The newest complete checkpoint (a ``chk-N`` directory with ``_metadata``) under ``checkpoint_dir``
+    (None for a URI: this process cannot list it; resume with --from-checkpoint)."""
+    if is_uri(checkpoint_dir):
+        log.warning("job.checkpoint_dir is %s: this process cannot list it to find the newest checkpoint; "
+                    "to resume, pass --from-checkpoint <uri of its chk-N directory>", checkpoint_dir)
+        return None
     found = [p.parent for p in Path(checkpoint_dir).glob("*/chk-*/_metadata") if p.is_file()]
     if not found:
         return None
@@ -41,21 +53,23 @@ def flink_configuration(cfg: StreamConfig, restore_from: Optional[Path] = None, 
     conf = Configuration()
     if checkpointing:
         conf.set_string("execution.checkpointing.interval", f"{int(job.checkpoint_interval_s * 1000)} ms")
-        conf.set_string("execution.checkpointing.dir", Path(job.checkpoint_dir).resolve().as_uri())
+        conf.set_string("execution.checkpointing.dir", location_uri(job.checkpoint_dir))
         conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
         conf.set_string("execution.checkpointing.num-retained", "2")
     conf.set_string("restart-strategy.type", "fixed-delay")
     conf.set_string("restart-strategy.fixed-delay.attempts", str(job.restart_attempts))
     conf.set_string("restart-strategy.fixed-delay.delay", f"{int(job.restart_delay_s * 1000)} ms")
     conf.set_string("parallelism.default", str(job.parallelism))
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.client.executable", sys.executable)
+    if not submitted_by_flink_client():     # local mini-cluster: its Python workers run this interpreter
+        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.time", str(job.python_bundle_ms))
     conf.set_string("pipeline.auto-watermark-interval", f"{job.watermark_interval_ms} ms")
     if restore_from is not None:
-        conf.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
-    for key, value in bind_options(job.bind_host).items():       # no port on all interfaces (issue 14)
-        conf.set_string(key, value)
+        conf.set_string("execution.state-recovery.path", location_uri(restore_from))
+    if not submitted_by_flink_client():     # a cluster binds its sockets by its own configuration
+        for key, value in bind_options(job.bind_host).items():       # no port on all interfaces (issue 14)
+            conf.set_string(key, value)
     return conf
 
 
@@ -78,11 +92,13 @@ def make_environments(cfg: StreamConfig, restore_from: Optional[Path] = None, ch
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
     start_jvm(cfg.job.jvm_options)
-    bind_python_worker_pool(cfg.job.bind_host)
+    if not submitted_by_flink_client():
+        bind_python_worker_pool(cfg.job.bind_host)
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg, restore_from, checkpointing))
     env.add_jars(jvm.jar().as_uri())          # the job's Java operators, shipped with the job to a cluster
     env.set_parallelism(cfg.job.parallelism)
-    env.set_python_executable(sys.executable)
+    if not submitted_by_flink_client():
+        env.set_python_executable(sys.executable)
     return env, StreamTableEnvironment.create(env)
 
 
@@ -108,8 +124,10 @@ def _jsonl(directory: Path) -> list[dict]:
     return out
 
 
-def bounded_summary(output_dir: Path) -> str:
+def bounded_summary(output_dir) -> str:
     """What a bounded run did, from its committed outputs: messages read, windows, revisions, dead letters."""
+    if is_uri(output_dir):
+        return f"stream-job: bounded run done; its outputs are in {output_dir} (no summary: not a local directory)"
     out = Path(output_dir)
     consumed = _jsonl(out / "consumed")
     records = _jsonl(out / "records")
@@ -136,7 +154,8 @@ def run_job(cfg: StreamConfig, bounded: bool = False, mqtt: bool = True, restore
     if restore_from is None and job.resume:
         restore_from = latest_checkpoint(job.checkpoint_dir)
     rules = load_rules(job.alerts_file)
-    Path(job.landing_dir).mkdir(parents=True, exist_ok=True)
+    if not is_uri(job.landing_dir):
+        Path(job.landing_dir).mkdir(parents=True, exist_ok=True)
     env, t_env = make_environments(cfg, restore_from)
     source = SourceSpec(str(job.landing_dir), None if bounded else job.monitor_interval_s, cfg.mqtt.topic_prefix)
     publish = mqtt and job.publish_mqtt
@@ -157,12 +176,12 @@ def build_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="stream-job", description="sigmawatch PyFlink aggregation job: "
                         "stream-job [run] --config FILE [options]")
     ap.add_argument("--config", type=Path, help="stream YAML (configs/stream.example.yaml)")
-    ap.add_argument("--landing-dir", type=Path, help="override job.landing_dir")
-    ap.add_argument("--output-dir", type=Path, help="override job.output_dir")
-    ap.add_argument("--checkpoint-dir", type=Path, help="override job.checkpoint_dir")
+    ap.add_argument("--landing-dir", help="override job.landing_dir (a path or a URI such as s3://bucket/landing)")
+    ap.add_argument("--output-dir", help="override job.output_dir (a path or a URI)")
+    ap.add_argument("--checkpoint-dir", help="override job.checkpoint_dir (a path or a URI)")
     ap.add_argument("--bounded", action="store_true", help="read the files present, close every window, exit")
     ap.add_argument("--no-mqtt", action="store_true", help="write files only")
-    ap.add_argument("--from-checkpoint", type=Path, help="restore from this checkpoint/savepoint directory")
+    ap.add_argument("--from-checkpoint", help="restore from this checkpoint/savepoint directory (a path or a URI)")
     ap.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_mqtt_arguments(ap)

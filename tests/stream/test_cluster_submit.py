@@ -49,18 +49,25 @@ def test_flink_run_on_local_standalone_cluster(tmp_path):
     cfg.write_text(yaml.safe_dump({"job": {"landing_dir": str(tmp_path / "landing"),
                                            "output_dir": str(tmp_path / "out"), "checkpoint_dir": str(tmp_path / "chk"),
                                            "checkpoint_interval_s": 2.0}}))
+    # -pyexec: an interpreter wrapper that notes each start; the TaskManager's Python workers must be started by it
+    starts = tmp_path / "pyexec-starts"
+    pyexec = tmp_path / "pyexec.sh"
+    pyexec.write_text(f'#!/bin/sh\necho "$$ $*" >> {starts}\nexec {sys.executable} "$@"\n')
+    pyexec.chmod(0o755)
     subprocess.run(["bash", str(FLINK_HOME / "bin" / "start-cluster.sh")], env=env, check=True, timeout=120,
                    capture_output=True)
     try:
         run = subprocess.run(
             ["bash", str(FLINK_HOME / "bin" / "flink"), "run", "-m", f"localhost:{rest}",
-             "-py", str(ROOT / "stream" / "job.py"), "-pyexec", sys.executable, "-pyclientexec", sys.executable,
+             "-py", str(ROOT / "stream" / "job.py"), "-pyexec", str(pyexec), "-pyclientexec", sys.executable,
              "run", "--config", str(cfg), "--bounded", "--no-mqtt"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         records = read_jsonl_dir(tmp_path / "out" / "records")
         windows = {r["id"]: r for r in records if r["type"] in ("aggregate", "fleet")}
         assert compare_fields(recount(events, 10.0), windows) == []
+        # the job did not override -pyexec with the client's interpreter: the workers ran through the wrapper
+        assert starts.exists() and "pyflink.fn_execution" in starts.read_text(), "the Python workers ignored -pyexec"
     finally:
         subprocess.run(["bash", str(FLINK_HOME / "bin" / "stop-cluster.sh")], env=env, timeout=120,
                        capture_output=True)
