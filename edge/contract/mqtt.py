@@ -230,8 +230,11 @@ class MqttClient:
         self._connack = True
         if reason_code.is_failure:
             self.failed_attempts += 1
-            self.refused = self.last_error = f"the broker {self.settings.url} refused the connection: {reason_code}"
-            log.error("%s (check the user name, password and TLS options)", self.refused)
+            refusal = f"the broker {self.settings.url} refused the connection: {reason_code}"
+            # said once; the same refusal on every retry is the owner's to repeat (the agent: once per backoff step)
+            (log.debug if refusal == self.refused else log.error)(
+                "%s (check the user name, password and TLS options)", refusal)
+            self.refused = self.last_error = refusal
             self._notify(False, self.refused)
             return
         self.refused = None
@@ -295,7 +298,9 @@ class MqttClient:
         if was_ready or reason_code.is_failure:
             if not self.refused:
                 self.last_error = f"disconnected from {self.settings.url}: {reason_code}"
-            log.warning("MQTT disconnected from %s (%s); reconnecting with backoff", self.settings.url, reason_code)
+            if was_ready or not self.refused:     # after a refused CONNACK the refusal has been said already
+                log.warning("MQTT disconnected from %s (%s); reconnecting with backoff", self.settings.url,
+                            reason_code)
             self._notify(False, self.refused or f"disconnected: {reason_code}; reconnecting")
 
     def _handle_subscribe(self, client, userdata, mid, reason_code_list, properties):

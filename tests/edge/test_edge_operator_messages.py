@@ -140,3 +140,26 @@ def test_check_names_a_camera_that_does_not_exist(tmp_path, detector_model, caps
     present = sorted(p for p in os.listdir("/dev") if p.startswith("video"))
     assert ("there is no /dev/video* at all" in line) if not present else all(f"/dev/{p}" in line for p in present)
     assert "'video' group" not in line                   # the old hint blamed a group for a missing device
+
+
+@pytest.mark.mqtt
+def test_broker_refusing_the_password_logged_once_per_backoff_step(tmp_path, secured_broker, scene, agents):
+    """Credentials the broker refuses: the same reason on every attempt, so one line per backoff step, not one
+    (or two) per attempt."""
+    model, video = scene
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    cfg = agent_config(tmp_path, secured_broker, model, video, device="cam-a", mqtt__username="cam-a",
+                       mqtt__password_file=str(wrong), mqtt__reconnect_min_s=1, mqtt__reconnect_max_s=2)
+    agent = agents(cfg)
+    started = time.time()
+    _wait(lambda: time.time() - started > 9, 15, "the refusals")     # attempts at about 0, 1, 3, 5, 7 s
+    assert agent.terminate() == 0, agent.logs()
+    lines = agent.log.read_text().splitlines()
+    noisy = [l for l in lines if " WARNING " in l or " ERROR " in l]
+    refusals = [m for m in map(LINK_LINE.search, lines) if m]
+    assert [int(m["retry"]) for m in refusals] == [1, 2], "\n".join(noisy)
+    assert all("refused the connection" in m["reason"] and "Not authorized" in m["reason"] for m in refusals), \
+        refusals[0].group(0)
+    others = [l for l in noisy if not LINK_LINE.search(l) and "system clock is not synchronized" not in l]
+    assert len(others) <= 1, "the refusal itself is said once, then only per backoff step:\n" + "\n".join(others)
