@@ -163,3 +163,21 @@ def test_broker_refusing_the_password_logged_once_per_backoff_step(tmp_path, sec
         refusals[0].group(0)
     others = [l for l in noisy if not LINK_LINE.search(l) and "system clock is not synchronized" not in l]
     assert len(others) <= 1, "the refusal itself is said once, then only per backoff step:\n" + "\n".join(others)
+
+
+@pytest.mark.mqtt
+def test_broker_lost_mid_run_logged_with_the_wait_paho_really_makes(tmp_path, broker, scene, agents, subscriber):
+    """After a live connection drops, paho waits 1, 2, 4, 4 s (its delay restarts at the minimum): the lines say
+    those waits, one per step, the first with the drop, then the refusals."""
+    model, video = scene
+    sub = subscriber(broker, "sigmawatch/cam-1/detections", client_id="drop-sub")
+    agent = agents(agent_config(tmp_path, broker, model, video, mqtt__reconnect_min_s=1, mqtt__reconnect_max_s=4))
+    sub.wait_for(lambda: sub.payloads("detections"), timeout=60, what="detections before the drop")
+    broker.stop()
+    dropped = time.time()
+    _wait(lambda: time.time() - dropped > 9, 15, "the outage")        # attempts at about 1, 3, 7 s after the drop
+    assert agent.terminate() == 0, agent.logs()
+    lines = [m for m in map(LINK_LINE.search, agent.log.read_text().splitlines()) if m]
+    assert [int(m["retry"]) for m in lines] == [1, 2, 4], "\n".join(m.group(0) for m in lines)
+    assert "lost the connection" in lines[0]["reason"] and all("refused" in m["reason"] for m in lines[1:]), \
+        "\n".join(m.group(0) for m in lines)
