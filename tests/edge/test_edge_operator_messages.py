@@ -181,3 +181,26 @@ def test_broker_lost_mid_run_logged_with_the_wait_paho_really_makes(tmp_path, br
     assert [int(m["retry"]) for m in lines] == [1, 2, 4], "\n".join(m.group(0) for m in lines)
     assert "lost the connection" in lines[0]["reason"] and all("refused" in m["reason"] for m in lines[1:]), \
         "\n".join(m.group(0) for m in lines)
+
+
+@pytest.mark.mqtt
+def test_opencv_warning_said_once_while_the_camera_stays_away(tmp_path, broker, detector_model, agents):
+    """A stream that cannot be opened is retried with backoff; OpenCV's own ``[ WARN:0@...]`` line comes with
+    the first failure only, and the agent's line naming the source and the likely cause comes once (a state
+    change), not per attempt. (FFmpeg's own ``[tcp @ ...] Connection refused`` line still comes per attempt.)"""
+    import socket as _socket
+    with _socket.socket() as s:                 # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = agent_config(tmp_path, broker, detector_model, tmp_path / "unused.avi",
+                       source__uri=f"http://127.0.0.1:{port}/stream.mjpg", source__loop=False)
+    agent = agents(cfg)
+    started = time.time()
+    _wait(lambda: time.time() - started > 6, 10, "reopen attempts")   # backoff 0.2 s doubling to 1 s: >= 6 opens
+    assert agent.terminate() == 0, agent.logs()
+    text = agent.log.read_text()
+    attempts = text.count(f"127.0.0.1:{port} failed: Connection refused")     # FFmpeg's line, one per open
+    assert attempts >= 5, text[-3000:]
+    assert text.count("[ WARN:") == 1, text[-3000:]
+    assert text.count(f"WARNING edge.sources: source http://127.0.0.1:{port}/stream.mjpg: reconnecting (cannot open "
+                      "stream source") == 1, text[-3000:]
