@@ -282,6 +282,32 @@ def setup_service_dirs(host: Host, props: dict[str, list[str]]) -> dict[str, str
     return env
 
 
+def installed_unit(host: Host) -> dict[str, list[str]]:
+    """The unit the README copied to /etc/systemd/system, its paths under the prefix, its User= the test's."""
+    return unit_settings(host.rewrite(host.path("/etc/systemd/system/edge-agent.service").read_text()))
+
+
+def start_unit(host: Host, unit: dict[str, list[str]]) -> tuple[subprocess.Popen, Path, socket.socket]:
+    """What ``systemctl start`` does for this unit, as far as it matters to the agent: StateDirectory=,
+    LoadCredential=/SetCredential=, $NOTIFY_SOCKET, Environment=, then ExecStart as User= with its groups,
+    UMask= and WorkingDirectory=. Returns the process, its log (stderr) and the notify socket."""
+    env = setup_service_dirs(host, unit)
+    notify = host.path("/run/notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(notify))
+    notify.chmod(0o666)
+    server.settimeout(0.5)
+    env.update(NOTIFY_SOCKET=str(notify), **dict(e.split("=", 1) for e in unit.get("Environment", [])))
+    log = host.path("/run/edge-agent.log")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(host.as_user(shlex.split(unit["ExecStart"][0]),
+                                             supplementary=unit["SupplementaryGroups"][0].split(), env=env,
+                                             umask=unit["UMask"][0], cwd=unit["WorkingDirectory"][0]),
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    host.started.append(proc)
+    return proc, log, server
+
+
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture
 def host(request):
@@ -326,8 +352,8 @@ def _camera(host: Host) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- tests
-def test_readme_block_is_what_this_test_knows():
-    """Cheap and without root: the README's block parses, and the service user reads its config folder."""
+def test_readme_gives_the_config_folder_to_the_service_group():
+    """Without root: the README block parses, its config folder is the service group's, the unit reads that config."""
     steps = readme_pi_steps()
     mkdir = [s for s in steps if re.search(r"\binstall -d\b.* /etc/edge-agent$", s)]
     assert len(mkdir) == 1, steps
@@ -379,21 +405,8 @@ def test_pi_install_as_the_readme_says_then_check_and_start_as_the_service_user(
                              timeout=60)
         assert out.returncode == 0, out.stderr
     unit = unit_settings(unit_text)
-    env = setup_service_dirs(host, unit)
-    notify = host.path("/run/notify.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(str(notify))
-    notify.chmod(0o666)
-    server.settimeout(0.5)
-    env.update(NOTIFY_SOCKET=str(notify), **dict(e.split("=", 1) for e in unit.get("Environment", [])))
     op = subscriber(secured_broker, f"sigmawatch/{DEVICE}/#", username="operator", password=USERS["operator"])
-    log = host.path("/run/edge-agent.log")
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(host.as_user(shlex.split(unit["ExecStart"][0]),
-                                             supplementary=unit["SupplementaryGroups"][0].split(), env=env,
-                                             umask=unit["UMask"][0], cwd=unit["WorkingDirectory"][0]),
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    host.started.append(proc)
+    proc, log, server = start_unit(host, unit)
     try:
         got = []
         deadline = time.time() + 90
@@ -435,3 +448,23 @@ def test_config_folder_the_service_user_cannot_enter_is_named_with_the_fix(host,
     assert f"the folder {etc} (root:root mode 0750) cannot be entered" in out, out
     assert f"sudo chgrp {host.user} {etc} && sudo chmod g+rx {etc}" in out, out
     assert f"install -d -m 0750 -o root -g {host.user} {etc}" in out, out
+
+
+@pytest.mark.mqtt
+def test_unit_without_the_password_file_starts_and_names_the_file_to_write(host, secured_broker):
+    """LoadCredential= of a file that is not there: systemd passes SetCredential='s empty default, so the unit
+    starts; the config asks for the credential, so the agent stops with exit 2 (one of RestartPreventExitStatus=,
+    no restart loop) naming the file and both ways out, without a traceback."""
+    install_as_the_readme_says(host, secured_broker, _camera(host))
+    host.path("/etc/edge-agent/mqtt-password").unlink()
+    unit = installed_unit(host)
+    proc, log, server = start_unit(host, unit)
+    try:
+        code = proc.wait(120)
+    finally:
+        server.close()
+    text = log.read_text()
+    assert code == 2 and str(code) in unit["RestartPreventExitStatus"][0].split(), text[-3000:]
+    assert "Traceback" not in text
+    assert "mqtt.password_credential 'mqtt-password': the systemd credential is empty" in text, text[-3000:]
+    assert "/etc/edge-agent/mqtt-password" in text and "remove password_credential" in text, text[-3000:]
