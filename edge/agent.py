@@ -127,8 +127,8 @@ class Agent:
             return
         self._link_logged = (reason, retry, now)
         down = "" if first else f" (down {now - self._link_down_since:.0f} s, {self.link.failed_attempts} attempts)"
-        log.warning("MQTT: %s%s; retrying with backoff (up to every %d s); %d messages wait in the outbox "
-                    "%s, detection goes on", reason or f"cannot reach {url}", down,
+        log.warning("MQTT: %s%s; next attempt in %d s (backoff doubles up to %d s); %d messages wait in the "
+                    "outbox %s, detection goes on", reason or f"cannot reach {url}", down, retry,
                     max(1, int(self.cfg.mqtt.reconnect_max_s)), self.outbox.depth(), self.cfg.outbox_path)
 
     def _on_ack(self, mid: int) -> None:

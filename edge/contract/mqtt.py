@@ -257,6 +257,7 @@ class MqttClient:
         self.refused: Optional[str] = None           # the broker said no (credentials, ACL): retrying won't help
         self.last_error: Optional[str] = None
         self.failed_attempts = 0                     # connection attempts failed since the last good one
+        self._waits = 0                              # paho's reconnect waits since then (a lost connection: one more)
         self._backoff = (max(1, int(reconnect_min_s)), max(1, int(reconnect_max_s)))
         self.connects = 0
         self.session_present = False
@@ -299,13 +300,17 @@ class MqttClient:
         self._connack = True
         if reason_code.is_failure:
             self.failed_attempts += 1
-            self.refused = self.last_error = f"the broker {self.settings.url} refused the connection: {reason_code}"
-            log.error("%s (check the user name, password and TLS options)", self.refused)
+            self._waits += 1
+            refusal = f"the broker {self.settings.url} refused the connection: {reason_code}"
+            # said once; the same refusal on every retry is the owner's to repeat (the agent: once per backoff step)
+            (log.debug if refusal == self.refused else log.error)(
+                "%s (check the user name, password and TLS options)", refusal)
+            self.refused = self.last_error = refusal
             self._notify(False, self.refused)
             return
         self.refused = None
         self.last_error = None
-        self.failed_attempts = 0
+        self.failed_attempts = self._waits = 0
         self.connects += 1
         self.session_present = bool(getattr(flags, "session_present", False))
         self._pending_subs.clear()
@@ -342,12 +347,14 @@ class MqttClient:
 
     @property
     def retry_in_s(self) -> int:
-        """paho's wait before the next attempt after ``failed_attempts`` failures (doubling, capped)."""
+        """paho's wait before its next attempt: the minimum after the first failure or a lost connection, doubling
+        with each failure after that, capped (paho restarts at the minimum only after a successful CONNACK)."""
         low, high = self._backoff
-        return min(low * 2 ** max(self.failed_attempts - 1, 0), high)
+        return min(low * 2 ** max(self._waits - 1, 0), high)
 
     def _handle_connect_fail(self, client, userdata):
         self.failed_attempts += 1
+        self._waits += 1
         exc = client.last_connect_exception
         self.last_error = _describe(exc, self.settings) if exc else f"cannot reach {self.settings.url}"
         self._notify(False, self.last_error)
@@ -360,15 +367,20 @@ class MqttClient:
             return
         if not answered and not self.refused:
             self.failed_attempts += 1
+            self._waits += 1
             self.last_error = (f"{self.settings.url} closed the connection without answering: is it a TLS listener "
                                "(set mqtt.tls, --mqtt-tls / --mqtt-ca) or not an MQTT port at all?")
             self._notify(False, self.last_error)
             return
         if was_ready or reason_code.is_failure:
+            if was_ready:
+                self._waits += 1
             if not self.refused:
                 self.last_error = f"disconnected from {self.settings.url}: {reason_code}"
-            log.warning("MQTT disconnected from %s (%s); reconnecting with backoff", self.settings.url, reason_code)
-            self._notify(False, self.refused or f"disconnected: {reason_code}; reconnecting")
+            if was_ready or not self.refused:     # after a refused CONNACK the refusal has been said already
+                log.warning("MQTT disconnected from %s (%s); reconnecting with backoff", self.settings.url,
+                            reason_code)
+            self._notify(False, self.refused or f"lost the connection to {self.settings.url} ({reason_code})")
 
     def _handle_subscribe(self, client, userdata, mid, reason_code_list, properties):
         failed = [str(rc) for rc in reason_code_list if rc.is_failure]

@@ -149,6 +149,9 @@ def test_check_reports_each_part(base, tmp_path, capsys):
 
 
 @pytest.mark.mqtt
-def test_check_passes_with_broker(base, broker, capsys):
+def test_check_passes_with_broker(base, broker, tmp_path, capsys):
     code, text = run(capsys, "check", "-c", base(mqtt__port=broker.port))
     assert code == 0 and "all checks passed" in text and "160x120" in text and "ok    outbox" in text
+    # check only looks: the state dir and the outbox database are the service's to create
+    assert f"{tmp_path / 'state' / 'outbox.sqlite'} does not exist yet" in text
+    assert not (tmp_path / "state").exists()
