@@ -1,5 +1,6 @@
 package io.sigmawatch.stream;
 
+import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -153,13 +154,36 @@ public final class LandingSource
             }
         }
 
+        /**
+         * One listing of the directory. Listing a directory and reading each entry's status are two steps: a
+         * bridge renaming its temporary file, or deleting a consumed one, in between makes the file vanish
+         * (FileNotFoundException). That is no error: the listing is taken again (a continuous scan skips the
+         * round after a few tries, the next one is 0.2 s away; the bounded scan must succeed).
+         */
         private Collection<FileSourceSplit> scan() throws IOException {
-            return files.enumerateSplits(new Path[] {directory}, 1);
+            for (int attempt = 1; ; attempt++) {
+                try {
+                    return files.enumerateSplits(new Path[] {directory}, 1);
+                } catch (FileNotFoundException vanished) {
+                    if (!directory.getFileSystem().exists(directory)) {
+                        throw vanished;                  // the directory itself is gone: that is an error
+                    }
+                    if (intervalMillis > 0 && attempt >= 5) {
+                        return null;                     // skip this round
+                    }
+                    if (attempt >= 1000) {
+                        throw vanished;
+                    }
+                }
+            }
         }
 
         private void discovered(Collection<FileSourceSplit> listed, Throwable error) {
             if (error != null) {
                 throw new RuntimeException("cannot list the landing directory " + directory, error);
+            }
+            if (listed == null) {
+                return;                                  // files moved while listed: the next scan sees them
             }
             Set<Path> present = new HashSet<>();
             List<FileSourceSplit> fresh = new ArrayList<>();
