@@ -77,7 +77,7 @@ def simulate(port: int, prefix: str, first: int, count: int, fps: float, seconds
 # --------------------------------------------------------------------------- the chain
 class Chain:
     def __init__(self, work: Path, bridges: int, window: float, out_of_orderness: float,
-                 roll_interval_s: float = 0.25):
+                 roll_interval_s: float = 0.25, job_extra: Optional[dict] = None):
         self.work = work
         self.window = window
         self.broker = Mosquitto(work / "broker", max_inflight=1000).start()
@@ -86,7 +86,7 @@ class Chain:
                           "roll_interval_s": roll_interval_s},
                "job": {"landing_dir": str(work / "landing"), "output_dir": str(work / "out"),
                        "checkpoint_dir": str(work / "chk"), "checkpoint_interval_s": 5, "out_of_orderness_s": out_of_orderness,
-                       "window": {"size_s": window}}}
+                       "window": {"size_s": window}, **(job_extra or {})}}
         self.config = work / "stream.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
         self.log = open(work / "procs.log", "ab")
