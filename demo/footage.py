@@ -31,7 +31,7 @@ class DemoInput:
     model: Path
     agent_sets: tuple[str, ...]        # extra ``--set key=value`` for every agent
     busy_label: str                    # the class the demo's crowd alert counts
-    busy_per_frame: float              # crowd alert: this many detections of it per processed frame on average
+    busy_per_frame: float | None       # crowd alert: this many of it per processed frame on average (None: fixed)
 
 
 def vtest_path() -> Path:
@@ -104,7 +104,7 @@ def synthetic_input(devices: int, workdir: Path, model: Path | None, seconds: fl
     videos = tuple(write_demo_video(workdir / "videos" / f"cam-{i + 1}.mp4", seed=101 + i, seconds=seconds)
                    for i in range(devices))
     return DemoInput("synthetic", videos, model or SYNTHETIC_MODEL, agent_sets=(), busy_label="*",
-                     busy_per_frame=3.0)
+                     busy_per_frame=None)
 
 
 def choose_input(args, workdir: Path, say) -> DemoInput:

@@ -51,7 +51,9 @@ def broker_spec(workdir: Path, port: int, kind: str = "auto") -> tuple[ProcSpec,
 
 def busy_min_count(cams: DemoInput, fps: float) -> int:
     """The crowd alert's threshold: ``busy_per_frame`` detections per processed frame over one window, at the
-    agents' processing rate (capped by the video's own rate)."""
+    agents' processing rate cap (or the video's own rate if lower); 15 per window for the synthetic scenes."""
+    if cams.busy_per_frame is None:
+        return 15
     rate = min(fps, min(v.fps for v in cams.videos))
     return max(1, round(cams.busy_per_frame * rate * WINDOW_S))
 
