@@ -1,7 +1,8 @@
 """``sigmawatch-demo`` (``make demo``): the whole chain on this machine, then a summary.
 
-    broker (mosquitto on 127.0.0.1) -> N edge agents (own device ids, generated videos, shipped int8
-    detector) -> stream-bridge -> PyFlink job (mini-cluster) -> aggregates/alerts on MQTT -> dashboard
+    broker (mosquitto on 127.0.0.1) -> N edge agents (own device ids; real footage: OpenCV's vtest.avi, looping,
+    with the detector distilled for that scene; or generated videos with the synthetic detector) ->
+    stream-bridge -> PyFlink job (mini-cluster) -> aggregates/alerts on MQTT -> dashboard
 
 Runs until Ctrl-C or ``--duration`` seconds, then stops the agents, lets the job aggregate what they
 sent, stops everything by process group and prints what went through: frames, detections, bytes vs
@@ -20,7 +21,8 @@ import time
 from pathlib import Path
 
 from demo.observer import Observer
-from demo.plan import MODEL, ROOT, WINDOW_S, plan
+from demo.footage import choose_input
+from demo.plan import ROOT, WINDOW_S, plan
 from demo.procs import Supervisor, free_port
 from demo.report import print_summary
 from demo.screenshot import screenshot
@@ -48,11 +50,21 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--devices", type=int, default=2, help="edge agents to run (default 2)")
     p.add_argument("--fps", type=float, default=4.0, help="processing rate cap per agent (default 4)")
-    p.add_argument("--video-seconds", type=float, default=20.0, help="length of each generated video (it loops)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="play generated videos of the synthetic classes (square, disc, triangle, star) with "
+                        "edge/models/demo-detector-int8.tflite instead of the real footage (OpenCV's vtest.avi "
+                        "with edge/models/vtest-distilled-int8.tflite, the default)")
+    p.add_argument("--synthetic-if-missing", action="store_true",
+                   help="play the generated videos when vtest.avi is not fetched (default: stop and say how to "
+                        "fetch it)")
+    p.add_argument("--video-seconds", type=float, default=20.0, help="--synthetic: length of each generated video "
+                   "(it loops)")
     p.add_argument("--workdir", type=Path, default=ROOT / "build" / "demo", help="logs, videos, state (default build/demo)")
     p.add_argument("--dashboard-port", type=int, default=8050, help="dashboard HTTP port on 127.0.0.1 (0 = any free)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free port)")
-    p.add_argument("--model", type=Path, default=MODEL, help="detector the agents run (default: the shipped demo model)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="detector the agents run (default: edge/models/vtest-distilled-int8.tflite on the real "
+                        "footage, edge/models/demo-detector-int8.tflite with --synthetic)")
     p.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
                    help="auto: mosquitto if installed, else the pure-Python amqtt (if installed)")
     p.add_argument("--no-flink", action="store_true", help="skip the PyFlink job (and the bridge)")
@@ -114,15 +126,18 @@ def run(args) -> int:
         say(f"--> port {args.dashboard_port} is in use: the dashboard takes a free port instead (--dashboard-port)")
         args.dashboard_port = 0
     say(f"==> sigmawatch demo in {workdir}")
-    from demo.video import write_demo_video  # noqa: PLC0415
-    say(f"==> generating {args.devices} camera videos of the synthetic classes")
-    videos = [write_demo_video(workdir / "videos" / f"cam-{i + 1}.mp4", seed=101 + i,
-                               seconds=args.video_seconds) for i in range(args.devices)]
+    cams = choose_input(args, workdir, say)
+    if cams.kind == "vtest":
+        say(f"==> {args.devices} camera(s) playing the real footage {cams.videos[0].path} (OpenCV sample data, "
+            f"looping) with {cams.model.name} (distilled for that scene)")
+    else:
+        say(f"==> {args.devices} camera video(s) of the synthetic classes with {cams.model.name}")
+    videos = list(cams.videos)
     mean_jpeg = sum(v.mean_jpeg_bytes for v in videos) / len(videos)
-    for v in videos:
+    for v in dict.fromkeys(videos):
         say(f"    {v.path.name}: {v.width}x{v.height}, {v.frames} frames at {v.fps:g} fps, "
             f"mean JPEG (q90) {v.mean_jpeg_bytes / 1024:.1f} KiB/frame")
-    specs, skipped, mqtt = plan(args, workdir, port, videos)
+    specs, skipped, mqtt = plan(args, workdir, port, cams)
     sup = Supervisor(workdir / "logs", say)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,6 +215,7 @@ def run(args) -> int:
                                       for p in (workdir / "stream" / "out" / "deadletter").rglob("*")
                                       if p.is_file() and not p.name.startswith((".", "_")))
     summary["skipped"] = skipped
+    summary["input"] = {"kind": cams.kind, "video": str(videos[0].path), "model": str(cams.model)}
     print_summary(summary, say)
     out = args.summary_json or workdir / "summary.json"
     out.write_text(json.dumps(summary, indent=2))

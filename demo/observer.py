@@ -10,8 +10,9 @@ Subscribes to everything under the prefix before the agents start, so it sees ev
   (frames processed x mean JPEG size of the camera video);
 - events aggregated: sum of ``detections`` over distinct per-device aggregate windows (by payload id);
 - alerts: alert transitions and the alerts firing at the end;
-- latency: capture -> detections message received (edge + broker), and capture -> aggregate received
-  (the newest detection of that device and class inside the window, to the window's result).
+- latency: capture -> detections message received (edge + broker), capture -> aggregate received
+  (the newest detection of that device and class inside the window, to the window's result), and window end ->
+  the window's first result received (the first aggregate of any device and class for that window).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class Observer:
         self.status: dict[str, str] = {}
         self.aggregates: dict[str, dict] = {}
         self.agg_latency: list[float] = []
-        self.window_latency: list[float] = []
+        self.window_first: dict[float, float] = {}  # window_end -> its first aggregate's arrival - window_end
         self.alerts: dict[str, dict] = {}
         self.alert_transitions = 0
         self.stats: dict[str, dict] = {}  # id -> job counters of one processing-time window
@@ -101,7 +102,7 @@ class Observer:
         outputs.validate(body, where["kind"])
         if where["kind"] == "aggregate":
             if body["id"] not in self.aggregates:
-                self.window_latency.append(now - body["window_end"])
+                self.window_first.setdefault(body["window_end"], now - body["window_end"])
                 ts = self.det_ts.get((body["device"], body["label"]), [])
                 i = bisect.bisect_left(ts, body["window_end"])
                 if i > 0 and ts[i - 1] >= body["window_start"]:
@@ -155,7 +156,8 @@ class Observer:
                 agg_by_class[a["label"]] += a["detections"]
 
             def lat(values):
-                return {"p50_s": _pct(values, 0.5), "p95_s": _pct(values, 0.95), "n": len(values),
+                return {"p50_s": _pct(values, 0.5), "p95_s": _pct(values, 0.95), "p99_s": _pct(values, 0.99),
+                        "max_s": max(values, default=None), "n": len(values),
                         "mean_s": statistics.fmean(values) if values else None}
             return {
                 "devices": sorted(set(self.seqs) | set(self.metrics)),
@@ -171,6 +173,6 @@ class Observer:
                 "late_events": sum(x["late"] for x in self.stats.values()),
                 "latency_capture_to_mqtt": lat(self.publish_latency),
                 "latency_capture_to_aggregate": lat(self.agg_latency),
-                "latency_window_end_to_aggregate": lat(self.window_latency),
+                "latency_window_end_to_aggregate": lat(list(self.window_first.values())),
                 "invalid": list(self.invalid[-5:]),
             }

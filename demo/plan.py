@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
+from demo.footage import DemoInput
 from demo.procs import DemoError, ProcSpec
 from edge.contract.mqtt import MqttSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
 # the job's own event-time settings (out-of-orderness, allowed lateness): a frame that reaches it late revises
 # its window instead of being lost, so the demo needs no extra margin
 WINDOW_S = 5.0
@@ -49,11 +49,20 @@ def broker_spec(workdir: Path, port: int, kind: str = "auto") -> tuple[ProcSpec,
                     "or .venv/bin/pip install amqtt) and run the demo again")
 
 
-def write_stream_config(workdir: Path, mqtt: MqttSettings) -> Path:
+def busy_min_count(cams: DemoInput, fps: float) -> int:
+    """The crowd alert's threshold: ``busy_per_frame`` detections per processed frame over one window, at the
+    agents' processing rate cap (or the video's own rate if lower); 15 per window for the synthetic scenes."""
+    if cams.busy_per_frame is None:
+        return 15
+    rate = min(fps, min(v.fps for v in cams.videos))
+    return max(1, round(cams.busy_per_frame * rate * WINDOW_S))
+
+
+def write_stream_config(workdir: Path, mqtt: MqttSettings, busy_label: str = "*", busy_min: int = 15) -> Path:
     var = workdir / "stream"
     alerts = workdir / "alerts.yaml"
     alerts.write_text(yaml.safe_dump({"rules": [
-        {"type": "class_count", "id": "busy-scene", "label": "*", "min_count": 15, "scope": "device",
+        {"type": "class_count", "id": "busy-scene", "label": busy_label, "min_count": busy_min, "scope": "device",
          "severity": "info"},
         {"type": "uncertainty_spike", "id": "sigma-spike", "label": "*", "factor": 1.5, "history": 6,
          "min_history": 3, "min_detections": 3, "severity": "warning"},
@@ -74,13 +83,14 @@ def write_stream_config(workdir: Path, mqtt: MqttSettings) -> Path:
     return path
 
 
-def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], list[str], MqttSettings]:
-    """The processes to start, in order, a note for every component skipped, and how they reach the broker."""
+def plan(args, workdir: Path, port: int, cams: DemoInput) -> tuple[list[ProcSpec], list[str], MqttSettings]:
+    """The processes to start, in order, a note for every component skipped, and how they reach the broker.
+    Device ``cam-N`` plays ``cams.videos[N-1]`` (with the real footage every device plays the same file)."""
     py = sys.executable
     broker, kind = broker_spec(workdir, port, args.broker)
     mqtt = MqttSettings(host="127.0.0.1", port=port, protocol="3.1.1" if kind == "amqtt" else "5")  # amqtt: 3.1.1 only
     flags = ["--mqtt-host", mqtt.host, "--mqtt-port", str(mqtt.port), "--mqtt-protocol", mqtt.protocol]
-    stream_yaml = write_stream_config(workdir, mqtt)
+    stream_yaml = write_stream_config(workdir, mqtt, cams.busy_label, busy_min_count(cams, args.fps))
     specs, skipped = [broker], []
     dash = [py, "-m", "dashboard", "--port", str(args.dashboard_port), *flags]
     if args.homeassistant:
@@ -102,15 +112,16 @@ def plan(args, workdir: Path, port: int, videos: list) -> tuple[list[ProcSpec], 
                               ready_timeout_s=240, stop_grace_s=20))
     if not importable("ai_edge_litert") and not importable("tflite_runtime"):
         skipped.append("edge agents: no TFLite interpreter is installed (pip install '.[edge]')")
-    elif not args.model.is_file():
-        skipped.append(f"edge agents: the demo detector {args.model} is not there yet "
+    elif not cams.model.is_file():
+        skipped.append(f"edge agents: the demo detector {cams.model} is not there yet "
                        "(see edge/models/README.md for the command that makes it)")
     else:
-        for i, video in enumerate(videos):
+        sets = [a for kv in cams.agent_sets for a in ("--set", kv)]
+        for i, video in enumerate(cams.videos):
             dev = f"cam-{i + 1}"
             specs.append(ProcSpec(f"agent-{dev}", [
                 py, "-m", "edge.cli", "run", "--device-id", dev, "--source", str(video.path), "--loop",
-                "--model", str(args.model), *flags, "--state-dir", str(workdir / "agents" / dev),
+                "--model", str(cams.model), *flags, "--state-dir", str(workdir / "agents" / dev),
                 "--fps", str(args.fps), "--threads", "1", "--set", "mqtt.metrics_interval_s=2",
-                "--set", "watchdog=false"], ready_line=r"running: model", ready_timeout_s=60, stop_grace_s=20))
+                "--set", "watchdog=false", *sets], ready_line=r"running: model", ready_timeout_s=60, stop_grace_s=20))
     return specs, skipped, mqtt

@@ -126,6 +126,9 @@ def register_bench(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.3, help="score threshold for TP/FP/FN and the figure")
     p.add_argument("--out", default=None, help="folder for the JSON report and the PNG (default RUN/bench)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--figure-boxes-only", action="store_true",
+                   help="draw the sigma figure on a plain canvas of the frame's size, without the frame's pixels "
+                        "(for a figure that is published while the footage may not be: third-party video)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -190,7 +193,7 @@ def cmd_bench(args) -> int:
     frame = cv2.imread(str(val.samples[best].image), cv2.IMREAD_COLOR)
     fig = sigma_figure(frame, int8_preds[best], teacher.predict(frame), out / "sigma_bands.png",
                        f"{val.samples[best].image.name}: student int8 boxes (red), +-1 sigma bands (orange), "
-                       f"teacher (dashed)", th)
+                       f"teacher (dashed)", th, pixels=not args.figure_boxes_only)
     print(f"figure: {fig}")
 
     f, q = rows["heldout_float"], rows["heldout_int8"]

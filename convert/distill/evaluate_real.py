@@ -6,7 +6,8 @@
 2. The real labelled photos (labelme's 3 PASCAL VOC photos, GPL-3.0, fetched into the cache): student and
    teacher against the human ground truth, for the student's classes.
 3. Invoke time of the int8 student and the teacher, one interpreter thread, interleaved rounds (median).
-4. A PNG of a held-out frame with the student's boxes and their +-1 sigma bands.
+4. A PNG of a held-out frame with the student's boxes and their +-1 sigma bands (on the frame, or on a plain canvas
+   of its size when the footage's pixels may not be published).
 
 Every model goes through ``edge.preprocess`` and the agent's decoders; predictions are compared by class *name*
 (the teacher's labels go through the run's class map), so teacher and student are scored the same way.
@@ -169,17 +170,35 @@ def invoke_times(models: dict[str, "object"], rounds: int = 5, runs: int = 20) -
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+FOOTAGE_OMITTED = ("footage pixels omitted (third-party video): boxes only, on a plain canvas of the frame's "
+                   "{w}x{h} extent")
+
+
+def _edge_sigmas(box_sigma, w: int, h: int) -> tuple[float, float]:
+    """Pixel sigma of a vertical / horizontal box edge: x1 = cx - w/2, so sigma(x1) = sqrt(s_cx^2 + (s_w/2)^2)."""
+    return float(np.hypot(box_sigma[0], box_sigma[2] / 2) * w), float(np.hypot(box_sigma[1], box_sigma[3] / 2) * h)
+
+
 def sigma_figure(frame_bgr: np.ndarray, preds: list[Pred], teacher: list[Pred], path: Path, title: str,
-                 threshold: float) -> Path:
-    """The frame with the student's boxes and a shaded +-1 sigma band per edge (wide band = unsure where the
-    edge is); the teacher's boxes dashed for reference."""
+                 threshold: float, *, pixels: bool = True) -> Path:
+    """The student's boxes with a shaded +-1 sigma band per edge (wide band = unsure where the edge is) and the
+    teacher's boxes dashed for reference, each student box labelled with its class, score and mean sigma.
+
+    ``pixels=False`` draws no pixel of the frame: a plain dark canvas of the frame's size with a caption saying
+    the footage is omitted, so the figure can be published when the footage's pixels may not be (third-party
+    video). Only the frame's shape is read then."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
     h, w = frame_bgr.shape[:2]
     fig, ax = plt.subplots(figsize=(w / 80, h / 80), dpi=100)
-    ax.imshow(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+    if pixels:
+        ax.imshow(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+    else:
+        ax.imshow(np.full((h, w, 3), 28, np.uint8))
+        ax.text(w / 2, h - 6, FOOTAGE_OMITTED.format(w=w, h=h), color="0.8", fontsize=7, ha="center", va="bottom")
+        fig.patch.set_facecolor("0.06")
     for _name, sc, box, _, _ in teacher:
         if sc >= threshold:
             x1, y1, x2, y2 = np.array(box) * [w, h, w, h]
@@ -188,19 +207,20 @@ def sigma_figure(frame_bgr: np.ndarray, preds: list[Pred], teacher: list[Pred], 
         if sc < threshold or bs is None:
             continue
         x1, y1, x2, y2 = np.array(box) * [w, h, w, h]
-        sx = np.hypot(bs[0], bs[2] / 2) * w            # sigma of the left/right edge: sqrt(s_cx^2 + (s_w/2)^2)
-        sy = np.hypot(bs[1], bs[3] / 2) * h
+        sx, sy = _edge_sigmas(bs, w, h)
         outer = patches.Rectangle((x1 - sx, y1 - sy), x2 - x1 + 2 * sx, y2 - y1 + 2 * sy, fc=(1, 0.5, 0, 0.25), ec="none")
         inner_w, inner_h = max(0.0, x2 - x1 - 2 * sx), max(0.0, y2 - y1 - 2 * sy)
         ax.add_patch(outer)
         ax.add_patch(patches.Rectangle((x1 + sx, y1 + sy), inner_w, inner_h, fill=False, ec=(1, 0.5, 0, 0.9), lw=0.6))
         ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="red", lw=1.2))
-        ax.text(x1, y1 - 2, f"{name} {sc:.2f} sigma {sm:.2f}", color="yellow", fontsize=6,
+        ax.text(x1, y1 - 2, f"{name} {sc:.2f} mean \u03c3 {sm:.2f}", color="yellow", fontsize=6,
                 bbox={"fc": "black", "alpha": 0.5, "pad": 1, "ec": "none"})
-    ax.set_title(title, fontsize=8)
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_title(title, fontsize=8, color="black" if pixels else "0.9")
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, facecolor=fig.get_facecolor())
     plt.close(fig)
     return path
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,16 +10,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edge.contract.errors import DemoError
+from edge.contract.errors import DemoError, InputError
 
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo(tmp_path, *args, timeout=120):
+def _demo(tmp_path, *args, timeout=120, env=None, synthetic=True):
     workdir = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "demo", "--workdir", str(workdir), "--dashboard-port", "0",
-                           "--devices", "1", "--video-seconds", "1", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+                           "--devices", "1", "--video-seconds", "1", *(["--synthetic"] if synthetic else []), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     summary = workdir / "summary.json"
     return proc, (json.loads(summary.read_text()) if summary.is_file() else None), workdir
 
@@ -59,7 +62,8 @@ def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(tmp_path):
     import time
     workdir = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "demo", "--workdir", str(workdir), "--dashboard-port", "0",
-                             "--devices", "1", "--video-seconds", "1", "--no-flink", "--model", str(tmp_path / "none.tflite")],
+                             "--devices", "1", "--video-seconds", "1", "--synthetic", "--no-flink",
+                             "--model", str(tmp_path / "none.tflite")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
@@ -79,3 +83,35 @@ def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(tmp_path):
     assert "==> stopping everything" in rest and "broker: stopped" in rest
     assert json.loads((workdir / "summary.json").read_text())["left_behind"] == []
     assert _ours(workdir) == []
+
+
+def test_without_the_fetched_footage_the_demo_says_so_and_how_to_fetch_it(tmp_path):
+    """The default input is vtest.avi from the user cache; an empty cache ($SIGMAWATCH_CACHE) is an input error
+    (exit 3) naming the missing file, the fetch command and the synthetic alternative, without a traceback, and
+    nothing is started."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    proc, summary, workdir = _demo(tmp_path, "--duration", "5", "--no-flink", synthetic=False,
+                                   env={"SIGMAWATCH_CACHE": str(cache)})
+    assert proc.returncode == InputError.exit_code, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert f"{cache / 'real' / 'video' / 'vtest.avi'} does not exist" in err, err
+    assert "python -m convert.realdata.fetch videos" in err and "ARGS=--synthetic" in err, err
+    assert "Traceback" not in proc.stdout + err
+    assert "==> starting" not in proc.stdout and summary is None and _ours(workdir) == []
+
+
+def test_synthetic_fallback_only_when_asked_plays_the_generated_videos(tmp_path):
+    """--synthetic-if-missing with no footage: one real agent runs the synthetic detector on a generated video and
+    publishes the synthetic classes (and nothing of the real scene)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    proc, summary, workdir = _demo(tmp_path, "--duration", "8", "--no-flink", "--synthetic-if-missing",
+                                   "--video-seconds", "4", synthetic=False, env={"SIGMAWATCH_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "--> --synthetic-if-missing: playing generated videos" in proc.stdout
+    assert summary["input"]["kind"] == "synthetic"
+    assert summary["input"]["model"].endswith("demo-detector-int8.tflite")
+    assert summary["detections_published"] > 0, proc.stdout[-3000:]
+    assert set(summary["detections_by_class"]) <= {"square", "disc", "triangle", "star"}
+    assert summary["left_behind"] == [] and _ours(workdir) == []

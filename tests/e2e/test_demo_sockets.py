@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_no_socket_of_the_demo_listens_on_every_interface(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "demo", "--workdir", str(tmp_path / "demo"), "--dashboard-port",
-                             "0", "--devices", "1", "--video-seconds", "1", "--no-flink"],
+                             "0", "--devices", "1", "--video-seconds", "1", "--synthetic", "--no-flink"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
