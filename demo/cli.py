@@ -57,8 +57,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--synthetic-if-missing", action="store_true",
                    help="play the generated videos when vtest.avi is not fetched (default: stop and say how to "
                         "fetch it)")
-    p.add_argument("--video-seconds", type=float, default=20.0, help="--synthetic: length of each generated video "
-                   "(it loops)")
+    p.add_argument("--video-seconds", type=float, default=None, help="--synthetic: length of each generated video "
+                   "(it loops; default 20)")
     p.add_argument("--workdir", type=Path, default=ROOT / "build" / "demo", help="logs, videos, state (default build/demo)")
     p.add_argument("--dashboard-port", type=int, default=8050, help="dashboard HTTP port on 127.0.0.1 (0 = any free)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free port)")
@@ -263,6 +263,13 @@ def _main(args) -> int:
         raise UsageError("--devices must be at least 1")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive (seconds)")
+    if args.video_seconds is not None and not (args.synthetic or args.synthetic_if_missing):
+        raise UsageError("--video-seconds sets the length of the generated videos: it goes with --synthetic (the "
+                         "default input, vtest.avi, has its own length)")
+    if args.video_seconds is None:
+        args.video_seconds = 20.0
+    elif args.video_seconds <= 0:
+        raise UsageError("--video-seconds must be positive (seconds)")
     return run(args)
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _demo(tmp_path, *args, timeout=120, env=None, synthetic=True):
     workdir = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "demo", "--workdir", str(workdir), "--dashboard-port", "0",
-                           "--devices", "1", "--video-seconds", "1", *(["--synthetic"] if synthetic else []), *args],
+                           "--devices", "1", *(["--synthetic", "--video-seconds", "1"] if synthetic else []), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     summary = workdir / "summary.json"
@@ -115,3 +115,11 @@ def test_synthetic_fallback_only_when_asked_plays_the_generated_videos(tmp_path)
     assert summary["detections_published"] > 0, proc.stdout[-3000:]
     assert set(summary["detections_by_class"]) <= {"square", "disc", "triangle", "star"}
     assert summary["left_behind"] == [] and _ours(workdir) == []
+
+
+def test_video_seconds_without_synthetic_is_refused_not_ignored(tmp_path):
+    """--video-seconds shapes the generated videos only: with the real footage it would be silently ignored."""
+    proc, summary, workdir = _demo(tmp_path, "--duration", "5", "--no-flink", "--video-seconds", "5", synthetic=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--video-seconds" in proc.stderr and "--synthetic" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and summary is None
