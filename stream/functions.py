@@ -138,7 +138,7 @@ class _Windows(KeyedProcessFunction):
         if not st["fired"]:
             st["fired"] = True
             yield from self._emit(st, None)
-            self.state.update(json.dumps(st))
+            self.state.update(json.dumps(st, separators=(",", ":")))
 
 
 class DeviceWindows(_Windows):
@@ -158,7 +158,7 @@ class DeviceWindows(_Windows):
             changed = w.add_late(body, self.threshold)
         if st["fired"]:        # a late input: the window's result again, revised
             yield from self._emit(st, changed)
-        self.state.update(json.dumps(st))
+        self.state.update(json.dumps(st, separators=(",", ":")))
 
     def _emit(self, st: dict, classes):
         w = DeviceWindow(st)
@@ -180,7 +180,7 @@ class FleetWindows(_Windows):
         FleetWindow(st).add(delta)
         if st["fired"]:
             yield from self._emit(st, None)
-        self.state.update(json.dumps(st))
+        self.state.update(json.dumps(st, separators=(",", ":")))
 
     def _emit(self, st: dict, classes):
         yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold))
@@ -212,7 +212,7 @@ class _JsonState(KeyedProcessFunction):
         return json.loads(raw) if raw else {}
 
     def save(self, st: dict) -> None:
-        self.state.update(json.dumps(st))
+        self.state.update(json.dumps(st, separators=(",", ":")))
 
 
 class WindowAlerts(_JsonState):
