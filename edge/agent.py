@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from edge import messages
+from edge import messages, objects
 from edge.config import AgentConfig, Settings, updated_settings
 from edge.contract.errors import EXIT_INTERRUPTED, ConfigError
 from edge.contract.mqtt import MqttClient
@@ -61,6 +61,7 @@ class Agent:
             reconnect_max_s=m.reconnect_max_s)
         self.publisher = Publisher(self.link, self.outbox, topic=self.topics["detections"], device=self.device,
                                    model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
+        self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats)   # None: no tracking
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
         kind, _ = classify_uri(cfg.source.uri)
@@ -72,8 +73,9 @@ class Agent:
                                          get_settings)
         self.capture = CaptureWorker(self.supervisor, self.slot, self.stop_event, self.stats, lossless,
                                      on_end=self.inference.source_done.set, prepare=self.engine.prepare)
-        self.publish_worker = PublishWorker(self.publisher, self.results, self.stop_event, self.stats,
-                                            self.engine.finish, get_settings, self._tick)
+        self.publish_worker = PublishWorker(self.objects or self.publisher, self.results, self.stop_event, self.stats,
+                                            self.objects.finish if self.objects else self.engine.finish,
+                                            get_settings, self._tick)
         self._next_metrics = 0.0
         self._next_bounds = 0.0
         self._link_down_since: float | None = None
@@ -129,10 +131,14 @@ class Agent:
 
     def _on_ack(self, mid: int) -> None:
         self.publisher.on_ack(mid)
+        if self.objects is not None:
+            self.objects.on_ack(mid)
 
     def _on_connected(self, session_present: bool) -> None:
         self._publish_status()
         self._publish_config_state(ok=True, request_id=None, error=None)
+        if self.objects is not None:
+            self.objects.on_connected()
 
     def _on_message(self, message) -> None:
         if message.topic != self.topics["config/set"]:
@@ -251,6 +257,15 @@ class Agent:
                 next_ping = now + ping_every
         return self.shutdown()
 
+    def _stop_objects(self) -> None:
+        """Every live track ends (events, counts to zero); the events outbox drains like the detections'."""
+        ended = self.objects.close()
+        if not self.objects.drain(self.cfg.outbox.drain_timeout_s):
+            log.info("%d events not yet acknowledged stay in the events outbox; they are sent first on the next "
+                     "start", self.objects.events.outbox.depth())
+        self.objects.events.outbox.close()
+        log.debug("tracking stopped: %d live tracks ended", ended)
+
     def shutdown(self) -> int:
         """Stop the threads, wait ``drain_timeout_s`` for outstanding acks, say ``offline``. Exit code 0 after
         SIGTERM or the end of a video (``exit_on_end``), 130 after SIGINT (the table's "interrupted"), 1 when
@@ -262,6 +277,8 @@ class Agent:
         for w in (self.capture, self.inference, self.publish_worker):
             w.join(timeout=10)
         drained = self.publisher.drain(self.cfg.outbox.drain_timeout_s)
+        if self.objects is not None:
+            self._stop_objects()
         left = self.outbox.depth()
         if not drained:      # by design, not a problem: the outbox keeps them
             log.info("%d messages not yet acknowledged by the broker stay in the outbox %s; they are sent first on "

@@ -19,6 +19,7 @@ from edge.contract.access import blocking_component, explain
 from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttSettings
 from edge.contract.schema import SchemaError, check_device_id
+from edge.tracking.config import TrackingConfig
 from edge.zones import out_of_range, polygon_problem
 
 
@@ -117,6 +118,8 @@ class AgentConfig(Strict):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     settings: Settings = Field(default_factory=Settings)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="objects, not detections: the "
+                                     "tracker, zones and counting lines, events (edge.objects)")
     watchdog: bool = Field(True, description="send WATCHDOG=1 to systemd when it asks for it")
 
     @field_validator("device_id")
