@@ -138,7 +138,10 @@ class AgentConfig(Strict):
         """What the status message reports: nothing secret."""
         return {"source": self.source.uri, "model": str(self.model.path), "device": self.model.device,
                 "broker": f"{self.mqtt.host}:{self.mqtt.port}", "tls": self.mqtt.tls is not None,
-                "qos": self.mqtt.qos, "settings": self.settings.summary()}
+                "qos": self.mqtt.qos, "settings": self.settings.summary(),
+                "tracking": {"enabled": self.tracking.enabled, "publish": self.tracking.publish,
+                             "zones": [z.name for z in self.tracking.zones],
+                             "lines": [ln.name for ln in self.tracking.lines]}}
 
 
 # --------------------------------------------------------------------------- loading
