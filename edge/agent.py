@@ -61,9 +61,9 @@ class Agent:
             reconnect_max_s=m.reconnect_max_s)
         self.publisher = Publisher(self.link, self.outbox, topic=self.topics["detections"], device=self.device,
                                    model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
-        self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats)   # None: no tracking
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
+        self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats)   # None: no tracking
         kind, _ = classify_uri(cfg.source.uri)
         lossless = kind == "file" and not cfg.source.realtime
         self.slot = NewestSlot()

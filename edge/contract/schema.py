@@ -12,9 +12,11 @@ edge and the server can check messages without the ``jsonschema`` package; the t
 ``jsonschema``.
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
-``config/set``, ``config/state``, ``events`` (the tracker's new / update / end and entered / left / crossed, see
-``EVENT``) and ``objects`` (retained: objects present now, ``OBJECTS``). Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
+``config/set`` and ``config/state``. Device ids are restricted to ``[A-Za-z0-9_-]`` so that they
 are always one topic level and can be used in file names and SQL keys.
+
+Tracking agents (``edge.objects``) add two topic kinds: ``events`` (the tracker's new / update / end and entered /
+left / crossed, ``EVENT``) and ``objects`` (retained: the objects present now, ``OBJECTS``).
 
 Detections have two wire versions (see ``edge.contract.wire`` for the compact one agents publish):
 ``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
