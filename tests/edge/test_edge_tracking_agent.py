@@ -200,3 +200,48 @@ def test_events_survive_a_broker_outage(tmp_path, broker, shipped_detector, agen
     for track, evs in by_track(sorted(events.values(), key=lambda e: e["seq"])).items():
         kinds = [e["type"] for e in evs]
         assert kinds[0] == "new" and kinds[-1] == "end" and kinds.count("end") == 1, (track, kinds)
+
+
+def test_killed_agent_replays_its_events_first(tmp_path, broker_factory, shipped_detector, agents, subscriber):
+    """SIGKILL with the broker down: the events the agent made wait in its events outbox and are the first the
+    restarted agent sends, in order; the restarted tracker's event ids stay unique (start time in the id)."""
+    broker = broker_factory()
+    video = write_crossing_video(tmp_path / "crossing.avi", cross_frames=20, gone_frames=10, parked=False)
+    sub = subscriber(broker, "sigmawatch/cam-1/events", client_id="events-kill-sub")
+    broker.stop()
+    config = agent_config(tmp_path, broker, shipped_detector, video, tracking=tracking(),
+                          settings={"score_threshold": 0.3, "fps": 10})
+    first = agents(config)
+    deadline = time.time() + 60
+    queued = (0, 0)
+    while time.time() < deadline and queued[1] < 6:
+        time.sleep(0.3)
+        try:
+            queued = _events_outbox(tmp_path)
+        except sqlite3.Error:      # not created yet
+            pass
+    first.kill()
+    queued = _events_outbox(tmp_path)
+    assert queued[1] >= 6 and queued[0] == queued[1], "every event made so far waits in the outbox"
+    broker.start()
+    second = agents(config)
+    sub.wait_for(lambda: len(events_of(sub)) >= queued[0] + 2, timeout=60, what="the replay and new events")
+    assert second.terminate() == 0, second.logs()
+    with sub.lock:
+        arrived = [schema.parse(p, "events")["seq"] for t, p, _r in sub.messages]
+    assert arrived[:queued[0]] == list(range(queued[0])), "the replay comes first and in order"
+    next_seq, depth = _events_outbox(tmp_path)
+    assert depth == 0 and sorted(set(arrived)) == list(range(next_seq))
+    news = [e["id"] for e in events_of(sub) if e["type"] == "new"]
+    assert len(news) == len(set(news)), f"event ids repeat across the restart: {news}"
+
+
+def test_tracking_off_publishes_what_it_did_before(tmp_path, broker, shipped_detector, agents, subscriber):
+    video = write_crossing_video(tmp_path / "crossing.avi", cross_frames=20, gone_frames=0)
+    sub = subscriber(broker, "sigmawatch/cam-1/#")
+    code, agent = run_to_end(tmp_path, broker, shipped_detector, video, agents, tracking={"enabled": False})
+    assert code == 0, agent.logs()
+    sub.wait_for(lambda: len(sub.raw_payloads("/detections")) >= 10, timeout=20, what="detections")
+    assert all(len(d) == 8 for p in sub.raw_payloads("/detections") for d in p["detections"])
+    assert not [t for t, _p, _r in sub.messages if t.endswith(("/events", "/objects"))]
+    assert not (tmp_path / "state-cam-1" / "outbox.events.sqlite").exists()
