@@ -63,7 +63,8 @@ class Agent:
                                    model_ref=self.engine.model_ref, qos=cfg.mqtt.qos, window=cfg.mqtt.inflight_window)
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
-        self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats)   # None: no tracking
+        self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats,   # None: no tracking
+                                     self.supervisor.source)
         kind, _ = classify_uri(cfg.source.uri)
         lossless = kind == "file" and not cfg.source.realtime
         self.slot = NewestSlot()

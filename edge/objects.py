@@ -63,7 +63,8 @@ class ObjectsStage:
     ``on_ack`` and ``on_connected`` (paho's thread)."""
 
     def __init__(self, cfg: TrackingConfig, *, device: str, prefix: str, link: MqttClient, detections,
-                 events: EventPublisher, engine_finish: Callable, stats=None):
+                 events: EventPublisher, engine_finish: Callable, stats=None,
+                 frame_interval: Optional[Callable[[], Optional[float]]] = None):
         self.cfg = cfg
         self.device = device
         self.link = link
@@ -71,6 +72,7 @@ class ObjectsStage:
         self.events = events
         self.engine_finish = engine_finish
         self.stats = stats
+        self.frame_interval = frame_interval     # a file read as fast as processed: the step is its frame interval
         self.objects_topic = topic(prefix, device, "objects")
         self.tracker = Tracker(cfg.tracker)
         self.regions = Regions(cfg.zones, cfg.lines)
@@ -98,7 +100,8 @@ class ObjectsStage:
         """Decode (engine), track, keep what reaches the published threshold, each with its track id."""
         result, post_ms = self.engine_finish(inferred, self._tracker_settings(settings))
         t0 = time.perf_counter()
-        frame = self.tracker.update(result.detections, result.ts)
+        step = self.frame_interval() if self.frame_interval is not None else None
+        frame = self.tracker.update(result.detections, result.ts, dt=step)
         keep = settings.score_threshold
         result.detections = [d if t is None else replace(d, track=t)
                              for d, t in zip(result.detections, frame.detection_tracks) if d.score >= keep]
@@ -177,8 +180,10 @@ class ObjectsStage:
         return self.events.drain(timeout)
 
 
-def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None) -> Optional[ObjectsStage]:
-    """The tracking stage of an agent, or None (tracking off, or a classification model without zones/lines)."""
+def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, source=None) -> Optional[ObjectsStage]:
+    """The tracking stage of an agent, or None (tracking off, or a classification model without zones/lines).
+    ``source``: the agent's frame source; a video file read with ``realtime: false`` (every frame, as fast as
+    processed) gets capture times that do not follow the scene, so the filter steps by the file's frame interval."""
     t = cfg.tracking
     if not t.enabled:
         return None
@@ -198,5 +203,8 @@ def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None) ->
              "(%d pending)", t.tracker.association, t.tracker.noise,
              "events and object counts only" if t.publish == "events_only" else "detections with track ids, events",
              len(t.zones), len(t.lines), path, outbox.depth())
+    frame_interval = None
+    if source is not None and getattr(source, "is_file", False) and not cfg.source.realtime:
+        frame_interval = lambda: 1.0 / source.fps if source.fps else None  # noqa: E731 - known once it is open
     return ObjectsStage(t, device=cfg.device_id, prefix=prefix, link=link, detections=detections, events=events,
-                        engine_finish=engine.finish, stats=stats)
+                        engine_finish=engine.finish, stats=stats, frame_interval=frame_interval)

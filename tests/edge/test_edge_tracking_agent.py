@@ -29,10 +29,10 @@ def tracking(**over) -> dict:
     return {"tracker": {"max_missed": 5}, "zones": ZONES, "lines": [GATE], **over}
 
 
-def run_to_end(tmp_path, broker, model, video, agents, **over):
-    """The agent on the whole video played like a camera (real time: capture times follow the scene's motion,
-    which the tracker's motion model needs), stopping at its end; returns (exit code, agent)."""
-    config = agent_config(tmp_path, broker, model, video, source={"uri": str(video), "realtime": True,
+def run_to_end(tmp_path, broker, model, video, agents, realtime: bool = True, **over):
+    """The agent on the whole video, played like a camera (``realtime``) or every frame as fast as processed,
+    stopping at its end; returns (exit code, agent)."""
+    config = agent_config(tmp_path, broker, model, video, source={"uri": str(video), "realtime": realtime,
                                                                   "exit_on_end": True}, **over)
     agent = agents(config)
     code = agent.proc.wait(120)
@@ -119,6 +119,26 @@ def test_agent_tracks_the_scripted_scene(tmp_path, broker, shipped_detector, age
     late = subscriber(broker, "sigmawatch/cam-1/objects", client_id="late-counts")
     got = late.wait_for(lambda: late.messages, timeout=10, what="the retained counts")
     assert got[0][2] is True and json.loads(got[0][1])["objects"] == {}
+
+
+def test_a_file_read_as_fast_as_processed_keeps_one_track_per_object(tmp_path, broker, shipped_detector, agents,
+                                                                     subscriber):
+    """``realtime: false``: capture times are processing times (a few ms apart, jittering), not the scene's; the
+    filter steps by the file's frame interval instead, so the disc keeps one track (it did not before)."""
+    video = write_crossing_video(tmp_path / "crossing.avi")
+    sub = subscriber(broker, "sigmawatch/cam-1/#")
+    code, agent = run_to_end(tmp_path, broker, shipped_detector, video, agents, realtime=False, tracking=tracking())
+    assert code == 0, agent.logs()
+    sub.wait_for(lambda: sum(e["type"] == "end" for e in events_of(sub)) >= 2, timeout=20, what="both end events")
+    payloads = sub.raw_payloads("/detections")
+    assert len(payloads) == 50, "every frame processed once"
+    track_of = defaultdict(set)
+    for d in (d for p in payloads for d in p["detections"] if len(d) > 9):
+        track_of[d[1]].add(d[9])
+    assert {k: len(v) for k, v in track_of.items()} == {"disc": 1, "square": 1}, dict(track_of)
+    disc = by_track(events_of(sub))[next(iter(track_of["disc"]))]
+    assert [(e["line"], e["direction"]) for e in disc if e["type"] == "crossed"] == [("gate", "in")]
+    assert [e["type"] for e in disc][::len(disc) - 1] == ["new", "end"]
 
 
 def test_events_only_sends_no_detections(tmp_path, broker, shipped_detector, agents, subscriber):
