@@ -82,6 +82,7 @@ class Counter:
         self.bytes = {k: 0 for k in TOPICS}
         self.messages = {k: 0 for k in TOPICS}
         self.processed: dict[str, int] = {}
+        self.stages: dict[str, dict] = {}             # device -> the agent's per-stage latency (last metrics)
         self.lock = threading.Lock()
         ready = threading.Event()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-events-{os.getpid()}")
@@ -101,7 +102,9 @@ class Counter:
                 self.bytes[kind] += mqtt_publish_bytes(msg.topic, len(msg.payload), msg.qos)
                 self.messages[kind] += 1
             elif kind == "metrics":
-                self.processed[device] = json.loads(msg.payload)["frames"]["processed"]
+                metrics = json.loads(msg.payload)
+                self.processed[device] = metrics["frames"]["processed"]
+                self.stages[device] = metrics["latency_ms"].get("stages", {})
 
     def take(self) -> tuple[dict, dict, dict]:
         with self.lock:
@@ -172,7 +175,7 @@ def _main(args) -> int:
                     time.sleep(1.0)              # the last messages reach the subscriber
                     b, m, processed = counter.take()
                     rows.append({"publish": publish, "round": r, "wall_s": wall, "bytes": b, "messages": m,
-                                 "processed": processed.get(device, 0)})
+                                 "processed": processed.get(device, 0), "stages": counter.stages.get(device, {})})
         finally:
             counter.close()
             broker.stop()
@@ -188,6 +191,12 @@ def _main(args) -> int:
               f"{b['events']:>9,} {m['objects']:>7} {b['objects']:>8,} {per_min:>10,.0f} "
               f"{'1/%.0f' % (row['jpeg_per_minute_all'] / max(per_min, 1)):>12} "
               f"{'1/%.0f' % (row['jpeg_per_minute_processed'] / max(per_min, 1)):>18}")
+    for row in rows:
+        st = row["stages"]
+        if "tracking" in st and "inference" in st:
+            print(f"{row['publish']:<12} agent per frame p50 (its metrics): invoke {st['inference']['p50']:.2f} ms, "
+                  f"tracker + zones/lines + events {st['tracking']['p50']:.2f} ms "
+                  f"({st['tracking']['p50'] / max(st['inference']['p50'], 1e-9):.0%} of the invoke)")
     both = [r["bytes_per_minute"] for r in rows if r["publish"] == "both"]
     only = [r["bytes_per_minute"] for r in rows if r["publish"] == "events_only"]
     print(f"events_only / both: {sum(only) / max(sum(both), 1):.3f} of the bytes "
