@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Callable
 
 from edge.config import AgentConfig, Settings
 from edge.contract.errors import ConfigError
@@ -64,7 +64,7 @@ class ObjectsStage:
 
     def __init__(self, cfg: TrackingConfig, *, device: str, prefix: str, link: MqttClient, detections,
                  events: EventPublisher, engine_finish: Callable, stats=None,
-                 frame_interval: Optional[Callable[[], Optional[float]]] = None):
+                 frame_interval: Callable[[], float | None] | None = None):
         self.cfg = cfg
         self.device = device
         self.link = link
@@ -77,12 +77,12 @@ class ObjectsStage:
         self.tracker = Tracker(cfg.tracker)
         self.regions = Regions(cfg.zones, cfg.lines)
         self.builder = EventBuilder(self.regions, cfg.score_delta)
-        self._last: Optional[FrameTracks] = None
+        self._last: FrameTracks | None = None
         self._pending: list[dict] = []
-        self._counts: Optional[dict] = None           # objects + zones last published
-        self._counts_bytes: Optional[bytes] = None    # the retained message, republished after a reconnect
+        self._counts: dict | None = None           # objects + zones last published
+        self._counts_bytes: bytes | None = None    # the retained message, republished after a reconnect
         self._counts_lock = threading.Lock()
-        self._settings: tuple[Optional[Settings], Optional[Settings]] = (None, None)
+        self._settings: tuple[Settings | None, Settings | None] = (None, None)
         self.closed = False
 
     # ------------------------------------------------------------------ per frame (publish thread)
@@ -180,7 +180,7 @@ class ObjectsStage:
         return self.events.drain(timeout)
 
 
-def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, source=None) -> Optional[ObjectsStage]:
+def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, source=None) -> ObjectsStage | None:
     """The tracking stage of an agent, or None (tracking off, or a classification model without zones/lines).
     ``source``: the agent's frame source; a video file read with ``realtime: false`` (every frame, as fast as
     processed) gets capture times that do not follow the scene, so the filter steps by the file's frame interval."""
@@ -205,6 +205,6 @@ def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, so
              len(t.zones), len(t.lines), path, outbox.depth())
     frame_interval = None
     if source is not None and getattr(source, "is_file", False) and not cfg.source.realtime:
-        frame_interval = lambda: 1.0 / source.fps if source.fps else None  # noqa: E731 - known once it is open
+        frame_interval = lambda: 1.0 / source.fps if source.fps else None
     return ObjectsStage(t, device=cfg.device_id, prefix=prefix, link=link, detections=detections, events=events,
                         engine_finish=engine.finish, stats=stats, frame_interval=frame_interval)

@@ -20,7 +20,7 @@ from edge.tracking import EventBuilder, Regions, Tracker, TrackingConfig, object
 from stream.landing import to_landing_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tracking"))
-from tracking_helpers import det  # noqa: E402
+from tracking_helpers import det
 
 DET = Detection(class_id=1, label="disc", score=0.896, objectness=0.996, box=(0.633, 0.208, 0.855, 0.52),
                 sigma=(0.074, 0.082, 0.121, 0.109), sigma_mean=0.097, box_sigma=(0.009, 0.014, 0.027, 0.034))
@@ -94,7 +94,7 @@ def scripted_events() -> tuple[list[dict], list[dict]]:
         region = regions.update(frame)
         starts = {v.id: v.start_ts for v in (*frame.tracks, *frame.ended)}
         bodies = [*builder.update(frame),
-                  *({**e.to_message(), "id": f"{int(round(starts[e.track_id] * 1000))}-{e.track_id}"}
+                  *({**e.to_message(), "id": f"{round(starts[e.track_id] * 1000)}-{e.track_id}"}
                     for e in region)]
         events += [json.loads(event_bytes(b, device="cam-1", seq=len(events) + k)) for k, b in enumerate(bodies)]
         counts.append({"schema": 1, "type": "objects", "device": "cam-1", **object_counts(frame, regions)})

@@ -12,7 +12,7 @@ from bench.events_bytes import main, mqtt_publish_bytes
 from tests.conftest import require_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
-from edge_helpers import write_crossing_video  # noqa: E402
+from edge_helpers import write_crossing_video
 
 pytestmark = pytest.mark.mqtt
 
