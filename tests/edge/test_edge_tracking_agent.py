@@ -106,6 +106,13 @@ def test_agent_tracks_the_scripted_scene(tmp_path, broker, shipped_detector, age
     assert [e["zone"] for e in square if e["type"] == "entered"] == ["top-right"], \
         "the zone 'right' holds the square too but reports discs only"
     assert square[-1]["entered_zones"] == ["top-right"] and square[-1]["lines"] == {}
+    for evs in tracks.values():                 # updates only on change, and they name what changed
+        said = [e for e in evs if e["type"] in ("new", "update")]
+        for before, after in zip(said, said[1:]):
+            differs = {k for k in ("label", "zones", "lines") if before[k] != after[k]}
+            assert after["changed"] and differs == set(after["changed"]) - {"best_score"}, (before, after)
+            rise = after["best_score"] - before["best_score"]        # score_delta 0.05; scores rounded to 1e-4
+            assert rise >= 0.05 - 2e-4 if "best_score" in after["changed"] else rise < 0.05 + 2e-4, (before, after)
 
     # --- retained object counts: both present at some point, zero after the stop
     counts = [json.loads(p) for t, p, _r in sub.messages if t.endswith("/objects")]
