@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from edge import messages
+from edge import messages, objects
 from edge.config import AgentConfig, Settings, updated_settings
 from edge.contract.errors import EXIT_INTERRUPTED, ConfigError
 from edge.contract.mqtt import MqttClient
@@ -67,6 +67,8 @@ class Agent:
                                    on_mode=lambda mode: self._status_dirty.set())
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
+        self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats,   # None: no tracking
+                                     self.supervisor.source)
         kind, _ = classify_uri(cfg.source.uri)
         lossless = kind == "file" and not cfg.source.realtime
         self.slot = NewestSlot()
@@ -76,8 +78,9 @@ class Agent:
                                          get_settings)
         self.capture = CaptureWorker(self.supervisor, self.slot, self.stop_event, self.stats, lossless,
                                      on_end=self.inference.source_done.set, prepare=self.engine.prepare)
-        self.publish_worker = PublishWorker(self.publisher, self.results, self.stop_event, self.stats,
-                                            self.engine.finish, get_settings, self._tick)
+        self.publish_worker = PublishWorker(self.objects or self.publisher, self.results, self.stop_event, self.stats,
+                                            self.objects.finish if self.objects else self.engine.finish,
+                                            get_settings, self._tick)
         self._next_metrics = 0.0
         self._next_bounds = 0.0
         self._link_down_since: float | None = None
@@ -133,10 +136,14 @@ class Agent:
 
     def _on_ack(self, mid: int) -> None:
         self.publisher.on_ack(mid)
+        if self.objects is not None:
+            self.objects.on_ack(mid)
 
     def _on_connected(self, session_present: bool) -> None:
         self._publish_status()
         self._publish_config_state(ok=True, request_id=None, error=None)
+        if self.objects is not None:
+            self.objects.on_connected()
 
     def _on_message(self, message) -> None:
         if message.topic == self.topics["landed"]:
@@ -274,6 +281,15 @@ class Agent:
                 next_ping = now + ping_every
         return self.shutdown()
 
+    def _stop_objects(self) -> None:
+        """Every live track ends (events, counts to zero); the events outbox drains like the detections'."""
+        ended = self.objects.close()
+        if not self.objects.drain(self.cfg.outbox.drain_timeout_s):
+            log.info("%d events not yet acknowledged stay in the events outbox; they are sent first on the next "
+                     "start", self.objects.events.outbox.depth())
+        self.objects.events.outbox.close()
+        log.debug("tracking stopped: %d live tracks ended", ended)
+
     def shutdown(self) -> int:
         """Stop the threads, wait ``drain_timeout_s`` for outstanding acks, say ``offline``. Exit code 0 after
         SIGTERM or the end of a video (``exit_on_end``), 130 after SIGINT (the table's "interrupted"), 1 when
@@ -285,6 +301,8 @@ class Agent:
         for w in (self.capture, self.inference, self.publish_worker):
             w.join(timeout=10)
         drained = self.publisher.drain(self.cfg.outbox.drain_timeout_s)
+        if self.objects is not None:
+            self._stop_objects()
         left = self.outbox.depth()
         if not drained:      # by design, not a problem: the outbox keeps them
             log.info("%d messages not yet acknowledged by the broker stay in the outbox %s; they are sent first on "

@@ -87,6 +87,8 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"on {engine.interpreter_name}")
     except SigmawatchError as exc:
         fail("model", exc)
+    else:
+        _check_tracking(cfg, engine, fail)
     try:
         print(f"ok    outbox: {inspect_outbox(cfg.outbox_path)}")
     except ConfigError as exc:
@@ -109,6 +111,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("all checks passed")
         return 0
     return first.exit_code
+
+
+def _check_tracking(cfg, engine, fail) -> None:
+    t = cfg.tracking
+    if not t.enabled:
+        print("ok    tracking: off")
+        return
+    from edge.objects import check_model
+    try:
+        check_model(t, engine.task, engine.labels)
+    except ConfigError as exc:
+        fail("tracking", exc)
+        return
+    if engine.task != "detection":
+        print(f"ok    tracking: not used ({engine.task} model)")
+        return
+    print(f"ok    tracking: {len(t.zones)} zone(s), {len(t.lines)} line(s), publishing "
+          f"{'events only' if t.publish == 'events_only' else 'detections with track ids and events'}")
 
 
 def inspect_outbox(path: Path) -> str:

@@ -19,6 +19,7 @@ from edge.contract.access import blocking_component, explain
 from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttSettings
 from edge.contract.schema import SchemaError, check_device_id
+from edge.tracking.config import TrackingConfig
 from edge.zones import out_of_range, polygon_problem
 
 
@@ -124,6 +125,8 @@ class AgentConfig(Strict):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     settings: Settings = Field(default_factory=Settings)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="objects, not detections: the "
+                                     "tracker, zones and counting lines, events (edge.objects)")
     watchdog: bool = Field(True, description="send WATCHDOG=1 to systemd when it asks for it")
 
     @field_validator("device_id")
@@ -142,7 +145,10 @@ class AgentConfig(Strict):
         """What the status message reports: nothing secret."""
         return {"source": self.source.uri, "model": str(self.model.path), "device": self.model.device,
                 "broker": f"{self.mqtt.host}:{self.mqtt.port}", "tls": self.mqtt.tls is not None,
-                "qos": self.mqtt.qos, "settings": self.settings.summary()}
+                "qos": self.mqtt.qos, "settings": self.settings.summary(),
+                "tracking": {"enabled": self.tracking.enabled, "publish": self.tracking.publish,
+                             "zones": [z.name for z in self.tracking.zones],
+                             "lines": [ln.name for ln in self.tracking.lines]}}
 
 
 # --------------------------------------------------------------------------- loading

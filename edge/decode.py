@@ -29,7 +29,9 @@ class Detection:
     (sigma_x, sigma_y, sigma_w, sigma_h) in [0, 1]; ``box_sigma`` the standard deviation of
     (x_center, y_center, width, height) in frame-normalized units (None for the plain head); ``zones`` the
     names of the configured zones holding the box centre (set by the agent, ``edge.engine``, when zones are
-    configured). ``edge.contract.wire.detection_array`` writes it as it travels."""
+    configured); ``track`` the id of the confirmed track that took it (set by the agent's tracker,
+    ``edge.objects``; None when tracking is off or the object is not confirmed yet).
+    ``edge.contract.wire.detection_array`` writes it as it travels."""
     class_id: int
     label: str
     score: float
@@ -39,6 +41,7 @@ class Detection:
     sigma_mean: float | None
     box_sigma: tuple[float, float, float, float] | None
     zones: tuple[str, ...] = ()
+    track: int | None = None
 
     @property
     def width(self) -> float:

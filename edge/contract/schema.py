@@ -21,6 +21,9 @@ Bounds: every field the stream job stores is bounded here (``BIGINT_MAX``, ``INT
 alphabet ``NAME_PATTERN``), because Flink's JSON format turns a value its column type cannot hold into NULL
 without an error; what the job could not represent is refused at the bridge, with a reason.
 
+Tracking agents (``edge.objects``) add two topic kinds: ``events`` (the tracker's new / update / end and entered /
+left / crossed, ``EVENT``) and ``objects`` (retained: the objects present now, ``OBJECTS``).
+
 Detections have two wire versions (see ``edge.contract.wire`` for the compact one agents publish):
 ``"schema": 2`` (compact: one fixed-order array of integers per detection, every fraction in thousandths;
 less than half the bytes) and ``"schema": 1`` (one object per detection,
@@ -44,7 +47,7 @@ SCHEMA_VERSION = 1
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _DEVICE_RE = re.compile(DEVICE_ID_PATTERN)
 
-TOPIC_KINDS = ("detections", "status", "metrics", "config/set", "config/state", "landed")
+TOPIC_KINDS = ("detections", "status", "metrics", "config/set", "config/state", "landed", "events", "objects")
 BRIDGE_TOPIC_LEVEL = "_bridge"      # <prefix>/_bridge/<bridge client id>/status: a bridge's own health
 
 # Bounds of what the stream job stores (Flink SQL types of its landing table, ``stream.sql``): a value outside
@@ -158,6 +161,8 @@ DETECTION = _obj({
                   "description": "sigma of x_center, y_center, width, height in frame-normalized units"},
     "zones": {"type": "array", "items": _ZONE, "maxItems": 32,
               "description": "names of the configured zones containing the box centre (only when zones are set)"},
+    "track": {**_COUNT, "description": "id of the agent's confirmed track that took this detection (absent: "
+                                       "tracking off or the object not confirmed yet)"},
 }, ["class_id", "label", "score", "objectness", "box", "sigma", "sigma_mean"])
 
 CLASSIFICATION = _obj({
@@ -188,9 +193,9 @@ def _quad(item: dict, description: str) -> dict:
 
 
 DETECTION_V2 = {
-    "type": "array", "minItems": 8, "maxItems": 9, "items": False,
+    "type": "array", "minItems": 8, "maxItems": 10, "items": False,
     "description": "one detection, fixed order: [class_id, label, score, objectness, box, sigma, sigma_mean, "
-                   "box_sigma, zones?]; every fraction as an integer count of thousandths",
+                   "box_sigma, zones?, track?]; every fraction as an integer count of thousandths",
     # each item's title names it in validation errors (detections[0][2:score]); the order is edge.contract.wire's
     "prefixItems": [
         {**_CLASS_ID, "title": "class_id", "description": "class id"},
@@ -210,6 +215,9 @@ DETECTION_V2 = {
         {"type": "array", "items": _ZONE, "maxItems": 32,
          "title": "zones",
          "description": "names of the configured zones containing the box centre (only when zones are set)"},
+        {**_COUNT, "title": "track",
+         "description": "id of the agent's confirmed track that took this detection (absent: tracking off or the "
+                        "object not confirmed yet; the zones before it are then [] when none are set)"},
     ],
 }
 
@@ -334,7 +342,79 @@ def validate_decoded_detections(msg: Any) -> Any:
     return msg
 
 
+# --------------------------------------------------------------------------- events and objects (edge.objects)
+EVENT_TYPES = ("new", "update", "end", "entered", "left", "crossed")
+TRACK_EVENT_TYPES = ("new", "update", "end")
+_REGION = {**_ZONE, "description": "zone or line name from the agent's config"}
+_REGIONS = {"type": "array", "items": _REGION, "maxItems": 64}
+_PER_LABEL = {"type": "object", "additionalProperties": _COUNT, "description": "{label: objects}"}
+
+# ``<prefix>/<device>/events``: one message per track event, in the order they happened, each with its own
+# per-device sequence number (a counter of its own, not the detections'; gaps mean loss, repeats are copies).
+EVENT = _obj({
+    "schema": {"type": "integer", "enum": [SCHEMA_VERSION]},
+    "type": {"type": "string", "enum": list(EVENT_TYPES),
+             "description": "new: a track was confirmed; update: its label, best score (by the configured delta), "
+                            "zones or line crossings changed; end: it ended (end = last seen); entered / left: a "
+                            "zone; crossed: a counting line"},
+    "device": _DEVICE,
+    "seq": {"type": "integer", "minimum": 0, "description": "per-device events counter, strictly increasing, "
+                                                             "survives restarts"},
+    "ts": {**_TS, "description": "capture time of the frame that caused the event"},
+    "id": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "^[0-9]+-[0-9]+$",
+           "description": "<start unix ms>-<track>: unique per device across restarts (track ids start again)"},
+    "track": {**_COUNT, "description": "the tracker's id (the detections' track)"},
+    "label": _LABEL,
+    "class_id": _CLASS_ID,
+    "start": {**_TS, "description": "first detection of the track"},
+    "end": {**_TS, "type": ["number", "null"], "description": "end events: last time the track was seen"},
+    "score": _UNIT,
+    "best_score": _UNIT,
+    "box": {"type": "array", "items": _UNIT, "minItems": 4, "maxItems": 4,
+            "description": "the filter's box [x_min, y_min, x_max, y_max], frame-normalized"},
+    "box_sigma": {"type": "array", "items": _NONNEG, "minItems": 4, "maxItems": 4,
+                  "description": "the track's own uncertainty: the Kalman filter's std of x_center, y_center, width, "
+                                 "height (frame-normalized)"},
+    "sigma_mean": {**_UNIT, "type": ["number", "null"],
+                   "description": "mean of the model's sigma over the track's detections (null: no sigma)"},
+    "hits": _COUNT,
+    "zones": {**_REGIONS, "description": "zones the object is in now"},
+    "entered_zones": {**_REGIONS, "description": "zones entered so far, first entry first"},
+    "lines": {"type": "object", "additionalProperties": _obj({"in": _COUNT, "out": _COUNT}, ["in", "out"]),
+              "description": "{line: {in: n, out: n}} crossings so far"},
+    "changed": {"type": "array", "items": {"type": "string", "enum": ["label", "best_score", "zones", "lines"]},
+                "maxItems": 4, "description": "update events: what changed"},
+    "zone": {**_REGION, "description": "entered / left: the zone"},
+    "line": {**_REGION, "description": "crossed: the line"},
+    "direction": {"type": "string", "enum": ["in", "out"],
+                  "description": "crossed: in = from the left of start -> end to its right as seen on screen"},
+}, ["schema", "type", "device", "seq", "ts", "id", "track", "label"])
+
+_REQUIRED_BY_TYPE = {"new": ("start", "box", "box_sigma", "best_score", "zones"),
+                     "update": ("start", "box", "box_sigma", "best_score", "zones", "changed"),
+                     "end": ("start", "end", "box", "box_sigma", "best_score", "zones"),
+                     "entered": ("zone",), "left": ("zone",), "crossed": ("line", "direction")}
+
+# ``<prefix>/<device>/objects`` (retained, published when a count changes): the objects present now, i.e. the
+# live confirmed tracks (a briefly hidden one still counts until its track ends), per label and per zone.
+OBJECTS = _obj({
+    **_envelope("objects"),
+    "ts": _TS,
+    "objects": {**_PER_LABEL, "description": "{label: objects present}"},
+    "zones": {"type": "object", "additionalProperties": _PER_LABEL, "description": "{zone: {label: objects in it}}"},
+}, ["schema", "type", "device", "ts", "objects", "zones"])
+
+
+def _check_event_fields(payload: dict) -> None:
+    """What one object schema cannot say: the fields each event type needs."""
+    for key in _REQUIRED_BY_TYPE[payload["type"]]:
+        if key not in payload:
+            raise SchemaError(f"events.{key}: required field is missing (a {payload['type']!r} event has it)")
+
+
 SCHEMAS: dict[str, dict] = {
+    "events": EVENT,
+    "objects": OBJECTS,
     "detections": DETECTIONS_V2,
     "detections_v1": DETECTIONS,
     "status": STATUS,
@@ -385,6 +465,8 @@ def validate(payload: Any, kind: str) -> Any:
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown message kind {kind!r}; expected one of {', '.join(SCHEMAS)}")
     _check(payload, SCHEMAS[kind], kind)
+    if kind == "events":
+        _check_event_fields(payload)
     return payload
 
 

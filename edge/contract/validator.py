@@ -231,6 +231,8 @@ def _object(s: dict, typed: bool) -> Check | None:
     props = {key: validator(sub) for key, sub in s.get("properties", {}).items()}
     required = list(s.get("required", []))
     closed = s.get("additionalProperties", True) is False
+    extra = s.get("additionalProperties")
+    other = validator(extra) if isinstance(extra, dict) else None     # the schema of every further property
     allowed = ", ".join(sorted(props))
 
     def check(v: Any) -> None:
@@ -251,4 +253,10 @@ def _object(s: dict, typed: bool) -> Check | None:
                     raise
             elif closed:
                 raise Invalid(f"unknown field (allowed: {allowed})", f".{key}")
+            elif other is not None:
+                try:
+                    other(item)
+                except Invalid as exc:
+                    exc.parts.append(f".{key}")
+                    raise
     return check

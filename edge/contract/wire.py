@@ -15,7 +15,13 @@ Version 2 on the wire (:func:`detections_message` writes it from an agent's fram
 
     {"schema": 2, "device": "cam-1", "seq": 17, "ts": 1763900000.123, "frame": [640, 480],
      "model": "a71d8e644a5f", "latency_ms": [2.9, 5.8],
-     "detections": [[1, "disc", 896, 996, [633, 208, 855, 520], [74, 82, 121, 109], 97, [9, 14, 27, 34]]]}
+     "detections": [[1, "disc", 896, 996, [633, 208, 855, 520], [74, 82, 121, 109], 97, [9, 14, 27, 34]],
+                    [0, "square", 512, 640, [100, 100, 300, 400], [50, 61, 80, 90], 70, [8, 9, 20, 31], [], 17]]}
+
+Two optional items follow the eight: ``zones`` (the configured filter zones holding the box centre) and the
+``track`` id (the agent's tracker, ``edge.objects``: the confirmed track that took this detection). A detection
+with a track and no zones writes ``[]`` for the zones; one without a track (tracking off, or an object not yet
+confirmed) stops before it, so messages of agents without tracking are what they were.
 
 The positions in a detection's array are named below (``SCORE`` etc.); the server reads them directly.
 Decoded (what :func:`edge.contract.schema.decode` returns for consumers that want named fields, the
@@ -26,7 +32,8 @@ version-1 object shape; see :func:`expand_detections`)::
      "task": "detection", "latency_ms": {"inference": 2.9, "total": 5.8},
      "detections": [{"class_id": 1, "label": "disc", "score": 0.896, "objectness": 0.996,
                      "box": [0.633, 0.208, 0.855, 0.52], "sigma": [0.074, 0.082, 0.121, 0.109],
-                     "sigma_mean": 0.097, "box_sigma": [0.009, 0.014, 0.027, 0.034]}]}
+                     "sigma_mean": 0.097, "box_sigma": [0.009, 0.014, 0.027, 0.034]},
+                    {..., "class_id": 0, "label": "square", "track": 17}]}
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ MODEL_HASH_DIGITS = 12          # 48 bits: identifies the model among a fleet's;
 MILLI = 1000                    # every fraction travels as an integer count of thousandths
 LABEL_CHARS = 100
 # Positions in a detection's array.
-CLASS_ID, LABEL, SCORE, OBJECTNESS, BOX, SIGMA, SIGMA_MEAN, BOX_SIGMA, ZONES = range(9)
+CLASS_ID, LABEL, SCORE, OBJECTNESS, BOX, SIGMA, SIGMA_MEAN, BOX_SIGMA, ZONES, TRACK = range(10)
 
 
 def fraction(value: float, hi: Optional[float] = 1.0) -> float:
@@ -63,14 +70,18 @@ def _unit(value: float) -> int:
 def detection_array(d: Any) -> list:
     """One detection as its version-2 array. ``d`` has the attributes of ``edge.decode.Detection`` (class_id,
     label, score, objectness, box, sigma, sigma_mean, box_sigma, zones). A model that predicts no uncertainty
-    (plain YOLOv3 head, SSD) has sigma None: it travels as null, never as an invented certainty."""
+    (plain YOLOv3 head, SSD) has sigma None: it travels as null, never as an invented certainty. A ``track``
+    attribute (the tracker's id, None without one) is written after the zones."""
     box_sigma = d.box_sigma
     item = [int(d.class_id), str(d.label)[:LABEL_CHARS], _unit(d.score), _unit(d.objectness),
             [_unit(v) for v in d.box], None if d.sigma is None else [_unit(v) for v in d.sigma],
             None if d.sigma_mean is None else _unit(d.sigma_mean),
             None if box_sigma is None else [_milli(fraction(v, None), None) for v in box_sigma]]
-    if d.zones:
+    track = getattr(d, "track", None)
+    if d.zones or track is not None:
         item.append(list(d.zones))
+    if track is not None:
+        item.append(int(track))
     return item
 
 
@@ -107,8 +118,10 @@ def expand_detection(item: list) -> dict[str, Any]:
                          "sigma_mean": None if item[SIGMA_MEAN] is None else item[SIGMA_MEAN] / MILLI}
     if item[BOX_SIGMA] is not None:
         d["box_sigma"] = [v / MILLI for v in item[BOX_SIGMA]]
-    if len(item) > ZONES:
+    if len(item) > ZONES and (item[ZONES] or len(item) == ZONES + 1):
         d["zones"] = list(item[ZONES])
+    if len(item) > TRACK:
+        d["track"] = item[TRACK]
     return d
 
 

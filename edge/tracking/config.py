@@ -9,11 +9,11 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from edge.config import Zone
-from edge.zones import out_of_range, segment_problem
+from edge.zones import out_of_range, polygon_problem, segment_problem
 
 Anchor = Literal["center", "bottom"]
 Fraction = Annotated[float, Field(gt=0, le=2)]
+NAME = r"^[^\x00-\x1f\x7f/+#]+$"     # zone and line names travel in events and may become MQTT topic levels
 
 
 class Strict(BaseModel):
@@ -71,17 +71,33 @@ class TrackerConfig(Strict):
         return self
 
 
-class ZoneRule(Zone):
-    """A zone that reports tracked objects entering and leaving it (the polygon rules of ``edge.config.Zone``)."""
+class ZoneRule(Strict):
+    """A zone that reports tracked objects entering and leaving it (the polygon rules of the detection filter's
+    ``edge.config.Zone``: ``edge.zones.polygon_problem``; not imported from there, because ``edge.config`` holds
+    this model in the agent's configuration)."""
+    name: str = Field(min_length=1, max_length=64, pattern=NAME, description="zone name, reported with each event "
+                                                                              "in it (no / + # or control characters)")
+    polygon: list[tuple[float, float]] = Field(
+        max_length=100, description="polygon vertices (x, y) in order around the zone, frame-normalized [0, 1] "
+                                    "(pixel x / frame width, pixel y / frame height), at least 3, edges must not cross")
     classes: Optional[list[str]] = Field(None, description="labels the zone reports (None = all)")
     anchor: Anchor = Field("center", description="the point of the box that must be inside: centre or bottom centre")
     inertia: int = Field(2, ge=1, le=100, description="consecutive frames inside (outside) before entered (left)")
+
+    @field_validator("polygon")
+    @classmethod
+    def _geometry(cls, v, info: ValidationInfo):
+        problem = out_of_range(v) or polygon_problem(v)
+        if problem:
+            raise ValueError(f"zone {info.data.get('name', '?')!r}: {problem}")
+        return v
 
 
 class CountingLine(Strict):
     """A segment; a tracked object crossing it is reported with a direction: 'in' when it goes from the left of
     start -> end to its right as seen on screen (y down), 'out' the other way."""
-    name: str = Field(min_length=1, max_length=64, description="line name, reported with each crossing")
+    name: str = Field(min_length=1, max_length=64, pattern=NAME, description="line name, reported with each crossing "
+                                                                              "(no / + # or control characters)")
     start: tuple[float, float] = Field(description="first end (x, y), frame-normalized [0, 1]")
     end: tuple[float, float] = Field(description="second end (x, y), frame-normalized [0, 1]")
     classes: Optional[list[str]] = Field(None, description="labels the line counts (None = all)")
@@ -103,6 +119,12 @@ class CountingLine(Strict):
 
 
 class TrackingConfig(Strict):
+    """The agent's ``tracking`` section: the tracker, zones and counting lines, what is published."""
+    enabled: bool = Field(True, description="track objects on every processed frame: detections carry their track "
+                                            "id, events and object counts are published (detection models only)")
+    publish: Literal["both", "events_only"] = Field(
+        "both", description="both: per-frame detections (with track ids) and events; events_only: events and "
+                            "object counts only, no per-frame detections (links where bytes matter)")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     zones: list[ZoneRule] = Field(default_factory=list, max_length=64, description="zones for entered/left events")
     lines: list[CountingLine] = Field(default_factory=list, max_length=64, description="lines for crossed events")

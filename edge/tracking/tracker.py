@@ -97,13 +97,17 @@ class Tracker:
         self.next_id = 1
 
     # ------------------------------------------------------------------ one frame
-    def update(self, detections: Sequence[Detection], ts: float) -> FrameTracks:
+    def update(self, detections: Sequence[Detection], ts: float, dt: Optional[float] = None) -> FrameTracks:
+        """One frame captured at ``ts``. ``dt``: the filter's step in seconds when the capture times do not follow
+        the scene (a video file read as fast as it is processed: its frame interval); None = the time since the
+        previous frame."""
         cfg = self.cfg
         for d in detections:
             self.labels.setdefault(d.class_id, d.label)
         meas = from_detections(detections, cfg)
         twin = duplicates(meas, cfg.duplicate_iou) if cfg.duplicate_iou is not None else None
-        dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
+        if dt is None or dt <= 0:
+            dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
         self.last_ts = ts
         if self.tracks:
             self.x, self.p = kalman.predict(self.x, self.p, dt, self._accel_std())

@@ -153,3 +153,26 @@ class Subscriber:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def write_crossing_video(path: Path, *, size=(320, 240), fps: float = 10.0, cross_frames: int = 40,
+                         gone_frames: int = 10, parked: bool = True, fourcc: str = "MJPG") -> Path:
+    """A scripted scene for the tracking tests, drawn with the shipped detector's own synthetic renderer: a disc
+    crosses the frame left to right at mid height (x from 12 % to 88 % of the width in ``cross_frames`` frames),
+    then is gone for ``gone_frames`` frames; with ``parked`` a square stands still in the right half, upper part,
+    the whole time. Frame-normalized: the disc's centre is at (0.12 + 0.76 * i / (cross_frames - 1), 0.55)."""
+    from convert.detection.synthetic import SynthObject, render_background, render_frame
+    w, h = size
+    background = render_background(w, h, 5, 6, noise=0.0)
+    square = SynthObject(class_id=0, cx=0.78 * w, cy=0.22 * h, size=0.26 * h, color=(220, 60, 40), angle=5.0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), f"cv2.VideoWriter could not open {path} with {fourcc}"
+    for i in range(cross_frames + gone_frames):
+        objects = [square] if parked else []
+        if i < cross_frames:
+            cx = (0.12 + 0.76 * i / (cross_frames - 1)) * w
+            objects.append(SynthObject(class_id=1, cx=cx, cy=0.55 * h, size=0.3 * h, color=(40, 200, 60)))
+        frame = render_frame(w, h, objects, background_seed=5, bgr=True, background=background)
+        writer.write(frame.image)
+    writer.release()
+    return path

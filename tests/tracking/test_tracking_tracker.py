@@ -136,3 +136,22 @@ def test_config_errors_name_the_key():
         TrackerConfig(low_score=0.6, high_score=0.5)
     with pytest.raises(ValidationError, match="max_misses"):
         TrackerConfig(max_misses=3)           # typo of max_missed: refused, not ignored
+
+
+def test_a_given_step_replaces_the_capture_time_difference():
+    """``dt`` (a file read as fast as processed: its frame interval) drives the filter instead of capture times
+    that jitter: the same frames give the same tracks as when captured exactly 0.1 s apart."""
+    from edge.tracking import Tracker
+    from tracking_helpers import det
+    frames = [[det(0.1 + 0.02 * i, 0.5), det(0.8, 0.2 + 0.01 * i, cls=1)] for i in range(30)]
+    regular, jittered = Tracker(), Tracker()
+    jitter = [0.004, 0.03, 0.011, 0.002, 0.05]
+    t = 1000.0
+    for i, dets in enumerate(frames):
+        a = regular.update(dets, 1000.0 + i / 10)
+        t += jitter[i % len(jitter)]
+        b = jittered.update(dets, t, dt=0.1)
+        assert [v.id for v in a.tracks] == [v.id for v in b.tracks]
+        assert [x for v in b.tracks for x in (*v.box, *v.box_sigma, *v.velocity)] == \
+            pytest.approx([x for v in a.tracks for x in (*v.box, *v.box_sigma, *v.velocity)], rel=1e-9, abs=1e-12)
+    assert len(a.tracks) == 2
