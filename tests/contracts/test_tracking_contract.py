@@ -60,8 +60,8 @@ def test_the_bridge_lands_tracked_messages_as_before():
     plain = schema.encode(message([DET, replace(DET, class_id=0, label="square", zones=("door",))]))
     tracked = schema.encode(message([replace(DET, track=3), replace(DET, class_id=0, label="square", zones=("door",),
                                                                      track=4)]))
-    a, ok_a, dev_a = to_landing_line("sigmawatch", "sigmawatch/cam-1/detections", plain, 1763900001.0, 65536)
-    b, ok_b, dev_b = to_landing_line("sigmawatch", "sigmawatch/cam-1/detections", tracked, 1763900001.0, 65536)
+    a, ok_a, dev_a, _ = to_landing_line("sigmawatch", "sigmawatch/cam-1/detections", plain, 1763900001.0, 65536)
+    b, ok_b, dev_b, _ = to_landing_line("sigmawatch", "sigmawatch/cam-1/detections", tracked, 1763900001.0, 65536)
     assert ok_a and ok_b and dev_a == dev_b == "cam-1"
     assert json.loads(b)["kind"] == "detections" and a == b, "track ids change nothing the job reads"
 
