@@ -9,6 +9,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.cli import main
 from edge_helpers import USERS, agent_config, write_video
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.mqtt
 
@@ -68,8 +69,7 @@ def test_an_acl_without_landed_makes_the_agent_deliver_at_puback_and_say_so(tmp_
     import subprocess
 
     from edge_helpers import ROOT
-    if not shutil.which("mosquitto_passwd"):
-        pytest.skip("mosquitto_passwd is not installed (apt-get install mosquitto)")
+    require_tool("mosquitto_passwd", "apt-get install mosquitto")
     passwd = tmp_path / "passwd"
     for i, (user, pw) in enumerate(USERS.items()):
         subprocess.run(["mosquitto_passwd", "-b", *([] if i else ["-c"]), str(passwd), user, pw], check=True)

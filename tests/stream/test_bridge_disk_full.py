@@ -14,6 +14,7 @@ from edge.contract import schema
 from tests.support.bridges import landed, write_bridge_config
 from tests.support.generate import detections_msg
 from tests.support.publisher import Collector, Publisher
+from tests.conftest import missing
 
 pytestmark = pytest.mark.mqtt
 
@@ -22,12 +23,12 @@ pytestmark = pytest.mark.mqtt
 def small_tmpfs(tmp_path):
     """A 1 MiB tmpfs at tmp_path/landing (root only), unmounted afterwards."""
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small tmpfs needs root (the disk-full test runs as root in CI)")
+        missing("mounting a small tmpfs needs root and mount (the disk-full test runs as root in CI)")
     mnt = tmp_path / "landing"
     mnt.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        missing(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         yield mnt
     finally:

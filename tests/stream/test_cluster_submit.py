@@ -16,8 +16,9 @@ from stream.landing import LandingWriter
 from demo.procs import free_port
 
 from stream_helpers import ROOT, compare_fields, read_jsonl_dir
+from tests.conftest import missing, require_module
 
-pyflink = pytest.importorskip("pyflink")
+pyflink = require_module("pyflink")
 FLINK_HOME = Path(pyflink.__file__).parent
 
 
@@ -25,7 +26,7 @@ FLINK_HOME = Path(pyflink.__file__).parent
 @pytest.mark.slow
 def test_flink_run_on_local_standalone_cluster(tmp_path):
     if not (FLINK_HOME / "bin" / "start-cluster.sh").exists():
-        pytest.skip("this Flink distribution ships no start-cluster.sh")
+        missing(f"this Flink distribution ships no start-cluster.sh ({FLINK_HOME / 'bin'})")
     conf_dir = tmp_path / "conf"
     shutil.copytree(FLINK_HOME / "conf", conf_dir)
     conf = yaml.safe_load((conf_dir / "config.yaml").read_text())

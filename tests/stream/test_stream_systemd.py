@@ -13,16 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.bridges import write_bridge_config
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = {name: ROOT / "systemd" / f"{name}.service" for name in ("stream-bridge", "stream-job")}
 
 
 def _analyze() -> str:
-    tool = shutil.which("systemd-analyze")
-    if not tool:
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
-    return tool
+    return require_tool("systemd-analyze", "apt-get install systemd")
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))
