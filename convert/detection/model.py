@@ -144,7 +144,7 @@ def _head(x, stride: int, cfg: DetectorConfig, c: int, act: str):
 
 
 def build_detector(cfg: DetectorConfig, batch_size: int | None = None) -> Detector:
-    from convert.models.layers import image_input
+    from convert.models.layers import NearestUpsample, image_input
     inputs = image_input(cfg.input_size, batch_size)
     c3, c4, c5 = backbone_features(cfg, inputs)
     heavy = cfg.backbone in DARKNET_DEPTHS and cfg.backbone == "darknet53"
@@ -161,7 +161,7 @@ def build_detector(cfg: DetectorConfig, batch_size: int | None = None) -> Detect
             break
         c_next = max(8, c // 2)
         up = conv_bn(x, c_next, 1, f"neck{s}_lat", act=act)
-        up = layers.UpSampling2D(2, interpolation="nearest", name=f"neck{s}_up")(up)
+        up = NearestUpsample(2, name=f"neck{s}_up")(up)   # not UpSampling2D: its TILE splits int8 XNNPACK
         x = layers.Concatenate(name=f"neck{s}_cat")([up, levels[s]])
         x = _conv_set(x, c_next, f"neck{s}", act, n_set)
         heads[s] = (x, c_next)
