@@ -15,7 +15,7 @@ import sys
 from convert import __version__
 from convert.errors import ConvertError, InputError, ToolMissingError
 
-COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands")
+COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands", "convert.prune.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

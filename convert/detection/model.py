@@ -38,6 +38,8 @@ class DetectorConfig(BaseModel):
     neck_channels: int = Field(96, ge=8, description="channels of the coarsest neck level (halved per finer level)")
     neck_activation: Literal["relu6", "leaky"] = "relu6"
     backbone_options: dict = Field(default_factory=dict, description="extra registry options, e.g. hard_swish")
+    channels: dict[str, int | list[int]] = Field(default_factory=dict, description="pruned widths (set by "
+                                                 "convert-model prune): conv layer -> filters, split -> sizes")
 
     @field_validator("input_size")
     @classmethod
@@ -121,11 +123,8 @@ def backbone_features(cfg: DetectorConfig, inputs) -> list:
     if cfg.backbone in DARKNET_DEPTHS:
         depths, default_width = DARKNET_DEPTHS[cfg.backbone]
         return darknet_backbone(inputs, depths, default_width * cfg.width)
-    from convert.models.registry import build_features
-    feat = build_features(cfg.backbone, input_size=cfg.input_size, width=cfg.width,
-                          batch_size=inputs.shape[0], **cfg.backbone_options)
-    outs = feat(inputs)
-    return list(outs)
+    from convert.models.registry import feature_maps
+    return feature_maps(cfg.backbone, inputs, width=cfg.width, **cfg.backbone_options)
 
 
 def _conv_set(x, c: int, name: str, act: str, n: int):
@@ -171,6 +170,12 @@ def build_detector(cfg: DetectorConfig, batch_size: int | None = None) -> Detect
         outputs_train += [logits, linear]
         outputs[f"s{s}_sigmoid"] = layers.Activation("sigmoid", name=f"s{s}_sigmoid")(logits)
         outputs[f"s{s}_linear"] = linear
+    if cfg.channels:   # a pruned detector: the same graph with fewer channels (convert.prune)
+        from convert.prune.surgery import apply_overrides
+        names = list(outputs)
+        both = apply_overrides(keras.Model(inputs, outputs_train + [outputs[n] for n in names]), cfg.channels)
+        inputs, outs = both.inputs[0], list(both.outputs)
+        outputs_train, outputs = outs[:len(outputs_train)], dict(zip(names, outs[len(outputs_train):]))
     train_model = keras.Model(inputs, outputs_train, name=f"gyolo_{cfg.backbone}_train")
     model = keras.Model(inputs, outputs, name=f"gyolo_{cfg.backbone}")
     _init_biases(train_model, cfg)

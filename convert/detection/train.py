@@ -48,6 +48,8 @@ class TrainConfig(BaseModel):
                                       "norm exceeds this many times the running mean of recent norms (replaces "
                                       "clip_norm); only outliers are clipped, whatever the norms' scale")
     grad_log_every: int = Field(25, ge=0, description="log per-part gradient norms every N steps (0: never)")
+    l1_bn: float = Field(0.0, ge=0, description="Network Slimming: L1 penalty on the BatchNorm scales of prunable "
+                         "channels (added to the total loss)")
 
 
 def set_threads(threads: int) -> None:
@@ -99,8 +101,9 @@ def load_trained(run: str | Path, batch_size: int | None = None) -> Detector:
 
 
 def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: DetectionDataset, out: str | Path,
-          *, resume: bool = False, progress: bool = True, log=print) -> Detector:
-    """Train (or continue training) a detector on ``dataset``; returns it with the final weights loaded."""
+          *, resume: bool = False, progress: bool = True, log=print, init_weights: str | Path | None = None) -> Detector:
+    """Train (or continue training) a detector on ``dataset``; returns it with the final weights loaded.
+    ``init_weights``: start from these weights (a fine-tune) instead of a fresh initialization."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -124,6 +127,8 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     keras.utils.set_random_seed(train_cfg.seed)
 
     det = build_detector(detector_cfg, batch_size=None)
+    if init_weights is not None and not (resume and files["state"].is_file()):
+        det.train_model.load_weights(str(init_weights))
     data = TrainingData(dataset, detector_cfg.input_size, detector_cfg.strides, detector_cfg.anchors,
                         Augment() if train_cfg.augment else None, train_cfg.max_boxes, train_cfg.seed)
     steps = train_cfg.steps_per_epoch or data.steps_per_epoch(train_cfg.batch_size)
@@ -150,6 +155,10 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     model = det.train_model
 
     weights = {"box": train_cfg.box_weight, "obj": train_cfg.obj_weight, "cls": train_cfg.cls_weight}
+    gammas = []
+    if train_cfg.l1_bn:
+        from convert.prune.channel_graph import analyze
+        gammas = [layer.gamma for layer in analyze(model).bn_layers()]
     clip_factor = train_cfg.clip_factor
     running_norm = tf.Variable(0.0, trainable=False, dtype=tf.float32)   # mean of recent (clipped) norms
 
@@ -159,8 +168,12 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
             with tf.GradientTape(persistent=with_parts) as tape:
                 outs = model(images, training=True)
                 parts = loss_fn(outs, list(targets), gt)
+                objective = parts["total"]
+                if gammas:
+                    parts["l1"] = tf.add_n([tf.reduce_sum(tf.abs(g)) for g in gammas])
+                    objective = objective + train_cfg.l1_bn * parts["l1"]
             variables = model.trainable_variables
-            grads = tape.gradient(parts["total"], variables)
+            grads = tape.gradient(objective, variables)
             norm = tf.linalg.global_norm(grads)
             out = dict(parts, grad_norm=norm)   # before clipping
             if with_parts:   # what each (weighted) part alone pulls: the balance between box, obj and cls
@@ -182,7 +195,7 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
 
     it = iter(data.tf_dataset(train_cfg.batch_size, shuffle=True, repeat=True))
     for epoch in range(start_epoch, train_cfg.epochs):
-        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
+        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0, **({"l1": 0.0} if gammas else {})}
         t0 = time.time()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False,
                    dynamic_ncols=True)
