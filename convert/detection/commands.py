@@ -76,7 +76,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--box-weight", type=float, default=1.0, help="weight of the box loss (default 1)")
+    p.add_argument("--box-weight", type=float, default=None, help="weight of the box loss (default: per head, "
+                   "convert.detection.train.BOX_WEIGHT)")
     p.add_argument("--obj-weight", type=float, default=1.0, help="weight of the objectness loss (default 1)")
     p.add_argument("--cls-weight", type=float, default=1.0, help="weight of the class loss (default 1)")
     p.add_argument("--clip-norm", type=float, default=10.0, help="fixed global gradient-norm clip; 0 = none (default 10)")
@@ -176,14 +177,15 @@ def _detector_config(args, ds):
 
 def cmd_train(args) -> int:
     from convert.detection.datasets import load_dataset
-    from convert.detection.train import TrainConfig, train
+    from convert.detection.train import BOX_WEIGHT, TrainConfig, train
     ds = load_dataset(args.data, "train")
     print(ds.summary())
     cfg = _detector_config(args, ds)
     try:
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                            lr=args.lr, warmup_steps=args.warmup_steps, augment=not args.no_augment, seed=args.seed,
-                           threads=args.threads, box_weight=args.box_weight, obj_weight=args.obj_weight,
+                           threads=args.threads, obj_weight=args.obj_weight,
+                           box_weight=BOX_WEIGHT[args.head] if args.box_weight is None else args.box_weight,
                            cls_weight=args.cls_weight, clip_norm=args.clip_norm or None, clip_factor=args.clip_factor,
                            grad_log_every=args.grad_log_every)
     except ValueError as exc:

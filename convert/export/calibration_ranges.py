@@ -36,18 +36,31 @@ from convert.errors import ExportError
 CALIBRATION_RANGES = ("own", "tflite")   # "tflite": the calibrator's ranges as they are (with the artefact)
 
 
+# XNNPACK takes an int8 ADD/SUB only if input scale / output scale is in [1/1024, 256) for each input, and an
+# int8 MUL only if input1 scale * input2 scale / output scale is in [1/65536, 256) (xnnpack_delegate.cc).
+ADD_RATIO_MAX = 256.0
+MUL_RATIO_MAX = 256.0
+INT8_STEPS = 255.0
+
+
 @dataclass
 class RangeFix:
     """What the recalibration changed: tensors whose recorded range was wider than their own, and by how much."""
     tensors: int = 0                       # activation tensors with a calibrated range
     widened: list[tuple[str, float]] = field(default_factory=list)   # (tensor name, recorded width / own width)
+    kept_for_xnnpack: list[str] = field(default_factory=list)        # outputs kept wider than their own range
 
     def describe(self) -> str:
         if not self.widened:
-            return f"own ranges for all {self.tensors} activation tensors (the calibrator's were already right)"
-        worst = max(w for _, w in self.widened)
-        return (f"own ranges for all {self.tensors} activation tensors; TFLite's calibrator had widened "
-                f"{len(self.widened)} of them (up to {worst:.1f}x) through in-place ops")
+            text = f"own ranges for all {self.tensors} activation tensors (the calibrator's were already right)"
+        else:
+            worst = max(w for _, w in self.widened)
+            text = (f"own ranges for all {self.tensors} activation tensors; TFLite's calibrator had widened "
+                    f"{len(self.widened)} of them (up to {worst:.1f}x) through in-place ops")
+        if self.kept_for_xnnpack:
+            text += (f"; {len(self.kept_for_xnnpack)} output(s) kept wider so XNNPACK's int8 scale ratios hold "
+                     "(activations > ~700 feed a [0, 6] output)")
+        return text
 
 
 def measure_ranges(model_content: bytes, samples) -> dict[int, tuple[float, float]]:
@@ -80,11 +93,54 @@ def measure_ranges(model_content: bytes, samples) -> dict[int, tuple[float, floa
     return {i: (low[i], high[i]) for i in low}
 
 
+def _width(r: tuple[float, float]) -> float:
+    return max(r[1], 0.0) - min(r[0], 0.0)          # int8 ranges always include 0
+
+
+def keep_xnnpack_ratios(model, ranges: dict[int, tuple[float, float]]) -> list[int]:
+    """Widen (never narrow) the outputs of ADD/SUB/MUL whose own ranges would break XNNPACK's int8 scale-ratio
+    limits: an untrained or badly scaled network can feed activations of +-1000 into relu6(x + 3), whose [0, 6]
+    output would then be 700x finer than its input and the op left to the reference kernels. Returns the
+    tensors widened. TFLite's calibrator avoided this by accident: its in-place artefact widens such outputs."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    widened = []
+    for op in model.subgraphs[0].operators:
+        code = codes[op.opcodeIndex]
+        if code not in (schema.BuiltinOperator.ADD, schema.BuiltinOperator.SUB, schema.BuiltinOperator.MUL):
+            continue
+        out = int(op.outputs[0])
+        ins = [int(i) for i in op.inputs if int(i) in ranges]
+        if out not in ranges or not ins:
+            continue
+        if code == schema.BuiltinOperator.MUL:
+            if len(ins) < 2:
+                continue
+            need = _width(ranges[ins[0]]) * _width(ranges[ins[1]]) / (INT8_STEPS * MUL_RATIO_MAX)
+        else:
+            need = max(_width(ranges[i]) for i in ins) / ADD_RATIO_MAX
+        need *= 1.01
+        lo, hi = ranges[out]
+        width = _width((lo, hi))
+        if width >= need or width <= 0:
+            continue
+        grow = need / width
+        ranges[out] = (min(lo, 0.0) * grow, max(hi, 0.0) * grow)
+        widened.append(out)
+    return widened
+
+
 def rewrite_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> tuple[bytes, RangeFix]:
     """Write ``ranges`` into the min/max statistics of a calibrated model's activation tensors."""
     from tensorflow.lite.tools import flatbuffer_utils
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     fix = RangeFix()
+    with_stats = {i for i, t in enumerate(model.subgraphs[0].tensors)
+                  if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
+    ranges = {i: r for i, r in ranges.items() if i in with_stats}
+    kept = keep_xnnpack_ratios(model, ranges)
+    fix.kept_for_xnnpack = [model.subgraphs[0].tensors[i].name.decode() if isinstance(
+        model.subgraphs[0].tensors[i].name, bytes) else str(model.subgraphs[0].tensors[i].name) for i in kept]
     for index, tensor in enumerate(model.subgraphs[0].tensors):
         q = tensor.quantization
         if q is None or q.min is None or q.max is None or len(q.min) != 1 or index not in ranges:
@@ -119,7 +175,7 @@ def own_range_calibration(fix: RangeFix):
         calibrated = original(self, dataset_gen)
         samples = [list(s) if isinstance(s, (list, tuple)) else [s] for s in dataset_gen()]
         fixed, result = rewrite_ranges(calibrated, measure_ranges(calibrated, samples))
-        fix.tensors, fix.widened = result.tensors, result.widened
+        fix.tensors, fix.widened, fix.kept_for_xnnpack = result.tensors, result.widened, result.kept_for_xnnpack
         return fixed
 
     calibrator.Calibrator.calibrate = calibrate
