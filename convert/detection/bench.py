@@ -23,6 +23,9 @@ def register_bench(subparsers) -> None:
     p.add_argument("--calib-images", type=int, default=200)
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for the latency figures")
     p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--split", default="val", help="the split to measure on (default val; report figures on test)")
+    p.add_argument("--io", dest="io_dtype", choices=("uint8", "int8"), default="uint8",
+                   help="int8 model input/output type (int8: no QUANTIZE outside XNNPACK)")
     p.set_defaults(func=cmd_bench)
 
     p = subparsers.add_parser("experiment", help="Gaussian vs plain YOLOv3 head: seeds x heads, FP analysis on a "
@@ -72,7 +75,7 @@ def cmd_bench(args) -> int:
     set_threads(2)
     det = load_trained(run)
     c = det.config
-    val = load_dataset(data, "val")
+    val = load_dataset(data, args.split)
     models: dict[str, Path] = {}
     single = export_model(det)
     calib = prepared_images(load_dataset(data, "train"), c.input_size, args.calib_images)
@@ -83,8 +86,9 @@ def cmd_bench(args) -> int:
         path = out / f"{run.name}-{q}.tflite"
         meta = detector_metadata(architecture=f"{c.head}-yolov3-{c.backbone}-{c.layout}", model_id=f"{run.name}-{q}",
                                  input_hw=c.input_size, labels=c.labels, detection=c.detection_metadata(),
-                                 quantization=q, io_dtype="uint8")
-        export_detector(single, path, metadata=meta, quantization=q, calibration=calib if q == "int8" else None)
+                                 quantization=q, io_dtype=args.io_dtype)
+        export_detector(single, path, metadata=meta, quantization=q, io_dtype=args.io_dtype,
+                        calibration=calib if q == "int8" else None)
         models[q] = path
     reports = [evaluate(_keras_predictor(det), val, score_threshold=args.score_threshold, out_dir=out, name="keras",
                         limit=args.limit)]

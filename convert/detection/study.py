@@ -90,23 +90,32 @@ def _mean_sd(values):
     return f"{np.mean(vals):.1f}" + (f"±{np.std(vals, ddof=1):.1f}" if len(vals) > 1 else "")
 
 
+def _rho(runs) -> str:
+    vals = [r.spearman for r in runs if r.spearman is not None]
+    if not vals:
+        return "n/a"
+    return f"{np.mean(vals):+.2f}" + (f"±{np.std(vals, ddof=1):.2f}" if len(vals) > 1 else "")
+
+
 def summary_table(results: dict[str, list[VariantResult]]) -> str:
     """``results``: row label ('gaussian/sigma', 'plain/plain', ...) -> one VariantResult per seed."""
     lines = []
     head = (f"{'head / scoring':<22}{'mAP@.5':>11}{'mAP@.5:.95':>12}"
-            + "".join(f"{f'FP@R{r}':>11}" for r in RECALLS) + f"{'TP@0.5':>10}{'FP@0.5':>10}{'rho':>8}")
+            + "".join(f"{f'FP@R{r}':>11}" for r in RECALLS) + f"{'Rmax':>7}{'TP@0.5':>10}{'FP@0.5':>10}{'rho':>11}")
     for t in MATCH_IOUS:
         lines.append(f"match IoU {t}: FP@Rr = false positives ranked above the TP that reaches recall r "
-                     "(mean±sd over seeds; * = not every seed reaches it)")
+                     "(mean±sd over seeds; * = not every seed reaches it); Rmax = lowest recall any seed reaches; "
+                     f"TP/FP at score >= {FIXED_THRESHOLD}; rho = Spearman(mean sigma, IoU), score >= 0.3")
         lines.append(head)
         lines.append("-" * len(head))
         for label, runs in results.items():
             lines.append(f"{label:<22}{_mean_sd([100 * r.map50 for r in runs]):>11}"
                          f"{_mean_sd([100 * r.map50_95 for r in runs]):>12}"
                          + "".join(f"{_mean_sd([r.fp_at_recall[str(t)][str(rc)] for r in runs]):>11}" for rc in RECALLS)
-                         + f"{_mean_sd([r.at_threshold['tp'] for r in runs]):>10}"
+                         + f"{min(r.max_recall[str(t)] for r in runs):>7.2f}"
+                         f"{_mean_sd([r.at_threshold['tp'] for r in runs]):>10}"
                          f"{_mean_sd([r.at_threshold['fp'] for r in runs]):>10}"
-                         f"{_mean_sd([r.spearman for r in runs]) if runs[0].spearman is not None else 'n/a':>8}")
+                         f"{_rho(runs):>11}")
         lines.append("")
     lines.append("FP types (IoU 0.5): at score >= 0.5 | among the detections up to recall 0.8")
     for label, runs in results.items():

@@ -100,3 +100,37 @@ def test_bad_ratio_is_refused():
     model = build_classifier("mobilenetv3_small", (64, 64), 3, batch_size=None)
     with pytest.raises(ValueError, match="between 0 and 1"):
         plan_pruning(analyze(model), 1.5)
+
+
+@pytest.mark.slow
+def test_prune_command_on_a_trained_classifier(trained_classifier, shapes_dataset, tmp_path, capsys):
+    """`convert-model prune --model`: sparsity training, pruning, fine-tuning, exports and the interleaved bench;
+    the pruned model is smaller, still classifies the shapes, and its int8 export runs in one XNNPACK partition."""
+    import json
+
+    from convert.cli import main
+    out = tmp_path / "pruned.keras"
+    assert main(["prune", "--model", str(trained_classifier), "--data", str(shapes_dataset), "--output", str(out),
+                 "--ratio", "0.5", "--sparsity-epochs", "1", "--finetune-epochs", "2", "--runs", "6",
+                 "--rounds", "1"]) == 0
+    text = capsys.readouterr().out
+    rows = json.loads(out.with_suffix(".prune.json").read_text())
+    assert [r["name"] for r in rows] == ["original", "pruned"]
+    assert rows[1]["params"] < 0.75 * rows[0]["params"]
+    assert rows[1]["score"] >= 80.0, rows                 # 3 shapes; the original fits them (100 %)
+    assert rows[1]["int8_partitions"] == 1 and rows[1]["float32_partitions"] == 1
+    assert "pruned int8 is" in text and "parameters" in text
+    from convert.models.training import read_manifest
+    assert read_manifest(out)["pruned"]["ratio"] == 0.5
+
+
+def test_prune_command_refuses_bad_arguments(tmp_path, capsys):
+    from convert.cli import main
+    assert main(["prune", "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path)]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert main(["prune", "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path), "--output",
+                 str(tmp_path / "p.keras"), "--ratio", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["prune", "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path), "--output",
+                 str(tmp_path / "p.keras")]) == 3
+    assert "does not exist" in capsys.readouterr().err
