@@ -92,6 +92,8 @@ def register(subparsers) -> None:
     p.add_argument("--calibration-ranges", choices=("own", "tflite"), default="own",
                    help="int8: calibrate every tensor on its own range (default) or keep TFLite's calibrator "
                    "ranges, which in-place ops widen (see convert/export/calibration_ranges.py)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="int8: also print the SNR of every activation vs the float32 conversion (where int8 drifts)")
     p.add_argument("--edgetpu", action="store_true", help="Edge TPU-ready int8 (uint8 I/O); runs edgetpu_compiler if installed")
     p.add_argument("--model-id", help="human-readable id stored in the metadata")
     p.add_argument("--output", required=True, help="output .tflite path (a .json sidecar is written next to it)")
@@ -206,34 +208,21 @@ def cmd_export(args) -> int:
                            calibration=calib, heldout=heldout, metadata=meta, edgetpu=args.edgetpu,
                            hard_swish=args.hard_swish, calibration_ranges=args.calibration_ranges, warnings=warnings)
     print(report.table())
+    if args.per_tensor and args.quantization == "int8" and heldout:
+        print(_per_tensor(model, report, heldout, calib, args.calibration_ranges))
     return 0
 
 
-def cmd_metadata(args) -> int:
-    from edge import model_metadata as mm
-    if args.source:
-        meta = mm.read_metadata(args.source)
-        meta = {k: v for k, v in meta.items() if k not in ("model_sha256", "flatbuffer_size")}
-        meta["source_model"] = str(args.source)
-        written = mm.write_sidecar(args.model, meta)
-        print(f"wrote {mm.sidecar_path(args.model)} (sha256 {written['model_sha256'][:12]}...)")
-        return 0
-    flatbuffer, meta = mm.read_model(args.model)
-    if args.write_sidecar:
-        mm.sidecar_path(args.model).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {mm.sidecar_path(args.model)}")
-    print(json.dumps(meta, indent=1, sort_keys=True))
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from convert.bench import run_bench
-    try:
-        threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
-    except ValueError:
-        raise UsageError(f"--threads {args.threads!r}: use comma-separated numbers, e.g. 1,2") from None
-    if not args.model and not args.arch:
-        raise UsageError("bench needs --model FILE.tflite (repeat) or --arch NAME")
-    print(run_bench(models=args.model, archs=args.arch, input_size=args.input_size, calibration=args.calibration,
-                    threads=threads, runs=args.runs, rounds=args.rounds, workdir=args.workdir))
-    return 0
+def _per_tensor(model, report, heldout, calibration, ranges: str) -> str:
+    """SNR of every activation of an int8 conversion vs the float32 conversion of the same graph. Both are
+    converted here from one model object (tensor names then pair up; the written file has the same graph)."""
+    from convert.export.exporter import convert_model, named_outputs
+    from convert.export.prepare import hard_swish_formulation, with_static_batch
+    from convert.export.tensor_fidelity import format_rows, tensor_fidelity
+    from convert.export.tflite_convert import convert_keras
+    model = named_outputs(with_static_batch(model))
+    with hard_swish_formulation(model, report.hard_swish):
+        int8, _ = convert_model(model, "int8", report.io_dtype, calibration, False, ranges)
+        float32 = convert_keras(model, "float32", progress=False)[0]
+    rows = tensor_fidelity(float32, int8, heldout)
+    return f"per-tensor SNR, {len(heldout)} held-out images (graph order):\n" + format_rows(rows)

@@ -36,7 +36,7 @@ def check_writable(out_path: str | Path) -> Path:
     return out
 
 
-def _named_outputs(model: keras.Model) -> keras.Model:
+def named_outputs(model: keras.Model) -> keras.Model:
     """A single-output model gets its output layer's name in the TFLite signature (instead of output_0)."""
     if isinstance(model.output, dict) or len(model.outputs) != 1:
         return model
@@ -63,7 +63,7 @@ def _metadata(meta: dict, model, inspection, quantization: str, io_dtype: str) -
     return meta
 
 
-def _convert(model, quantization: str, io_dtype: str, calibration, progress: bool, ranges: str):
+def convert_model(model, quantization: str, io_dtype: str, calibration, progress: bool, ranges: str):
     """(flatbuffer, RangeFix or None): int8 with each tensor calibrated on its own range unless ranges='tflite'."""
     if quantization != "int8" or ranges == "tflite":
         return convert_keras(model, quantization, io_dtype, calibration, progress)[0], None
@@ -97,9 +97,9 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
     hard_swish = formulations.resolve(hard_swish, quantization)
     calibration = list(calibration or [])
     heldout = list(heldout or [])
-    model = _named_outputs(with_static_batch(model))
+    model = named_outputs(with_static_batch(model))
     with hard_swish_formulation(model, hard_swish) as n_hswish:
-        flatbuffer, range_fix = _convert(model, quantization, io_dtype, calibration, progress, calibration_ranges)
+        flatbuffer, range_fix = convert_model(model, quantization, io_dtype, calibration, progress, calibration_ranges)
         float32_size = None
         if compare_float32 and quantization != "float32":
             float32_size = len(convert_keras(model, "float32", progress=False)[0])
@@ -116,7 +116,7 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
             if other == hard_swish:
                 continue
             with hard_swish_formulation(model, formulations.resolve(other, quantization)):
-                alt, _ = _convert(model, quantization, io_dtype, calibration, False, calibration_ranges)
+                alt, _ = convert_model(model, quantization, io_dtype, calibration, False, calibration_ranges)
             compared.append(formulations.FormulationResult(other, False, inspect_flatbuffer(alt).delegation,
                                                            measure_fidelity(model, alt, heldout)))
     meta = _metadata(metadata, model, inspection, quantization, io_dtype)

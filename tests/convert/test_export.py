@@ -188,3 +188,20 @@ def test_fidelity_warnings_name_the_output_and_what_is_poor():
     assert len(warned) == 2
     assert "'s16_linear'" in warned[0] and "SNR 12.5 dB < 15 dB" in warned[0] and "agreement" not in warned[0]
     assert "'predictions'" in warned[1] and "top-1 agreement 70.0% < 85%" in warned[1] and "SNR" not in warned[1]
+
+
+@pytest.mark.slow
+def test_per_tensor_report_names_every_hard_swish_tensor(trained_classifier, shapes_dataset, tmp_path, capsys):
+    """`export --per-tensor`: one SNR per activation; with own-range calibration the hard-swish's x/6 is
+    quantized on its own range (its int8 scale covers about what the float tensor takes, not the product's 6x)."""
+    out = tmp_path / "m.tflite"
+    assert main(["export", "--model", str(trained_classifier), "--calibration", str(shapes_dataset), "--per-tensor",
+                 "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "per-tensor SNR" in text
+    rows = [line for line in text.splitlines() if "hard_swish" in line and line.rstrip().endswith("/mul")]
+    assert len(rows) >= 10, text[-2000:]
+    for line in rows:
+        f_lo, f_hi, q_lo, q_hi = (float(v) for v in
+                                  line.replace("[", " ").replace("]", " ").replace(",", " ").split()[1:5])
+        assert (q_hi - q_lo) < 2.0 * (max(f_hi, 0) - min(f_lo, 0)) + 0.05, line
