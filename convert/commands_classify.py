@@ -226,3 +226,31 @@ def _per_tensor(model, report, heldout, calibration, ranges: str) -> str:
         float32 = convert_keras(model, "float32", progress=False)[0]
     rows = tensor_fidelity(float32, int8, heldout)
     return f"per-tensor SNR, {len(heldout)} held-out images (graph order):\n" + format_rows(rows)
+def cmd_metadata(args) -> int:
+    from edge import model_metadata as mm
+    if args.source:
+        meta = mm.read_metadata(args.source)
+        meta = {k: v for k, v in meta.items() if k not in ("model_sha256", "flatbuffer_size")}
+        meta["source_model"] = str(args.source)
+        written = mm.write_sidecar(args.model, meta)
+        print(f"wrote {mm.sidecar_path(args.model)} (sha256 {written['model_sha256'][:12]}...)")
+        return 0
+    flatbuffer, meta = mm.read_model(args.model)
+    if args.write_sidecar:
+        mm.sidecar_path(args.model).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {mm.sidecar_path(args.model)}")
+    print(json.dumps(meta, indent=1, sort_keys=True))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from convert.bench import run_bench
+    try:
+        threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"--threads {args.threads!r}: use comma-separated numbers, e.g. 1,2") from None
+    if not args.model and not args.arch:
+        raise UsageError("bench needs --model FILE.tflite (repeat) or --arch NAME")
+    print(run_bench(models=args.model, archs=args.arch, input_size=args.input_size, calibration=args.calibration,
+                    threads=threads, runs=args.runs, rounds=args.rounds, workdir=args.workdir))
+    return 0
