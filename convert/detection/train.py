@@ -53,8 +53,8 @@ class TrainConfig(BaseModel):
                                       "norm exceeds this many times the running mean of recent norms (replaces "
                                       "clip_norm); only outliers are clipped, whatever the norms' scale")
     grad_log_every: int = Field(25, ge=0, description="log per-part gradient norms every N steps (0: never)")
-    l1_bn: float = Field(0.0, ge=0, description="Network Slimming: L1 penalty on the BatchNorm scales of prunable "
-                         "channels (added to the total loss)")
+    l1_bn: float = Field(0.0, ge=0, description="Network Slimming's L1 on the BatchNorm scales of prunable channels, "
+                         "decoupled from Adam: after every step each |gamma| shrinks by learning rate x l1_bn")
 
 
 def set_threads(threads: int) -> None:
@@ -176,7 +176,6 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
                 objective = parts["total"]
                 if gammas:
                     parts["l1"] = tf.add_n([tf.reduce_sum(tf.abs(g)) for g in gammas])
-                    objective = objective + train_cfg.l1_bn * parts["l1"]
             variables = model.trainable_variables
             grads = tape.gradient(objective, variables)
             norm = tf.linalg.global_norm(grads)
@@ -193,6 +192,10 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
                 running_norm.assign(tf.where(running_norm > 0, 0.95 * running_norm + 0.05 * kept, kept))
                 out["clip_limit"] = limit
             opt.apply_gradients(zip(grads, variables))
+            if gammas:   # proximal L1 step (soft threshold), decoupled like AdamW's weight decay
+                shrink = tf.cast(opt.learning_rate, tf.float32) * train_cfg.l1_bn
+                for g in gammas:
+                    g.assign(tf.sign(g) * tf.maximum(tf.abs(g) - shrink, 0.0))
             return out
         return step
 

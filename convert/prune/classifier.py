@@ -3,7 +3,10 @@
 Liu et al., "Learning Efficient Convolutional Networks through Network Slimming" (ICCV 2017): train with
 lambda * sum|gamma| added to the loss so unimportant channels' BatchNorm scales go to ~0, remove the channels with
 the smallest scales (one global threshold), fine-tune what is left. Here on an image-folder dataset, with the
-same data pipeline and BatchNorm handling as ``convert-model train``.
+same data pipeline and BatchNorm handling as ``convert-model train``. With Adam the penalty is applied as its
+proximal step after each update (|gamma| shrinks by lr x lambda), decoupled from Adam's normalization like
+AdamW's weight decay: added to the loss, Adam rescales it to the size of the data gradient and, measured on the
+demo detector, 400 steps at lambda 1e-4 moved the median |gamma| from 1.007 to 0.994 (no sparsity at all).
 """
 from __future__ import annotations
 
@@ -24,8 +27,10 @@ class Phase:
 
 
 def fit(model: keras.Model, train_seq, phase: Phase, gammas=(), log=print) -> list[float]:
-    """Adam on cross-entropy (+ l1 * sum|gamma|), BatchNorm in training mode; then BatchNorm statistics recomputed
-    from the un-augmented training images. Returns the mean loss per epoch."""
+    """Adam on cross-entropy, BatchNorm in training mode; with ``phase.l1`` every step also shrinks each |gamma| of
+    ``gammas`` by lr x l1 (the L1 penalty's proximal step, decoupled from Adam: Adam would rescale a penalty
+    gradient to the size of the data gradient and the scales would hardly move). Then BatchNorm statistics are
+    recomputed from the un-augmented training images. Returns the mean loss per epoch."""
     import tensorflow as tf
     opt = keras.optimizers.Adam(phase.lr)
     ce = keras.losses.SparseCategoricalCrossentropy()
@@ -36,10 +41,11 @@ def fit(model: keras.Model, train_seq, phase: Phase, gammas=(), log=print) -> li
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = ce(y, model(x, training=True))
-            total = loss + (phase.l1 * tf.add_n([tf.reduce_sum(tf.abs(g)) for g in gammas]) if gammas and phase.l1
-                            else 0.0)
-        grads = tape.gradient(total, variables)
+        grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
+        if gammas and phase.l1:   # proximal L1 step on the BatchNorm scales, decoupled from Adam (as in AdamW)
+            for g in gammas:
+                g.assign(tf.sign(g) * tf.maximum(tf.abs(g) - phase.lr * phase.l1, 0.0))
         return loss
 
     history = []

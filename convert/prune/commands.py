@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--output", help="classifier: the pruned .keras to write")
     p.add_argument("--out", help="detector: the pruned run directory to create")
     p.add_argument("--ratio", type=float, default=0.5, help="share of the prunable channels to remove (default 0.5)")
-    p.add_argument("--l1", type=float, default=1e-4, help="L1 weight on the BatchNorm scales while sparsity training")
+    p.add_argument("--l1", type=float, default=0.5, help="sparsity: every step each BatchNorm |gamma| shrinks by "
+                   "learning rate x L1 (the L1 penalty's proximal step; default 0.5)")
     p.add_argument("--sparsity-epochs", type=int, default=3, help="classifier: epochs with the L1 penalty")
     p.add_argument("--finetune-epochs", type=int, default=3, help="classifier: epochs after pruning")
     p.add_argument("--sparsity-steps", type=int, default=400, help="detector: steps with the L1 penalty")
