@@ -26,8 +26,11 @@ def register(subparsers) -> None:
     p.add_argument("--output", help="classifier: the pruned .keras to write")
     p.add_argument("--out", help="detector: the pruned run directory to create")
     p.add_argument("--ratio", type=float, default=0.5, help="share of the prunable channels to remove (default 0.5)")
-    p.add_argument("--l1", type=float, default=0.5, help="sparsity: every step each BatchNorm |gamma| shrinks by "
-                   "learning rate x L1 (the L1 penalty's proximal step; default 0.5)")
+    p.add_argument("--sparsity", type=float, default=0.5,
+                   help="how far an unsupported BatchNorm |gamma| shrinks over the sparsity phase (default 0.5); "
+                   "channels the data needs are pushed back by their gradients")
+    p.add_argument("--l1", type=float, default=None, help="the L1 weight itself instead of --sparsity: every step "
+                   "each |gamma| shrinks by learning rate x L1 (the penalty's proximal step)")
     p.add_argument("--sparsity-epochs", type=int, default=3, help="classifier: epochs with the L1 penalty")
     p.add_argument("--finetune-epochs", type=int, default=3, help="classifier: epochs after pruning")
     p.add_argument("--sparsity-steps", type=int, default=400, help="detector: steps with the L1 penalty")
@@ -46,6 +49,14 @@ def _threads(text: str) -> tuple[int, ...]:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise UsageError(f"--threads {text!r}: use comma-separated numbers, e.g. 1 or 1,2") from None
+
+
+def l1_for(sparsity: float, learning_rates) -> float:
+    """The proximal L1 weight that shrinks an unsupported |gamma| by ``sparsity`` over these steps' learning rates."""
+    total = float(sum(learning_rates))
+    if total <= 0:
+        raise UsageError("the sparsity phase has no steps; raise --sparsity-epochs/--sparsity-steps")
+    return sparsity / total
 
 
 def cmd_prune(args) -> int:

@@ -35,12 +35,14 @@ def prune_classifier(args, threads) -> list[dict]:
     progress_log(f"original: validation accuracy {base_acc:.1%}, {count_params(model):,} parameters")
     graph = analyze(model)
     gammas = [layer.gamma for layer in graph.bn_layers()]
-    progress_log(f"sparsity training ({args.sparsity_epochs} epochs, L1 {args.l1:g} on {len(gammas)} BatchNorm scales)")
+    from convert.prune.commands import l1_for
+    l1 = args.l1 if args.l1 is not None else l1_for(args.sparsity, [lr] * (args.sparsity_epochs * len(train_seq)))
+    progress_log(f"sparsity training ({args.sparsity_epochs} epochs, L1 {l1:.4g} on {len(gammas)} BatchNorm scales)")
     sparse = keras.models.clone_model(model)
     sparse.set_weights(model.get_weights())
     set_bn_momentum(sparse)
     sparse_graph = analyze(sparse)
-    fit(sparse, train_seq, Phase(args.sparsity_epochs, lr, args.l1), [l.gamma for l in sparse_graph.bn_layers()],
+    fit(sparse, train_seq, Phase(args.sparsity_epochs, lr, l1), [l.gamma for l in sparse_graph.bn_layers()],
         progress_log)
     plan = plan_pruning(analyze(sparse), args.ratio)
     pruned = prune_model(sparse, plan)
@@ -52,7 +54,7 @@ def prune_classifier(args, threads) -> list[dict]:
         pruned.save(out)
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc}") from exc
-    manifest = dict(manifest, pruned={"from": str(args.model), "ratio": args.ratio, "l1": args.l1,
+    manifest = dict(manifest, pruned={"from": str(args.model), "ratio": args.ratio, "l1": l1,
                                       "channels": plan.channel_overrides()})
     import json
     manifest_path(out).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -61,8 +61,14 @@ def prune_detector(args, threads) -> list[dict]:
         raise UsageError(f"--data classes {train_ds.names} differ from the run's labels {cfg.labels}")
     lr = args.lr or 1e-3
     sparse_dir = out / "sparse"
-    progress_log(f"sparsity fine-tune: {args.sparsity_steps} steps, L1 {args.l1:g} on the BatchNorm scales")
-    sparse = train(cfg, _train_cfg(base, args.sparsity_steps, lr, args.l1, args.seed), train_ds, sparse_dir,
+    from convert.detection.train import WarmupCosine
+    from convert.prune.commands import l1_for
+    sparse_cfg = _train_cfg(base, args.sparsity_steps, lr, 0.0, args.seed)
+    steps = sparse_cfg.epochs * sparse_cfg.steps_per_epoch
+    schedule = WarmupCosine(lr, sparse_cfg.warmup_steps, steps)
+    l1 = args.l1 if args.l1 is not None else l1_for(args.sparsity, [float(schedule(i)) for i in range(1, steps + 1)])
+    progress_log(f"sparsity fine-tune: {steps} steps, L1 {l1:.4g} on the BatchNorm scales")
+    sparse = train(cfg, sparse_cfg.model_copy(update={"l1_bn": l1}), train_ds, sparse_dir,
                    progress=False, log=progress_log, init_weights=run_dir_files(base)["final"])
     plan = plan_pruning(analyze(sparse.train_model), args.ratio)
     pruned_model = prune_model(sparse.train_model, plan)

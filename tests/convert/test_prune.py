@@ -111,7 +111,7 @@ def test_prune_command_on_a_trained_classifier(trained_classifier, shapes_datase
     from convert.cli import main
     out = tmp_path / "pruned.keras"
     assert main(["prune", "--model", str(trained_classifier), "--data", str(shapes_dataset), "--output", str(out),
-                 "--ratio", "0.5", "--sparsity-epochs", "1", "--finetune-epochs", "2", "--runs", "6",
+                 "--ratio", "0.5", "--sparsity-epochs", "1", "--finetune-epochs", "2", "--sparsity", "0.5", "--runs", "6",
                  "--rounds", "1"]) == 0
     text = capsys.readouterr().out
     rows = json.loads(out.with_suffix(".prune.json").read_text())
