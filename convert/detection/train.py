@@ -28,7 +28,7 @@ from convert.detection.pipeline import Augment, TrainingData
 from convert.errors import InputError, UsageError
 
 
-# Default weight of the box loss per head (the objectness and class losses weigh 1). See set in the README
+# Default weight of the box loss per head (the objectness and class losses weigh 1). See the README
 # ("Gaussian vs plain head"): chosen from the per-part gradient norms and a validation-set comparison.
 BOX_WEIGHT = {"gaussian": 1.0, "plain": 1.0}
 
