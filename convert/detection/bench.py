@@ -152,7 +152,7 @@ def cmd_experiment(args) -> int:
                 train(cfg, tcfg, train_ds, run, resume=args.resume and run_dir_files(run)["state"].is_file(),
                       progress=False)
             det = load_trained(run)
-            variants = VARIANTS if head == "gaussian" else ("plain",)
+            variants = VARIANTS if head == "gaussian" else ("plain", "plain_agnostic")
             for variant, res in analyze(_keras_predictor(det), split, variants, args.limit).items():
                 results.setdefault(f"{head}/{variant}", []).append(res)
                 runs.setdefault(str(run), {})[variant] = res.__dict__

@@ -9,7 +9,11 @@ objectness floor, with its box, class probabilities and the four sigmas) into fi
   "vote"       "plain" scoring and NMS, then every kept box is replaced by the variance-weighted mean of the
                same-class candidates that overlap it (IoU > 0.5), each coordinate weighted by 1/sigma^2 and by
                exp(-(1 - IoU)^2 / 0.05) (variance voting, He et al., CVPR 2019): sigma refines *where*;
-  "sigma_vote" "sigma" scoring, then the same voting.
+  "sigma_vote" "sigma" scoring, then the same voting;
+  "sigma_agnostic", "plain_agnostic"
+               that scoring with class-agnostic NMS (a box of another class that overlaps a higher-scoring one is
+               suppressed too): not about sigma, but it measures the FP type the study found dominant (the same
+               object reported twice, under two classes).
 
 All variants keep the edge decoder's box and sigma arithmetic (the candidates come from it) and its NMS.
 """
@@ -19,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.decode import DetectionDecoder, batched_nms, box_iou
+from edge.decode import DetectionDecoder, batched_nms, box_iou, nms
 
-VARIANTS = ("sigma", "plain", "vote", "sigma_vote")
+VARIANTS = ("sigma", "plain", "vote", "sigma_vote", "sigma_agnostic", "plain_agnostic")
 VOTE_IOU = 0.5
 VOTE_TAU = 0.05
 
@@ -79,7 +83,7 @@ def decode_variant(decoder: DetectionDecoder, outputs, quant, info, variant: str
                           np.zeros(0, np.float32))
     sigma_mean = cand["sigma"].mean(1)
     gaussian = decoder.head == "gaussian"
-    certainty = (1.0 - sigma_mean) if gaussian and variant in ("sigma", "sigma_vote") else np.ones(n, np.float32)
+    certainty = (1.0 - sigma_mean) if gaussian and variant.startswith("sigma") else np.ones(n, np.float32)
     cls_scores = cand["obj"][:, None] * cand["cls"] * certainty[:, None]
     classes = np.argmax(cls_scores, 1)
     scores = cls_scores[np.arange(n), classes]
@@ -88,7 +92,10 @@ def decode_variant(decoder: DetectionDecoder, outputs, quant, info, variant: str
         return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32),
                           np.zeros(0, np.float32))
     boxes = _xyxy(cand["cxcywh"][ok])
-    keep = batched_nms(boxes, scores[ok], classes[ok], iou_threshold, max_detections)
+    if variant.endswith("_agnostic"):
+        keep = nms(boxes, scores[ok], iou_threshold, max_detections)
+    else:
+        keep = batched_nms(boxes, scores[ok], classes[ok], iou_threshold, max_detections)
     idx = ok[keep]
     final = cand["cxcywh"][idx]
     if variant in ("vote", "sigma_vote") and gaussian:

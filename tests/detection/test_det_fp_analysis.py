@@ -86,3 +86,15 @@ def test_variance_voting_moves_the_kept_box_towards_the_sure_candidate():
     assert abs(cx_plain - unsure_cx) < 1e-4
     assert abs(cx_vote - sure_cx) < abs(cx_plain - sure_cx) and cx_vote > unsure_cx + 2.0
     assert vote.scores[0] == plain.scores[0]          # voting moves boxes, never rescores
+
+
+def test_class_agnostic_nms_drops_the_same_object_under_a_second_class():
+    out = empty_outputs()
+    # one object, two anchors: one says class 0 (sure), the other class 1 (less sure), same box
+    put(out, 16, 1, 1, 1, mux=0.5, muy=0.5, sig=(0.1,) * 4, obj=0.9, cls=(0.9, 0.1), lw=0.0, lh=0.0)
+    put(out, 16, 1, 1, 2, mux=0.5, muy=0.5, sig=(0.1,) * 4, obj=0.9, cls=(0.1, 0.7), lw=np.log(23 / 37),
+        lh=np.log(27 / 58))
+    dec = make_decoder()
+    aware = decode_variant(dec, out, None, identity_info(), "sigma")
+    agnostic = decode_variant(dec, out, None, identity_info(), "sigma_agnostic")
+    assert sorted(aware.classes.tolist()) == [0, 1] and agnostic.classes.tolist() == [0]
