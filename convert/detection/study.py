@@ -23,6 +23,7 @@ from edge.preprocess import prepare
 RECALLS = (0.5, 0.7, 0.8, 0.9)
 MATCH_IOUS = (0.5, 0.7)
 FIXED_THRESHOLD = 0.5
+TYPES_RECALL = 0.5          # FP types among the detections needed to reach this recall (every run here reaches it)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class VariantResult:
     map50_95: float
     fp_at_recall: dict[str, dict[str, int | None]]       # match IoU -> recall -> FPs
     at_threshold: dict                                   # TP, FP and FP types at FIXED_THRESHOLD (IoU 0.5)
-    fp_types_at_recall: dict | None                      # FP types among the detections up to recall 0.8
+    fp_types_at_recall: dict | None                      # FP types among the detections up to TYPES_RECALL
     max_recall: dict[str, float]
     spearman: float | None = None
     extra: dict = field(default_factory=dict)
@@ -77,7 +78,7 @@ def analyze(predictor, dataset: DetectionDataset, variants, limit: int | None = 
         if predictor.decoder.head == "gaussian" and sel.sum() >= 3:
             rho = float(spearmanr(scored05.sigma_mean[sel], scored05.best_iou[sel]).statistic)
         out[v] = VariantResult(v, map50, map_all, fp, scored05.at_threshold(FIXED_THRESHOLD),
-                               scored05.fp_types_at_recall(0.8), reach, rho)
+                               scored05.fp_types_at_recall(TYPES_RECALL), reach, rho)
     return out
 
 
@@ -117,7 +118,7 @@ def summary_table(results: dict[str, list[VariantResult]]) -> str:
                          f"{_mean_sd([r.at_threshold['fp'] for r in runs]):>10}"
                          f"{_rho(runs):>11}")
         lines.append("")
-    lines.append("FP types (IoU 0.5): at score >= 0.5 | among the detections up to recall 0.8")
+    lines.append(f"FP types (IoU 0.5): at score >= {FIXED_THRESHOLD} | among the detections up to recall {TYPES_RECALL}")
     for label, runs in results.items():
         at = "  ".join(f"{t} {_mean_sd([r.at_threshold['fp_types'][t] for r in runs])}" for t in FP_TYPES)
         rec = "  ".join(f"{t} {_mean_sd([(r.fp_types_at_recall or {}).get(t) for r in runs])}" for t in FP_TYPES)
