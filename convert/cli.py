@@ -15,7 +15,8 @@ from convert import __version__
 from edge.contract.cli import ArgumentParser, run
 from edge.contract.errors import InputError, UsageError
 
-COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands", "convert.distill.commands")
+COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands", "convert.distill.commands",
+                   "convert.prune.commands")
 
 
 def build_parser() -> ArgumentParser:

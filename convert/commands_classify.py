@@ -68,6 +68,8 @@ def register(subparsers) -> None:
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep BatchNorm in inference mode (small datasets; statistics set from the data first)")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--no-augment", action="store_true", help="no random crops, flips or brightness changes")
+    p.add_argument("--seed", type=int, default=0, help="weights, data order and augmentation seed")
     p.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch")
     p.add_argument("--output", required=True, help="where to save the model (.keras; a .keras.json manifest goes next to it)")
     p.set_defaults(func=cmd_train)
@@ -84,8 +86,14 @@ def register(subparsers) -> None:
     p.add_argument("--resize", choices=("stretch", "letterbox"), default=None, help="how frames are fitted to the input")
     p.add_argument("--calibrate-bn", action="store_true",
                    help="set BatchNorm statistics from the calibration images first (untrained models)")
-    p.add_argument("--hard-swish", choices=("xnnpack", "native"), default="xnnpack",
-                   help="hard-swish graph: xnnpack (default; int8 stays in one XNNPACK partition) or native HARD_SWISH")
+    p.add_argument("--hard-swish", choices=("auto", "xnnpack", "native"), default="auto",
+                   help="hard-swish graph: auto (default: int8 'xnnpack', one XNNPACK partition; float 'native', "
+                   "the fastest float form), xnnpack, or native HARD_SWISH")
+    p.add_argument("--calibration-ranges", choices=("own", "tflite"), default="own",
+                   help="int8: calibrate every tensor on its own range (default) or keep TFLite's calibrator "
+                   "ranges, which in-place ops widen (see convert/export/calibration_ranges.py)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="int8: also print the SNR of every activation vs the float32 conversion (where int8 drifts)")
     p.add_argument("--edgetpu", action="store_true", help="Edge TPU-ready int8 (uint8 I/O); runs edgetpu_compiler if installed")
     p.add_argument("--model-id", help="human-readable id stored in the metadata")
     p.add_argument("--output", required=True, help="output .tflite path (a .json sidecar is written next to it)")
@@ -125,7 +133,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(data=args.data, arch=args.arch, output=args.output, input_size=args.input_size or (224, 224),
                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weights=args.weights,
                       freeze_backbone=args.freeze_backbone, freeze_bn=args.freeze_bn, val_fraction=args.val_fraction, resize=args.resize,
-                      options=_model_options(args))
+                      seed=args.seed, augment=not args.no_augment, options=_model_options(args))
     manifest = train_classifier(cfg)
     acc = last_metric(manifest, "val_accuracy")
     print(f"saved {args.output} ({len(manifest['labels'])} classes: {', '.join(manifest['labels'][:8])}"
@@ -198,11 +206,26 @@ def cmd_export(args) -> int:
             "classification": {"activation": "softmax"}}
     report = export_tflite(model, args.output, quantization=args.quantization, io_dtype=args.io_dtype,
                            calibration=calib, heldout=heldout, metadata=meta, edgetpu=args.edgetpu,
-                           hard_swish=args.hard_swish, warnings=warnings)
+                           hard_swish=args.hard_swish, calibration_ranges=args.calibration_ranges, warnings=warnings)
     print(report.table())
+    if args.per_tensor and args.quantization == "int8" and heldout:
+        print(_per_tensor(model, report, heldout, calib, args.calibration_ranges))
     return 0
 
 
+def _per_tensor(model, report, heldout, calibration, ranges: str) -> str:
+    """SNR of every activation of an int8 conversion vs the float32 conversion of the same graph. Both are
+    converted here from one model object (tensor names then pair up; the written file has the same graph)."""
+    from convert.export.exporter import convert_model, named_outputs
+    from convert.export.prepare import hard_swish_formulation, with_static_batch
+    from convert.export.tensor_fidelity import format_rows, tensor_fidelity
+    from convert.export.tflite_convert import convert_keras
+    model = named_outputs(with_static_batch(model))
+    with hard_swish_formulation(model, report.hard_swish):
+        int8, _ = convert_model(model, "int8", report.io_dtype, calibration, False, ranges)
+        float32 = convert_keras(model, "float32", progress=False)[0]
+    rows = tensor_fidelity(float32, int8, heldout)
+    return f"per-tensor SNR, {len(heldout)} held-out images (graph order):\n" + format_rows(rows)
 def cmd_metadata(args) -> int:
     from edge import model_metadata as mm
     if args.source:

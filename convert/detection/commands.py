@@ -28,7 +28,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="write a synthetic detection dataset (YOLO format)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
-    p.add_argument("--val", type=int, default=300, help="validation images (default 300)")
+    p.add_argument("--val", type=int, default=300, help="validation images, for choices (default 300)")
+    p.add_argument("--test", type=int, default=0, help="test images, for the figures you report (own random "
+                   "stream; default 0 = none)")
+    p.add_argument("--ambiguous", action="store_true", help="real localization ambiguity: strong blur, large "
+                   "occluders, objects cut by the border")
     p.add_argument("--size", type=size_arg, default=(256, 256), help="image size N or HxW (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label-noise", type=float, default=0.0, help="box jitter std as a fraction of box size (train only)")
@@ -61,6 +65,15 @@ def register(subparsers) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--box-weight", type=float, default=None, help="weight of the box loss (default: per head, "
+                   "convert.detection.train.BOX_WEIGHT)")
+    p.add_argument("--obj-weight", type=float, default=1.0, help="weight of the objectness loss (default 1)")
+    p.add_argument("--cls-weight", type=float, default=1.0, help="weight of the class loss (default 1)")
+    p.add_argument("--clip-norm", type=float, default=10.0, help="fixed global gradient-norm clip; 0 = none (default 10)")
+    p.add_argument("--clip-factor", type=float, default=None,
+                   help="adaptive clip instead: only steps whose norm exceeds this many times the running mean")
+    p.add_argument("--grad-log-every", type=int, default=25,
+                   help="log the gradient norm of each loss part every N steps (0 = never)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -106,16 +119,18 @@ def register(subparsers) -> None:
 def cmd_synth(args) -> int:
     from convert.detection.synthetic import SynthConfig, write_dataset
     from tqdm import tqdm
-    cfg = SynthConfig(label_noise=args.label_noise, max_objects=args.max_objects)
+    make = SynthConfig.ambiguous if args.ambiguous else SynthConfig
     try:
-        cfg.validate()
+        cfg = make(label_noise=args.label_noise, max_objects=args.max_objects).validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    bar = tqdm(total=args.train + args.val, desc="synth", unit="img")
-    out = write_dataset(args.out, train=args.train, val=args.val, width=args.size[1], height=args.size[0],
-                        seed=args.seed, config=cfg, progress=lambda *_: bar.update(1))
+    bar = tqdm(total=args.train + args.val + args.test, desc="synth", unit="img")
+    out = write_dataset(args.out, train=args.train, val=args.val, test=args.test, width=args.size[1],
+                        height=args.size[0], seed=args.seed, config=cfg, progress=lambda *_: bar.update(1))
     bar.close()
-    print(f"wrote {args.train} train + {args.val} val images to {out} (classes: {', '.join(cfg.classes)})")
+    test = f" + {args.test} test" if args.test else ""
+    print(f"wrote {args.train} train + {args.val} val{test} images to {out} (classes: {', '.join(cfg.classes)}"
+          f"{'; ambiguous localization' if args.ambiguous else ''})")
     return 0
 
 
@@ -151,12 +166,20 @@ def _detector_config(args, ds):
 
 def cmd_train(args) -> int:
     from convert.detection.datasets import load_dataset
-    from convert.detection.train import TrainConfig, train
+    from convert.detection.train import BOX_WEIGHT, TrainConfig, train
     ds = load_dataset(args.data, "train")
     print(ds.summary())
     cfg = _detector_config(args, ds)
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, lr=args.lr,
-                       warmup_steps=args.warmup_steps, augment=not args.no_augment, seed=args.seed, threads=args.threads)
+    try:
+        tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+                           lr=args.lr, warmup_steps=args.warmup_steps, augment=not args.no_augment, seed=args.seed,
+                           threads=args.threads, obj_weight=args.obj_weight,
+                           box_weight=BOX_WEIGHT[args.head] if args.box_weight is None else args.box_weight,
+                           cls_weight=args.cls_weight, clip_norm=args.clip_norm or None, clip_factor=args.clip_factor,
+                           grad_log_every=args.grad_log_every)
+    except ValueError as exc:
+        from edge.contract.errors import ConfigError
+        raise ConfigError(f"training config: {exc}") from exc
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(_command_line() + "\n")
