@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from convert.cli_options import Applies
 from convert.detection.cli_args import run_data, size_arg
 from edge.contract.errors import UsageError
 
@@ -26,7 +27,9 @@ def register_bench(subparsers) -> None:
     p.add_argument("--split", default="val", help="the split to measure on (default val; report figures on test)")
     p.add_argument("--io", dest="io_dtype", choices=("uint8", "int8"), default="uint8",
                    help="int8 model input/output type (int8: no QUANTIZE outside XNNPACK)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, applies=(
+        Applies(("--io", "--calib-images"), lambda a: not a.int8,
+                "they shape the int8 export, and --int8 {a.int8} is used instead of one"),))
 
     p = subparsers.add_parser("experiment", help="Gaussian vs plain YOLOv3 head: seeds x heads, FP analysis on a "
                               "held-out split")
@@ -47,7 +50,12 @@ def register_bench(subparsers) -> None:
                    "choose settings on val)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
     p.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
-    p.set_defaults(func=cmd_experiment)
+    p.set_defaults(func=cmd_experiment, applies=(
+        Applies(("--box-weight-gaussian",), lambda a: "gaussian" in a.heads.split(","),
+                "--heads {a.heads} trains no Gaussian head"),
+        Applies(("--box-weight-plain",), lambda a: "plain" in a.heads.split(","),
+                "--heads {a.heads} trains no plain head"),
+    ))
 
 
 def _keras_predictor(det):
@@ -77,7 +85,7 @@ def cmd_bench(args) -> int:
     val = load_dataset(data, args.split)
     models: dict[str, Path] = {}
     single = export_model(det)
-    calib = prepared_images(load_dataset(data, "train"), c.input_size, args.calib_images)
+    calib = None if args.int8 else prepared_images(load_dataset(data, "train"), c.input_size, args.calib_images)
     for q in ("float32", "int8"):
         if q == "int8" and args.int8:
             models[q] = Path(args.int8)
@@ -86,7 +94,7 @@ def cmd_bench(args) -> int:
         meta = detector_metadata(architecture=f"{c.head}-yolov3-{c.backbone}-{c.layout}", model_id=f"{run.name}-{q}",
                                  input_hw=c.input_size, labels=c.labels, detection=c.detection_metadata(),
                                  quantization=q, io_dtype=args.io_dtype)
-        export_detector(single, path, metadata=meta, quantization=q, io_dtype=args.io_dtype,
+        export_detector(single, path, metadata=meta, quantization=q, io_dtype=args.io_dtype if q == "int8" else "uint8",
                         calibration=calib if q == "int8" else None)
         models[q] = path
     reports = [evaluate(_keras_predictor(det), val, score_threshold=args.score_threshold, out_dir=out, name="keras",

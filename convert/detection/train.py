@@ -112,7 +112,7 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     ``augment_cfg`` replaces the default augmentation (e.g. ``pipeline.STRONG`` for distillation);
     ``init_weights`` starts a new run from these weights instead of the random initialization."""
     import tensorflow as tf
-    from tqdm import tqdm
+    from convert.console import progress as progress_bar
 
     from convert.detection.loss import YoloLoss
 
@@ -208,8 +208,7 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     for epoch in range(start_epoch, train_cfg.epochs):
         sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0, **({"l1": 0.0} if gammas else {})}
         t0 = time.time()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = progress_bar(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="step", enabled=progress)
         norms, limits, part_norms = [], [], {"box": [], "obj": [], "cls": []}
         for i in bar:
             images, targets, gt = next(it)

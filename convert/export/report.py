@@ -49,7 +49,8 @@ class ExportReport:
         rows.append(("XNNPACK", i.delegation.describe()
                      + (f" [hard-swish: {self.hard_swish}]" if self.hard_swish else "")))
         if self.quantization == "int8":
-            text = f"{self.calibration_images} images, {self.heldout_images} held out"
+            text = (f"{self.calibration_images} of {self.calibration_images + self.heldout_images} images, "
+                    f"{self.heldout_images} held out for the fidelity check")
             if self.range_fix is not None:
                 text += "; " + self.range_fix.describe()
             rows.append(("calibration", text))

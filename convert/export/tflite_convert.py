@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import time
 import warnings
 from typing import Sequence
@@ -28,11 +27,10 @@ def check_options(quantization: str, io_dtype: str) -> str:
 
 
 def _representative(images: Sequence[np.ndarray], progress: bool):
-    from tqdm import tqdm
+    from convert.console import progress as bar
 
     def gen():
-        for image in tqdm(images, desc="int8 calibration", unit="img", disable=not progress, file=sys.stderr,
-                          leave=False):
+        for image in bar(images, desc="int8 calibration", unit="img", enabled=progress):
             yield [np.asarray(image, np.float32)[np.newaxis]]
     return gen
 

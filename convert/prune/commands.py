@@ -10,6 +10,7 @@ the device runs it), parameters, and float32/int8 latency measured in one interl
 """
 from __future__ import annotations
 
+from convert.cli_options import Applies
 from edge.contract.errors import UsageError
 
 
@@ -37,7 +38,15 @@ def register(subparsers) -> None:
     p.add_argument("--runs", type=int, default=60)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_prune)
+    p.set_defaults(func=cmd_prune, applies=(
+        Applies(("--output", "--sparsity-epochs", "--finetune-epochs"), lambda a: bool(a.model),
+                "it applies to classifiers (--model); a detector (--run) takes --out, --sparsity-steps, "
+                "--finetune-steps"),
+        Applies(("--out", "--sparsity-steps", "--finetune-steps", "--split"), lambda a: bool(a.run),
+                "it applies to detectors (--run); a classifier (--model) takes --output, --sparsity-epochs, "
+                "--finetune-epochs"),
+        Applies(("--sparsity",), lambda a: a.l1 is None, "--l1 sets the L1 weight directly"),
+    ))
 
 
 def _threads(text: str) -> tuple[int, ...]:
@@ -86,4 +95,4 @@ def format_rows(rows: list[dict], threads) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["register", "cmd_prune", "format_rows"]
+__all__ = ["cmd_prune", "format_rows", "register"]
