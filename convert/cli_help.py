@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 
 from edge.contract.cli import ArgumentParser, HelpFormatter
 
@@ -19,14 +20,22 @@ class DefaultsHelpFormatter(HelpFormatter):
     """Appends ``(default: X)`` to every option that has a default (0 and 0.0 included; flags that are off by
     default and options without one are left alone), unless its help already names its default."""
 
+    @staticmethod
+    def _has_default(action) -> bool:
+        d = action.default
+        return bool(action.option_strings) and not (d is None or d is argparse.SUPPRESS or isinstance(d, bool))
+
+    def _format_action(self, action):
+        if action.help is None and self._has_default(action):   # argparse prints no help line at all for these
+            action = copy.copy(action)
+            action.help = "default: " + show_default(action.default).replace("%", "%%")
+        return super()._format_action(action)
+
     def _get_help_string(self, action):
         text = action.help or ""
-        default = action.default
-        if (default is None or default is argparse.SUPPRESS or isinstance(default, bool) or not action.option_strings
-                or "default" in text.lower()):
+        if not self._has_default(action) or "default" in text.lower():
             return text or None
-        shown = show_default(default).replace("%", "%%")
-        return f"{text} (default: {shown})" if text else f"default: {shown}"
+        return f"{text} (default: {show_default(action.default).replace('%', '%%')})"
 
 
 class ConvertArgumentParser(ArgumentParser):

@@ -68,9 +68,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--box-weight", type=float, default=None, help="weight of the box loss (default: per head, "
                    "convert.detection.train.BOX_WEIGHT)")
-    p.add_argument("--obj-weight", type=float, default=1.0, help="weight of the objectness loss (default 1)")
-    p.add_argument("--cls-weight", type=float, default=1.0, help="weight of the class loss (default 1)")
-    p.add_argument("--clip-norm", type=float, default=10.0, help="fixed global gradient-norm clip; 0 = none (default 10)")
+    p.add_argument("--obj-weight", type=float, default=1.0, help="weight of the objectness loss")
+    p.add_argument("--cls-weight", type=float, default=1.0, help="weight of the class loss")
+    p.add_argument("--clip-norm", type=float, default=10.0, help="fixed global gradient-norm clip; 0 = none")
     p.add_argument("--clip-factor", type=float, default=None,
                    help="adaptive clip instead: only steps whose norm exceeds this many times the running mean")
     p.add_argument("--grad-log-every", type=int, default=25,

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="default minimum teacher score (default 0.5)")
     p.add_argument("--tta", action="store_true", help="teacher test-time augmentation: horizontal flip, merged by NMS")
     p.add_argument("--frame-step", type=int, default=1, help="label every n-th video frame (default 1)")
-    p.add_argument("--segment-seconds", type=float, default=8.0, help="length of a time segment (default 8 s)")
+    p.add_argument("--segment-seconds", type=float, default=8.0, help="length of a time segment, seconds")
     p.add_argument("--holdout-every", type=int, default=5, help="hold out every n-th segment (default 5; 0 = none)")
     p.add_argument("--holdout-offset", type=int, default=2, help="which segment of each n is held out (default 2)")
     p.add_argument("--gap-seconds", type=float, default=1.0, help="frames this close to a held-out segment are unused")

@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
+os.environ.setdefault("SIGMAWATCH_STRICT_OPTIONS", "1")   # convert.cli_options: a given, unread option is an error
 sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic import write_dataset  # noqa: E402

@@ -86,7 +86,9 @@ def test_export_table_and_edgetpu_instructions(edgetpu_export):
     assert "own ranges for all" in text
     assert "Edge TPU ops check    ops outside the Edge TPU table: none" in text
     assert "edgetpu_compiler is not on PATH" in text and "apt-get install edgetpu-compiler" in text
-    assert "WARNING: only 77 calibration images" in text      # 96 images, 1 in 5 held out
+    # 96 images, 1 in 5 held out: said in the calibration row and in the one warning about too few images
+    assert "calibration           77 of 96 images, 19 held out for the fidelity check" in text
+    assert "WARNING: 77 of 96 images from" in text and "fewer than the 100 calibration images" in text
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["model_sha256"] == model_metadata.sha256_hex(model_metadata.read_model(path)[0])
 
@@ -95,7 +97,6 @@ def test_edgetpu_compiler_is_run_when_present(edgetpu_export, tmp_path, monkeypa
     """Up to the hardware boundary: a stand-in compiler on PATH (the real one cannot be installed here)
     is called the way Coral documents it; its summary is parsed; the compiled model gets a sidecar."""
     from convert.export.edgetpu import run_compiler
-    from edge.model_metadata import read_model, write_sidecar
     model = tmp_path / "m.tflite"
     model.write_bytes(edgetpu_export[0].read_bytes())
     fake = tmp_path / "bin" / "edgetpu_compiler"
