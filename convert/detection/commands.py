@@ -147,6 +147,8 @@ def cmd_synth(args) -> int:
     test = f" + {args.test} test" if args.test else ""
     print(f"wrote {args.train} train + {args.val} val{test} images to {out} (classes: {', '.join(cfg.classes)}"
           f"{'; ambiguous localization' if args.ambiguous else ''})")
+    print(f"next: convert-model train-detector --data {shlex.quote(str(out))} --out runs/NAME --input-size "
+          f"{args.size[0]}x{args.size[1]}")
     return 0
 
 
@@ -202,6 +204,9 @@ def cmd_train(args) -> int:
     write_run_data(out, args.data)
     train(cfg, tcfg, ds, out, resume=args.resume, progress=not args.no_progress)
     print(f"trained: {out / 'final.weights.h5'}")
+    run = shlex.quote(str(out))
+    print(f"next:\n  measure it:  convert-model evaluate --model {run} --data {shlex.quote(str(args.data))} --split val\n"
+          f"  export it:   convert-model export-detector --run {run} --output {shlex.quote(str(out / 'model-int8.tflite'))}")
     return 0
 
 

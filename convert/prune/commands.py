@@ -10,6 +10,8 @@ the device runs it), parameters, and float32/int8 latency measured in one interl
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from convert.cli_options import Applies
 from edge.contract.errors import UsageError
 
@@ -71,6 +73,11 @@ def cmd_prune(args) -> int:
         from convert.prune.run_detector import prune_detector
         rows = prune_detector(args, threads)
     print(format_rows(rows, threads))
+    if args.model:
+        out = Path(args.output)
+        print(f"next: convert-model export --model {out} --calibration {args.data} --output {out.with_suffix('.tflite')}")
+    else:
+        print(f"next: convert-model export-detector --run {args.out} --output {Path(args.out) / 'model-int8.tflite'}")
     return 0
 
 

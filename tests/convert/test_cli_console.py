@@ -205,3 +205,13 @@ def test_next_steps_after_export_work_as_printed(quiet_export, tiny):
 def test_python_dash_m_convert_cli_runs():
     done = convert_model("--version")
     assert done.returncode == 0 and done.stdout.startswith("convert-model ")
+
+
+def test_synth_says_how_to_train_on_what_it_wrote(tmp_path, capsys):
+    from convert.cli import main
+    assert main(["synth", "--out", str(tmp_path / "d"), "--train", "2", "--val", "1", "--size", "64"]) == 0
+    hint = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("next: "))
+    argv = shlex.split(hint[len("next: "):])
+    assert argv[:2] == ["convert-model", "train-detector"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.data == str(tmp_path / "d") and tuple(args.input_size) == (64, 64)
