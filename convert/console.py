@@ -73,32 +73,49 @@ def quiet_native_output(enabled: bool = True) -> Iterator[NativeLog]:
     swap = _writes_to_fd(sys.stderr, 2)
     old_stderr = sys.stderr
     terminal = None
+    moved: list[logging.StreamHandler] = []
     try:
         if swap:
             terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old_stderr, "encoding", None),
                                  errors="backslashreplace")
             sys.stderr = terminal
+            moved = _move_log_handlers(old_stderr, terminal)
         os.dup2(fd, 2)
         yield log
     except BaseException:
-        _restore(saved, old_stderr, terminal, swap)
+        _restore(saved, old_stderr, terminal, swap, moved)
         if log.path.stat().st_size == 0:
             log.path.unlink(missing_ok=True)
             log.path = None
         raise
     else:
-        _restore(saved, old_stderr, terminal, swap)
+        _restore(saved, old_stderr, terminal, swap, moved)
         log.path.unlink(missing_ok=True)
         log.path = None
     finally:
         os.close(fd)
 
 
-def _restore(saved: int, old_stderr, terminal, swap: bool) -> None:
+def _move_log_handlers(old, new) -> list[logging.StreamHandler]:
+    """Logging handlers writing to the old ``sys.stderr`` object (made by ``basicConfig`` before the swap) follow
+    it to the terminal; otherwise the command's own log lines would land in the native log."""
+    moved = []
+    for logger in [logging.getLogger()] + [l for l in logging.Logger.manager.loggerDict.values()
+                                           if isinstance(l, logging.Logger)]:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
+                moved.append(handler)
+    return moved
+
+
+def _restore(saved: int, old_stderr, terminal, swap: bool, moved: list[logging.StreamHandler]) -> None:
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     os.dup2(saved, 2)
     os.close(saved)
+    for handler in moved:
+        handler.setStream(old_stderr)
     if swap:
         sys.stderr = old_stderr
         with contextlib.suppress(Exception):

@@ -215,3 +215,35 @@ def test_synth_says_how_to_train_on_what_it_wrote(tmp_path, capsys):
     assert argv[:2] == ["convert-model", "train-detector"]
     args = build_parser().parse_args(argv[1:])
     assert args.data == str(tmp_path / "d") and tuple(args.input_size) == (64, 64)
+
+
+def test_quiet_native_output_keeps_python_output_and_hides_descriptor_2():
+    """The mechanism alone, in a plain process: C-level writes to fd 2 go to the log (kept and named only on
+    failure); print(), logging set up before the swap, warnings and tqdm still reach the real stderr."""
+    script = """
+import logging, os, sys, warnings
+from convert.console import quiet_native_output, progress
+logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+with quiet_native_output(True) as log:
+    os.write(2, b"NATIVE-LINE\\n")
+    print("PRINTED", file=sys.stderr)
+    logging.getLogger("x").warning("LOGGED")
+    warnings.warn("WARNED")
+    for _ in progress(range(2), desc="BAR"):
+        pass
+print("LOG-DELETED" if log.path is None else "LOG-KEPT", file=sys.stderr)
+try:
+    with quiet_native_output(True) as log:
+        os.write(2, b"NATIVE-BEFORE-FAILURE\\n")
+        raise ValueError("boom")
+except ValueError:
+    print("KEPT:" + log.path.read_text().strip(), file=sys.stderr)
+    log.path.unlink()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=ROOT,
+                          env=cli_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert "NATIVE-LINE" not in err and "LOG-DELETED" in err
+    assert "PRINTED" in err and "WARNING: LOGGED" in err and "WARNED" in err and "BAR" in err
+    assert "KEPT:NATIVE-BEFORE-FAILURE" in err
