@@ -27,10 +27,15 @@ def check_options(quantization: str, io_dtype: str) -> str:
 
 
 def _representative(images: Sequence[np.ndarray], progress: bool):
+    """The calibration images as TFLite's representative dataset, with a progress bar per pass (the calibrator
+    reads them once; the own-range recalibration, convert.export.calibration_ranges, reads them again)."""
     from convert.console import progress as bar
+    passes = [0]
 
     def gen():
-        for image in bar(images, desc="int8 calibration", unit="img", enabled=progress):
+        passes[0] += 1
+        desc = "int8 calibration" if passes[0] == 1 else "int8 calibration (own ranges)"
+        for image in bar(images, desc=desc, unit="img", enabled=progress):
             yield [np.asarray(image, np.float32)[np.newaxis]]
     return gen
 

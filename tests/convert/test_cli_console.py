@@ -134,6 +134,7 @@ def test_calibration_progress_bar_on_a_terminal(tiny, columns, rows):
                         columns, rows)
     assert code == 0, text[-3000:]
     assert "int8 calibration:" in text and "/10 [" in text and "%|" in text, text[-3000:]
+    assert "int8 calibration (own ranges):" in text, text[-3000:]      # the second pass over the images
     assert not [n for n in NOISE if n in text], text[-3000:]
 
 
