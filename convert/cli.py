@@ -26,7 +26,7 @@ from convert.cli_options import (
 )
 from convert.console import hide_library_noise, quiet_native_output
 from edge.contract.cli import run
-from edge.contract.errors import InputError, UsageError
+from edge.contract.errors import FailedError, InputError, SigmawatchError, UsageError
 
 PROG = "convert-model"
 COMMAND_MODULES = ("convert.commands_classify", "convert.detection.commands", "convert.distill.commands",
@@ -84,11 +84,14 @@ def _main(argv) -> int:
         try:
             code = int(args.func(args) or 0)
         except FileNotFoundError as exc:   # a path a library opened directly
-            _point_at_native_log(native)
             raise InputError(str(exc)) from None
-        except (KeyboardInterrupt, UsageError):
+        except SigmawatchError as exc:      # the message says what is wrong; the libraries' log may say why
+            if isinstance(exc, FailedError):
+                _point_at_native_log(native)
             raise
-        except BaseException:
+        except KeyboardInterrupt:
+            raise
+        except BaseException:                # a bug: the traceback follows, with what TensorFlow said
             _point_at_native_log(native)
             raise
     if code == 0:

@@ -248,3 +248,29 @@ except ValueError:
     assert "NATIVE-LINE" not in err and "LOG-DELETED" in err
     assert "PRINTED" in err and "WARNING: LOGGED" in err and "WARNED" in err and "BAR" in err
     assert "KEPT:NATIVE-BEFORE-FAILURE" in err
+
+
+def test_failed_export_names_the_libraries_log(tmp_path):
+    """An export that fails (exit 8) keeps TensorFlow's own output of the run and says where it is. The failure
+    here is real: a darknet weights file whose batch-norm variances are negative (a corrupt file) gives NaN
+    activations, and the converter leaves the graph in float."""
+    from convert.detection.darknet import parse_cfg, plan, write_weights
+    from convert.detection.synthetic import write_dataset
+    from synthetic import DARKNET_SMALL_CFG
+    (tmp_path / "small.cfg").write_text(DARKNET_SMALL_CFG)
+    values = np.random.default_rng(0).normal(0, 0.1, plan(parse_cfg(DARKNET_SMALL_CFG)).weight_count)
+    values[12:16] = -np.abs(values[12:16]) - 0.5
+    write_weights(tmp_path / "small.weights", values.astype(np.float32))
+    write_dataset(tmp_path / "data", train=4, val=1, width=64, height=64, seed=0)
+    done = convert_model("import-darknet", "--cfg", str(tmp_path / "small.cfg"), "--weights",
+                         str(tmp_path / "small.weights"), "--output", str(tmp_path / "x.tflite"), "--calib-data",
+                         str(tmp_path / "data"), "--calib-images", "4")
+    assert done.returncode == 8, done.stderr
+    assert "int8 export left float ops" in done.stderr
+    kept = done.stderr.split("TensorFlow's own output of this run is in ", 1)[1].split(" (last lines", 1)[0]
+    log = Path(kept)
+    try:
+        assert log.is_file() and log.stat().st_size > 0
+        assert not [n for n in NOISE if n in done.stderr.split("TensorFlow's own output")[0]]
+    finally:
+        log.unlink(missing_ok=True)

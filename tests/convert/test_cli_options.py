@@ -18,35 +18,10 @@ import pytest
 
 from convert.cli import build_parser, main
 from convert.cli_options import STRICT_ENV
+from synthetic import DARKNET_SMALL_CFG as SMALL_CFG
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
-SMALL_CFG = """[net]
-width=64
-height=64
-channels=3
-
-[convolutional]
-batch_normalize=1
-filters=4
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-size=1
-stride=16
-pad=1
-filters=33
-activation=linear
-
-[Gaussian_yolo]
-mask = 0,1,2
-anchors = 10,14, 23,27, 37,58
-classes=2
-num=3
-"""
 
 # name -> (slow, argv); {ws} is the module's workspace (see ``ws``). Runs of one command share a prefix.
 RUNS: dict[str, tuple[bool, list[str]]] = {
