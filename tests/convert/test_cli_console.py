@@ -254,9 +254,10 @@ def test_failed_export_names_the_libraries_log(tmp_path):
     """An export that fails (exit 8) keeps TensorFlow's own output of the run and says where it is. The failure
     here is real: a darknet weights file whose batch-norm variances are negative (a corrupt file) gives NaN
     activations, and the converter leaves the graph in float."""
+    from synthetic import DARKNET_SMALL_CFG
+
     from convert.detection.darknet import parse_cfg, plan, write_weights
     from convert.detection.synthetic import write_dataset
-    from synthetic import DARKNET_SMALL_CFG
     (tmp_path / "small.cfg").write_text(DARKNET_SMALL_CFG)
     values = np.random.default_rng(0).normal(0, 0.1, plan(parse_cfg(DARKNET_SMALL_CFG)).weight_count)
     values[12:16] = -np.abs(values[12:16]) - 0.5

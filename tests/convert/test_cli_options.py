@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import DARKNET_SMALL_CFG as SMALL_CFG
 
 from convert.cli import build_parser, main
 from convert.cli_options import STRICT_ENV
-from synthetic import DARKNET_SMALL_CFG as SMALL_CFG
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
