@@ -103,6 +103,7 @@ def _point_at_native_log(native) -> None:
     """A failed command keeps TensorFlow's own output of the run: say where it is."""
     tail = native.tail()
     if tail:
+        native.keep = True
         print(f"{PROG}: TensorFlow's own output of this run is in {native.path} (last lines below; rerun with -v "
               f"to see it as it happens):\n{tail}", file=sys.stderr)
 

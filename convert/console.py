@@ -5,7 +5,8 @@ TensorFlow's converter (absl ``W0000 ...`` lines, ``fully_quantize: ...``) and t
 (``INFO: Created TensorFlow Lite XNNPACK delegate``) write to file descriptor 2 from C++, past Python's
 ``sys.stderr``. :func:`quiet_native_output` points descriptor 2 at a log file for the duration of a command and
 keeps Python's own ``sys.stderr`` (messages, warnings, progress bars) on the terminal through a duplicate of the
-original descriptor. The log file is kept, and named, only when the command fails.
+original descriptor. The log file is kept, and named, only when a command fails in a way the log may explain
+(a failed export, a bug).
 
 Progress bars (:func:`progress`) go to that terminal stream. A terminal that reports a size of 0 x 0 (a pseudo-terminal
 opened without a size, as some CI runners, ``script`` and ``docker exec -t`` do) makes tqdm print nothing at all
@@ -51,6 +52,7 @@ class NativeLog:
 
     def __init__(self, path: Path | None):
         self.path = path
+        self.keep = False          # set by whoever names the log in an error message
 
     def tail(self, lines: int = 15) -> str:
         if self.path is None or not self.path.is_file():
@@ -62,7 +64,8 @@ class NativeLog:
 @contextlib.contextmanager
 def quiet_native_output(enabled: bool = True) -> Iterator[NativeLog]:
     """While active, file descriptor 2 goes to a temporary log; Python's ``sys.stderr`` keeps writing to the
-    terminal. On a clean exit the log is deleted; on an exception it is kept (``NativeLog.path``)."""
+    terminal. The log is deleted afterwards unless the command failed and ``NativeLog.keep`` was set (the error
+    message names ``NativeLog.path``)."""
     if not enabled:
         yield NativeLog(None)
         return
@@ -84,7 +87,7 @@ def quiet_native_output(enabled: bool = True) -> Iterator[NativeLog]:
         yield log
     except BaseException:
         _restore(saved, old_stderr, terminal, swap, moved)
-        if log.path.stat().st_size == 0:
+        if not log.keep:
             log.path.unlink(missing_ok=True)
             log.path = None
         raise

@@ -219,8 +219,9 @@ def test_synth_says_how_to_train_on_what_it_wrote(tmp_path, capsys):
 
 
 def test_quiet_native_output_keeps_python_output_and_hides_descriptor_2():
-    """The mechanism alone, in a plain process: C-level writes to fd 2 go to the log (kept and named only on
-    failure); print(), logging set up before the swap, warnings and tqdm still reach the real stderr."""
+    """The mechanism alone, in a plain process: C-level writes to fd 2 go to the log (kept only for a failure
+    whose message names it); print(), logging set up before the swap, warnings and tqdm still reach the real
+    stderr."""
     script = """
 import logging, os, sys, warnings
 from convert.console import quiet_native_output, progress
@@ -236,10 +237,17 @@ print("LOG-DELETED" if log.path is None else "LOG-KEPT", file=sys.stderr)
 try:
     with quiet_native_output(True) as log:
         os.write(2, b"NATIVE-BEFORE-FAILURE\\n")
+        log.keep = True
         raise ValueError("boom")
 except ValueError:
     print("KEPT:" + log.path.read_text().strip(), file=sys.stderr)
     log.path.unlink()
+try:
+    with quiet_native_output(True) as other:
+        os.write(2, b"NOT-POINTED-AT\\n")
+        raise ValueError("a failure nobody names the log for")
+except ValueError:
+    print("UNKEPT" if other.path is None else "KEPT-WRONGLY", file=sys.stderr)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=ROOT,
                           env=cli_env(), timeout=60)
@@ -247,7 +255,7 @@ except ValueError:
     err = done.stderr
     assert "NATIVE-LINE" not in err and "LOG-DELETED" in err
     assert "PRINTED" in err and "WARNING: LOGGED" in err and "WARNED" in err and "BAR" in err
-    assert "KEPT:NATIVE-BEFORE-FAILURE" in err
+    assert "KEPT:NATIVE-BEFORE-FAILURE" in err and "UNKEPT" in err
 
 
 def test_failed_export_names_the_libraries_log(tmp_path):
