@@ -180,21 +180,24 @@ class TFLiteModel:
             raise ValueError(f"input image has shape {image.shape}, the model expects {self.input_shape[1:]}")
         dtype = self.input["dtype"]
         scale, zero = quantization(self.input)
-        x = image.astype(np.float32)
-        if mean is not None:
-            x = x - np.asarray(mean, np.float32)
-        if std is not None:
-            x = x / np.asarray(std, np.float32)
-        if dtype == np.float32:
-            tensor = x
-        elif dtype in (np.uint8, np.int8):
-            if mean is None and std is None and scale == 1.0 and dtype == np.uint8 and zero == 0:
-                tensor = image  # raw pixels, nothing to do
-            else:
+        raw = mean is None and std is None and scale == 1.0 and image.dtype == np.uint8
+        if raw and dtype == np.uint8 and zero == 0:
+            tensor = image  # raw pixels, nothing to do
+        elif raw and dtype == np.int8 and zero == -128:
+            tensor = np.bitwise_xor(image, np.uint8(0x80)).view(np.int8)  # pixel - 128, exactly
+        else:
+            x = image.astype(np.float32)
+            if mean is not None:
+                x = x - np.asarray(mean, np.float32)
+            if std is not None:
+                x = x / np.asarray(std, np.float32)
+            if dtype == np.float32:
+                tensor = x
+            elif dtype in (np.uint8, np.int8):
                 info = np.iinfo(dtype)
                 tensor = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-        else:
-            raise ValueError(f"unsupported input dtype {dtype}")
+            else:
+                raise ValueError(f"unsupported input dtype {dtype}")
         self.interpreter.set_tensor(self.input["index"], tensor[np.newaxis])
 
     def invoke(self) -> None:

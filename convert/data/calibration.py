@@ -5,7 +5,6 @@ so calibration sees exactly what the device feeds the model.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from convert.data.video import VIDEO_SUFFIXES, video_frames
 from edge.contract.errors import InputError
 from edge.preprocess import prepare
 
-log = logging.getLogger(__name__)
 RECOMMENDED_IMAGES = 100      # below this, int8 ranges are often poorly estimated
 DEFAULT_MAX_IMAGES = 300
 
@@ -77,7 +75,8 @@ def load_calibration(source: str | Path, input_size: tuple[int, int], resize: st
 
 
 def split_heldout(images: list[np.ndarray], source: str, heldout_fraction: float = 0.2) -> CalibrationSet:
-    """Every k-th image is held out for the fidelity check (at least 1 when there are 2+ images)."""
+    """Every k-th image is held out for the fidelity check (at least 1 when there are 2+ images). The warnings are
+    returned, not logged: the export report prints them once."""
     warnings = []
     n_held = int(round(len(images) * heldout_fraction)) if len(images) > 1 else 0
     n_held = max(1 if len(images) > 1 else 0, n_held)
@@ -85,10 +84,20 @@ def split_heldout(images: list[np.ndarray], source: str, heldout_fraction: float
     calibration = [im for i, im in enumerate(images) if i not in held_idx]
     heldout = [im for i, im in enumerate(images) if i in held_idx]
     if len(calibration) < RECOMMENDED_IMAGES:
-        warnings.append(f"only {len(calibration)} calibration images from {source} (recommended: at least "
-                        f"{RECOMMENDED_IMAGES}); int8 ranges may be poorly estimated and accuracy may drop")
+        need = RECOMMENDED_IMAGES + (-(-RECOMMENDED_IMAGES * len(heldout) // max(1, len(calibration))) if heldout else 0)
+        warnings.append(f"{describe_split(len(calibration), len(heldout), source)}: fewer than the "
+                        f"{RECOMMENDED_IMAGES} calibration images recommended (pass about {need} or more), so int8 "
+                        "ranges may be poorly estimated and accuracy may drop")
     if not heldout:
         warnings.append("no held-out images left for the int8 fidelity check (need 2+ images)")
-    for w in warnings:
-        log.warning(w)
     return CalibrationSet(calibration, heldout, source, warnings)
+
+
+def describe_split(calibration: int, heldout: int, source: str = "") -> str:
+    """'80 of 100 images from X used for calibration, 20 held out for the fidelity check'."""
+    total = calibration + heldout
+    origin = f" from {source}" if source else ""
+    if not heldout:
+        return f"{calibration} image(s){origin} used for calibration, none held out"
+    return (f"{calibration} of {total} images{origin} used for calibration, {heldout} held out for the int8 "
+            "fidelity check")

@@ -75,10 +75,10 @@ class FolderSequence(keras.utils.PyDataset):
 
 
 def load_folder_dataset(root: str | Path, input_size, batch_size: int = 16, val_fraction: float = 0.2,
-                        resize: str = "stretch", seed: int = 0):
+                        resize: str = "stretch", seed: int = 0, augment: bool = True):
     """-> (class names, training sequence, validation sequence or None)."""
     classes, items = class_folders(root)
     train, val = split_items(items, val_fraction, seed)
-    train_seq = FolderSequence(train, input_size, batch_size, resize, augment=True, shuffle=True, seed=seed)
+    train_seq = FolderSequence(train, input_size, batch_size, resize, augment=augment, shuffle=True, seed=seed)
     val_seq = FolderSequence(val, input_size, batch_size, resize) if val else None
     return classes, train_seq, val_seq

@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from convert.cli_options import Applies
 from convert.detection.cli_args import run_data, size_arg
 from edge.contract.errors import UsageError
 
@@ -23,9 +24,15 @@ def register_bench(subparsers) -> None:
     p.add_argument("--calib-images", type=int, default=200)
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for the latency figures")
     p.add_argument("--score-threshold", type=float, default=0.3)
-    p.set_defaults(func=cmd_bench)
+    p.add_argument("--split", default="val", help="the split to measure on (default val; report figures on test)")
+    p.add_argument("--io", dest="io_dtype", choices=("uint8", "int8"), default="uint8",
+                   help="int8 model input/output type (int8: no QUANTIZE outside XNNPACK)")
+    p.set_defaults(func=cmd_bench, applies=(
+        Applies(("--io", "--calib-images"), lambda a: not a.int8,
+                "they shape the int8 export, and --int8 {a.int8} is used instead of one"),))
 
-    p = subparsers.add_parser("experiment", help="Gaussian vs plain YOLOv3 head at the same training budget")
+    p = subparsers.add_parser("experiment", help="Gaussian vs plain YOLOv3 head: seeds x heads, FP analysis on a "
+                              "held-out split")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--backbone", default="mobilenetv3_small")
@@ -35,11 +42,20 @@ def register_bench(subparsers) -> None:
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="only the first N validation images")
-    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    p.add_argument("--heads", default="gaussian,plain")
+    p.add_argument("--box-weight-gaussian", type=float, default=None, help="default: the training default")
+    p.add_argument("--box-weight-plain", type=float, default=None, help="default: the training default")
+    p.add_argument("--split", default="test", help="the split the figures are measured on (default test; "
+                   "choose settings on val)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
     p.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
-    p.set_defaults(func=cmd_experiment)
+    p.set_defaults(func=cmd_experiment, applies=(
+        Applies(("--box-weight-gaussian",), lambda a: "gaussian" in a.heads.split(","),
+                "--heads {a.heads} trains no Gaussian head"),
+        Applies(("--box-weight-plain",), lambda a: "plain" in a.heads.split(","),
+                "--heads {a.heads} trains no plain head"),
+    ))
 
 
 def _keras_predictor(det):
@@ -66,10 +82,10 @@ def cmd_bench(args) -> int:
     set_threads(2)
     det = load_trained(run)
     c = det.config
-    val = load_dataset(data, "val")
+    val = load_dataset(data, args.split)
     models: dict[str, Path] = {}
     single = export_model(det)
-    calib = prepared_images(load_dataset(data, "train"), c.input_size, args.calib_images)
+    calib = None if args.int8 else prepared_images(load_dataset(data, "train"), c.input_size, args.calib_images)
     for q in ("float32", "int8"):
         if q == "int8" and args.int8:
             models[q] = Path(args.int8)
@@ -77,8 +93,9 @@ def cmd_bench(args) -> int:
         path = out / f"{run.name}-{q}.tflite"
         meta = detector_metadata(architecture=f"{c.head}-yolov3-{c.backbone}-{c.layout}", model_id=f"{run.name}-{q}",
                                  input_hw=c.input_size, labels=c.labels, detection=c.detection_metadata(),
-                                 quantization=q, io_dtype="uint8")
-        export_detector(single, path, metadata=meta, quantization=q, calibration=calib if q == "int8" else None)
+                                 quantization=q, io_dtype=args.io_dtype)
+        export_detector(single, path, metadata=meta, quantization=q, io_dtype=args.io_dtype if q == "int8" else "uint8",
+                        calibration=calib if q == "int8" else None)
         models[q] = path
     reports = [evaluate(_keras_predictor(det), val, score_threshold=args.score_threshold, out_dir=out, name="keras",
                         limit=args.limit)]
@@ -109,58 +126,48 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def compare_heads(reports: dict, recall_levels=(0.5, 0.7, 0.8, 0.9)) -> dict:
-    """FP counts of each head at recall levels both heads reach (the paper's 'FP at equal recall')."""
-    from convert.detection.evaluate import fp_at_recall, max_recall
-    g, p = reports["gaussian"], reports["plain"]
-    reach = min(max_recall(g.detections, g.ground_truths), max_recall(p.detections, p.ground_truths))
-    levels = [lv for lv in recall_levels if lv <= reach]
-    common = round(0.95 * reach, 3)
-    if common not in levels:
-        levels.append(common)
-    rows = []
-    for lv in sorted(levels):
-        fg, fp_ = fp_at_recall(g.detections, g.ground_truths, lv), fp_at_recall(p.detections, p.ground_truths, lv)
-        change = None if not fp_ or fg is None else (fg - fp_) / fp_
-        rows.append({"recall": lv, "fp_gaussian": fg, "fp_plain": fp_, "fp_change": change})
-    return {"max_common_recall": reach, "fp_at_recall": rows}
-
-
 def cmd_experiment(args) -> int:
     from convert.detection.datasets import load_dataset
-    from convert.detection.evaluate import evaluate
     from convert.detection.model import DetectorConfig
-    from convert.detection.train import TrainConfig, load_trained, run_dir_files, train
+    from convert.detection.rescoring import VARIANTS
+    from convert.detection.study import analyze, summary_table
+    from convert.detection.train import BOX_WEIGHT, TrainConfig, load_trained, run_dir_files, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {args.seeds!r}: use comma-separated integers, e.g. 0,1,2") from None
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
+    if not seeds or not set(heads) <= {"gaussian", "plain"} or not heads:
+        raise UsageError("--seeds needs at least one seed and --heads a subset of gaussian,plain")
     train_ds = load_dataset(args.data, "train")
-    val = load_dataset(args.data, "val")
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, lr=args.lr,
-                       seed=args.seed)
-    reports = {}
-    for head in ("gaussian", "plain"):
-        run = out / head
-        cfg = DetectorConfig(backbone=args.backbone, input_size=args.input_size, head=head, layout=args.layout,
-                             labels=train_ds.names)
-        if not (args.resume and run_dir_files(run)["final"].is_file()):
-            train(cfg, tcfg, train_ds, run, resume=args.resume and run_dir_files(run)["state"].is_file())
-        det = load_trained(run)
-        reports[head] = evaluate(_keras_predictor(det), val, score_threshold=args.score_threshold, out_dir=out,
-                                 name=head, limit=args.limit)
-    cmp = compare_heads(reports)
-    print(f"\n{val.summary()}; budget per head: {args.epochs} epochs x "
-          f"{args.steps_per_epoch or len(train_ds.samples) // args.batch_size} steps x batch {args.batch_size}")
-    for head in ("gaussian", "plain"):
-        print(reports[head].table_row())
-    print("false positives at equal recall (IoU 0.5):")
-    for row in cmp["fp_at_recall"]:
-        ch = "n/a" if row["fp_change"] is None else f"{100 * row['fp_change']:+.1f}%"
-        print(f"  recall {row['recall']:.3f}: gaussian {row['fp_gaussian']}  plain {row['fp_plain']}  change {ch}")
-    g = reports["gaussian"]
-    if g.spearman_rho is not None:
-        print(f"Spearman(mean sigma, IoU), gaussian head: {g.spearman_rho:+.3f} (n={g.spearman_n}, p={g.spearman_p:.2g})")
-    result = {"command": "convert-model " + " ".join(map(shlex.quote, sys.argv[1:])),
-              "reports": {k: v.summary() for k, v in reports.items()}, **cmp}
-    (out / "experiment.json").write_text(json.dumps(result, indent=1) + "\n")
+    split = load_dataset(args.data, args.split)
+    weights = {"gaussian": args.box_weight_gaussian, "plain": args.box_weight_plain}
+    results: dict[str, list] = {}
+    runs = {}
+    for seed in seeds:
+        for head in heads:
+            run = out / f"{head}-s{seed}"
+            tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+                               lr=args.lr, seed=seed,
+                               box_weight=weights[head] if weights[head] is not None else BOX_WEIGHT[head])
+            cfg = DetectorConfig(backbone=args.backbone, input_size=args.input_size, head=head, layout=args.layout,
+                                 labels=train_ds.names)
+            if not (args.resume and run_dir_files(run)["final"].is_file()):
+                train(cfg, tcfg, train_ds, run, resume=args.resume and run_dir_files(run)["state"].is_file(),
+                      progress=False)
+            det = load_trained(run)
+            variants = VARIANTS if head == "gaussian" else ("plain", "plain_agnostic")
+            for variant, res in analyze(_keras_predictor(det), split, variants, args.limit).items():
+                results.setdefault(f"{head}/{variant}", []).append(res)
+                runs.setdefault(str(run), {})[variant] = res.__dict__
+    print(f"\n{split.summary()}; per head and seed: {args.epochs} epochs x "
+          f"{args.steps_per_epoch or len(train_ds.samples) // args.batch_size} steps x batch {args.batch_size}, "
+          f"input {args.input_size[0]}x{args.input_size[1]}, seeds {seeds}")
+    print(summary_table(results))
+    (out / "experiment.json").write_text(json.dumps({"command": "convert-model " + " ".join(map(shlex.quote,
+                                                     sys.argv[1:])), "split": args.split, "runs": runs},
+                                                    indent=1, default=str) + "\n")
     return 0

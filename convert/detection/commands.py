@@ -16,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from convert.cli_options import Applies
 from convert.detection.cli_args import run_data, size_arg, write_run_data
 from edge.contract.errors import InputError, UsageError
 
@@ -28,7 +29,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="write a synthetic detection dataset (YOLO format)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
-    p.add_argument("--val", type=int, default=300, help="validation images (default 300)")
+    p.add_argument("--val", type=int, default=300, help="validation images, for choices (default 300)")
+    p.add_argument("--test", type=int, default=0, help="test images, for the figures you report (own random "
+                   "stream; default 0 = none)")
+    p.add_argument("--ambiguous", action="store_true", help="real localization ambiguity: strong blur, large "
+                   "occluders, objects cut by the border")
     p.add_argument("--size", type=size_arg, default=(256, 256), help="image size N or HxW (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label-noise", type=float, default=0.0, help="box jitter std as a fraction of box size (train only)")
@@ -61,21 +66,39 @@ def register(subparsers) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--box-weight", type=float, default=None, help="weight of the box loss (default: per head, "
+                   "convert.detection.train.BOX_WEIGHT)")
+    p.add_argument("--obj-weight", type=float, default=1.0, help="weight of the objectness loss")
+    p.add_argument("--cls-weight", type=float, default=1.0, help="weight of the class loss")
+    p.add_argument("--clip-norm", type=float, default=10.0, help="fixed global gradient-norm clip; 0 = none")
+    p.add_argument("--clip-factor", type=float, default=None,
+                   help="adaptive clip instead: only steps whose norm exceeds this many times the running mean")
+    p.add_argument("--grad-log-every", type=int, default=25,
+                   help="log the gradient norm of each loss part every N steps (0 = never)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, applies=(
+        Applies(("--clip-norm",), lambda a: a.clip_factor is None, "--clip-factor replaces the fixed clip"),))
 
     p = subparsers.add_parser("export-detector", help="export a trained detector run to TFLite (+ metadata)")
     p.add_argument("--run", required=True, help="run directory from train-detector")
     p.add_argument("--output", required=True, help="output .tflite")
     p.add_argument("--quantization", choices=("int8", "float32", "float16", "dynamic"), default="int8")
-    p.add_argument("--io", dest="io_dtype", choices=("uint8", "int8"), default="uint8")
-    p.add_argument("--calib-data", help="dataset for int8 calibration (default: the run's training data)")
-    p.add_argument("--calib-images", type=int, default=200)
-    p.add_argument("--heldout-images", type=int, default=20)
-    p.add_argument("--model-id", default=None)
-    p.add_argument("--edgetpu", action="store_true")
-    p.set_defaults(func=cmd_export)
+    p.add_argument("--io", dest="io_dtype", choices=("uint8", "int8"), default="uint8",
+                   help="int8 input/output type (int8: nothing left outside XNNPACK; uint8: camera pixels as they are)")
+    p.add_argument("--calib-data", help="dataset for int8 calibration (its train split) and the fidelity check (its "
+                   "val split) (default: the run's training data)")
+    p.add_argument("--calib-images", type=int, default=200, help="int8 calibration images")
+    p.add_argument("--heldout-images", type=int, default=20, help="validation images for the fidelity check (0: none)")
+    p.add_argument("--model-id", default=None, help="id stored in the metadata (default: gyolo-BACKBONE-SIZE-RUN)")
+    p.add_argument("--edgetpu", action="store_true", help="Edge TPU-ready int8 (uint8 I/O); runs edgetpu_compiler "
+                   "if installed")
+    p.set_defaults(func=cmd_export, applies=(
+        Applies(("--io", "--calib-images"), lambda a: a.quantization == "int8",
+                "it applies to int8 exports only (this one is {a.quantization})"),
+        Applies(("--calib-data",), lambda a: a.quantization == "int8" or a.heldout_images > 0,
+                "a {a.quantization} export with --heldout-images 0 reads no images"),
+    ))
 
     p = subparsers.add_parser("evaluate", help="mAP, TP/FP and Spearman(sigma, IoU) of a run directory or .tflite")
     p.add_argument("--model", required=True, help="run directory (Keras) or .tflite file")
@@ -93,10 +116,16 @@ def register(subparsers) -> None:
     p.add_argument("--names", default=None, help="class names file, one a line")
     p.add_argument("--input-size", type=size_arg, default=None, help="override the cfg's input size")
     p.add_argument("--output", default=None, help="export to this .tflite")
-    p.add_argument("--quantization", choices=("int8", "float32", "float16", "dynamic"), default="int8")
+    p.add_argument("--quantization", choices=("int8", "float32", "float16", "dynamic"), default="int8",
+                   help="--output: the export's quantization")
     p.add_argument("--calib-data", default=None, help="images for int8 calibration (YOLO folder)")
-    p.add_argument("--calib-images", type=int, default=100)
-    p.set_defaults(func=cmd_import_darknet)
+    p.add_argument("--calib-images", type=int, default=100, help="int8 calibration images")
+    p.set_defaults(func=cmd_import_darknet, applies=(
+        Applies(("--quantization", "--calib-data", "--calib-images"), lambda a: bool(a.output),
+                "it applies to the export, and there is no --output"),
+        Applies(("--calib-data", "--calib-images"), lambda a: a.quantization == "int8",
+                "it applies to int8 exports only (this one is {a.quantization})"),
+    ))
 
     from convert.detection.bench import register_bench
     register_bench(subparsers)
@@ -104,18 +133,22 @@ def register(subparsers) -> None:
 
 # --------------------------------------------------------------------------- handlers
 def cmd_synth(args) -> int:
+    from convert.console import progress as progress_bar
     from convert.detection.synthetic import SynthConfig, write_dataset
-    from tqdm import tqdm
-    cfg = SynthConfig(label_noise=args.label_noise, max_objects=args.max_objects)
+    make = SynthConfig.ambiguous if args.ambiguous else SynthConfig
     try:
-        cfg.validate()
+        cfg = make(label_noise=args.label_noise, max_objects=args.max_objects).validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    bar = tqdm(total=args.train + args.val, desc="synth", unit="img")
-    out = write_dataset(args.out, train=args.train, val=args.val, width=args.size[1], height=args.size[0],
-                        seed=args.seed, config=cfg, progress=lambda *_: bar.update(1))
+    bar = progress_bar(desc="synth", total=args.train + args.val + args.test, unit="img")
+    out = write_dataset(args.out, train=args.train, val=args.val, test=args.test, width=args.size[1],
+                        height=args.size[0], seed=args.seed, config=cfg, progress=lambda *_: bar.update(1))
     bar.close()
-    print(f"wrote {args.train} train + {args.val} val images to {out} (classes: {', '.join(cfg.classes)})")
+    test = f" + {args.test} test" if args.test else ""
+    print(f"wrote {args.train} train + {args.val} val{test} images to {out} (classes: {', '.join(cfg.classes)}"
+          f"{'; ambiguous localization' if args.ambiguous else ''})")
+    print(f"next: convert-model train-detector --data {shlex.quote(str(out))} --out runs/NAME --input-size "
+          f"{args.size[0]}x{args.size[1]}")
     return 0
 
 
@@ -151,18 +184,29 @@ def _detector_config(args, ds):
 
 def cmd_train(args) -> int:
     from convert.detection.datasets import load_dataset
-    from convert.detection.train import TrainConfig, train
+    from convert.detection.train import BOX_WEIGHT, TrainConfig, train
     ds = load_dataset(args.data, "train")
     print(ds.summary())
     cfg = _detector_config(args, ds)
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, lr=args.lr,
-                       warmup_steps=args.warmup_steps, augment=not args.no_augment, seed=args.seed, threads=args.threads)
+    try:
+        tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+                           lr=args.lr, warmup_steps=args.warmup_steps, augment=not args.no_augment, seed=args.seed,
+                           threads=args.threads, obj_weight=args.obj_weight,
+                           box_weight=BOX_WEIGHT[args.head] if args.box_weight is None else args.box_weight,
+                           cls_weight=args.cls_weight, clip_norm=args.clip_norm or None, clip_factor=args.clip_factor,
+                           grad_log_every=args.grad_log_every)
+    except ValueError as exc:
+        from edge.contract.errors import ConfigError
+        raise ConfigError(f"training config: {exc}") from exc
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(_command_line() + "\n")
     write_run_data(out, args.data)
     train(cfg, tcfg, ds, out, resume=args.resume, progress=not args.no_progress)
     print(f"trained: {out / 'final.weights.h5'}")
+    run = shlex.quote(str(out))
+    print(f"next:\n  measure it:  convert-model evaluate --model {run} --data {shlex.quote(str(args.data))} --split val\n"
+          f"  export it:   convert-model export-detector --run {run} --output {shlex.quote(str(out / 'model-int8.tflite'))}")
     return 0
 
 
@@ -180,7 +224,8 @@ def cmd_export(args) -> int:
         if calib_src is None:
             raise UsageError("pass --calib-data (the run does not record its training data)")
         train_ds = load_dataset(calib_src, "train")
-        calib = prepared_images(train_ds, cfg.input_size, args.calib_images, seed=0)
+        if args.quantization == "int8":
+            calib = prepared_images(train_ds, cfg.input_size, args.calib_images, seed=0)
         try:
             val_ds = load_dataset(calib_src, "val")
         except InputError:
@@ -193,9 +238,10 @@ def cmd_export(args) -> int:
                              extra={"training_command": (run / "command.txt").read_text().strip()
                                     if (run / "command.txt").is_file() else None})
     report = export_detector(export_model(det), args.output, metadata=meta, quantization=args.quantization,
-                             io_dtype=args.io_dtype, calibration=calib if args.quantization == "int8" else None,
-                             heldout=held, edgetpu=args.edgetpu)
+                             io_dtype=args.io_dtype, calibration=calib, heldout=held, edgetpu=args.edgetpu)
     print(report.table())
+    from convert.next_steps import next_steps
+    print(next_steps(report.path, "detection"))
     return 0
 
 
@@ -259,4 +305,6 @@ def cmd_import_darknet(args) -> int:
         report = export_detector(imp.model, args.output, metadata=meta, quantization=args.quantization,
                                  calibration=calib)
         print(report.table())
+        from convert.next_steps import next_steps
+        print(next_steps(report.path, "detection"))
     return 0

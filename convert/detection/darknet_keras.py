@@ -14,6 +14,7 @@ from keras import layers
 
 from convert.detection.darknet import (LINEAR_ENTRIES, SIGMOID_ENTRIES, BOX_ENTRIES, Plan, parse_cfg, plan, read_weights,
                                        split_conv_weights)
+from convert.models.layers import NearestUpsample
 from edge.contract.errors import InputError
 
 BN_EPSILON = 1e-6  # darknet divides by sqrt(var) + .000001
@@ -91,7 +92,7 @@ def build_keras(sections, p: Plan, batch_size: int | None = 1) -> keras.Model:
                 raise InputError(f"cfg line {sec.line}: [route] refers to a detection layer's output, which is not supported")
             x = outs[refs[0]] if len(refs) == 1 else layers.Concatenate(name=f"{name}_route")([outs[j] for j in refs])
         elif sec.kind == "upsample":
-            x = layers.UpSampling2D(sec.get("stride", 2), interpolation="nearest", name=f"{name}_up")(x)
+            x = NearestUpsample(sec.get("stride", 2), name=f"{name}_up")(x)
         elif sec.kind == "maxpool":
             x = layers.MaxPooling2D(sec.get("size", 2), sec.get("stride", 2), padding="same", name=f"{name}_pool")(x)
         elif sec.kind in ("yolo", "gaussian_yolo"):

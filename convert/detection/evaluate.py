@@ -143,7 +143,7 @@ def evaluate(predictor, dataset: DetectionDataset, *, score_threshold: float = 0
              out_dir: str | Path | None = None, name: str | None = None, limit: int | None = None,
              progress: bool = False) -> EvalReport:
     from scipy.stats import spearmanr
-    from tqdm import tqdm
+    from convert.console import progress as progress_bar
 
     samples = dataset.samples[:limit] if limit else dataset.samples
     if not samples:
@@ -152,7 +152,8 @@ def evaluate(predictor, dataset: DetectionDataset, *, score_threshold: float = 0
     results, rows = [], []
     n_gt, elapsed = 0, 0.0
     chunk = 32
-    for start in tqdm(range(0, len(samples), chunk), disable=not progress, desc=name or predictor.name, leave=False):
+    for start in progress_bar(range(0, len(samples), chunk), desc=name or predictor.name, unit="batch",
+                              enabled=progress):
         part = samples[start:start + chunk]
         frames = []
         for s in part:

@@ -11,6 +11,7 @@ denominator, EPSILON = 1e-9 inside the log). Plain head: 0.5 * scale * (t_k - mu
 Objectness: binary cross-entropy, target 1 at assigned anchors, 0 elsewhere, except anchors whose predicted
 box overlaps any ground truth with IoU > ignore_thresh (0.5), which get no objectness loss.
 Classes: binary cross-entropy at assigned anchors. Everything is summed per image and averaged over the batch.
+The total is box_weight * box + obj_weight * obj + cls_weight * cls ('box', 'obj', 'cls' are reported unweighted).
 Here gradients flow through the sigmoids by autodiff (darknet applies the output deltas to the logits).
 """
 from __future__ import annotations
@@ -54,9 +55,13 @@ def _iou_pred_gt(pred_xyxy, gt):
 class YoloLoss:
     """Callable on (train outputs, targets, gt boxes) -> dict of scalar losses ('total', 'box', 'obj', 'cls')."""
 
-    def __init__(self, head: str, num_classes: int, strides, anchors, ignore_thresh: float = IGNORE_THRESH):
+    def __init__(self, head: str, num_classes: int, strides, anchors, ignore_thresh: float = IGNORE_THRESH,
+                 weights: tuple[float, float, float] = (1.0, 1.0, 1.0)):
         if head not in HEAD_ENTRIES:
             raise ValueError(f"unknown head {head!r}")
+        if len(weights) != 3 or min(weights) < 0:
+            raise ValueError(f"loss weights (box, obj, cls) must be three non-negative numbers, got {weights!r}")
+        self.weights = tuple(float(w) for w in weights)
         self.head = head
         self.num_classes = int(num_classes)
         self.strides = list(strides)
@@ -108,5 +113,6 @@ class YoloLoss:
             parts["obj"] += obj
             parts["cls"] += cls
         parts = {k: v / batch for k, v in parts.items()}
-        parts["total"] = parts["box"] + parts["obj"] + parts["cls"]
+        wb, wo, wc = self.weights
+        parts["total"] = wb * parts["box"] + wo * parts["obj"] + wc * parts["cls"]
         return parts

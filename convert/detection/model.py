@@ -39,6 +39,8 @@ class DetectorConfig(BaseModel):
     neck_activation: Literal["relu6", "leaky"] = "relu6"
     backbone_options: dict = Field(default_factory=dict, description="extra registry options, e.g. hard_swish")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before each head (training only; Noisy-Student noise)")
+    channels: dict[str, int | list[int]] = Field(default_factory=dict, description="pruned widths (set by "
+                                                 "convert-model prune): conv layer -> filters, split -> sizes")
 
     @field_validator("input_size")
     @classmethod
@@ -122,11 +124,8 @@ def backbone_features(cfg: DetectorConfig, inputs) -> list:
     if cfg.backbone in DARKNET_DEPTHS:
         depths, default_width = DARKNET_DEPTHS[cfg.backbone]
         return darknet_backbone(inputs, depths, default_width * cfg.width)
-    from convert.models.registry import build_features
-    feat = build_features(cfg.backbone, input_size=cfg.input_size, width=cfg.width,
-                          batch_size=inputs.shape[0], **cfg.backbone_options)
-    outs = feat(inputs)
-    return list(outs)
+    from convert.models.registry import feature_maps
+    return feature_maps(cfg.backbone, inputs, width=cfg.width, **cfg.backbone_options)
 
 
 def _conv_set(x, c: int, name: str, act: str, n: int):
@@ -147,7 +146,7 @@ def _head(x, stride: int, cfg: DetectorConfig, c: int, act: str):
 
 
 def build_detector(cfg: DetectorConfig, batch_size: int | None = None) -> Detector:
-    from convert.models.layers import image_input
+    from convert.models.layers import NearestUpsample, image_input
     inputs = image_input(cfg.input_size, batch_size)
     c3, c4, c5 = backbone_features(cfg, inputs)
     heavy = cfg.backbone in DARKNET_DEPTHS and cfg.backbone == "darknet53"
@@ -164,7 +163,7 @@ def build_detector(cfg: DetectorConfig, batch_size: int | None = None) -> Detect
             break
         c_next = max(8, c // 2)
         up = conv_bn(x, c_next, 1, f"neck{s}_lat", act=act)
-        up = layers.UpSampling2D(2, interpolation="nearest", name=f"neck{s}_up")(up)
+        up = NearestUpsample(2, name=f"neck{s}_up")(up)   # not UpSampling2D: its TILE splits int8 XNNPACK
         x = layers.Concatenate(name=f"neck{s}_cat")([up, levels[s]])
         x = _conv_set(x, c_next, f"neck{s}", act, n_set)
         heads[s] = (x, c_next)
@@ -174,6 +173,12 @@ def build_detector(cfg: DetectorConfig, batch_size: int | None = None) -> Detect
         outputs_train += [logits, linear]
         outputs[f"s{s}_sigmoid"] = layers.Activation("sigmoid", name=f"s{s}_sigmoid")(logits)
         outputs[f"s{s}_linear"] = linear
+    if cfg.channels:   # a pruned detector: the same graph with fewer channels (convert.prune)
+        from convert.prune.surgery import apply_overrides
+        names = list(outputs)
+        both = apply_overrides(keras.Model(inputs, outputs_train + [outputs[n] for n in names]), cfg.channels)
+        inputs, outs = both.inputs[0], list(both.outputs)
+        outputs_train, outputs = outs[:len(outputs_train)], dict(zip(names, outs[len(outputs_train):]))
     train_model = keras.Model(inputs, outputs_train, name=f"gyolo_{cfg.backbone}_train")
     model = keras.Model(inputs, outputs, name=f"gyolo_{cfg.backbone}")
     _init_biases(train_model, cfg)

@@ -52,6 +52,16 @@ class SynthConfig:
     occlusion_prob: float = 0.3  # chance per object of an occluder covering up to ~30% of it
     noise: float = 6.0          # pixel noise std
     label_noise: float = 0.0    # box jitter as a fraction of box size (std), and class flip probability / 4
+    blur_sigma: tuple[float, float] = (0.5, 1.5)   # range of the blur's sigma (px) when an image is blurred
+    occlusion_max: float = 0.5  # an occluder covers 20%..occlusion_max of one side of the object
+    border: float = 0.05        # object centres lie in [border, 1 - border] of the frame; < 0 truncates objects
+
+    @classmethod
+    def ambiguous(cls, **overrides) -> "SynthConfig":
+        """Real localization ambiguity: stronger and more frequent blur (soft edges), larger occluders (the box
+        keeps the hidden extent) and objects cut by the frame border (the box is clipped to what is inside)."""
+        base = dict(blur_prob=0.6, blur_sigma=(1.0, 3.5), occlusion_prob=0.5, occlusion_max=0.7, border=-0.1)
+        return cls(**{**base, **overrides})
 
     def validate(self) -> "SynthConfig":
         if not self.classes:
@@ -63,6 +73,12 @@ class SynthConfig:
             raise ValueError("synthetic config: need 0 <= min_objects <= max_objects")
         if not 0 < self.min_size <= self.max_size <= 1:
             raise ValueError("synthetic config: need 0 < min_size <= max_size <= 1")
+        if not 0 <= self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError("synthetic config: need 0 <= blur_sigma[0] <= blur_sigma[1]")
+        if not 0.2 <= self.occlusion_max <= 1:
+            raise ValueError("synthetic config: need 0.2 <= occlusion_max <= 1")
+        if not -0.3 <= self.border < 0.5:
+            raise ValueError("synthetic config: need -0.3 <= border < 0.5")
         return self
 
 
@@ -172,7 +188,8 @@ def sample_scene(rng: np.random.Generator, width: int, height: int, config: Synt
             break
         size = float(np.exp(rng.uniform(np.log(config.min_size * s), np.log(config.max_size * s))))
         cls = int(rng.integers(0, len(config.classes)))
-        obj = SynthObject(class_id=cls, cx=float(rng.uniform(0.05, 0.95) * width), cy=float(rng.uniform(0.05, 0.95) * height),
+        lo, hi = config.border, 1.0 - config.border
+        obj = SynthObject(class_id=cls, cx=float(rng.uniform(lo, hi) * width), cy=float(rng.uniform(lo, hi) * height),
                           size=size, color=_vivid_color(rng), angle=float(rng.uniform(-30, 30)),
                           aspect=float(np.exp(rng.uniform(-0.4, 0.4))))
         box = object_box(obj, config.classes[cls])
@@ -245,14 +262,14 @@ def random_frame(rng: np.random.Generator, width: int, height: int, config: Synt
         if rng.random() < config.occlusion_prob:
             b = object_box(obj, config.classes[obj.class_id])
             w, h = b[2] - b[0], b[3] - b[1]
-            frac = rng.uniform(0.2, 0.5)  # covers frac of one side: <= ~30% of the area with the other side
+            frac = rng.uniform(0.2, config.occlusion_max)  # covers frac of one side (default: <= ~30% of the area)
             if rng.random() < 0.5:
                 x1 = b[0] if rng.random() < 0.5 else b[2] - frac * w
                 occluders.append((x1, b[1] + 0.2 * h, x1 + frac * w, b[1] + 0.8 * h))
             else:
                 y1 = b[1] if rng.random() < 0.5 else b[3] - frac * h
                 occluders.append((b[0] + 0.2 * w, y1, b[0] + 0.8 * w, y1 + frac * h))
-    blur = float(rng.uniform(0.5, 1.5)) if rng.random() < config.blur_prob else 0.0
+    blur = float(rng.uniform(*config.blur_sigma)) if rng.random() < config.blur_prob else 0.0
     return render_frame(width, height, objects, background_seed=int(rng.integers(0, 2**31 - 1)),
                         classes=config.classes, clutter=config.clutter, noise=config.noise, blur_sigma=blur,
                         occluders=occluders)
@@ -270,15 +287,22 @@ def _noisy_labels(rng, boxes, ids, width, height, config: SynthConfig):
     return boxes[ok], ids[ok]
 
 
-def write_dataset(out_dir: str | Path, *, train: int = 800, val: int = 200, width: int = 256, height: int = 256,
-                  seed: int = 0, config: SynthConfig = SynthConfig(), progress=None) -> Path:
-    """Write a YOLO-format dataset. Validation labels never get label noise. Returns ``out_dir``."""
+SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}   # each split draws from its own seeded random stream
+
+
+def write_dataset(out_dir: str | Path, *, train: int = 800, val: int = 200, test: int = 0, width: int = 256,
+                  height: int = 256, seed: int = 0, config: SynthConfig = SynthConfig(), progress=None) -> Path:
+    """Write a YOLO-format dataset: train, val (for choices: thresholds, epochs, variants) and optionally test
+    (for the figures one reports; its own random stream, so no image or scene is shared with val). Validation
+    and test labels never get label noise. Returns ``out_dir``."""
     config.validate()
     out = Path(out_dir)
-    for split, count in (("train", train), ("val", val)):
+    for split, count in (("train", train), ("val", val), ("test", test)):
+        if split == "test" and count == 0:
+            continue
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+        rng = np.random.default_rng([seed, SPLIT_STREAMS[split]])
         for i in range(count):
             frame = random_frame(rng, width, height, config)
             boxes, ids = frame.boxes, frame.class_ids
@@ -297,5 +321,5 @@ def write_dataset(out_dir: str | Path, *, train: int = 800, val: int = 200, widt
     (out / "classes.txt").write_text("\n".join(config.classes) + "\n")
     (out / "dataset.json").write_text(json.dumps({
         "generator": "sigmawatch synthetic", "seed": seed, "width": width, "height": height,
-        "train": train, "val": val, "config": asdict(config)}, indent=1) + "\n")
+        "train": train, "val": val, "test": test, "config": asdict(config)}, indent=1) + "\n")
     return out

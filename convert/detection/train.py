@@ -6,7 +6,8 @@ Run directory layout (``--out RUN``)::
     RUN/train.json             TrainConfig
     RUN/ckpt/last.weights.h5   model weights after the last finished epoch
     RUN/ckpt/optimizer.npz     optimizer state, RUN/ckpt/state.json: finished epochs, step
-    RUN/history.jsonl          one line of mean losses per epoch
+    RUN/history.jsonl          one line per epoch: mean losses, gradient norms (total before clipping, share of
+                               clipped steps, per loss part every ``grad_log_every`` steps)
     RUN/final.weights.h5       weights when training finished
 """
 from __future__ import annotations
@@ -27,6 +28,11 @@ from convert.detection.pipeline import Augment, TrainingData
 from edge.contract.errors import InputError, UsageError
 
 
+# Default weight of the box loss per head (the objectness and class losses weigh 1). See the README
+# ("Gaussian vs plain head"): chosen from the per-part gradient norms and a validation-set comparison.
+BOX_WEIGHT = {"gaussian": 1.0, "plain": 1.0}
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(30, ge=1)
@@ -39,6 +45,16 @@ class TrainConfig(BaseModel):
     max_boxes: int = Field(50, ge=1)
     seed: int = 0
     threads: int = Field(2, ge=1, description="TensorFlow intra-op threads (the machine is shared)")
+    box_weight: float = Field(1.0, ge=0, description="weight of the box loss in the total")
+    obj_weight: float = Field(1.0, ge=0, description="weight of the objectness loss in the total")
+    cls_weight: float = Field(1.0, ge=0, description="weight of the class loss in the total")
+    clip_norm: float | None = Field(10.0, gt=0, description="fixed global gradient-norm clip (None: none)")
+    clip_factor: float | None = Field(None, gt=1, description="adaptive clip: scale a step down when its global "
+                                      "norm exceeds this many times the running mean of recent norms (replaces "
+                                      "clip_norm); only outliers are clipped, whatever the norms' scale")
+    grad_log_every: int = Field(25, ge=0, description="log per-part gradient norms every N steps (0: never)")
+    l1_bn: float = Field(0.0, ge=0, description="Network Slimming's L1 on the BatchNorm scales of prunable channels, "
+                         "decoupled from Adam: after every step each |gamma| shrinks by learning rate x l1_bn")
 
 
 def set_threads(threads: int) -> None:
@@ -96,7 +112,7 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     ``augment_cfg`` replaces the default augmentation (e.g. ``pipeline.STRONG`` for distillation);
     ``init_weights`` starts a new run from these weights instead of the random initialization."""
     import tensorflow as tf
-    from tqdm import tqdm
+    from convert.console import progress as progress_bar
 
     from convert.detection.loss import YoloLoss
 
@@ -122,10 +138,12 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
                         (augment_cfg or Augment()) if train_cfg.augment else None, train_cfg.max_boxes, train_cfg.seed)
     steps = train_cfg.steps_per_epoch or data.steps_per_epoch(train_cfg.batch_size)
     total = steps * train_cfg.epochs
+    fixed_clip = None if train_cfg.clip_factor else train_cfg.clip_norm
     opt = keras.optimizers.AdamW(learning_rate=WarmupCosine(train_cfg.lr, train_cfg.warmup_steps, total),
-                                 weight_decay=train_cfg.weight_decay, global_clipnorm=10.0)
+                                 weight_decay=train_cfg.weight_decay, global_clipnorm=fixed_clip)
     opt.build(det.train_model.trainable_variables)
-    loss_fn = YoloLoss(detector_cfg.head, detector_cfg.num_classes, detector_cfg.strides, detector_cfg.anchors)
+    loss_fn = YoloLoss(detector_cfg.head, detector_cfg.num_classes, detector_cfg.strides, detector_cfg.anchors,
+                       weights=(train_cfg.box_weight, train_cfg.obj_weight, train_cfg.cls_weight))
 
     start_epoch = 0
     if init_weights is not None and not (resume and files["state"].is_file()):
@@ -144,41 +162,100 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
 
     model = det.train_model
 
-    @tf.function(reduce_retracing=True)
-    def step(images, targets, gt):
-        with tf.GradientTape() as tape:
-            outs = model(images, training=True)
-            parts = loss_fn(outs, list(targets), gt)
-        grads = tape.gradient(parts["total"], model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return parts
+    weights = {"box": train_cfg.box_weight, "obj": train_cfg.obj_weight, "cls": train_cfg.cls_weight}
+    gammas = []
+    if train_cfg.l1_bn:
+        from convert.prune.channel_graph import analyze
+        gammas = [layer.gamma for layer in analyze(model).bn_layers()]
+    clip_factor = train_cfg.clip_factor
+    running_norm = tf.Variable(0.0, trainable=False, dtype=tf.float32)   # mean of recent (clipped) norms
+
+    def make_step(with_parts: bool):
+        @tf.function(reduce_retracing=True)
+        def step(images, targets, gt):
+            with tf.GradientTape(persistent=with_parts) as tape:
+                outs = model(images, training=True)
+                parts = loss_fn(outs, list(targets), gt)
+                objective = parts["total"]
+                if gammas:
+                    parts["l1"] = tf.add_n([tf.reduce_sum(tf.abs(g)) for g in gammas])
+            variables = model.trainable_variables
+            grads = tape.gradient(objective, variables)
+            norm = tf.linalg.global_norm(grads)
+            out = dict(parts, grad_norm=norm)   # before clipping
+            if with_parts:   # what each (weighted) part alone pulls: the balance between box, obj and cls
+                for k, w in weights.items():
+                    g = [x for x in tape.gradient(parts[k], variables) if x is not None]
+                    out[f"grad_{k}"] = w * tf.linalg.global_norm(g)
+            if clip_factor:
+                limit = tf.where(running_norm > 0, clip_factor * running_norm, norm)
+                scale = tf.minimum(1.0, limit / tf.maximum(norm, 1e-12))
+                grads = [g * scale for g in grads]
+                kept = tf.minimum(norm, limit)
+                running_norm.assign(tf.where(running_norm > 0, 0.95 * running_norm + 0.05 * kept, kept))
+                out["clip_limit"] = limit
+            opt.apply_gradients(zip(grads, variables))
+            if gammas:   # proximal L1 step (soft threshold), decoupled like AdamW's weight decay
+                shrink = tf.cast(opt.learning_rate, tf.float32) * train_cfg.l1_bn
+                for g in gammas:
+                    g.assign(tf.sign(g) * tf.maximum(tf.abs(g) - shrink, 0.0))
+            return out
+        return step
+
+    step_plain, step_logged = make_step(False), make_step(True)
 
     it = iter(data.tf_dataset(train_cfg.batch_size, shuffle=True, repeat=True))
     for epoch in range(start_epoch, train_cfg.epochs):
-        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
+        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0, **({"l1": 0.0} if gammas else {})}
         t0 = time.time()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = progress_bar(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="step", enabled=progress)
+        norms, limits, part_norms = [], [], {"box": [], "obj": [], "cls": []}
         for i in bar:
             images, targets, gt = next(it)
-            parts = step(images, targets, gt)
+            logged = train_cfg.grad_log_every and (epoch * steps + i) % train_cfg.grad_log_every == 0
+            parts = (step_logged if logged else step_plain)(images, targets, gt)
             vals = {k: float(v) for k, v in parts.items()}
             if not math.isfinite(vals["total"]):
                 raise FloatingPointError(f"loss became {vals['total']} at epoch {epoch + 1} step {i + 1}; lower --lr")
             for k in sums:
                 sums[k] += vals[k]
+            norms.append(vals["grad_norm"])
+            limits.append(vals.get("clip_limit", train_cfg.clip_norm or float("inf")))
+            if logged:
+                for k in part_norms:
+                    part_norms[k].append(vals[f"grad_{k}"])
             bar.set_postfix({k: f"{v / (i + 1):.3f}" for k, v in sums.items()})
         means = {k: v / steps for k, v in sums.items()}
         record = {"epoch": epoch + 1, **{k: round(v, 5) for k, v in means.items()},
                   "lr": float(keras.ops.convert_to_numpy(opt.learning_rate)),
-                  "seconds": round(time.time() - t0, 1)}
+                  "seconds": round(time.time() - t0, 1), **gradient_summary(norms, part_norms, limits)}
         with open(files["history"], "a") as fh:
             fh.write(json.dumps(record) + "\n")
         _checkpoint(model, opt, files, epoch + 1)
+        ratio = record.get("grad_box_over_obj")
         log(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {means['total']:.3f} (box {means['box']:.3f} obj {means['obj']:.3f} "
-            f"cls {means['cls']:.3f})  {record['seconds']:.0f}s")
+            f"cls {means['cls']:.3f})  grad norm median {record['grad_norm_median']:.1f}, clipped "
+            f"{100 * record['clipped_share']:.0f}% of steps"
+            + (f", box/obj gradient {ratio[1]:.2f} (min {ratio[0]:.2f}, max {ratio[2]:.2f})" if ratio else "")
+            + f"  {record['seconds']:.0f}s")
     model.save_weights(str(files["final"]))
     return det
+
+
+def gradient_summary(norms: list[float], part_norms: dict[str, list[float]], limits: list[float]) -> dict:
+    """Per-epoch gradient statistics: global norm before clipping (median, max), the share of steps the clip
+    scaled down (``limits``: each step's clip limit), and the median norm each weighted loss part pulls with on
+    its own (sampled steps)."""
+    out = {"grad_norm_median": round(float(np.median(norms)), 3), "grad_norm_max": round(float(np.max(norms)), 3),
+           "clipped_share": round(float(np.mean([n > lim for n, lim in zip(norms, limits)])), 3)}
+    for k, v in part_norms.items():
+        if v:
+            out[f"grad_{k}_median"] = round(float(np.median(v)), 3)
+    if part_norms.get("box") and part_norms.get("obj"):
+        ratio = np.asarray(part_norms["box"]) / np.maximum(np.asarray(part_norms["obj"]), 1e-12)
+        out["grad_box_over_obj"] = [round(float(np.min(ratio)), 3), round(float(np.median(ratio)), 3),
+                                    round(float(np.max(ratio)), 3)]
+    return out
 
 
 def _checkpoint(model, opt, files, epochs_done: int) -> None:

@@ -16,12 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.cli_options import Applies
+from convert.detection.cli_args import size_arg
 from edge.contract.errors import UsageError
-
-
-def _size(text: str) -> tuple[int, int]:
-    from convert.detection.commands import _size as size
-    return size(text)
 
 
 def register(subparsers) -> None:
@@ -34,13 +31,13 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="default minimum teacher score (default 0.5)")
     p.add_argument("--tta", action="store_true", help="teacher test-time augmentation: horizontal flip, merged by NMS")
     p.add_argument("--frame-step", type=int, default=1, help="label every n-th video frame (default 1)")
-    p.add_argument("--segment-seconds", type=float, default=8.0, help="length of a time segment (default 8 s)")
+    p.add_argument("--segment-seconds", type=float, default=8.0, help="length of a time segment, seconds")
     p.add_argument("--holdout-every", type=int, default=5, help="hold out every n-th segment (default 5; 0 = none)")
     p.add_argument("--holdout-offset", type=int, default=2, help="which segment of each n is held out (default 2)")
     p.add_argument("--gap-seconds", type=float, default=1.0, help="frames this close to a held-out segment are unused")
     p.add_argument("--backbone", default="mobilenetv3_small", help="student backbone (mobilenetv3_small, mixnet_s, ...)")
     p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--input-size", type=_size, default=(192, 256), help="student input HxW (default 192x256, 4:3)")
+    p.add_argument("--input-size", type=size_arg, default=(192, 256), help="student input HxW (default 192x256, 4:3)")
     p.add_argument("--neck-channels", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.1, help="dropout before the heads (Noisy-Student noise)")
     p.add_argument("--epochs", type=int, default=20)
@@ -57,7 +54,12 @@ def register(subparsers) -> None:
     p.add_argument("--model-id", default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_distill)
+    p.set_defaults(func=cmd_distill, applies=(
+        Applies(("--model-id",), lambda a: bool(a.output), "it names the export, and there is no --output"),
+        Applies(("--relabel-threshold",), lambda a: a.rounds > 1,
+                "it applies to rounds after the first, and --rounds is {a.rounds}"),
+        Applies(("--holdout-offset",), lambda a: a.holdout_every > 0, "--holdout-every 0 holds out no segment"),
+    ))
     register_bench(subparsers)
 
 
@@ -68,6 +70,11 @@ def cmd_distill(args) -> int:
     classes = list(dict.fromkeys(class_map.values()))
     if args.rounds < 1 or args.frame_step < 1:
         raise UsageError("--rounds and --frame-step must be at least 1")
+    from convert.cli_options import was_given
+    named = {part.partition("=")[0].strip() for part in (args.thresholds or "").split(",") if part.strip()}
+    if was_given(args, "threshold") and set(classes) <= named:
+        raise UsageError("--threshold has no effect here: --thresholds sets every class "
+                         f"({', '.join(classes)}); remove one of them")
     label_cfg = LabelConfig(class_map=class_map, thresholds=parse_thresholds(args.thresholds, classes, args.threshold),
                             tta_flip=args.tta, frame_step=args.frame_step, segment_s=args.segment_seconds,
                             holdout_every=args.holdout_every, holdout_offset=args.holdout_offset,
@@ -83,8 +90,10 @@ def cmd_distill(args) -> int:
                   command=command)
     print(f"student: {run}")
     if args.output:
+        from convert.next_steps import next_steps
         report = export_student(run, Path(args.out), Path(args.output), args.model_id, command)
         print(report.table())
+        print(next_steps(report.path, "detection"))
     return 0
 
 

@@ -193,7 +193,7 @@ def yolo_lines(dets: list[Detection], w: int, h: int, min_px: float) -> list[str
 def label_footage(teacher, sources: list[Path], out: Path, cfg: LabelConfig, *, teacher_path: Path,
                   progress: bool = True, log=print) -> LabelStats:
     """Label every frame of ``sources`` with the ``teacher`` (an ``edge.engine.Engine``) into ``out``."""
-    from tqdm import tqdm
+    from convert.console import progress as progress_bar
     out = Path(out)
     manifest = out / "distill.json"
     if manifest.is_file():
@@ -211,8 +211,8 @@ def label_footage(teacher, sources: list[Path], out: Path, cfg: LabelConfig, *, 
         src = Path(src)
         tag = src.stem if src.is_file() else src.name
         total = int(cv2.VideoCapture(str(src)).get(cv2.CAP_PROP_FRAME_COUNT)) if src.is_file() else None
-        bar = tqdm(iter_frames(src, cfg), total=total and -(-total // cfg.frame_step), desc=f"teacher {tag}",
-                   unit="frame", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(iter_frames(src, cfg), total=total and -(-total // cfg.frame_step), desc=f"teacher {tag}",
+                           unit="frame", enabled=progress, leave=True)
         for fr in bar:
             split = split_of(fr.time_s, cfg)
             stats.frames[split] += 1

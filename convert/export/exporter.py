@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from edge.contract.errors import ExportError, OutputError, UsageError
+from convert.export import formulations
+from convert.export.calibration_ranges import CALIBRATION_RANGES, RangeFix, own_range_calibration
 from convert.export.edgetpu import check_edgetpu_ready, run_compiler
 from convert.export.fidelity import fidelity_warnings, measure_fidelity
 from convert.export.inspect_model import inspect_flatbuffer
@@ -18,7 +20,8 @@ from convert.export.report import ExportReport
 from convert.export.tflite_convert import check_options, convert_keras
 from edge import model_metadata
 
-DEFAULT_HARD_SWISH = "xnnpack"
+DEFAULT_HARD_SWISH = formulations.AUTO        # int8: "xnnpack" (one XNNPACK partition), float: "native" (fastest)
+DEFAULT_CALIBRATION_RANGES = "own"
 
 
 def check_writable(out_path: str | Path) -> Path:
@@ -33,7 +36,7 @@ def check_writable(out_path: str | Path) -> Path:
     return out
 
 
-def _named_outputs(model: keras.Model) -> keras.Model:
+def named_outputs(model: keras.Model) -> keras.Model:
     """A single-output model gets its output layer's name in the TFLite signature (instead of output_0)."""
     if isinstance(model.output, dict) or len(model.outputs) != 1:
         return model
@@ -60,11 +63,28 @@ def _metadata(meta: dict, model, inspection, quantization: str, io_dtype: str) -
     return meta
 
 
+def convert_model(model, quantization: str, io_dtype: str, calibration, progress: bool, ranges: str):
+    """(flatbuffer, RangeFix or None): int8 with each tensor calibrated on its own range unless ranges='tflite'."""
+    if quantization != "int8" or ranges == "tflite":
+        return convert_keras(model, quantization, io_dtype, calibration, progress)[0], None
+    with own_range_calibration(RangeFix()) as fix:
+        flatbuffer = convert_keras(model, quantization, io_dtype, calibration, progress)[0]
+    return flatbuffer, fix
+
+
 def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str, io_dtype: str = "uint8",
                   calibration: Iterable[np.ndarray] | None = None, heldout: Iterable[np.ndarray] | None = None,
                   metadata: dict, edgetpu: bool = False, hard_swish: str | None = DEFAULT_HARD_SWISH,
+                  calibration_ranges: str = DEFAULT_CALIBRATION_RANGES,
+                  compare_hard_swish: tuple[str, ...] = formulations.COMPARE_WITH,
                   compare_float32: bool = True, progress: bool = True, warnings: list[str] | None = None,
                   run_edgetpu_compiler: bool = True) -> ExportReport:
+    """Convert ``model``, check it, measure its fidelity on ``heldout`` and write it with ``metadata``.
+
+    ``hard_swish``: 'auto' (int8: 'xnnpack', float: 'native'), a formulation, or None (as built).
+    ``calibration_ranges``: 'own' (every int8 tensor calibrated on its own range) or 'tflite' (the calibrator's).
+    ``compare_hard_swish``: for int8 with held-out images, also convert with these formulations and report
+    their partitions and fidelity next to the exported one's."""
     t0 = time.perf_counter()
     out = check_writable(out_path)
     if edgetpu:
@@ -72,11 +92,14 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
             raise UsageError("--edgetpu needs full int8 with uint8 input/output (drop --quantization/--io or use "
                              "int8/uint8)")
     io_dtype = check_options(quantization, io_dtype)
+    if calibration_ranges not in CALIBRATION_RANGES:
+        raise UsageError(f"calibration ranges {calibration_ranges!r}; choose one of {', '.join(CALIBRATION_RANGES)}")
+    hard_swish = formulations.resolve(hard_swish, quantization)
     calibration = list(calibration or [])
     heldout = list(heldout or [])
-    model = _named_outputs(with_static_batch(model))
+    model = named_outputs(with_static_batch(model))
     with hard_swish_formulation(model, hard_swish) as n_hswish:
-        flatbuffer, _ = convert_keras(model, quantization, io_dtype, calibration, progress)
+        flatbuffer, range_fix = convert_model(model, quantization, io_dtype, calibration, progress, calibration_ranges)
         float32_size = None
         if compare_float32 and quantization != "float32":
             float32_size = len(convert_keras(model, "float32", progress=False)[0])
@@ -86,6 +109,16 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
                           sorted(inspection.float_ops.items())) + f"; {out} was not written")
     unsupported = check_edgetpu_ready(inspection) if edgetpu else []
     fidelity = measure_fidelity(model, flatbuffer, heldout) if heldout else []
+    compared = []
+    if n_hswish and hard_swish and quantization == "int8" and heldout and compare_hard_swish:
+        compared.append(formulations.FormulationResult(hard_swish, True, inspection.delegation, fidelity))
+        for other in dict.fromkeys(compare_hard_swish):
+            if other == hard_swish:
+                continue
+            with hard_swish_formulation(model, formulations.resolve(other, quantization)):
+                alt, _ = convert_model(model, quantization, io_dtype, calibration, False, calibration_ranges)
+            compared.append(formulations.FormulationResult(other, False, inspect_flatbuffer(alt).delegation,
+                                                           measure_fidelity(model, alt, heldout)))
     meta = _metadata(metadata, model, inspection, quantization, io_dtype)
     try:
         final = model_metadata.write_model(out, flatbuffer, meta)
@@ -108,5 +141,5 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
                         float32_size_bytes=float32_size, inspection=inspection, fidelity=fidelity,
                         calibration_images=len(calibration), heldout_images=len(heldout),
                         seconds=time.perf_counter() - t0, hard_swish=hard_swish if n_hswish else None,
-                        metadata=final, edgetpu=edgetpu_result,
+                        hard_swish_compared=compared, range_fix=range_fix, metadata=final, edgetpu=edgetpu_result,
                         warnings=list(warnings or []) + fidelity_warnings(fidelity, quantization))

@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convert.export.calibration_ranges import RangeFix
 from convert.export.edgetpu import EdgeTPUResult
 from convert.export.fidelity import OutputFidelity
+from convert.export.formulations import FormulationResult, describe_all
 from convert.export.inspect_model import ModelInspection
 
 
@@ -25,6 +27,8 @@ class ExportReport:
     metadata: dict
     edgetpu: EdgeTPUResult | None = None
     warnings: list[str] = field(default_factory=list)
+    hard_swish_compared: list[FormulationResult] = field(default_factory=list)
+    range_fix: RangeFix | None = None
 
     @property
     def float_ops(self) -> dict[str, int]:
@@ -45,7 +49,11 @@ class ExportReport:
         rows.append(("XNNPACK", i.delegation.describe()
                      + (f" [hard-swish: {self.hard_swish}]" if self.hard_swish else "")))
         if self.quantization == "int8":
-            rows.append(("calibration", f"{self.calibration_images} images, {self.heldout_images} held out"))
+            text = (f"{self.calibration_images} of {self.calibration_images + self.heldout_images} images, "
+                    f"{self.heldout_images} held out for the fidelity check")
+            if self.range_fix is not None:
+                text += "; " + self.range_fix.describe()
+            rows.append(("calibration", text))
         for f in self.fidelity:
             text = f"SNR {f.snr_db:.1f} dB, max |err| {f.max_abs_error:.4g}"
             if f.top1_agreement is not None:
@@ -53,6 +61,8 @@ class ExportReport:
             rows.append((f"fidelity {f.name}", text + " vs Keras float"))
         if not self.fidelity:
             rows.append(("fidelity", "not measured (no held-out images)"))
+        if self.hard_swish_compared:
+            rows.append(("hard-swish", describe_all(self.hard_swish_compared)))
         if self.edgetpu is not None:
             e = self.edgetpu
             cpu = ", ".join(e.unsupported_ops) or "none"

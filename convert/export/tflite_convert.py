@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import time
 import warnings
 from typing import Sequence
@@ -28,11 +27,15 @@ def check_options(quantization: str, io_dtype: str) -> str:
 
 
 def _representative(images: Sequence[np.ndarray], progress: bool):
-    from tqdm import tqdm
+    """The calibration images as TFLite's representative dataset, with a progress bar per pass (the calibrator
+    reads them once; the own-range recalibration, convert.export.calibration_ranges, reads them again)."""
+    from convert.console import progress as bar
+    passes = [0]
 
     def gen():
-        for image in tqdm(images, desc="int8 calibration", unit="img", disable=not progress, file=sys.stderr,
-                          leave=False):
+        passes[0] += 1
+        desc = "int8 calibration" if passes[0] == 1 else "int8 calibration (own ranges)"
+        for image in bar(images, desc=desc, unit="img", enabled=progress):
             yield [np.asarray(image, np.float32)[np.newaxis]]
     return gen
 

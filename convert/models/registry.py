@@ -143,6 +143,20 @@ def build_features(name: str, input_size=(256, 256), width: float = 1.0, weights
     return model
 
 
+def feature_maps(name: str, inputs, width: float = 1.0, **options) -> list:
+    """The backbone built directly on ``inputs`` (no nested model): tensors at strides 8, 16, 32. A detector
+    built this way is one flat graph, which channel pruning (convert.prune) walks layer by layer."""
+    info = get_info(name)
+    key = "alpha" if info.family == "mobilenetv3" else "width"
+    opts = _options(info, {key: width, **options})
+    _check_size(tuple(inputs.shape[1:3]), multiple_of_32=True)
+    _, _, taps = _trunk(info, inputs, opts)
+    missing = [s for s in FEATURE_STRIDES if s not in taps]
+    if missing:
+        raise ConfigError(f"{info.name} has no feature map at stride(s) {missing}")
+    return [taps[s] for s in FEATURE_STRIDES]
+
+
 def load_weights_file(model: keras.Model, path: str | Path) -> None:
     """A local Keras weights file (.weights.h5 from model.save_weights, or a legacy .h5)."""
     path = Path(path)

@@ -29,6 +29,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     resize: str = "stretch"
     seed: int = 0
+    augment: bool = True
     options: dict = field(default_factory=dict)
 
 
@@ -54,7 +55,7 @@ def train_classifier(cfg: TrainConfig, verbose: int | None = None) -> dict:
         raise OutputError(f"output folder {out.parent} does not exist; create it first")
     keras.utils.set_random_seed(cfg.seed)
     classes, train_seq, val_seq = load_folder_dataset(cfg.data, cfg.input_size, cfg.batch_size, cfg.val_fraction,
-                                                      cfg.resize, cfg.seed)
+                                                      cfg.resize, cfg.seed, augment=cfg.augment)
     info = get_info(cfg.arch)
     weights = cfg.weights
     model = build_classifier(info.name, cfg.input_size, len(classes), weights=weights, batch_size=None, **cfg.options)

@@ -35,3 +35,33 @@ def write_dataset(root: Path, per_class: int = 20, size: int = 64, seed: int = 0
         for i in range(per_class):
             cv2.imwrite(str(root / kind / f"{i:03d}.png"), draw(kind, rng, size))
     return root
+
+
+# A darknet cfg small enough to import and export in a second: one BN conv (4 filters; weights file order per
+# BN conv: beta, gamma, mean, var, kernel), then a 1x1 head at stride 32 with 2 classes.
+DARKNET_SMALL_CFG = """[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=4
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=16
+pad=1
+filters=33
+activation=linear
+
+[Gaussian_yolo]
+mask = 0,1,2
+anchors = 10,14, 23,27, 37,58
+classes=2
+num=3
+"""

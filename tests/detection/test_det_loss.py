@@ -117,3 +117,29 @@ def test_tiny_overfit_loss_decreases_with_finite_gradients(head):
         history.append(float(loss))
     assert np.all(np.isfinite(history))
     assert np.mean(history[-5:]) < 0.5 * np.mean(history[:3]), history
+
+
+def test_loss_weights_weigh_the_total_and_leave_the_parts_alone():
+    rng = np.random.default_rng(1)
+    anchors = [[[40, 40], [30, 30], [8, 8]]]
+    logits = tf.constant(rng.normal(0, 1, (1, 2, 2, 3 * (7 + 1))).astype(np.float32))
+    linear = tf.constant(rng.normal(0, 0.3, (1, 2, 2, 6)).astype(np.float32))
+    target = [tf.constant(encode_targets(np.array([[4, 4, 40, 40]], np.float32), np.array([0]), (64, 64), [32],
+                                         anchors, 1)[0][None])]
+    gt = tf.constant(pad_boxes(np.array([[4, 4, 40, 40]], np.float32), 4)[None])
+    plain = YoloLoss("gaussian", 1, [32], anchors)([logits, linear], target, gt)
+    weighted = YoloLoss("gaussian", 1, [32], anchors, weights=(0.1, 2.0, 0.5))([logits, linear], target, gt)
+    for k in ("box", "obj", "cls"):
+        assert float(weighted[k]) == pytest.approx(float(plain[k]))
+    expected = 0.1 * float(plain["box"]) + 2.0 * float(plain["obj"]) + 0.5 * float(plain["cls"])
+    assert float(weighted["total"]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="non-negative"):
+        YoloLoss("gaussian", 1, [32], anchors, weights=(1.0, -1.0, 1.0))
+
+
+def test_gradient_summary_reports_clipping_and_the_part_balance():
+    from convert.detection.train import gradient_summary
+    out = gradient_summary([5.0, 20.0, 40.0, 8.0], {"box": [3.0, 6.0], "obj": [1.0, 2.0], "cls": []},
+                           [10.0, 10.0, 10.0, 10.0])
+    assert out["clipped_share"] == 0.5 and out["grad_norm_median"] == 14.0 and out["grad_norm_max"] == 40.0
+    assert out["grad_box_over_obj"] == [3.0, 3.0, 3.0] and "grad_cls_median" not in out

@@ -1,0 +1,126 @@
+"""The Gaussian-vs-plain study (``convert-model experiment``): several seeds per head, evaluated the paper's way.
+
+For every trained run: one pass over the evaluation split (raw outputs once per image), then every
+post-processing variant (convert.detection.rescoring) on the same outputs: COCO mAP@0.5 and mAP@[.5:.95]
+(pycocotools), FPs at equal recall at IoU 0.5 and 0.7, TP/FP at a fixed score threshold, FP types, and
+Spearman(mean sigma, IoU). Aggregated over seeds as mean and standard deviation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from convert.detection.datasets import DetectionDataset, to_coco
+from convert.detection.evaluate import coco_map
+from convert.detection.fp_analysis import FP_TYPES, score_set
+from convert.detection.rescoring import decode_variant
+from edge.contract.errors import InputError
+from edge.preprocess import prepare
+
+RECALLS = (0.5, 0.7, 0.8, 0.9)
+MATCH_IOUS = (0.5, 0.7)
+FIXED_THRESHOLD = 0.5
+TYPES_RECALL = 0.5          # FP types among the detections needed to reach this recall (every run here reaches it)
+
+
+@dataclass
+class VariantResult:
+    variant: str
+    map50: float
+    map50_95: float
+    fp_at_recall: dict[str, dict[str, int | None]]       # match IoU -> recall -> FPs
+    at_threshold: dict                                   # TP, FP and FP types at FIXED_THRESHOLD (IoU 0.5)
+    fp_types_at_recall: dict | None                      # FP types among the detections up to TYPES_RECALL
+    max_recall: dict[str, float]
+    spearman: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def analyze(predictor, dataset: DetectionDataset, variants, limit: int | None = None) -> dict[str, VariantResult]:
+    from scipy.stats import spearmanr
+    samples = dataset.samples[:limit] if limit else dataset.samples
+    if not samples:
+        raise InputError(f"{dataset.source}: nothing to evaluate")
+    gt_coco = to_coco(DetectionDataset(dataset.names, samples, dataset.source))
+    per_variant = {v: [] for v in variants}
+    ground = []
+    for start in range(0, len(samples), 32):
+        part = samples[start:start + 32]
+        frames = []
+        for s in part:
+            img = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+            if img is None:
+                raise InputError(f"{s.image}: cannot be read as an image")
+            frames.append(prepare(img, predictor.size, predictor.resize, 114, bgr=True))
+        raw = predictor.raw_outputs([f[0] for f in frames])
+        for s, (_, info), (outputs, quant) in zip(part, frames, raw):
+            ground.append((s.boxes, s.class_ids))
+            for v in variants:
+                per_variant[v].append(decode_variant(predictor.decoder, outputs, quant, info, v))
+    out = {}
+    for v, dets in per_variant.items():
+        results = [{"image_id": i, "category_id": int(c), "score": float(sc),
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+                   for i, d in enumerate(dets) for b, c, sc in zip(d.boxes, d.classes, d.scores)]
+        map50, map_all = coco_map(gt_coco, results)
+        fp, reach = {}, {}
+        scored05 = None
+        for t in MATCH_IOUS:
+            scored = score_set(dets, ground, t)
+            scored05 = scored05 or scored
+            fp[str(t)] = {str(r): scored.fp_at_recall(r) for r in RECALLS}
+            reach[str(t)] = scored.max_recall()
+        rho = None
+        sel = (scored05.scores >= 0.3) & (scored05.best_iou > 0)
+        if predictor.decoder.head == "gaussian" and sel.sum() >= 3:
+            rho = float(spearmanr(scored05.sigma_mean[sel], scored05.best_iou[sel]).statistic)
+        out[v] = VariantResult(v, map50, map_all, fp, scored05.at_threshold(FIXED_THRESHOLD),
+                               scored05.fp_types_at_recall(TYPES_RECALL), reach, rho)
+    return out
+
+
+def _mean_sd(values):
+    vals = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not vals:
+        return "n/a"
+    if len(vals) < len(values):
+        return f"{np.mean(vals):.1f}*"          # some seeds never reach it
+    return f"{np.mean(vals):.1f}" + (f"±{np.std(vals, ddof=1):.1f}" if len(vals) > 1 else "")
+
+
+def _rho(runs) -> str:
+    vals = [r.spearman for r in runs if r.spearman is not None]
+    if not vals:
+        return "n/a"
+    return f"{np.mean(vals):+.2f}" + (f"±{np.std(vals, ddof=1):.2f}" if len(vals) > 1 else "")
+
+
+def summary_table(results: dict[str, list[VariantResult]]) -> str:
+    """``results``: row label ('gaussian/sigma', 'plain/plain', ...) -> one VariantResult per seed."""
+    lines = []
+    head = (f"{'head / scoring':<22}{'mAP@.5':>11}{'mAP@.5:.95':>12}"
+            + "".join(f"{f'FP@R{r}':>11}" for r in RECALLS) + f"{'Rmax':>7}{'TP@0.5':>10}{'FP@0.5':>10}{'rho':>11}")
+    for t in MATCH_IOUS:
+        lines.append(f"match IoU {t}: FP@Rr = false positives ranked above the TP that reaches recall r "
+                     "(mean±sd over seeds; * = not every seed reaches it); Rmax = lowest recall any seed reaches; "
+                     f"TP/FP at score >= {FIXED_THRESHOLD}; rho = Spearman(mean sigma, IoU), score >= 0.3")
+        lines.append(head)
+        lines.append("-" * len(head))
+        for label, runs in results.items():
+            lines.append(f"{label:<22}{_mean_sd([100 * r.map50 for r in runs]):>11}"
+                         f"{_mean_sd([100 * r.map50_95 for r in runs]):>12}"
+                         + "".join(f"{_mean_sd([r.fp_at_recall[str(t)][str(rc)] for r in runs]):>11}" for rc in RECALLS)
+                         + f"{min(r.max_recall[str(t)] for r in runs):>7.2f}"
+                         f"{_mean_sd([r.at_threshold['tp'] for r in runs]):>10}"
+                         f"{_mean_sd([r.at_threshold['fp'] for r in runs]):>10}"
+                         f"{_rho(runs):>11}")
+        lines.append("")
+    lines.append(f"FP types (IoU 0.5): at score >= {FIXED_THRESHOLD} | among the detections up to recall {TYPES_RECALL}")
+    for label, runs in results.items():
+        at = "  ".join(f"{t} {_mean_sd([r.at_threshold['fp_types'][t] for r in runs])}" for t in FP_TYPES)
+        rec = "  ".join(f"{t} {_mean_sd([(r.fp_types_at_recall or {}).get(t) for r in runs])}" for t in FP_TYPES)
+        lines.append(f"  {label:<20} {at} | {rec}")
+    return "\n".join(lines)
