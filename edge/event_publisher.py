@@ -24,6 +24,7 @@ import time
 from edge.contract.mqtt import ERR_NO_CONN, ERR_QUEUE_SIZE, SUCCESS, MqttClient
 from edge.contract.schema import SCHEMA_VERSION, encode
 from edge.outbox import Outbox
+from edge.publisher import Draining
 
 log = logging.getLogger("edge.events")
 BOUNDS_EVERY_S = 2.0
@@ -35,7 +36,7 @@ def event_bytes(body: dict, *, device: str, seq: int) -> bytes:
     return encode({"schema": SCHEMA_VERSION, "type": body["type"], "device": device, "seq": int(seq), **rest})
 
 
-class EventPublisher:
+class EventPublisher(Draining):
     def __init__(self, link: MqttClient, outbox: Outbox, *, topic: str, device: str, qos: int = 1,
                  window: int = 500):
         self.link = link
@@ -107,16 +108,3 @@ class EventPublisher:
     @property
     def inflight(self) -> int:
         return len(self._inflight)
-
-    def drain(self, timeout: float) -> bool:
-        """Publish and wait for PUBACKs until the outbox is empty or ``timeout`` passes; True when empty."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.pump()
-            if not self._inflight and self.outbox.depth() == 0:
-                return True
-            if not self.link.connected:
-                return False
-            self.wake.wait(0.05)
-            self.wake.clear()
-        return self.outbox.depth() == 0

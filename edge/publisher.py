@@ -42,7 +42,24 @@ PUBACK_FALLBACK = ("no bridge has confirmed any message within {t:g} s: messages
                    "PUBACK (an old bridge without landing confirmations; a broker crash can lose them)")
 
 
-class Publisher:
+class Draining:
+    """``drain`` for an outbox publisher with ``pump()``, ``_inflight``, ``outbox``, ``link`` and ``wake``."""
+
+    def drain(self, timeout: float) -> bool:
+        """Publish and wait for delivery until the outbox is empty or ``timeout`` passes; True when empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump()
+            if not self._inflight and self.outbox.depth() == 0:
+                return True
+            if not self.link.connected:
+                return False
+            self.wake.wait(0.05)
+            self.wake.clear()
+        return self.outbox.depth() == 0
+
+
+class Publisher(Draining):
     def __init__(self, link: MqttClient, outbox: Outbox, *, topic: str, device: str, model_ref: dict[str, str],
                  qos: int = 1, window: int = 500, delivery: str = "auto", confirm_timeout_s: float = 10.0,
                  on_mode: Optional[Callable[[str], None]] = None):
@@ -246,16 +263,3 @@ class Publisher:
     def protect_upto(self) -> int:
         """Rows with id <= this were handed to paho: the bound enforcement must not drop them."""
         return self._last_handed
-
-    def drain(self, timeout: float) -> bool:
-        """Publish and wait for delivery until the outbox is empty or ``timeout`` passes; True when empty."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.pump()
-            if not self._inflight and self.outbox.depth() == 0:
-                return True
-            if not self.link.connected:
-                return False
-            self.wake.wait(0.05)
-            self.wake.clear()
-        return self.outbox.depth() == 0

@@ -11,8 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
+import numpy as np
 import pytest
 from edge_helpers import ROOT, agent_config, write_crossing_video
 
@@ -53,6 +54,31 @@ def by_track(events: list[dict]) -> dict[int, list[dict]]:
     return out
 
 
+def track_per_object(frames) -> dict[str, int]:
+    """{label: track id} for the scene's two objects, from the published frames (lists of detections): exactly two
+    tracks, named by their most frequent label, and each follows one object: the square's track stays where the
+    square stands (no box centre more than 0.05 of the frame from their median), the disc's track travels with
+    the disc. (The detector sometimes calls the square a disc too, or instead; that box travels with the
+    square's track, as it should: the track is the object, the label is a vote.)"""
+    labels_of: dict[int, Counter] = defaultdict(Counter)
+    centres: dict[int, list] = defaultdict(list)
+    for dets in frames:
+        for d in dets:
+            if len(d) > 9:
+                labels_of[d[9]][d[1]] += 1
+                x0, y0, x1, y1 = d[4]
+                centres[d[9]].append(((x0 + x1) / 2000, (y0 + y1) / 2000))
+    assert len(labels_of) == 2, f"one track per object expected, got {dict(labels_of)}"
+    label = {t: c.most_common(1)[0][0] for t, c in labels_of.items()}
+    assert sorted(label.values()) == ["disc", "square"], dict(labels_of)
+    ids = {name: t for t, name in label.items()}
+    sq = np.array(centres[ids["square"]])
+    assert np.abs(sq - np.median(sq, axis=0)).max() <= 0.05, "the square's track jumped: another object took it"
+    disc_x = np.array(centres[ids["disc"]])[:, 0]
+    assert disc_x.max() - disc_x.min() >= 0.3, "the disc's track did not travel with the disc"
+    return ids
+
+
 def test_agent_tracks_the_scripted_scene(tmp_path, broker, shipped_detector, agents, subscriber):
     video = write_crossing_video(tmp_path / "crossing.avi")
     sub = subscriber(broker, "sigmawatch/cam-1/#")
@@ -64,15 +90,9 @@ def test_agent_tracks_the_scripted_scene(tmp_path, broker, shipped_detector, age
     # --- detections carry their confirmed track's id
     dets = [d for p in sub.raw_payloads("/detections") for d in p["detections"]]
     assert dets, "no detections published"
-    track_of = defaultdict(set)
-    for d in dets:
-        if len(d) > 9:
-            track_of[d[1]].add(d[9])
-    assert set(track_of) == {"disc", "square"} and all(len(ids) == 1 for ids in track_of.values()), \
-        f"one track per object expected, got {dict(track_of)}"
-    disc_id, square_id = next(iter(track_of["disc"])), next(iter(track_of["square"]))
-    assert disc_id != square_id
-    disc_dets = [d for d in dets if d[1] == "disc"]
+    ids = track_per_object([p["detections"] for p in sub.raw_payloads("/detections")])
+    disc_id, square_id = ids["disc"], ids["square"]
+    disc_dets = [d for d in dets if d[1] == "disc" and (len(d) < 10 or d[9] == disc_id)]
     tracked = [len(d) == 10 for d in disc_dets]
     assert len(disc_dets) >= 20 and tracked[:2] == [False, False] and all(tracked[2:]), \
         "the disc's first two detections travel without a track (confirmation takes 3 hits), every later one with it"
@@ -95,7 +115,8 @@ def test_agent_tracks_the_scripted_scene(tmp_path, broker, shipped_detector, age
     end = disc[-1]
     assert end["entered_zones"] == ["right"] and end["lines"] == {"gate": {"in": 1, "out": 0}}
     assert end["zones"] == [], "an ended track is in no zone"
-    last_disc_ts = max(p["ts"] for p in sub.raw_payloads("/detections") for d in p["detections"] if d[1] == "disc")
+    last_disc_ts = max(p["ts"] for p in sub.raw_payloads("/detections") for d in p["detections"]
+                       if len(d) > 9 and d[9] == disc_id)
     assert end["end"] == pytest.approx(last_disc_ts, abs=1e-3), "end = the last time the disc was seen"
     assert end["sigma_mean"] is not None and 0 < end["sigma_mean"] < 1
     for e in disc:
@@ -139,11 +160,8 @@ def test_a_file_read_as_fast_as_processed_keeps_one_track_per_object(tmp_path, b
     sub.wait_for(lambda: sum(e["type"] == "end" for e in events_of(sub)) >= 2, timeout=20, what="both end events")
     payloads = sub.raw_payloads("/detections")
     assert len(payloads) == 50, "every frame processed once"
-    track_of = defaultdict(set)
-    for d in (d for p in payloads for d in p["detections"] if len(d) > 9):
-        track_of[d[1]].add(d[9])
-    assert {k: len(v) for k, v in track_of.items()} == {"disc": 1, "square": 1}, dict(track_of)
-    disc = by_track(events_of(sub))[next(iter(track_of["disc"]))]
+    ids = track_per_object([p["detections"] for p in payloads])
+    disc = by_track(events_of(sub))[ids["disc"]]
     assert [(e["line"], e["direction"]) for e in disc if e["type"] == "crossed"] == [("gate", "in")]
     assert [e["type"] for e in disc][::len(disc) - 1] == ["new", "end"]
 
