@@ -34,7 +34,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps the description's line breaks and appends ``(default: X)`` to options that have a default."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or action.help is None:
+        # identity, not ==: 0 == False, so `in (None, False)` would hide a default of 0 (e.g. --mqtt-port 0)
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS \
+                or action.help is None:
             return action.help
         return super()._get_help_string(action)
 

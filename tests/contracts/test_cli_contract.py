@@ -102,3 +102,17 @@ def test_systemd_units_do_not_restart_on_what_a_restart_cannot_fix(project_root)
         found = re.search(r"^RestartPreventExitStatus=(.*)$", text, re.M)
         assert found, f"{unit.name} has no RestartPreventExitStatus"
         assert set(found.group(1).split()) == {str(errors.ConfigError.exit_code), str(errors.InputError.exit_code)}
+
+
+def test_help_shows_a_default_of_zero_but_not_of_unset_flags():
+    """0 == False in Python: the shared help formatter must still print '(default: 0)'."""
+    import argparse
+
+    from edge.contract.cli import HelpFormatter
+    ap = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    ap.add_argument("--port", type=int, default=0, help="port")
+    ap.add_argument("--flag", action="store_true", help="flag")
+    ap.add_argument("--name", default=None, help="name")
+    text = ap.format_help()
+    assert "port (default: 0)" in " ".join(text.split())
+    assert "(default: False)" not in text and "(default: None)" not in text
