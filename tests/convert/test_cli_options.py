@@ -168,7 +168,7 @@ DISTILL_RUNS: dict[str, list[str]] = {
                 "--output", "{ws}/student.tflite", "--model-id", "cli-options-student", "--resume", "--no-progress"],
     "bench-distilled": ["bench-distilled", "--run", "{ws}/distill", "--int8", "{ws}/student.tflite", "--teacher",
                         "{teacher}", "--photos", "{photos}", "--threshold", "0.3", "--out", "{ws}/distill-bench",
-                        "--rounds", "1"],
+                        "--rounds", "1", "--figure-boxes-only"],
 }
 
 
