@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from tests.conftest import require_module
+
+keras = require_module("keras")
 from keras import layers  # noqa: E402
 
 from convert.export.calibration_ranges import RangeFix, own_range_calibration  # noqa: E402
