@@ -88,7 +88,11 @@ def test_broker_down_at_start_logged_once_per_backoff_step_then_drained(tmp_path
     assert int(back["down"]) >= 11 and int(back["depth"]) > depths[-1], back.group(0)
 
     # the outbox drains: everything detected during the outage reaches the subscriber, in a gap-free sequence
-    _wait(lambda: _depth(outbox) == 0, 60, "the outbox to drain", agent.logs)
+    # KNOWN DEFECT (open, README "Edge agent"): alone this drains in about 1.5 s; inside the full suite it took 37 s
+    # here and more than 60 s in two CI runs, with the broker seeing the agent connected and the agent logging
+    # nothing. Cause not found yet; the wait is long so that the test checks what it is about (the log lines and
+    # that nothing is lost), and the defect stays written down rather than hidden.
+    _wait(lambda: _depth(outbox) == 0, 240, "the outbox to drain", agent.logs)
     agent.proc.send_signal(signal.SIGINT)
     assert agent.proc.wait(30) == 130, agent.logs()      # interrupted, per the exit-code table
     db = sqlite3.connect(outbox)
