@@ -20,7 +20,7 @@ from edge.contract.errors import ConfigError
 from edge.contract.mqtt import MqttSettings
 from edge.contract.schema import SchemaError, check_device_id
 from edge.tracking.config import TrackingConfig
-from edge.zones import out_of_range, polygon_problem
+from edge.zones import checked_zone_polygon
 
 
 class Strict(BaseModel):
@@ -36,10 +36,7 @@ class Zone(Strict):
     @field_validator("polygon")
     @classmethod
     def _geometry(cls, v, info: ValidationInfo):
-        problem = out_of_range(v) or polygon_problem(v)
-        if problem:
-            raise ValueError(f"zone {info.data.get('name', '?')!r}: {problem}")
-        return v
+        return checked_zone_polygon(v, info.data.get("name", "?"))
 
 
 class Settings(Strict):

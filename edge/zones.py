@@ -69,6 +69,15 @@ def out_of_range(points: Sequence[Point]) -> str | None:
     return None
 
 
+def checked_zone_polygon(polygon: Sequence[Point], name) -> Sequence[Point]:
+    """``polygon`` if it is a usable zone (inside the frame, >= 3 points, edges not crossing), else ValueError
+    naming the zone: the validator of every config that declares zones."""
+    problem = out_of_range(polygon) or polygon_problem(polygon)
+    if problem:
+        raise ValueError(f"zone {name!r}: {problem}")
+    return polygon
+
+
 def polygon_problem(polygon: Sequence[Point], min_area: float = 1e-6) -> str | None:
     """Why ``polygon`` cannot be a zone (fewer than 3 vertices, a repeated vertex, edges that cross, no area,
     an edge folding back onto the previous one), or None for a simple polygon. Vertices and edges count from 0;

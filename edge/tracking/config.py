@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from edge.zones import out_of_range, polygon_problem, segment_problem
+from edge.zones import checked_zone_polygon, out_of_range, segment_problem
 
 Anchor = Literal["center", "bottom"]
 Fraction = Annotated[float, Field(gt=0, le=2)]
@@ -87,10 +87,7 @@ class ZoneRule(Strict):
     @field_validator("polygon")
     @classmethod
     def _geometry(cls, v, info: ValidationInfo):
-        problem = out_of_range(v) or polygon_problem(v)
-        if problem:
-            raise ValueError(f"zone {info.data.get('name', '?')!r}: {problem}")
-        return v
+        return checked_zone_polygon(v, info.data.get("name", "?"))
 
 
 class CountingLine(Strict):
