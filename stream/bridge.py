@@ -28,11 +28,12 @@ from typing import Optional
 from edge.contract import schema
 from edge.contract.cli import ArgumentParser, add_mqtt_arguments, mqtt_overrides, run
 from edge.contract.errors import BrokerError
-from edge.contract.mqtt import MqttClient
+from edge.contract.mqtt import MqttClient, Received
 from edge.contract.sdnotify import Notifier
 from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
 from stream.confirm import Confirmations
-from stream.landing import Cleaner, LandingWriter, invalid_line, remove_stale_temp_files, to_landing_line
+from stream.landing import Cleaner, LandingLine, LandingWriter, invalid_line, remove_stale_temp_files
+from stream.landing_fast import LandingConverter
 
 log = logging.getLogger("stream.bridge")
 
@@ -43,10 +44,12 @@ class Bridge:
         b = cfg.bridge
         prefix = cfg.mqtt.topic_prefix
         self.writer = LandingWriter(b.landing_dir, b.client_id)
+        self.converter = LandingConverter(prefix, b.max_payload_bytes)
         self.cleaner = Cleaner(b.landing_dir, b.consumed_dir, b.client_id) if b.consumed_dir else None
         self.confirmations = Confirmations(prefix, b.client_id, b.confirm_interval_s) if b.confirm else None
         self.lock = threading.Lock()
-        self.pending: list[tuple[int, int, int]] = []  # (mid, qos, connection generation)
+        # per received batch: (connection generation, QoS 1 mids, (mid, qos) of the others)
+        self.pending: list[tuple[int, list[int], list[tuple[int, int]]]] = []
         self.stop_event = threading.Event()
         self.last_message = 0.0
         self.first_pending = 0.0
@@ -58,7 +61,7 @@ class Bridge:
         self.idle_roll = cfg.mqtt.protocol == "3.1.1"
         # manual acks: a message is acknowledged only once the landing file holding it is durable (``roll``)
         self.client = MqttClient(cfg.mqtt, client_id=b.client_id, subscriptions=[(t, 1) for t in self.topics()],
-                                 on_message=self._on_message, on_connected=self._on_connected,
+                                 on_messages=self._on_messages, on_connected=self._on_connected,
                                  will=(self.status_topic, self.status_payload("offline", "connection lost (last will)")),
                                  session_expiry_s=b.session_expiry_s or None, manual_ack=True,
                                  receive_maximum=65535, max_inflight=1000)
@@ -87,28 +90,34 @@ class Bridge:
     def _on_connected(self, session_present: bool) -> None:
         self.publish_status()
 
-    def _on_message(self, message) -> None:
+    def _on_messages(self, batch: list[Received]) -> None:
+        """Every message of one read from the broker (``edge.contract.mqtt.Received``): its landing line, then all
+        of them into the writer under one lock. The batch shares one receive time (the read's)."""
         now = time.time()
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:          # brokers check topics are UTF-8; never trust it here
-            topic = bytes(message._topic).decode("utf-8", "replace")
-        payload = message.payload
-        try:
-            line, valid, device, seq = to_landing_line(self.cfg.mqtt.topic_prefix, topic, payload, now,
-                                                       self.cfg.bridge.max_payload_bytes)
-        except Exception as exc:  # noqa: BLE001 - to_landing_line never raises; this is the last line of defence
-            line, valid, device, seq = invalid_line(topic, None, now, f"the bridge failed on this message: {exc!r}",
-                                                    "(not kept)"), False, None, None
+        convert = self.converter.convert
+        landed = []
+        acks: list[int] = []
+        others: list[tuple[int, int]] = []     # (mid, qos) of QoS 0 / 2 messages (rare: agents publish QoS 1)
+        for topic, payload, mid, qos in batch:
+            try:
+                landed.append(convert(topic, payload, now))
+            except Exception as exc:  # noqa: BLE001 - conversion never raises; this is the last line of defence
+                name = topic.decode("utf-8", "replace")
+                line = invalid_line(name, None, now, f"the bridge failed on this message: {exc!r}", "(not kept)")
+                landed.append(LandingLine(line, False, None, None))
+            if qos == 1:
+                acks.append(mid)
+            else:
+                others.append((mid, qos))
         with self.lock:
             if not self.writer.lines:
                 self.first_pending = now
-            self.writer.add(line, device, now, seq, valid)
-            # the connection it came on: CONNACKs counted before any message of that connection arrives
-            self.pending.append((message.mid, message.qos, self.client.connects))
+            invalid = self.writer.add_many(landed, now)
+            # the connection they came on: CONNACKs counted before any message of that connection arrives
+            self.pending.append((self.client.connects, acks, others))
             self.last_message = now
-            self.received += 1
-            self.invalid += not valid
+            self.received += len(landed)
+            self.invalid += invalid
 
     # ------------------------------------------------------------------ main thread
     def should_roll(self, now: float) -> bool:
@@ -143,10 +152,11 @@ class Bridge:
             self.landing_error = None
             self.publish_status()
         # Acks of a previous connection are void: the broker redelivers those messages.
-        self.client.ack_many([mid for mid, qos, gen in acks if qos == 1 and gen == generation])
-        for mid, qos, gen in acks:
-            if qos == 2 and gen == generation:
-                self.client.ack(mid, qos)
+        self.client.ack_many([mid for gen, mids, _ in acks if gen == generation for mid in mids])
+        for gen, _, others in acks:
+            for mid, qos in others:
+                if qos == 2 and gen == generation:
+                    self.client.ack(mid, qos)
         if self.confirmations is not None:
             self.confirmations.add(batch.seqs)
         return True

@@ -193,6 +193,34 @@ class Batch:
         if device is not None and seq is not None:
             self.seqs.setdefault(device, []).append(seq)
 
+    def add_many(self, landed: Iterable[LandingLine], recv_ts: float) -> int:
+        """:meth:`add` for many messages received at ``recv_ts``; returns how many were invalid."""
+        r = round(recv_ts, 6)
+        lines, devices, seqs = self.lines, self.devices, self.seqs
+        invalid = 0
+        for line, valid, device, seq in landed:
+            lines.append(line)
+            if device is None:
+                invalid += not valid
+                continue
+            if valid:
+                d = devices.get(device)
+                if d is None:
+                    devices[device] = [r, 1]
+                else:
+                    if r > d[0]:
+                        d[0] = r
+                    d[1] += 1
+            else:
+                invalid += 1
+            if seq is not None:
+                numbers = seqs.get(device)
+                if numbers is None:
+                    seqs[device] = [seq]
+                else:
+                    numbers.append(seq)
+        return invalid
+
     def extend(self, later: "Batch") -> None:
         """Append ``later``'s lines after this batch's (a batch that could not be written goes first again)."""
         self.lines += later.lines
@@ -234,6 +262,10 @@ class LandingWriter:
         """Buffer one message line; ``device`` with ``valid`` (default: a device means valid) goes into the
         trailer's activity; ``seq``: a detections sequence number to confirm once the file is durable."""
         self.batch.add(line, device, recv_ts, seq, device is not None if valid is None else valid)
+
+    def add_many(self, landed: Iterable["LandingLine"], recv_ts: float) -> int:
+        """Buffer many message lines received at ``recv_ts`` (:meth:`Batch.add_many`); returns the invalid ones."""
+        return self.batch.add_many(landed, recv_ts)
 
     def trailer(self, name: str, batch: Optional[Batch] = None) -> str:
         """The ``eof`` line of the file ``name``: the job's consumption record names the file from it."""

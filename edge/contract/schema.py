@@ -40,12 +40,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.contract.validator import Invalid, validator
+from edge.contract.validator import Invalid, python_pattern, validator
 from edge.contract.wire import DETECTIONS_VERSION, expand_detections
 
 SCHEMA_VERSION = 1
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_DEVICE_RE = re.compile(DEVICE_ID_PATTERN)
+_DEVICE_RE = re.compile(python_pattern(DEVICE_ID_PATTERN))
 
 TOPIC_KINDS = ("detections", "status", "metrics", "config/set", "config/state", "landed", "events", "objects")
 BRIDGE_TOPIC_LEVEL = "_bridge"      # <prefix>/_bridge/<bridge client id>/status: a bridge's own health

@@ -60,6 +60,15 @@ class Invalid(Exception):
 _CACHE: dict[int, tuple[dict, Check]] = {}
 
 
+def python_pattern(pattern: str) -> str:
+    """A JSON Schema ``pattern`` (ECMA-262) for Python's ``re.search``. The one difference that matters here: a
+    final ``$`` matches only at the end of an ECMA string, but also before a final newline in Python, so that
+    ``"person\\n"`` would pass a pattern that forbids control characters; ``\\Z`` is the end in Python."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\Z"
+    return pattern
+
+
 def validator(schema: dict) -> Check:
     """The compiled check of ``schema`` (compiled on first use; the schema must not change afterwards)."""
     hit = _CACHE.get(id(schema))
@@ -91,7 +100,7 @@ def _scalar(s: dict, full: Check) -> Check | None:
     if kind == "string":
         shortest, longest = s.get("minLength", 0), s.get("maxLength", math.inf)
         if "pattern" in s:
-            search = re.compile(s["pattern"]).search
+            search = re.compile(python_pattern(s["pattern"])).search
 
             def check_named(v: Any) -> None:
                 if v.__class__ is not str or not shortest <= len(v) <= longest or search(v) is None:
@@ -164,7 +173,7 @@ def _string(s: dict) -> Check | None:
     shortest, longest, pattern = s.get("minLength", 0), s.get("maxLength"), s.get("pattern")
     if not shortest and longest is None and pattern is None:
         return None
-    search = re.compile(pattern).search if pattern is not None else None
+    search = re.compile(python_pattern(pattern)).search if pattern is not None else None
 
     def check(v: Any) -> None:
         if isinstance(v, str):

@@ -1,0 +1,135 @@
+"""The bridge's fast path for the common message: a version-2 detections payload, decoded and validated in one
+step by msgspec (C) against typed structures that state the contract's bounds, then flattened into the same
+landing line as :func:`stream.landing.to_landing_line` makes.
+
+It only ever *accepts*: a payload msgspec cannot decode into these structures (any other kind, version 1, a
+field out of bounds, a NaN, a duplicate key, invalid UTF-8, whatever) goes the contract's way
+(``stream.landing.to_landing_line``: ``edge.contract.schema.parse``), which lands it or dead-letters it with the
+exact reason. So the contract stays the one definition of what is valid, and this module may only be narrower
+than it: tests/contracts/test_landing_fast.py checks, over generated payloads (valid, at the bounds, mutated),
+that whatever the fast path accepts the contract accepts too, into an equal landing line.
+
+Why: the contract's pure-Python validation and flattening cost 23-29 us per message, and the bridge + job goal
+(issue 14) leaves the bridge about 10 us per message for everything; this path takes about 5 us.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal, Optional, Union
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from edge.contract import schema, wire
+from edge.contract.validator import python_pattern
+from stream.landing import LandingLine, to_landing_line
+
+_FLOAT_MAX = sys.float_info.max          # bounds a float below infinity (JSON's 1e999 decodes to inf)
+_NAME = python_pattern(schema.NAME_PATTERN)
+Permille = Annotated[int, Meta(ge=0, le=wire.MILLI)]
+Count = Annotated[int, Meta(ge=0, le=schema.BIGINT_MAX)]
+ClassId = Annotated[int, Meta(ge=0, le=schema.INT_MAX)]
+Label = Annotated[str, Meta(max_length=wire.LABEL_CHARS, pattern=_NAME)]
+Zone = Annotated[str, Meta(min_length=1, max_length=64, pattern=_NAME)]
+Quad = Annotated[list[Permille], Meta(min_length=4, max_length=4)]
+NonNegative = Annotated[float, Meta(ge=0.0, le=_FLOAT_MAX)]
+# an int stays an int (the landing line writes the number as sent); a float is a finite one in range
+CaptureTime = Union[Annotated[int, Meta(ge=0, le=int(schema.TS_MAX))],
+                    Annotated[float, Meta(ge=0.0, le=schema.TS_MAX)]]
+
+
+class Detection(Struct, array_like=True, forbid_unknown_fields=True):
+    """``edge.contract.schema.DETECTION_V2``: [class_id, label, score, objectness, box, sigma, sigma_mean,
+    box_sigma, zones?, track?]."""
+    class_id: ClassId
+    label: Label
+    score: Permille
+    objectness: Permille
+    box: Quad
+    sigma: Optional[Quad]
+    sigma_mean: Optional[Permille]
+    box_sigma: Optional[Annotated[list[Count], Meta(min_length=4, max_length=4)]]
+    zones: Union[Annotated[list[Zone], Meta(max_length=32)], UnsetType] = UNSET
+    track: Union[Count, UnsetType] = UNSET
+
+
+class Detections(Struct, forbid_unknown_fields=True):
+    """``edge.contract.schema.DETECTIONS_V2`` for a detector (no ``classes`` / ``entropy``: a classifier's
+    messages take the contract's path)."""
+    schema: Literal[2]
+    device: Annotated[str, Meta(pattern=python_pattern(schema.DEVICE_ID_PATTERN))]
+    seq: Count
+    ts: CaptureTime
+    frame: Annotated[list[Annotated[int, Meta(ge=1, le=1_000_000)]], Meta(min_length=2, max_length=2)]
+    model: Annotated[str, Meta(min_length=8, max_length=80, pattern=python_pattern("^[0-9a-f]+$"))]
+    latency_ms: Annotated[list[NonNegative], Meta(min_length=1, max_length=2)]
+    detections: Union[Annotated[list[Detection], Meta(max_length=1000)], UnsetType] = UNSET
+
+
+_decode = msgspec.json.Decoder(Detections).decode
+_encode = msgspec.json.Encoder().encode
+_MILLI = float(wire.MILLI)
+_TOPICS_KEPT = 100_000          # parsed topics remembered (one per device and kind)
+
+
+def detections_line(payload: bytes, device: str, recv_ts: float) -> Optional[tuple[str, int]]:
+    """(landing line, seq) of a version-2 detections payload of ``device`` that the fast path accepts; None for
+    anything else (the caller takes the contract's path). ``recv_ts`` is written as given (round it to 1 us)."""
+    try:
+        msg = _decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if msg.device != device:
+        return None
+    dets = []
+    seen = set()
+    for d in msg.detections or ():
+        c = d.class_id
+        g = d.sigma_mean
+        det = {"c": c, "l": d.label, "p": d.score / _MILLI, "g": None if g is None else g / _MILLI,
+               "f": 0 if c in seen else 1}
+        if not dets:
+            det["h"] = 1
+        seen.add(c)
+        dets.append(det)
+    line = _encode({"kind": "detections", "device": device, "recv_ts": recv_ts, "seq": msg.seq, "ts": msg.ts,
+                    "dets": dets})
+    return line.decode(), msg.seq
+
+
+class LandingConverter:
+    """``convert(topic, payload, recv_ts)``: :func:`stream.landing.to_landing_line` with the fast path in front
+    and the topics remembered (a fleet has one per device and kind); ``topic`` may be the raw bytes."""
+
+    def __init__(self, prefix: str, max_bytes: int):
+        self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.topics: dict = {}  # raw or str topic -> (topic name, device or None, kind or None)
+        self.fast = 0           # messages the fast path took
+
+    def _topic(self, topic) -> tuple[str, Optional[str], Optional[str]]:
+        if isinstance(topic, (bytes, bytearray)):
+            try:
+                name = bytes(topic).decode("utf-8")
+            except UnicodeDecodeError:          # brokers check topics are UTF-8; never trust it here
+                name = bytes(topic).decode("utf-8", "replace")
+        else:
+            name = topic
+        try:
+            device, kind = schema.parse_topic(self.prefix, name)
+        except (schema.SchemaError, TypeError, ValueError):
+            return name, None, None
+        if len(self.topics) >= _TOPICS_KEPT:
+            self.topics.clear()
+        self.topics[bytes(topic) if isinstance(topic, bytearray) else topic] = entry = (name, device, kind)
+        return entry
+
+    def convert(self, topic, payload: bytes, recv_ts: float) -> LandingLine:
+        entry = self.topics.get(topic)
+        name, device, kind = entry if entry is not None else self._topic(topic)
+        if kind == "detections" and len(payload) <= self.max_bytes:
+            hit = detections_line(payload, device, round(recv_ts, 6))
+            if hit is not None:
+                self.fast += 1
+                return LandingLine(hit[0], True, device, hit[1])
+        return to_landing_line(self.prefix, name, payload, recv_ts, self.max_bytes)
