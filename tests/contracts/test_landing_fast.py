@@ -2,8 +2,9 @@
 
 - whatever it accepts, ``stream.landing.to_landing_line`` (the contract's path) accepts too, into an equal landing
   line (same JSON values and number types, same device and seq): over generated version-2 detections (valid,
-  at their bounds) and over valid messages with one field replaced by an arbitrary value;
-- what agents send (valid version-2 detections, with and without sigma, zones and tracks) takes the fast path;
+  at their bounds) and over valid detections and metrics messages with one field replaced by an arbitrary value;
+- what agents send (valid version-2 detections, with and without sigma, zones and tracks; metrics) takes the fast
+  path;
 - named cases where Python's json and msgspec differ (duplicate keys, NaN, 1e999, a trailing newline in a name,
   lone surrogates, booleans for integers) agree on the outcome.
 """
@@ -18,7 +19,7 @@ from edge.contract import schema
 from stream.landing import to_landing_line
 from stream.landing_fast import LandingConverter
 from tests.contracts.test_poison_properties import _paths, _replace, nasty
-from tests.support.generate import detections_msg
+from tests.support.generate import detections_msg, metrics_msg
 
 PREFIX = "sigmawatch"
 LIMIT = 256 * 1024
@@ -85,18 +86,33 @@ def test_valid_version_2_detections_take_the_fast_path_into_the_contracts_line(m
     assert assert_same_or_contract_path(raw), f"a valid message missed the fast path: {raw[:300]!r}"
 
 
+def _detections():
+    msg = detections_msg("cam-1", 5, 1_700_000_000.5, [(1, 0.8, 0.1), (2, 0.5, None)])
+    msg["detections"][0] += [["drive"], 7]
+    return msg
+
+
+def _metrics():
+    return {**metrics_msg("cam-1", 1_700_000_001.0, 4.0, 3, 2), "last_seq": 5, "cpu_temp_c": 51.5,
+            "source": {"kind": "file", "fps": 10}}
+
+
+@pytest.mark.parametrize("kind, make", [("detections", _detections), ("metrics", _metrics)])
+def test_valid_messages_of_both_fast_kinds_take_the_fast_path(kind, make):
+    assert assert_same_or_contract_path(json.dumps(make()).encode(), f"{PREFIX}/cam-1/{kind}")
+
+
 @SETTINGS
 @given(data=st.data(), value=nasty)
 def test_a_message_with_one_field_replaced_lands_as_the_contract_says(data, value):
-    msg = detections_msg("cam-1", 5, 1_700_000_000.5, [(1, 0.8, 0.1), (2, 0.5, None)])
-    msg["detections"][0] += [["drive"], 7]
+    kind, msg = data.draw(st.sampled_from([("detections", _detections()), ("metrics", _metrics())]))
     path = data.draw(st.sampled_from([p for p in _paths(msg) if p]))
     mutated = _replace(msg, path, value)
     try:
         raw = json.dumps(mutated, allow_nan=True).encode("utf-8", "surrogatepass")
     except ValueError:
         return
-    assert_same_or_contract_path(raw)
+    assert_same_or_contract_path(raw, f"{PREFIX}/cam-1/{kind}")
 
 
 BASE = b'{"schema":2,"device":"cam-1","seq":3,"ts":1700000000.5,"frame":[640,480],"model":"0123456789ab",' \
@@ -126,10 +142,9 @@ def test_named_differences_between_json_and_msgspec(raw, fast):
 
 
 def test_other_kinds_and_topics_take_the_contract_path():
-    metrics = json.dumps({"schema": 1, "type": "metrics", "device": "cam-1", "ts": 1.0, "uptime_s": 1.0, "fps": 4.0,
-                          "latency_ms": {"p50": 1.0, "p95": 2.0},
-                          "frames": {"captured": 1, "processed": 1, "dropped": 0},
-                          "outbox": {"depth": 0, "dropped": 0}}).encode()
+    status = json.dumps({"schema": 1, "type": "status", "device": "cam-1", "state": "online", "ts": 1.0}).encode()
+    assert assert_same_or_contract_path(status, f"{PREFIX}/cam-1/status") is False
+    metrics = json.dumps({**_metrics(), "fps": float("nan")}).encode()
     assert assert_same_or_contract_path(metrics, f"{PREFIX}/cam-1/metrics") is False
     assert assert_same_or_contract_path(BASE, "other/cam-1/detections") is False
     assert assert_same_or_contract_path(BASE, f"{PREFIX}/cam 1/detections") is False
