@@ -2,10 +2,11 @@
 
     python -m bench.stream throughput [--events 200000] [--devices 50]
     python -m bench.stream latency [--seconds 40] [--devices 5] [--fps 5]   # starts mosquitto, a bridge and the job
+    python -m bench.stream compare --baseline <another checkout> [--rounds 3]   # SQL path: current / baseline
 
 Throughput: generated edge messages (detections with 0-3 boxes each, ~5% metrics, 50 devices; detections as
 agents write them, ``tests.support.generate``), turned into a landing file by the bridge's own code
-(``stream.landing.to_landing_line`` -> ``LandingWriter``), are read by the job in bounded mode on the local
+(``stream.landing_fast.LandingConverter`` -> ``LandingWriter``), are read by the job in bounded mode on the local
 mini-cluster, parallelism 1; the same SQL the job runs (``stream.pipeline.build_pipeline``). A second file holds 4x the events: each line of the first
 and three copies of it for other devices (device name prefix e/f/g instead of d), interleaved, so capture
 times stay in order. Reported: the bridge's CPU per message (one thread: the per-message work moved to the
@@ -42,7 +43,8 @@ from typing import Optional
 from demo.broker import Mosquitto
 from demo.procs import stop_group
 from edge.contract import schema
-from stream.landing import LandingWriter, to_landing_line
+from stream.landing import LandingWriter
+from stream.landing_fast import LandingConverter
 from tests.support.generate import LABELS, detections_msg, metrics_msg
 
 NEXMARK_Q5_PER_CORE = 22_100
@@ -71,14 +73,16 @@ def edge_messages(events: int, devices: int, seed: int = 1) -> list[tuple[str, b
 
 
 def bridge_lines(messages: list[tuple[str, bytes, float]]) -> tuple[list[tuple[str, bool, Optional[str]]], float]:
-    """``to_landing_line`` (the bridge's per-message function) over ``messages``, and its CPU seconds."""
+    """The bridge's per-message conversion (``stream.landing_fast.LandingConverter``: the msgspec fast path, the
+    contract's ``to_landing_line`` for the rest) over ``messages``, and its CPU seconds."""
+    convert = LandingConverter("sigmawatch", 256 * 1024).convert
     t0 = time.process_time()
-    out = [to_landing_line("sigmawatch", topic, payload, recv, 256 * 1024) for topic, payload, recv in messages]
+    out = [convert(topic.encode(), payload, recv) for topic, payload, recv in messages]
     return out, time.process_time() - t0
 
 
 def write_landing(directory: Path, events: int, devices: int, seed: int = 1) -> dict:
-    """One landing file of ``events`` messages, produced by the bridge's code path (``to_landing_line`` and
+    """One landing file of ``events`` messages, produced by the bridge's code path (``LandingConverter`` and
     ``LandingWriter``) from encoded edge messages."""
     messages = edge_messages(events, devices, seed)
     lines, cpu = bridge_lines(messages)
@@ -222,11 +226,18 @@ def _measure_path(work: Path, python: bool, job: Optional[dict] = None) -> dict:
     return out
 
 
-def _path_in_child(work: Path, python: bool, job: Optional[dict] = None) -> dict:
+def _in_child(code: str, root: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """Python ``code`` in a new process; ``root``: another checkout of the project whose code it runs."""
+    env = None if root is None else {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
+                          cwd=root, env=env)
+
+
+def _path_in_child(work: Path, python: bool, job: Optional[dict] = None, root: Optional[Path] = None) -> dict:
     """Each path in its own process and JVM, so that one run's heap and JIT state do not bias the next."""
     code = ("import json, sys; from pathlib import Path; from bench.stream import _measure_path; "
             f"print('RESULT ' + json.dumps(_measure_path(Path({str(work)!r}), {python!r}, {job!r})))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    proc = _in_child(code, root)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         # a Java exception's message is at its top; its tail is a long stack trace
@@ -249,7 +260,7 @@ def bench_throughput(events: int, devices: int, whole_path: bool = True) -> dict
                               "messages_per_cpu_s": round(events / landed["bridge_cpu_s"]),
                               "payload_bytes_per_message": round(landed["payload_bytes"] / events),
                               "landing_bytes_per_message": round(landed["landing_bytes"] / events)}}
-        print(f"bridge (stream.landing.to_landing_line: edge.contract.schema.parse + flat landing line), one Python "
+        print(f"bridge conversion (stream.landing_fast: msgspec fast path, the contract's path for the rest), one Python "
               f"thread: {per_msg_us:.1f} us CPU per message = {events / landed['bridge_cpu_s']:,.0f} messages per "
               f"CPU-second; {landed['payload_bytes'] / events:.0f} bytes MQTT payload -> "
               f"{landed['landing_bytes'] / events:.0f} bytes landing line", flush=True)
@@ -301,6 +312,48 @@ def bench_throughput(events: int, devices: int, whole_path: bool = True) -> dict
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _rate(runs: dict, extra: int) -> float:
+    """Events per CPU-second of the JVM: the median over the pairs of extra events / extra CPU-seconds."""
+    return statistics.median(extra / max(1e-9, p["big"][1] - p["base"][1]) for p in runs["pairs"])
+
+
+def compare_throughput(baseline: Path, events: int, devices: int, rounds: int) -> dict:
+    """The SQL path of this checkout against ``baseline`` (another checkout, e.g. ``git worktree add /tmp/base
+    <commit>``), alternating runs in one session so that the machine's load falls on both alike: each side writes
+    its landing input with its own bridge code, then ``rounds`` x (baseline, current) in fresh JVMs, the first
+    side alternating. Prints each round's ratio current / baseline and their median."""
+    sides = {"baseline": Path(baseline).resolve(), "current": None}
+    work = {name: Path(tempfile.mkdtemp(prefix=f"sw-compare-{name}-")) for name in sides}
+    try:
+        extra = {}
+        for name, root in sides.items():
+            code = ("from pathlib import Path; from bench.stream import write_landing, replicate_landing; "
+                    f"w = Path({str(work[name])!r}); write_landing(w / 'tiny', 2000, {devices}); "
+                    f"write_landing(w / 'base', {events}, {devices}); "
+                    "print('RESULT', replicate_landing(w / 'base', w / 'big'))")
+            proc = _in_child(code, root)
+            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                raise SystemExit(f"writing the {name} side's landing input failed:\n{proc.stderr[-2000:]}")
+            extra[name] = int(lines[-1].split()[1]) - events
+        rounds_out = []
+        for r in range(rounds):
+            order = ["baseline", "current"] if r % 2 == 0 else ["current", "baseline"]
+            rates = {name: _rate(_path_in_child(work[name], False, None, sides[name]), extra[name]) for name in order}
+            ratio = rates["current"] / rates["baseline"]
+            rounds_out.append({**{k: round(v) for k, v in rates.items()}, "ratio": round(ratio, 3)})
+            print(f"round {r + 1} ({order[0]} first): SQL path events per CPU-second of the JVM: baseline "
+                  f"{rates['baseline']:,.0f}, current {rates['current']:,.0f}: ratio {ratio:.3f}; load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+        median = statistics.median(x["ratio"] for x in rounds_out)
+        print(f"SQL path, current / baseline ({sides['baseline']}): median ratio {median:.3f} over {rounds} rounds "
+              f"({events:,} and {events + extra['current']:,} events, {devices} devices)", flush=True)
+        return {"baseline": str(sides["baseline"]), "rounds": rounds_out, "median_ratio": round(median, 3)}
+    finally:
+        for w in work.values():
+            shutil.rmtree(w, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- latency
@@ -409,6 +462,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     t.add_argument("--events", type=int, default=200_000)
     t.add_argument("--devices", type=int, default=50)
     t.add_argument("--no-whole-path", action="store_true", help="skip the bridge's whole-path run (bench.bridge)")
+    c = sub.add_parser("compare", help="the SQL path of this checkout against another checkout, alternated in one "
+                                       "run (a regression check)")
+    c.add_argument("--baseline", type=Path, required=True,
+                   help="another checkout of the project (e.g. git worktree add /tmp/base <commit>)")
+    c.add_argument("--events", type=int, default=600_000)
+    c.add_argument("--devices", type=int, default=50)
+    c.add_argument("--rounds", type=int, default=3)
     la = sub.add_parser("latency")
     la.add_argument("--seconds", type=float, default=40)
     la.add_argument("--devices", type=int, default=5)
@@ -419,6 +479,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.what == "throughput":
         res = bench_throughput(args.events, args.devices, not args.no_whole_path)
+    elif args.what == "compare":
+        res = compare_throughput(args.baseline, args.events, args.devices, args.rounds)
     else:
         res = bench_latency(args.seconds, args.devices, args.fps, args.window, args.out_of_orderness)
     if args.json:
