@@ -32,7 +32,7 @@ from edge.contract.mqtt import MqttClient, Received
 from edge.contract.sdnotify import Notifier
 from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
 from stream.confirm import Confirmations
-from stream.landing import Cleaner, LandingLine, LandingWriter, invalid_line, remove_stale_temp_files
+from stream.landing import Cleaner, LandingWriter, remove_stale_temp_files
 from stream.landing_fast import LandingConverter
 
 log = logging.getLogger("stream.bridge")
@@ -94,21 +94,10 @@ class Bridge:
         """Every message of one read from the broker (``edge.contract.mqtt.Received``): its landing line, then all
         of them into the writer under one lock. The batch shares one receive time (the read's)."""
         now = time.time()
-        convert = self.converter.convert
-        landed = []
-        acks: list[int] = []
-        others: list[tuple[int, int]] = []     # (mid, qos) of QoS 0 / 2 messages (rare: agents publish QoS 1)
-        for topic, payload, mid, qos in batch:
-            try:
-                landed.append(convert(topic, payload, now))
-            except Exception as exc:  # noqa: BLE001 - conversion never raises; this is the last line of defence
-                name = topic.decode("utf-8", "replace")
-                line = invalid_line(name, None, now, f"the bridge failed on this message: {exc!r}", "(not kept)")
-                landed.append(LandingLine(line, False, None, None))
-            if qos == 1:
-                acks.append(mid)
-            else:
-                others.append((mid, qos))
+        landed = self.converter.convert_batch(batch, now)      # never raises: failures land as invalid lines
+        acks = [mid for _, _, mid, qos in batch if qos == 1]
+        # (mid, qos) of QoS 0 / 2 messages (rare: agents publish QoS 1)
+        others = [(mid, qos) for _, _, mid, qos in batch if qos != 1] if len(acks) < len(batch) else []
         with self.lock:
             if not self.writer.lines:
                 self.first_pending = now

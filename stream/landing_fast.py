@@ -15,14 +15,14 @@ Why: the contract's pure-Python validation and flattening cost 23-29 us per mess
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Iterable, Literal, Optional, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from edge.contract import schema, wire
 from edge.contract.validator import python_pattern
-from stream.landing import LandingLine, to_landing_line
+from stream.landing import LandingLine, invalid_line, to_landing_line
 
 _FLOAT_MAX = sys.float_info.max          # bounds a float below infinity (JSON's 1e999 decodes to inf)
 _NAME = python_pattern(schema.NAME_PATTERN)
@@ -106,38 +106,9 @@ _new_tuple = tuple.__new__
 _TOPICS_KEPT = 100_000          # parsed topics remembered (one per device and kind)
 
 
-def detections_line(payload: bytes, device: str, recv_ts: float) -> Optional[tuple[str, int]]:
-    """(landing line, seq) of a version-2 detections payload of ``device`` that the fast path accepts; None for
-    anything else (the caller takes the contract's path). ``recv_ts`` is written as given (round it to 1 us)."""
-    try:
-        msg = _decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if msg.device != device:
-        return None
-    return _flat_line(msg, device, recv_ts), msg.seq
-
-
-def _flat_line(msg: Detections, device: str, recv_ts: float) -> str:
-    """``stream.landing.message_line`` of an accepted message (the same fields, the same order)."""
-    dets = []
-    seen = set()
-    for d in msg.detections or ():
-        c = d.class_id
-        g = d.sigma_mean
-        det = {"c": c, "l": d.label, "p": d.score / _MILLI, "g": None if g is None else g / _MILLI,
-               "f": 0 if c in seen else 1}
-        if not dets:
-            det["h"] = 1
-        seen.add(c)
-        dets.append(det)
-    return _encode({"kind": "detections", "device": device, "recv_ts": recv_ts, "seq": msg.seq, "ts": msg.ts,
-                    "dets": dets}).decode()
-
-
 class LandingConverter:
-    """``convert(topic, payload, recv_ts)``: :func:`stream.landing.to_landing_line` with the fast path in front
-    and the topics remembered (a fleet has one per device and kind); ``topic`` may be the raw bytes."""
+    """:func:`stream.landing.to_landing_line` with the fast path in front and the topics remembered (a fleet has
+    one per device and kind). ``convert_batch`` is the bridge's: many messages of one read, one receive time."""
 
     def __init__(self, prefix: str, max_bytes: int):
         self.prefix = prefix
@@ -163,26 +134,61 @@ class LandingConverter:
         return entry
 
     def convert(self, topic, payload: bytes, recv_ts: float) -> LandingLine:
-        """The landing line of one message (:class:`stream.landing.LandingLine`)."""
-        entry = self.topics.get(topic)
-        name, device, kind = entry if entry is not None else self._topic(topic)
-        if kind == "detections" and len(payload) <= self.max_bytes:
+        """The landing line of one message; ``topic`` as str or as the raw bytes."""
+        return self.convert_batch(((topic, payload),), recv_ts)[0]
+
+    def convert_batch(self, messages: Iterable, recv_ts: float) -> list[LandingLine]:
+        """The landing line of each ``(topic, payload, ...)`` in ``messages``, all received at ``recv_ts``. Never
+        raises: a failure of this code itself lands the message as ``invalid`` with the reason."""
+        recv = round(recv_ts, 6)
+        topics, max_bytes, out = self.topics, self.max_bytes, []
+        append = out.append
+        fast = 0
+        for item in messages:
+            topic, payload = item[0], item[1]
             try:
-                msg = _decode(payload)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                msg = None
-            if msg is not None and msg.device == device:
-                self.fast += 1
-                # tuple.__new__: a LandingLine without its generated __new__ (a third of a us per message)
-                return _new_tuple(LandingLine, (_flat_line(msg, device, round(recv_ts, 6)), True, device, msg.seq))
-        if kind == "metrics" and len(payload) <= self.max_bytes:
-            try:
-                met = _decode_metrics(payload)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                met = None
-            if met is not None and met.device == device:
-                self.fast += 1
-                line = _encode({"kind": "metrics", "device": device, "recv_ts": round(recv_ts, 6), "ts": met.ts,
-                                "fps": met.fps, "dropped": met.frames.dropped, "depth": met.outbox.depth}).decode()
-                return _new_tuple(LandingLine, (line, True, device, None))
-        return to_landing_line(self.prefix, name, payload, recv_ts, self.max_bytes)
+                entry = topics.get(topic)
+                name, device, kind = entry if entry is not None else self._topic(topic)
+                if kind == "detections" and len(payload) <= max_bytes:
+                    try:
+                        msg = _decode(payload)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        msg = None
+                    if msg is not None and msg.device == device:
+                        # the fields and their order of stream.landing.message_line
+                        dets = []
+                        seen = set()
+                        for d in msg.detections or ():
+                            c = d.class_id
+                            g = d.sigma_mean
+                            det = {"c": c, "l": d.label, "p": d.score / _MILLI,
+                                   "g": None if g is None else g / _MILLI, "f": 0 if c in seen else 1}
+                            if not dets:
+                                det["h"] = 1
+                            seen.add(c)
+                            dets.append(det)
+                        line = _encode({"kind": "detections", "device": device, "recv_ts": recv, "seq": msg.seq,
+                                        "ts": msg.ts, "dets": dets}).decode()
+                        # tuple.__new__: a LandingLine without its generated __new__ (a third of a us each)
+                        append(_new_tuple(LandingLine, (line, True, device, msg.seq)))
+                        fast += 1
+                        continue
+                elif kind == "metrics" and len(payload) <= max_bytes:
+                    try:
+                        met = _decode_metrics(payload)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        met = None
+                    if met is not None and met.device == device:
+                        line = _encode({"kind": "metrics", "device": device, "recv_ts": recv, "ts": met.ts,
+                                        "fps": met.fps, "dropped": met.frames.dropped,
+                                        "depth": met.outbox.depth}).decode()
+                        append(_new_tuple(LandingLine, (line, True, device, None)))
+                        fast += 1
+                        continue
+                append(to_landing_line(self.prefix, name, payload, recv_ts, max_bytes))
+            except Exception as exc:  # noqa: BLE001 - a payload must never stop the bridge: dead-letter it
+                name = bytes(topic).decode("utf-8", "replace") if isinstance(topic, (bytes, bytearray)) else str(topic)
+                append(LandingLine(invalid_line(name, None, recv_ts, f"the bridge failed on this message: {exc!r}",
+                                                "(not kept)"), False, None, None))
+        self.fast += fast
+        return out

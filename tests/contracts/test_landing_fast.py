@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edge.contract import schema
 from stream.landing import to_landing_line
@@ -151,3 +151,22 @@ def test_other_kinds_and_topics_take_the_contract_path():
     assert assert_same_or_contract_path(BASE, f"{PREFIX}/cam-1\n/detections") is False
     big = LandingConverter(PREFIX, 100)
     assert not big.convert(TOPIC, BASE, 1.0).valid and not big.fast     # over the size limit: refused with reason
+
+
+def test_a_failure_of_the_converter_itself_lands_the_message_as_invalid(monkeypatch):
+    """The last line of defence: whatever goes wrong inside the conversion, the message lands (dead-lettered with
+    the reason) and the other messages of the batch are converted."""
+    import stream.landing_fast as fast
+
+    def broken(payload):
+        if b'"seq":3' in payload:
+            raise RuntimeError("boom")
+        return real(payload)
+    real = fast._decode
+    monkeypatch.setattr(fast, "_decode", broken)
+    other = BASE.replace(b'"seq":3', b'"seq":4')
+    lines = LandingConverter(PREFIX, LIMIT).convert_batch([(TOPIC.encode(), BASE, 1, 1), (TOPIC.encode(), other, 2, 1)],
+                                                          1.0)
+    bad, good = json.loads(lines[0].line), json.loads(lines[1].line)
+    assert not lines[0].valid and bad["kind"] == "invalid" and "boom" in bad["reason"] and bad["topic"] == TOPIC
+    assert lines[1].valid and good["seq"] == 4
