@@ -28,7 +28,7 @@ log = logging.getLogger("sigmawatch.dashboard")
 
 CONNECT_WAIT_S = 10.0
 VIEW_FLAGS = {"--stale-after": "stale_after_s", "--forget-after": "forget_after_s", "--recent": "recent_s",
-              "--history": "history_s"}
+              "--history": "history_s", "--track-timeout": "track_timeout_s"}
 
 
 def build_parser() -> ArgumentParser:
