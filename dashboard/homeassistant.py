@@ -193,6 +193,7 @@ class DiscoveryPublisher:
         self.published: dict[str, dict | None] = {}  # config topic -> payload sent
         self._lock = threading.Lock()
         self._models: dict[str, str] = {}
+        self._versions: dict[str, str] = {}      # the agent's version, from its status (metrics do not say it)
         self.state = state
         state.add_listener(self.on_event)
 
@@ -214,9 +215,11 @@ class DiscoveryPublisher:
             model = (event["payload"].get("model") or {}).get("id")
             if model:
                 self._models[device] = model
+            if event["payload"].get("version"):
+                self._versions[device] = event["payload"]["version"]
             self._send(device_configs(device, prefix=self.prefix, discovery_prefix=self.discovery_prefix,
                                       model=self._models.get(device),
-                                      sw_version=event["payload"].get("version")))
+                                      sw_version=self._versions.get(device)))
             tracking = _status_tracking(event["payload"]) if kind == "status" else None
             if tracking is not None:
                 self._tracking(device, tracking)
