@@ -413,9 +413,11 @@ function drawTracks(card, id, cam) {
       const [x, y] = t.trail[t.trail.length - 1];
       g.fillStyle = "#ffffff"; g.beginPath(); g.arc(x * W, y * H, 3, 0, 2 * Math.PI); g.fill();
     }
-    const li = el("li", {"data-track": t.track, "data-label": t.label, "data-trail": t.trail.length});
+    const li = el("li", {"data-track": t.track, "data-label": t.label, "data-trail": t.trail.length,
+      "data-head": t.trail.length ? t.trail[t.trail.length - 1].join(",") : ""});
     li.appendChild(el("span", {class: "swatch", style: `background:${c}`}));
-    const seen = t.first_ts != null && t.last_ts != null ? duration(t.last_ts - t.first_ts) : "–";
+    const span = t.first_ts != null && t.last_ts != null ? t.last_ts - t.first_ts : null;
+    const seen = span === null ? "–" : span < 10 ? `${span.toFixed(1)} s` : duration(span);
     const sigma = t.box_sigma ? `σ (cx,cy,w,h) ${t.box_sigma.map((v) => fmt(v, 3)).join(", ")} (${t.sigma_from === "track" ? "tracker" : "model"})` : "no σ";
     li.appendChild(document.createTextNode(`#${t.track} ${t.label} · seen ${seen} · ` +
       (t.zones.length ? `in ${t.zones.join(", ")} · ` : "") + sigma));

@@ -98,6 +98,13 @@ def centres_by_track(sub: Subscriber) -> dict[int, list[tuple[float, float]]]:
     return out
 
 
+def truth_now(sub: Subscriber, track: int) -> list[tuple[float, float]]:
+    """Every centre the agent published for ``track`` so far, and the tracker's own box centres from its events."""
+    events = [e for e in sub.payloads("/events") if e["track"] == track and "box" in e]
+    return centres_by_track(sub).get(track, []) + [((e["box"][0] + e["box"][2]) / 2, (e["box"][1] + e["box"][3]) / 2)
+                                                   for e in events]
+
+
 def follows(trail: list, centres: list, tol: float) -> bool:
     """``trail`` is a run of consecutive ``centres`` (each point within ``tol``: a point may come from the tracker's
     own box of an event at that frame instead of the detection's)."""
@@ -128,9 +135,16 @@ def test_the_page_follows_the_real_agents_tracks_and_events(tmp_path, broker, de
         xs = [p[0] for p in disc["trail"]]
         assert xs[-1] - xs[0] > 0.05 and all(b >= a - 0.01 for a, b in zip(xs, xs[1:])), "moving right"
         assert disc["text"].startswith(f"#{disc['track']} disc · seen ")
-        end_x, end_y = disc["trail"][-1]
-        assert all(v > 200 for v in pixel(chromium, end_x, end_y)[:3]), "the trail ends in a white dot"
+        # the canvas and the list are drawn together: where the list says the disc's trail ends, a white dot
+        head = chromium.evaluate(f"""(() => {{
+            const li = document.querySelector('{CARD} ul.track-list li[data-track="{disc['track']}"]');
+            const [x, y] = li.dataset.head.split(',').map(Number), c = document.querySelector('{CARD} canvas');
+            return [x, y, ...c.getContext('2d').getImageData(Math.round(x * c.width), Math.round(y * c.height), 1, 1).data];
+            }})()""")
+        assert any(abs(head[0] - x) <= 1e-4 and abs(head[1] - y) <= 1e-4 for x, y in truth_now(sub, disc["track"])), head
+        assert all(v > 200 for v in head[2:5]), f"the trail ends in a white dot: {head}"
         assert pixel(chromium, 0.02, 0.97)[3] == 0, "nothing drawn where no track is"
+        keep_screenshot(chromium, tmp_path, "dashboard-tracks-live.png")
 
         # --- the agent reaches the end of the video and stops cleanly: every track ends, the counts fall to zero
         assert agent.proc.wait(120) == 0, agent.logs()
