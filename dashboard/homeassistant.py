@@ -23,8 +23,7 @@ object counts (``<prefix>/<device>/objects``, published only when a count change
 
 The class and object sensors use the device's status topic as their availability, so they turn
 "unavailable" in HA when the camera goes offline. All entities of one camera share one HA device
-(``identifiers: ["sigmawatch_<device>"]``). Only plain ``{{ value_json.<field> }}`` templates are
-used. Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m dashboard.homeassistant``);
+(``identifiers: ["sigmawatch_<device>"]``). Publish with ``sigmawatch-dashboard --homeassistant`` (or ``python -m dashboard.homeassistant``);
 remove everything with ``--remove`` (empty retained configs).
 
 Devices that left: a device whose retained status was cleared (an empty retained message, how a camera is
@@ -34,8 +33,8 @@ silent keeps its entities (HA shows them unavailable once its status says offlin
 object counts are cleared, or whose status says tracking is off, loses its object and zone entities; a zone that
 its status no longer lists (renamed, deleted) loses its binary sensor.
 
-Templates: HA renders ``value_template`` with Jinja2 and ``value_json`` (the parsed payload); the object templates
-use ``dict.get`` with a default (a label or zone the counts do not name is 0 / off), with the name as a quoted
+Templates: HA renders ``value_template`` with Jinja2 and ``value_json`` (the parsed payload). The connectivity and
+class sensors read a plain ``{{ value_json.<field> }}``; the object templates use ``dict.get`` with a default (a label or zone the counts do not name is 0 / off), with the name as a quoted
 Jinja string (:func:`jinja_string`), so any label the contract allows works.
 """
 from __future__ import annotations
@@ -235,7 +234,7 @@ class DiscoveryPublisher:
             zones = set(payload["zones"])
         else:
             labels, zones = {payload["label"]}, _event_zones(payload)
-        where = dict(prefix=self.prefix, discovery_prefix=self.discovery_prefix, model=self._models.get(device))
+        where = self._where(device)
         for label in sorted(labels):
             self._send(object_configs(device, label, **where))
         for zone in sorted(zones):
@@ -248,13 +247,17 @@ class DiscoveryPublisher:
             self._retire(device, objects_only=True, why="its status says tracking is off")
             return
         zones = {z for z in tracking.get("zones", []) if isinstance(z, str)}
-        where = dict(prefix=self.prefix, discovery_prefix=self.discovery_prefix, model=self._models.get(device))
+        where = self._where(device)
         keep = {topic for zone in zones for topic, _ in zone_configs(device, zone, **where)}
         stale = f"{self.discovery_prefix}/binary_sensor/{_node(device)}/zone_"
         self._unpublish([t for t in self._live_topics() if t.startswith(stale) and t not in keep],
                         "the camera's status no longer lists that zone")
         for zone in sorted(zones):
             self._send(zone_configs(device, zone, **where))
+
+    def _where(self, device: str) -> dict:
+        return dict(prefix=self.prefix, discovery_prefix=self.discovery_prefix, model=self._models.get(device),
+                    sw_version=self._versions.get(device))
 
     def _live_topics(self) -> list[str]:
         with self._lock:
