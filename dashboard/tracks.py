@@ -70,7 +70,10 @@ class TrackBoard:
             t = cam.tracks.get(track)
             if t is None:
                 t = self._new_track(cam, track, det["label"], removed)
-            t.update(label=det["label"], box=list(det["box"]), box_sigma=det.get("box_sigma"), sigma_from="detection",
+            # the track's label is the agent's vote over its detections, said by its events; a detection's own class
+            # may differ (class-agnostic tracking): it names the track only until an event has
+            label = det["label"] if t["id"] is None else t["label"]
+            t.update(label=label, box=list(det["box"]), box_sigma=det.get("box_sigma"), sigma_from="detection",
                      score=det["score"], framed=True)
             self._seen(cam, t, ts, received)
             changed[track] = t

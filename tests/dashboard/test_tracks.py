@@ -105,6 +105,18 @@ def test_events_set_the_tracks_state_the_log_keeps_what_a_viewer_acts_on_and_end
     assert tracks_of(state)[3]["label"] == "disc" and len(tracks_of(state)[3]["trail"]) == 1
 
 
+def test_the_track_keeps_the_label_its_events_give_it_whatever_class_a_detection_says():
+    state, _ = board()
+    state.handle(*m.tracked_detections("cam-1", 0, T0, [m.tracked("car", 2, disc_box(0), 3)]))
+    assert tracks_of(state)[3]["label"] == "car", "before any event: the detection's class"
+    state.handle(*m.track_event("cam-1", 0, "new", 3, "person", T0, start=T0))        # the agent's vote
+    state.handle(*m.tracked_detections("cam-1", 1, T0 + 0.1, [m.tracked("car", 2, disc_box(1), 3)]))
+    assert tracks_of(state)[3]["label"] == "person"
+    # and the agent's counts (one person, no car) keep it
+    state.handle(*m.objects("cam-1", T0 + 0.2, {"person": 1}))
+    assert list(tracks_of(state)) == [3]
+
+
 def test_a_new_event_with_another_id_for_a_held_track_number_replaces_it():
     state, _ = board()
     state.handle(*m.track_event("cam-1", 0, "new", 1, "disc", T0, start=T0))
