@@ -406,8 +406,8 @@ function drawTracks(card, id, cam) {
       g.font = "12px sans-serif"; g.fillStyle = c;
       g.fillText(`#${t.track} ${t.label}`, x1 * W + 2, Math.max(12, y1 * H - 3));
     }
-    if (t.trail.length) {              // the trail: the last box centres, oldest to newest, ending in a dot
-      g.strokeStyle = "#ffffff"; g.lineWidth = 2; g.beginPath();
+    if (t.trail.length) {   // the trail: the last box centres, oldest to newest, a hue per track, ending in a white dot
+      g.strokeStyle = `hsl(${(t.track * 137.508) % 360}, 85%, 68%)`; g.lineWidth = 2; g.beginPath();
       t.trail.forEach(([x, y], i) => (i ? g.lineTo(x * W, y * H) : g.moveTo(x * W, y * H)));
       g.stroke();
       const [x, y] = t.trail[t.trail.length - 1];
