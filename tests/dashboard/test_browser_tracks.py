@@ -73,8 +73,8 @@ def page_tracks(browser) -> list[dict]:
         trail: S.tracks.get('cam-1').tracks.get(Number(li.dataset.track)).trail}}))""")
 
 
-def page_log(browser) -> list[dict]:
-    return browser.evaluate(f"""[...document.querySelectorAll('{CARD} ol.track-events li')].map((li) => ({{
+def page_log(browser, card: str = CARD) -> list[dict]:
+    return browser.evaluate(f"""[...document.querySelectorAll('{card} ol.track-events li')].map((li) => ({{
         type: li.dataset.type, track: Number(li.dataset.track), seq: Number(li.dataset.seq),
         when: li.querySelector('.when').textContent, text: li.textContent}}))""")
 
@@ -90,7 +90,7 @@ def centres_by_track(sub: Subscriber) -> dict[int, list[tuple[float, float]]]:
     """Box centres of every tracked detection the agent published, per track id, in frame order (the wire's
     thousandths)."""
     out: dict[int, list] = {}
-    for p in sorted(sub.raw_payloads("/detections"), key=lambda p: p["seq"]):
+    for p in sorted(sub.raw_payloads("cam-1/detections"), key=lambda p: p["seq"]):
         for d in p["detections"]:
             if len(d) > 9:
                 x0, y0, x1, y1 = d[4]
@@ -100,7 +100,7 @@ def centres_by_track(sub: Subscriber) -> dict[int, list[tuple[float, float]]]:
 
 def truth_now(sub: Subscriber, track: int) -> list[tuple[float, float]]:
     """Every centre the agent published for ``track`` so far, and the tracker's own box centres from its events."""
-    events = [e for e in sub.payloads("/events") if e["track"] == track and "box" in e]
+    events = [e for e in sub.payloads("cam-1/events") if e["track"] == track and "box" in e]
     return centres_by_track(sub).get(track, []) + [((e["box"][0] + e["box"][2]) / 2, (e["box"][1] + e["box"][3]) / 2)
                                                    for e in events]
 
@@ -113,15 +113,27 @@ def follows(trail: list, centres: list, tol: float) -> bool:
                    for i in range(n)) for k in range(len(centres) - n + 1))
 
 
+def logged_events(sub: Subscriber, device: str) -> list[dict]:
+    """The agent's events that the page's log shows (the kinds in LOGGED, and relabelling updates), newest first, as
+    many as the page keeps."""
+    events = sorted((schema.parse(p, "events") for t, p, _r in sub.messages if t.endswith(f"{device}/events")),
+                    key=lambda e: e["seq"])
+    logged = [e for e in events if e["type"] in LOGGED or "label" in e.get("changed", [])]
+    return list(reversed(logged))[:EVENTS_PER_CAMERA]
+
+
 def test_the_page_follows_the_real_agents_tracks_and_events(tmp_path, broker, detector, chromium):
+    """cam-1 publishes detections with track ids and events; cam-2, the same scene, events only."""
     video = write_crossing_video(tmp_path / "crossing.avi", cross_frames=80, gone_frames=10)   # 9 s at 10 fps
-    sub = Subscriber(broker, "sigmawatch/cam-1/#", client_id="tracks-truth")
+    sub = Subscriber(broker, "sigmawatch/#", client_id="tracks-truth")
     dash = DashboardProcess(broker)
-    agent = None
+    agent = quiet = None
     try:
         open_page(chromium, dash.url)
-        agent = AgentProcess(agent_config(tmp_path, broker, detector, video, tracking=TRACKING,
-                                          source={"uri": str(video), "realtime": True, "exit_on_end": True}))
+        source = {"uri": str(video), "realtime": True, "exit_on_end": True}
+        agent = AgentProcess(agent_config(tmp_path, broker, detector, video, tracking=TRACKING, source=source))
+        quiet = AgentProcess(agent_config(tmp_path, broker, detector, video, device="cam-2", source=source,
+                                          tracking={**TRACKING, "publish": "events_only"}))
         # --- while the disc crosses: its track with a trail, the square's track, the counts
         chromium.wait_for(f"[...document.querySelectorAll('{CARD} ul.track-list li[data-label=\"disc\"]')]"
                           ".some((li) => Number(li.dataset.trail) >= 8)", timeout=60)
@@ -146,25 +158,33 @@ def test_the_page_follows_the_real_agents_tracks_and_events(tmp_path, broker, de
         assert pixel(chromium, 0.02, 0.97)[3] == 0, "nothing drawn where no track is"
         keep_screenshot(chromium, tmp_path, "dashboard-tracks-live.png")
 
-        # --- the agent reaches the end of the video and stops cleanly: every track ends, the counts fall to zero
+        # the events-only camera: its tracks are on the page too, placed by their events' boxes
+        quiet_card = '.trk[data-device="cam-2"]'
+        chromium.wait_for(f"document.querySelectorAll('{quiet_card} ul.track-list li[data-label=\"disc\"]').length"
+                          " === 1", timeout=30)
+
+        # --- the agents reach the end of the video and stop cleanly: every track ends, the counts fall to zero
         assert agent.proc.wait(120) == 0, agent.logs()
-        sub.wait_for(lambda: sum(e["type"] == "end" for e in sub.payloads("/events")) >= 2, timeout=20,
-                     what="both end events")
+        assert quiet.proc.wait(120) == 0, quiet.logs()
+        for cam in ("cam-1", "cam-2"):
+            sub.wait_for(lambda: sum(e["type"] == "end" for e in sub.payloads(f"{cam}/events")) >= 2, timeout=20,
+                         what=f"both end events of {cam}")
+        assert sub.payloads("cam-2/detections") == []
         chromium.wait_for(f"document.querySelectorAll('{CARD} ul.track-list li').length === 0", timeout=20)
         chromium.wait_for(f"document.querySelector('{CARD} ul.present').textContent === 'nothing present'",
                           timeout=20)
         assert chromium.evaluate(f"document.querySelector('{CARD} .meta').textContent") == "0 tracks"
 
         # --- the log: exactly the events a viewer acts on, newest first, at their capture times
-        events = sorted((schema.parse(p, "events") for t, p, _r in sub.messages if t.endswith("/events")),
-                        key=lambda e: e["seq"])
-        logged = [e for e in events if e["type"] in LOGGED or "label" in e.get("changed", [])]
-        expected = list(reversed(logged))[:EVENTS_PER_CAMERA]
-        chromium.wait_for(f"document.querySelectorAll('{CARD} ol.track-events li').length === {len(expected)}")
+        for card, cam in ((CARD, "cam-1"), (quiet_card, "cam-2")):
+            expected = logged_events(sub, cam)
+            chromium.wait_for(f"document.querySelectorAll('{card} ol.track-events li').length === {len(expected)}")
+            got = page_log(chromium, card)
+            assert [(g["type"], g["track"], g["seq"]) for g in got] == \
+                [(e["type"], e["track"], e["seq"]) for e in expected], cam
+            assert [g["when"] for g in got] == [hms(e["ts"]) for e in expected], cam
+        chromium.wait_for(f"document.querySelectorAll('{quiet_card} ul.track-list li').length === 0", timeout=20)
         got = page_log(chromium)
-        assert [(g["type"], g["track"], g["seq"]) for g in got] == \
-            [(e["type"], e["track"], e["seq"]) for e in expected]
-        assert [g["when"] for g in got] == [hms(e["ts"]) for e in expected]
         disc_log = [g["text"][len(g["when"]):] for g in reversed(got) if g["track"] == disc["track"]]
         assert disc_log[0] == f"#{disc['track']} disc new" and disc_log[-1] == f"#{disc['track']} disc ended"
         assert f"#{disc['track']} disc crossed gate (in)" in disc_log
@@ -172,8 +192,9 @@ def test_the_page_follows_the_real_agents_tracks_and_events(tmp_path, broker, de
             f"#{disc['track']} disc left right")
         keep_screenshot(chromium, tmp_path, "dashboard-tracks.png")
     finally:
-        if agent is not None:
-            agent.kill()
+        for a in (agent, quiet):
+            if a is not None:
+                a.kill()
         dash.stop()
         sub.close()
 
