@@ -344,7 +344,10 @@ const EVENT_WORDS = {new: () => "new", end: () => "ended", entered: (e) => `ente
 function renderTracks() {
   const root = $("#tracks");
   $("#track-timeout").textContent = duration(S.view.track_timeout_s);
-  const shown = [...S.tracks.entries()].filter(([id, c]) => S.devices.has(id) && (c.tracks.size || c.events.length))
+  // every camera with tracks, events or object counts (a camera that tracks but has seen nothing yet: "nothing present")
+  const none = {tracks: new Map(), events: []};
+  const shown = [...S.devices.entries()].map(([id, d]) => [id, S.tracks.get(id) || none, d])
+    .filter(([, c, d]) => c.tracks.size || c.events.length || d.objects)
     .sort((a, b) => (a[0] < b[0] ? -1 : 1));
   const ids = new Set(shown.map(([id]) => id));
   for (const card of [...root.querySelectorAll(".trk")]) if (!ids.has(card.dataset.device)) card.remove();
@@ -428,6 +431,9 @@ function drawTracks(card, id, cam) {
   const counts = d.objects;
   if (!counts) present.appendChild(el("li", {class: "hint"}, "no counts received"));
   else {
+    if (d.status && d.status.state === "offline") {   // a killed agent's last retained counts: say how old they are
+      present.appendChild(el("li", {class: "warn offline"}, `camera offline; its last counts, at ${clock(counts.ts)}:`));
+    }
     const labels = Object.entries(counts.objects).sort();
     if (!labels.length) present.appendChild(el("li", {"data-label": ""}, "nothing present"));
     for (const [label, n] of labels) present.appendChild(el("li", {"data-label": label}, `${label} present: ${n}`));

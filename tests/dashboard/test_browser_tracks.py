@@ -171,7 +171,10 @@ def test_the_page_follows_the_real_agents_tracks_and_events(tmp_path, broker, de
                          what=f"both end events of {cam}")
         assert sub.payloads("cam-2/detections") == []
         chromium.wait_for(f"document.querySelectorAll('{CARD} ul.track-list li').length === 0", timeout=20)
-        chromium.wait_for(f"document.querySelector('{CARD} ul.present').textContent === 'nothing present'",
+        last_counts = sub.payloads("cam-1/objects")[-1]
+        assert last_counts["objects"] == {}
+        chromium.wait_for(f"[...document.querySelectorAll('{CARD} ul.present li')].map((li) => li.textContent)"
+                          f".join('|') === 'camera offline; its last counts, at {hms(last_counts['ts'])}:|nothing present'",
                           timeout=20)
         assert chromium.evaluate(f"document.querySelector('{CARD} .meta').textContent") == "0 tracks"
 
@@ -232,5 +235,13 @@ def test_stale_tracks_leave_the_page_and_the_sigma_band_is_drawn(broker, publish
         # a page opened now starts from the server's snapshot: the same log
         open_page(chromium, dash.url)
         chromium.wait_for("document.querySelectorAll('.trk[data-device=\"cam-2\"] ol.track-events li').length === 2")
+        # cam-1 goes offline (its agent killed: the last will): its tracks go, its last counts stay, marked as such
+        publisher.send([m.tracked_detections("cam-1", 2, now + 6, [m.tracked("disc", 1, box, 6)]),
+                        m.objects("cam-1", now + 6, {"disc": 1})])
+        chromium.wait_for(f"document.querySelectorAll('{CARD} ul.track-list li[data-track=\"6\"]').length === 1")
+        publisher.send([m.status("cam-1", "offline")])
+        chromium.wait_for(f"document.querySelectorAll('{CARD} ul.track-list li').length === 0")
+        present = chromium.evaluate(f"[...document.querySelectorAll('{CARD} ul.present li')].map((li) => li.textContent)")
+        assert present == [f"camera offline; its last counts, at {hms(now + 6)}:", "disc present: 1"]
     finally:
         dash.stop()
