@@ -6,8 +6,8 @@
 
 Listens on 127.0.0.1 unless ``--host`` says otherwise. Runs until SIGINT/SIGTERM.
 With ``--homeassistant`` it also publishes Home Assistant MQTT discovery messages for every
-device and class it sees (see ``dashboard.homeassistant``). A broker that refuses the connection or the
-subscriptions ends it with exit code 6 and the broker's reason.
+device and class it sees, and per tracked label and zone (see ``dashboard.homeassistant``). A broker that refuses
+the connection or the subscriptions ends it with exit code 6 and the broker's reason.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ log = logging.getLogger("sigmawatch.dashboard")
 
 CONNECT_WAIT_S = 10.0
 VIEW_FLAGS = {"--stale-after": "stale_after_s", "--forget-after": "forget_after_s", "--recent": "recent_s",
-              "--history": "history_s"}
+              "--history": "history_s", "--track-timeout": "track_timeout_s"}
 
 
 def build_parser() -> ArgumentParser:

@@ -14,6 +14,10 @@ retained message (an old status the broker kept) the time the device wrote into 
 from for ``ViewSettings.forget_after_s`` is dropped (:meth:`DashboardState.expire`, run every second by
 the server), and a device whose retained status was cleared (an empty retained message, how an operator
 retires a camera) is dropped at once; both become ``device_removed`` events.
+
+Tracked objects (``dashboard.tracks``): detections with track ids, the agent's events and its retained object
+counts keep each camera's live tracks and recent events; every change becomes a ``tracks`` event after the
+message that caused it, and the snapshot carries them for a browser that connects later.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
+from dashboard.tracks import TrackBoard
 from dashboard.view import ViewSettings
 from edge.contract import outputs, schema
 
@@ -30,7 +35,8 @@ MAX_AGGREGATES = 5000
 MAX_ALERTS = 100
 MAX_INVALID = 20
 MAX_REMOVED = 5
-DEVICE_PARTS = ("status", "metrics", "detections")
+DEVICE_PARTS = ("status", "metrics", "detections", "events", "objects")
+KEPT_PARTS = ("status", "metrics", "detections", "objects")      # the latest of each is kept per device
 
 Listener = Callable[[dict], None]
 
@@ -38,8 +44,8 @@ Listener = Callable[[dict], None]
 def subscriptions(prefix: str) -> list[str]:
     """Every topic filter the dashboard needs under ``prefix``."""
     prefix = prefix.strip("/")
-    return [f"{prefix}/+/status", f"{prefix}/+/metrics", f"{prefix}/+/detections",
-            *outputs.subscriptions(prefix)]
+    return [f"{prefix}/+/status", f"{prefix}/+/metrics", f"{prefix}/+/detections", f"{prefix}/+/events",
+            f"{prefix}/+/objects", *outputs.subscriptions(prefix)]
 
 
 class DashboardState:
@@ -67,8 +73,9 @@ class DashboardState:
         self.removed: deque[dict] = deque(maxlen=MAX_REMOVED)      # the last device_removed events
         self.counters = {"messages": 0, "invalid": 0, "detection_messages": 0, "detections": 0,
                          "aggregates": 0, "aggregated_detections": 0, "alerts": 0, "alerts_firing": 0,
-                         "devices_removed": 0}
+                         "devices_removed": 0, "events": 0}
         self.broker = {"connected": False, "url": "", "error": ""}
+        self.tracks = TrackBoard(self.view.track_timeout_s)
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, listener: Listener) -> None:
@@ -112,7 +119,8 @@ class DashboardState:
         with self._lock:
             gone = [self._remove_device(dev, self._forgotten_reason(dev, now))
                     for dev, d in list(self.devices.items()) if now - d["last_seen"] > self.view.forget_after_s]
-        for event in gone:
+            stale_tracks = self.tracks.expire(now)
+        for event in gone + stale_tracks:
             self._emit(event)
         return [e["device"] for e in gone]
 
@@ -124,6 +132,7 @@ class DashboardState:
         """Forget ``device`` (lock held); returns the event that says so. ``cause``: forgotten | cleared."""
         self.devices.pop(device, None)
         self.health.pop(device, None)
+        self.tracks.forget(device)
         self.counters["devices_removed"] += 1
         event = {"kind": "device_removed", "device": device, "reason": reason, "cause": cause,
                  "received": self._clock()}
@@ -168,8 +177,9 @@ class DashboardState:
         if kind in DEVICE_PARTS:
             dev = self.devices.setdefault(event["device"], {"detection_messages": 0, "detections_count": 0,
                                                              "last_seen": event["seen"]})
-            dev[kind] = event["payload"]
-            dev[kind + "_received"] = event["received"]
+            if kind in KEPT_PARTS:
+                dev[kind] = event["payload"]
+                dev[kind + "_received"] = event["received"]
             dev["last_seen"] = event["last_seen"] = max(dev["last_seen"], event["seen"])
             if event["received"] - dev["last_seen"] > self.view.forget_after_s:    # a retained status of a
                 event["expired"] = True                                            # device that left long ago
@@ -180,6 +190,7 @@ class DashboardState:
                 dev["detections_count"] += len(event["payload"]["detections"])
                 self.counters["detection_messages"] += 1
                 self.counters["detections"] += len(event["payload"]["detections"])
+            return self._track(event)
         elif kind == "cleared":
             return self._clear(event)
         elif kind in ("aggregate", "fleet"):
@@ -226,6 +237,8 @@ class DashboardState:
             return [self._remove_device(device, "its retained status was cleared (empty retained message)", "cleared")]
         if part in DEVICE_PARTS and device in self.devices:
             self.devices[device].pop(part, None)
+            if part == "objects":           # the camera no longer reports objects: neither do its tracks
+                return [d for d in [self.tracks.offline(device)] if d]
         elif part == "health":
             self.health.pop(device, None)
         elif part == "alert":
@@ -233,6 +246,22 @@ class DashboardState:
                 del self.alerts[key]
             self.counters["alerts_firing"] = sum(a["payload"]["state"] == "firing" for a in self.alerts.values())
         return []
+
+    def _track(self, event: dict) -> list[dict]:
+        """The ``tracks`` event a device message causes (lock held), if it changed a track or the log."""
+        kind, device, payload = event["kind"], event["device"], event["payload"]
+        if kind == "detections":
+            delta = self.tracks.detections(device, payload, event["received"])
+        elif kind == "events":
+            self.counters["events"] += 1
+            delta = self.tracks.event(device, payload, event["received"])
+        elif kind == "objects":
+            delta = self.tracks.objects(device, payload)
+        elif kind == "status" and payload["state"] == "offline":
+            delta = self.tracks.offline(device)
+        else:
+            delta = None
+        return [delta] if delta else []
 
     # ------------------------------------------------------------------ output
     def snapshot(self) -> dict:
@@ -252,4 +281,5 @@ class DashboardState:
                 "invalid": list(self.invalid),
                 "removed": list(self.removed),
                 "counters": dict(self.counters),
+                "tracks": json.loads(json.dumps(self.tracks.snapshot())),
             }

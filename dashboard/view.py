@@ -1,4 +1,4 @@
-"""How long the dashboard trusts what it saw: device freshness and the time spans of the charts.
+"""How long the dashboard trusts what it saw: device freshness, tracks, and the time spans of the charts.
 
 One pydantic model, given on the command line (``sigmawatch-dashboard --stale-after 60 ...``) and sent to
 the page in every snapshot, so the server (which forgets devices) and the page (which shows ages, stale
@@ -24,6 +24,12 @@ class ViewSettings(BaseModel):
     history_s: float = Field(
         1800.0, gt=0, description="the per-class counts chart covers the windows that ended within this span "
                                   "before the newest window's end")
+
+    track_timeout_s: float = Field(
+        30.0, gt=0, description="a tracked object seen in a camera's detections messages and not mentioned since "
+                                "(no detection with its id, no event) for this long is taken off the page; the "
+                                "agent's own end event removes it sooner (tracks of an events-only camera wait for "
+                                "their end event, the camera going offline or its object counts)")
 
     @model_validator(mode="after")
     def _forget_after_stale(self) -> "ViewSettings":

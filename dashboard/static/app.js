@@ -15,15 +15,17 @@ const S = {
   stats: null,           // latest job stats payload (dead letters, late events)
   alerts: new Map(),     // alert id -> latest alert payload (firing | cleared)
   alertTopics: new Map(),// alert id -> its MQTT topic (an empty retained message there clears it)
+  tracks: new Map(),     // device -> {tracks: Map(track id -> state incl. trail), events: [log entries, oldest first]}
   removed: [],           // the last devices forgotten, with the reason
   invalid: [],
   // the server's settings (ViewSettings): when a device is stale / forgotten, the charts' time spans
-  view: {stale_after_s: 60, forget_after_s: 3600, recent_s: 300, history_s: 1800},
+  view: {stale_after_s: 60, forget_after_s: 3600, recent_s: 300, history_s: 1800, track_timeout_s: 30},
   offset: 0,             // server clock minus this browser's clock, s ("last seen" is on the server's clock)
   counters: {messages: 0, detections: 0, aggregates: 0, alerts: 0, invalid: 0},
   dirty: new Set(),
 };
 const MAX_ROWS = 5000;
+const MAX_TRACK_EVENTS = 40;   // per camera, as the server keeps (dashboard/tracks.py)
 const aggregatedDetections = () => { let n = 0; for (const a of S.aggregates.values()) n += a.detections; return n; };
 const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs = {}, text) {
@@ -67,7 +69,7 @@ function onEvent(ev) {
       S.view = Object.assign({}, S.view, ev.view);
       S.offset = ev.now - Date.now() / 1000;
       for (const [dev, d] of Object.entries(ev.devices)) {
-        S.devices.set(dev, {status: d.status, metrics: d.metrics, detections: d.detections,
+        S.devices.set(dev, {status: d.status, metrics: d.metrics, detections: d.detections, objects: d.objects,
           detection_messages: d.detection_messages, detections_count: d.detections_count, last_seen: d.last_seen});
       }
       S.aggregates = new Map(ev.aggregates.map((a) => [a.payload.id, a.payload]));
@@ -78,13 +80,16 @@ function onEvent(ev) {
       S.invalid = ev.invalid.slice();
       S.removed = (ev.removed || []).map((r) => ({device: r.device, reason: r.reason, at: r.received})).reverse();
       S.counters = Object.assign({}, ev.counters);
+      S.tracks = new Map(Object.entries(ev.tracks || {}).map(([dev, c]) =>
+        [dev, {tracks: new Map(c.tracks.map((t) => [t.track, t])), events: c.events.slice()}]));
       setBroker(ev.broker);
-      ["devices", "live", "aggregates", "alerts", "invalid", "counters"].forEach((k) => S.dirty.add(k));
+      ["devices", "live", "tracks", "aggregates", "alerts", "invalid", "counters"].forEach((k) => S.dirty.add(k));
       break;
     case "broker": setBroker(ev); break;
-    case "status": case "metrics": case "detections": {
+    case "status": case "metrics": case "detections": case "events": case "objects": {
       const d = device(ev.device);
-      d[ev.kind] = ev.payload;
+      if (ev.kind !== "events") d[ev.kind] = ev.payload;     // events: the tracks event that follows has them
+      if (ev.kind === "objects") S.dirty.add("tracks");
       d.last_seen = ev.last_seen;
       S.counters.messages++;
       if (ev.kind === "detections") {
@@ -93,6 +98,16 @@ function onEvent(ev) {
         S.dirty.add("live");
       }
       S.dirty.add("devices"); S.dirty.add("counters");
+      break;
+    }
+    case "tracks": {   // what one message changed about a camera's tracks (dashboard/tracks.py)
+      if (!S.tracks.has(ev.device)) S.tracks.set(ev.device, {tracks: new Map(), events: []});
+      const cam = S.tracks.get(ev.device);
+      for (const id of ev.removed) cam.tracks.delete(id);
+      for (const t of ev.tracks) cam.tracks.set(t.track, t);
+      cam.events.push(...ev.events);
+      if (cam.events.length > MAX_TRACK_EVENTS) cam.events.splice(0, cam.events.length - MAX_TRACK_EVENTS);
+      S.dirty.add("tracks");
       break;
     }
     case "aggregate":
@@ -130,9 +145,9 @@ function onEvent(ev) {
       break;
     case "cleared":   // an empty retained message: the server dropped what that topic held (a status: the device)
       S.counters.messages++;
-      if (S.devices.has(ev.device) && ["metrics", "detections"].includes(ev.part)) {
+      if (S.devices.has(ev.device) && ["metrics", "detections", "objects"].includes(ev.part)) {
         delete S.devices.get(ev.device)[ev.part];
-        S.dirty.add("devices"); S.dirty.add("live");
+        S.dirty.add("devices"); S.dirty.add("live"); S.dirty.add("tracks");
       } else if (ev.part === "health") {
         S.health.delete(ev.device); S.dirty.add("devices");
       } else if (ev.part === "alert") {
@@ -142,7 +157,8 @@ function onEvent(ev) {
       S.dirty.add("counters");
       break;
     case "device_removed":   // forgotten (not heard from for too long) or its retained status cleared
-      S.devices.delete(ev.device); S.health.delete(ev.device);
+      S.devices.delete(ev.device); S.health.delete(ev.device); S.tracks.delete(ev.device);
+      S.dirty.add("tracks");
       S.removed.unshift({device: ev.device, reason: ev.reason, at: ev.received});
       S.removed.length = Math.min(S.removed.length, 5);
       S.dirty.add("devices"); S.dirty.add("live");
@@ -184,6 +200,7 @@ function render() {
   if (d.has("counters")) renderCounters();
   if (d.has("devices")) renderDevices();
   if (d.has("live")) renderLive();
+  if (d.has("tracks")) renderTracks();
   if (d.has("aggregates")) renderAggregates();
   if (d.has("alerts")) renderAlerts();
   if (d.has("invalid")) renderInvalid();
@@ -317,6 +334,121 @@ function drawFrame(card, msg) {
       (det.sigma_mean == null ? "no σ (the model reports no uncertainty)" : `σ̄ ${fmt(det.sigma_mean, 3)}`) +
       (det.box_sigma ? ` box σ (cx,cy,w,h) ${det.box_sigma.map((v) => fmt(v, 3)).join(", ")}` : "")));
     ul.appendChild(li);
+  }
+}
+
+// ---------------------------------------------------------------- tracked objects
+const EVENT_WORDS = {new: () => "new", end: () => "ended", entered: (e) => `entered ${e.zone}`,
+  left: (e) => `left ${e.zone}`, crossed: (e) => `crossed ${e.line} (${e.direction})`, update: () => "relabelled"};
+
+function renderTracks() {
+  const root = $("#tracks");
+  $("#track-timeout").textContent = duration(S.view.track_timeout_s);
+  // every camera with tracks, events or object counts (a camera that tracks but has seen nothing yet: "nothing present")
+  const none = {tracks: new Map(), events: []};
+  const shown = [...S.devices.entries()].map(([id, d]) => [id, S.tracks.get(id) || none, d])
+    .filter(([, c, d]) => c.tracks.size || c.events.length || d.objects)
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const ids = new Set(shown.map(([id]) => id));
+  for (const card of [...root.querySelectorAll(".trk")]) if (!ids.has(card.dataset.device)) card.remove();
+  $("#no-tracks").hidden = shown.length > 0;
+  for (const [id, cam] of shown) {
+    let card = root.querySelector(`.trk[data-device="${CSS.escape(id)}"]`);
+    if (!card) {
+      card = el("div", {class: "trk", "data-device": id});
+      const left = el("div");
+      const h = el("h3"); h.appendChild(el("span", {class: "name"}, id)); h.appendChild(el("span", {class: "meta"}));
+      left.appendChild(h);
+      left.appendChild(el("canvas", {width: 480, height: 270}));
+      const side = el("div", {class: "side"});
+      side.appendChild(el("h4", {}, "objects present (the agent's counts)"));
+      side.appendChild(el("ul", {class: "present"}));
+      side.appendChild(el("h4", {}, "tracks"));
+      side.appendChild(el("ul", {class: "track-list"}));
+      side.appendChild(el("h4", {}, "recent events"));
+      side.appendChild(el("ol", {class: "track-events"}));
+      card.appendChild(left); card.appendChild(side);
+      root.appendChild(card);
+    }
+    drawTracks(card, id, cam);
+  }
+}
+
+function drawTracks(card, id, cam) {
+  const d = S.devices.get(id) || {};
+  const frame = (d.detections && d.detections.frame) || {w: 16, h: 9};   // events-only cameras: no frame size
+  const canvas = card.querySelector("canvas");
+  const W = 480, H = Math.max(60, Math.round(480 * frame.h / frame.w));
+  if (canvas.height !== H) canvas.height = H;
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, W, H);
+  g.strokeStyle = "#1d2731"; g.lineWidth = 1;
+  for (let i = 1; i < 4; i++) {
+    g.beginPath(); g.moveTo(W * i / 4, 0); g.lineTo(W * i / 4, H); g.moveTo(0, H * i / 4); g.lineTo(W, H * i / 4); g.stroke();
+  }
+  const tracks = [...cam.tracks.values()].sort((a, b) => a.track - b.track);
+  card.querySelector(".meta").textContent = `${tracks.length} track${tracks.length === 1 ? "" : "s"}`;
+  const list = card.querySelector("ul.track-list");
+  list.textContent = "";
+  for (const t of tracks) {
+    const c = colorFor(t.label);
+    if (t.box) {
+      const [x1, y1, x2, y2] = t.box;
+      const es = edgeSigma(t.box_sigma);
+      if (es) {
+        const [sx, sy] = es;
+        g.beginPath();
+        g.rect((x1 - sx) * W, (y1 - sy) * H, (x2 - x1 + 2 * sx) * W, (y2 - y1 + 2 * sy) * H);
+        const iw = x2 - x1 - 2 * sx, ih = y2 - y1 - 2 * sy;
+        if (iw > 0 && ih > 0) g.rect((x1 + sx) * W, (y1 + sy) * H, iw * W, ih * H);
+        g.fillStyle = c + "44";
+        g.fill("evenodd");
+      }
+      g.strokeStyle = c; g.lineWidth = 2;
+      g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
+      g.font = "12px sans-serif"; g.fillStyle = c;
+      g.fillText(`#${t.track} ${t.label}`, x1 * W + 2, Math.max(12, y1 * H - 3));
+    }
+    if (t.trail.length) {   // the trail: the last box centres, oldest to newest, a hue per track, ending in a white dot
+      g.strokeStyle = `hsl(${(t.track * 137.508) % 360}, 85%, 68%)`; g.lineWidth = 2; g.beginPath();
+      t.trail.forEach(([x, y], i) => (i ? g.lineTo(x * W, y * H) : g.moveTo(x * W, y * H)));
+      g.stroke();
+      const [x, y] = t.trail[t.trail.length - 1];
+      g.fillStyle = "#ffffff"; g.beginPath(); g.arc(x * W, y * H, 3, 0, 2 * Math.PI); g.fill();
+    }
+    const li = el("li", {"data-track": t.track, "data-label": t.label, "data-trail": t.trail.length,
+      "data-head": t.trail.length ? t.trail[t.trail.length - 1].join(",") : ""});
+    li.appendChild(el("span", {class: "swatch", style: `background:${c}`}));
+    const span = t.first_ts != null && t.last_ts != null ? t.last_ts - t.first_ts : null;
+    const seen = span === null ? "–" : span < 10 ? `${span.toFixed(1)} s` : duration(span);
+    const sigma = t.box_sigma ? `σ (cx,cy,w,h) ${t.box_sigma.map((v) => fmt(v, 3)).join(", ")} (${t.sigma_from === "track" ? "tracker" : "model"})` : "no σ";
+    li.appendChild(document.createTextNode(`#${t.track} ${t.label} · seen ${seen} · ` +
+      (t.zones.length ? `in ${t.zones.join(", ")} · ` : "") + sigma));
+    list.appendChild(li);
+  }
+  const present = card.querySelector("ul.present");
+  present.textContent = "";
+  const counts = d.objects;
+  if (!counts) present.appendChild(el("li", {class: "hint"}, "no counts received"));
+  else {
+    if (d.status && d.status.state === "offline") {   // a killed agent's last retained counts: say how old they are
+      present.appendChild(el("li", {class: "warn offline"}, `camera offline; its last counts, at ${clock(counts.ts)}:`));
+    }
+    const labels = Object.entries(counts.objects).sort();
+    if (!labels.length) present.appendChild(el("li", {"data-label": ""}, "nothing present"));
+    for (const [label, n] of labels) present.appendChild(el("li", {"data-label": label}, `${label} present: ${n}`));
+    for (const [zone, per] of Object.entries(counts.zones).sort()) {
+      present.appendChild(el("li", {"data-zone": zone},
+        `in ${zone}: ` + Object.entries(per).sort().map(([l, n]) => `${l} ${n}`).join(", ")));
+    }
+  }
+  const ol = card.querySelector("ol.track-events");
+  ol.textContent = "";
+  for (const e of [...cam.events].reverse()) {
+    const li = el("li", {"data-type": e.type, "data-track": e.track, "data-seq": e.seq});
+    li.appendChild(el("span", {class: "when", title: new Date(e.ts * 1000).toLocaleString()}, clock(e.ts)));
+    li.appendChild(document.createTextNode(`#${e.track} ${e.label} ${(EVENT_WORDS[e.type] || (() => e.type))(e)}`));
+    ol.appendChild(li);
   }
 }
 

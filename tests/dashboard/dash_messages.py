@@ -66,3 +66,46 @@ def stats(start: float, dead_letters: int, late: int):
     body = outputs.build("stats", window_start=start, window_end=start + 10.0, dead_letters=dead_letters, too_late=0,
                         late=late, reasons={})
     return outputs.topic_for(PREFIX, body), outputs.encode(body)
+
+
+# ---------------------------------------------------------------- tracked objects (edge.objects publishes these)
+def tracked(label: str, class_id: int, box, track: int | None, sigma: float = 0.05, score: float = 0.8):
+    """One detection as the agent's tracking stage hands it to the wire (``edge.contract.wire.detection_array``):
+    ``track`` None = not confirmed yet (no 10th item)."""
+    from types import SimpleNamespace
+    x1, y1, x2, y2 = box
+    return SimpleNamespace(class_id=class_id, label=label, score=score, objectness=0.9, box=list(box),
+                           sigma=[sigma] * 4, sigma_mean=sigma, zones=[],
+                           box_sigma=[sigma * (x2 - x1), sigma * (y2 - y1), sigma * (x2 - x1), sigma * (y2 - y1)],
+                           track=track)
+
+
+def tracked_detections(device: str, seq: int, ts: float, dets: list, frame=(640, 480)):
+    """A version-2 detections message (what agents publish) holding ``tracked`` detections."""
+    from types import SimpleNamespace
+    from edge.contract import wire
+    result = SimpleNamespace(ts=ts, frame_w=frame[0], frame_h=frame[1], task="detection", detections=dets,
+                             classes=None, entropy=None, latency_ms={"inference": 3.0, "total": 5.0})
+    body = wire.detections_message(result, device=device, seq=seq, model_hash=MODEL["hash"])
+    return schema.topic(PREFIX, device, "detections"), schema.encode(schema.validate(body, "detections"))
+
+
+def track_event(device: str, seq: int, kind: str, track: int, label: str, ts: float, *, start: float,
+                box=(0.1, 0.1, 0.3, 0.5), box_sigma=(0.01, 0.01, 0.02, 0.02), zones=(), end: float | None = None,
+                changed=None, **extra):
+    """One ``<prefix>/<device>/events`` message, checked by the contract (``edge.contract.schema.EVENT``)."""
+    body = {"schema": 1, "type": kind, "device": device, "seq": seq, "ts": ts, "id": f"{int(start * 1000)}-{track}",
+            "track": track, "label": label, "class_id": 0, **extra}
+    if kind in ("new", "update", "end"):
+        body.update(start=start, end=end if kind == "end" else None, score=0.8, best_score=0.9, box=list(box),
+                    box_sigma=list(box_sigma), sigma_mean=0.07, hits=5, zones=list(zones), entered_zones=list(zones),
+                    lines={})
+        if kind == "update":
+            body["changed"] = list(changed or ["zones"])
+    return schema.topic(PREFIX, device, "events"), schema.encode(schema.validate(body, "events"))
+
+
+def objects(device: str, ts: float, counts: dict, zones: dict | None = None):
+    """The retained per-camera object counts."""
+    body = {"schema": 1, "type": "objects", "device": device, "ts": ts, "objects": counts, "zones": zones or {}}
+    return schema.topic(PREFIX, device, "objects"), schema.encode(schema.validate(body, "objects"))

@@ -132,3 +132,13 @@ def render_value_template(template: str, payload: dict):
     if m[1] not in payload:
         raise DiscoveryError(f"template {template!r}: the payload has no field {m[1]!r}")
     return payload[m[1]]
+
+
+def render_template(template: str, payload: dict) -> str:
+    """Render a ``value_template`` / ``json_attributes_template`` the way Home Assistant does: Jinja2 in a sandbox
+    (HA's template environment is an ``ImmutableSandboxedEnvironment``) with the parsed payload as ``value_json``;
+    the result is the rendered string, stripped."""
+    from tests.conftest import require_module
+    sandbox = require_module("jinja2.sandbox")
+    env = sandbox.ImmutableSandboxedEnvironment()
+    return env.from_string(template).render(value_json=payload).strip()

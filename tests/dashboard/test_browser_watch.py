@@ -293,6 +293,12 @@ def test_the_page_fits_a_phone_without_horizontal_scrolling(dashboard, publisher
                     m.alert(long_device, "square", message="square count 12 > 10 on " + long_device + " for 3 windows"),
                     m.stats(t0, 2, 3),
                     ("sigmawatch/" + long_device + "/detections", b"{not json at all, and quite a long message}")])
+    now, zone = round(time.time(), 3), "north-entrance-parking-level-2-gate"   # a tracked object, its events, counts
+    publisher.send([m.tracked_detections(long_device, 987655, now, [m.tracked("circle", 0, (0.1, 0.2, 0.3, 0.6), 7)]),
+                    m.track_event(long_device, 0, "new", 7, "circle", now, start=now),
+                    m.track_event(long_device, 1, "entered", 7, "circle", now, start=now, zone=zone),
+                    m.objects(long_device, now, {"circle": 1}, {zone: {"circle": 1}})])
+    chromium.wait_for("document.querySelectorAll('.trk ol.track-events li').length === 2")
     chromium.wait_for("document.querySelectorAll('#devices tbody tr').length === 2")
     chromium.wait_for("document.querySelectorAll('.cam canvas').length === 1")
     chromium.wait_for("document.querySelectorAll('#counts-chart text.x-tick').length > 0")

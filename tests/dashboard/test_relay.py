@@ -116,7 +116,7 @@ def _start_cli(*args):
 
 def test_cli_serves_the_page_and_stops_cleanly_on_sigterm(broker, publisher):
     proc = _start_cli("--mqtt-port", str(broker.port), "--stale-after", "30", "--forget-after", "600",
-                      "--recent", "120")
+                      "--recent", "120", "--track-timeout", "12.5")
     try:
         line = proc.stdout.readline()
         assert line.startswith("dashboard: http://127.0.0.1:"), line + proc.stderr.read()
@@ -137,7 +137,8 @@ def test_cli_serves_the_page_and_stops_cleanly_on_sigterm(broker, publisher):
         else:
             pytest.fail("the CLI dashboard never showed cam-cli")
         # the page gets the flags' settings (it shows stale devices and the recent windows with them)
-        assert snap["view"] == {"stale_after_s": 30.0, "forget_after_s": 600.0, "recent_s": 120.0, "history_s": 1800.0}
+        assert snap["view"] == {"stale_after_s": 30.0, "forget_after_s": 600.0, "recent_s": 120.0, "history_s": 1800.0,
+                                "track_timeout_s": 12.5}
         with urllib.request.urlopen(url + "favicon.ico", timeout=5) as resp:
             assert resp.headers["Content-Type"] == "image/svg+xml"
         proc.send_signal(signal.SIGTERM)
@@ -152,6 +153,7 @@ def test_cli_serves_the_page_and_stops_cleanly_on_sigterm(broker, publisher):
     (["--stale-after", "120", "--forget-after", "60"],
      "--forget-after (60 s) must be longer than --stale-after (120 s)"),
     (["--recent", "0"], "--recent 0: Input should be greater than 0"),
+    (["--track-timeout", "-1"], "--track-timeout -1: Input should be greater than 0"),
 ])
 def test_cli_refuses_view_settings_that_make_no_sense_naming_the_flag(flags, message):
     proc = _start_cli(*flags)
