@@ -34,20 +34,32 @@ def assign(cost: np.ndarray, limit: float = np.inf) -> tuple[np.ndarray, np.ndar
     ok = np.isfinite(cost)
     if limit != np.inf:
         ok &= cost < limit
-    row_deg = ok.sum(1)
-    col_deg = ok.sum(0)
-    if row_deg.max() <= 1 and col_deg.max() <= 1:      # every component is one pair
-        r, c = np.nonzero(ok)
-        return r, c
-    alone = ok & (row_deg == 1)[:, None] & (col_deg == 1)[None, :]      # 1 x 1 components
-    pair_r, pair_c = np.nonzero(ok & ~alone)
-    r1, c1 = np.nonzero(alone)
-    pairs: list[tuple[int, int]] = list(zip(r1.tolist(), c1.tolist()))
-    values, allowed = cost.tolist(), ok.tolist()
-    for rows, cols in _components(pair_r.tolist(), pair_c.tolist()):
-        pairs.extend(_solve_component(values, allowed, rows, cols, limit))
-    pairs.sort()
+    r, c = np.nonzero(ok)
+    pairs = assign_pairs(list(zip(r.tolist(), c.tolist(), cost[r, c].tolist())), limit)
     return np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
+
+
+def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> list[tuple[int, int]]:
+    """The same problem given as its allowed pairs (row, col, cost), every cost finite and below ``limit``:
+    the tracker's gated cost matrices hold a few allowed pairs per row, so plain Python on the pair list is cheaper
+    than numpy calls on the matrix. Returns the chosen (row, col) pairs, rows ascending."""
+    row_deg: dict[int, int] = {}
+    col_deg: dict[int, int] = {}
+    for r, c, _v in pairs:
+        row_deg[r] = row_deg.get(r, 0) + 1
+        col_deg[c] = col_deg.get(c, 0) + 1
+    chosen: list[tuple[int, int]] = []
+    rest: dict[tuple[int, int], float] = {}
+    for r, c, v in pairs:
+        if row_deg[r] == 1 and col_deg[c] == 1:         # a 1 x 1 component: its own answer
+            chosen.append((r, c))
+        else:
+            rest[r, c] = v
+    if rest:
+        for rows, cols in _components([r for r, _c in rest], [c for _r, c in rest]):
+            chosen.extend(_solve_component(rest, rows, cols, limit))
+    chosen.sort()
+    return chosen
 
 
 def _components(pair_r: list[int], pair_c: list[int]):
@@ -74,33 +86,32 @@ def _components(pair_r: list[int], pair_c: list[int]):
         yield sorted(comp_r), sorted(comp_c)
 
 
-def _solve_component(values: list[list[float]], allowed: list[list[bool]], rows: list[int], cols: list[int],
+def _solve_component(values: dict[tuple[int, int], float], rows: list[int], cols: list[int],
                      limit: float) -> list[tuple[int, int]]:
-    """One component. Forbidden pairs get the cap: with a finite limit the cap is the limit itself (a pair at the
-    limit is as good as leaving its row and column unmatched, limit/2 each); with an infinite limit the cap
-    exceeds anything the allowed pairs could save, so the most pairs win, then the cheapest. Plain Python on
-    lists: components are a few rows and columns, where numpy's per-call overhead dominates."""
+    """One component (``values``: cost of every allowed pair). Forbidden pairs get the cap: with a finite limit the
+    cap is the limit itself (a pair at the limit is as good as leaving its row and column unmatched, limit/2 each);
+    with an infinite limit the cap exceeds anything the allowed pairs could save, so the most pairs win, then the
+    cheapest. Plain Python: components are a few rows and columns, where numpy's per-call overhead dominates."""
     if len(rows) == 1:          # a star: one row allowed to several columns (all of them) takes the cheapest
-        row = values[rows[0]]
-        return [(rows[0], min(cols, key=row.__getitem__))]
+        r = rows[0]
+        return [(r, min(cols, key=lambda c: values[r, c]))]
     if len(cols) == 1:
         c = cols[0]
-        return [(min(rows, key=lambda r: values[r][c]), c)]
-    sub = [[values[r][c] for c in cols] for r in rows]
-    ok = [[allowed[r][c] for c in cols] for r in rows]
+        return [(min(rows, key=lambda r: values[r, c]), c)]
+    sub = [[values.get((r, c)) for c in cols] for r in rows]
     if limit != float("inf"):
         cap = float(limit)
     else:
-        finite = [v for row, oks in zip(sub, ok) for v, good in zip(row, oks) if good]
+        finite = [v for row in sub for v in row if v is not None]
         hi, lo = max(finite), min(finite)
         cap = hi + (hi - lo + 1.0) * (min(len(rows), len(cols)) + 1)
-    a = [[v if good else cap for v, good in zip(row, oks)] for row, oks in zip(sub, ok)]
+    a = [[cap if v is None else v for v in row] for row in sub]
     solve = _exhaustive if min(len(rows), len(cols)) <= 3 and max(len(rows), len(cols)) <= 4 else _hungarian
     if len(rows) <= len(cols):
         chosen = solve(a)
     else:
         chosen = [(i, j) for j, i in solve([list(col) for col in zip(*a)])]
-    return [(rows[i], cols[j]) for i, j in chosen if ok[i][j]]
+    return [(rows[i], cols[j]) for i, j in chosen if sub[i][j] is not None]
 
 
 def _exhaustive(a: list[list[float]]) -> list[tuple[int, int]]:

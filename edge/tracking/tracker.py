@@ -29,7 +29,7 @@ import numpy as np
 
 from edge.decode import Detection
 from edge.tracking import kalman
-from edge.tracking.assignment import assign
+from edge.tracking.assignment import assign_pairs
 from edge.tracking.config import TrackerConfig
 from edge.tracking.measurements import Measurements, from_detections
 
@@ -95,6 +95,7 @@ class Tracker:
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
         self.next_id = 1
+        self._limit = np.inf               # the solver's cost limit of the current association
 
     # ------------------------------------------------------------------ one frame
     def update(self, detections: Sequence[Detection], ts: float, dt: Optional[float] = None) -> FrameTracks:
@@ -112,27 +113,34 @@ class Tracker:
         if self.tracks:
             self.x, self.p = kalman.predict(self.x, self.p, dt, self._accel_std())
         n, m = len(self.tracks), len(meas)
-        det_of = np.full(n, -1, np.int64)
-        states = [t.state for t in self.tracks]
         usable = meas.score >= cfg.low_score if twin is None else (meas.score >= cfg.low_score) & (twin < 0)
-        high = np.nonzero(usable & (meas.score >= cfg.high_score))[0]
-        low = np.nonzero(usable & (meas.score < cfg.high_score))[0]
-        confirmed = np.array([i for i, s in enumerate(states) if s != TENTATIVE], np.int64)
-        tentative = np.array([i for i, s in enumerate(states) if s == TENTATIVE], np.int64)
+        match: dict[int, int] = {}                  # track index -> detection index
+        if n and usable.any():
+            pairs = self._pairs(meas)               # every allowed track-detection pair with its cost, once
+            if pairs:
+                tracks = self.tracks
+                strong = (meas.score >= cfg.high_score).tolist()
+                use = usable.tolist()
+                tentative = [t.state == TENTATIVE for t in tracks]
+                # pass 1: confirmed (and lost) tracks, high-score detections
+                self._match([p for p in pairs if not tentative[p[0]] and use[p[1]] and strong[p[1]]], match)
+                # pass 2: confirmed tracks seen in the previous frame and still free, the low-score detections
+                self._match([p for p in pairs if use[p[1]] and not strong[p[1]] and not tentative[p[0]]
+                             and p[0] not in match and tracks[p[0]].seen_last_frame], match)
+                # pass 3: tentative tracks, the high-score detections left
+                taken = set(match.values())
+                self._match([p for p in pairs if tentative[p[0]] and use[p[1]] and strong[p[1]]
+                             and p[1] not in taken], match)
+        det_of = np.full(n, -1, np.int64)
         taken = np.zeros(m, bool)
-        if n and (high.size or low.size):
-            cost, limit = self._cost(meas)              # every track against every detection, once
-            self._match(cost, limit, confirmed, high, det_of, taken)
-            tracks, free = self.tracks, det_of.tolist()
-            recent = np.array([i for i in confirmed.tolist() if free[i] < 0 and tracks[i].seen_last_frame], np.int64)
-            self._match(cost, limit, recent, low, det_of, taken)
-            self._match(cost, limit, tentative, high[~taken[high]], det_of, taken)
-        matched = np.nonzero(det_of >= 0)[0]
-        if matched.size:
-            d = det_of[matched]
-            x, p = kalman.update(self.x[matched], self.p[matched], meas.z[d], meas.r[d])
-            self.x[matched], self.p[matched] = x, p
-            self.seen[matched] = np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)
+        if match:
+            rows = np.fromiter(match.keys(), np.int64, len(match))
+            d = np.fromiter(match.values(), np.int64, len(match))
+            det_of[rows] = d
+            taken[d] = True
+            x, p = kalman.update(self.x[rows], self.p[rows], meas.z[d], meas.r[d])
+            self.x[rows], self.p[rows] = x, p
+            self.seen[rows] = np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)
         det_tracks: list[Optional[int]] = [None] * m
         ended = self._lifecycle(det_of, meas, ts, det_tracks)
         self._births(meas, taken | ~usable, ts, det_tracks)
@@ -144,31 +152,27 @@ class Tracker:
         return FrameTracks(ts, views, det_tracks, ended)
 
     # ------------------------------------------------------------------ association
-    @staticmethod
-    def _match(cost: np.ndarray, limit: float, rows: np.ndarray, cols: np.ndarray, det_of: np.ndarray,
-               taken: np.ndarray) -> None:
-        if rows.size == 0 or cols.size == 0:
-            return
-        r, c = assign(cost[rows][:, cols], limit)
-        det_of[rows[r]] = cols[c]
-        taken[cols[c]] = True
+    def _match(self, pairs: list[tuple[int, int, float]], match: dict[int, int]) -> None:
+        if pairs:
+            match.update(assign_pairs(pairs, self._limit))
 
-    def _cost(self, meas: Measurements) -> tuple[np.ndarray, float]:
-        """Cost of every track against every detection (N, M); forbidden pairs are inf."""
+    def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
+        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class)."""
         cfg = self.cfg
         if cfg.association == "mahalanobis":
             d2, log_det = kalman.mahalanobis(self.x, self.p, meas.z, meas.r, with_log_det=True)
+            ok = d2 < cfg.gate
             cost = d2 + log_det
-            cost[d2 >= cfg.gate] = np.inf
-            limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
+            self._limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
         else:
             cost = 1.0 - iou_matrix(_xyxy(self.x[:, :4]), meas.boxes)
-            limit = 1.0 - cfg.min_iou
-            cost[cost >= limit] = np.inf
+            self._limit = 1.0 - cfg.min_iou
+            ok = cost < self._limit
         if cfg.class_aware:
             own = np.array([t.class_id for t in self.tracks], np.int64)
-            cost[own[:, None] != meas.class_id[None, :]] = np.inf
-        return cost, limit
+            ok &= own[:, None] == meas.class_id[None, :]
+        r, c = ok.nonzero()
+        return list(zip(r.tolist(), c.tolist(), cost[r, c].tolist()))
 
     # ------------------------------------------------------------------ lifecycle
     def _lifecycle(self, det_of: np.ndarray, meas: Measurements, ts: float,
