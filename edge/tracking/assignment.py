@@ -11,9 +11,12 @@ and, among those, the cheapest.
 
 How: the allowed pairs form a bipartite graph whose connected components are independent problems. A component
 of one row and one column (the common case when objects are apart: a row and a column that each allow only the
-other) is its own answer and is found for all such pairs at once with array operations; the few larger components
-are solved with the shortest-augmenting-path Hungarian method (Kuhn-Munkres with potentials, O(n^2 m)) on the
-rectangular matrix in which a forbidden pair costs a cap: no better than leaving both of its ends unmatched.
+other) is its own answer; a row allowed to several columns that no other row wants (a star) takes its cheapest; the
+other components (a few rows and columns) are solved exactly: by trying every assignment up to 3 x 4, beyond that
+with the shortest-augmenting-path Hungarian method (Kuhn-Munkres with potentials, O(n^2 m)), on the rectangular
+matrix in which a forbidden pair costs a cap: no better than leaving both of its ends unmatched.
+``assign_pairs`` takes the problem as its list of allowed pairs (what the tracker has after gating: a few per row)
+and works in plain Python; ``assign`` takes a matrix.
 """
 from __future__ import annotations
 
