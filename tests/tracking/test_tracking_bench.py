@@ -96,3 +96,9 @@ def test_sigma_quality_tells_an_informative_sigma_from_a_useless_one():
         assert abs(useless[k]["spearman_per_size"]) < 0.2, (k, useless[k])
         assert good[k]["nll_sigma"] < good[k]["nll_constant"] - 0.2, (k, good[k])       # sigma is worth nats
         assert useless[k]["nll_sigma"] > useless[k]["nll_constant"], (k, useless[k])
+
+
+def test_validation_and_test_seeds_are_kept_apart(capsys):
+    from bench.tracking import main
+    assert main(["--first-seed", "5", "--scenes", "8"]) == 2
+    assert "mixes validation seeds" in capsys.readouterr().err
