@@ -43,8 +43,10 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
     table = np.array(flat, np.float64).reshape(m, 11)      # None (no sigma) becomes NaN
     boxes = table[:, :4]
     z = np.empty((m, 4))
-    z[:, :2] = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    z[:, 2:] = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
+    np.add(boxes[:, :2], boxes[:, 2:], out=z[:, :2])
+    z[:, :2] *= 0.5                                       # exactly / 2
+    np.subtract(boxes[:, 2:], boxes[:, :2], out=z[:, 2:])
+    np.maximum(z[:, 2:], 1e-6, out=z[:, 2:])
     if cfg.noise == "sigma":
         r = np.square(np.maximum(table[:, 4:8] * cfg.sigma_scale, cfg.sigma_floor))
         without = np.isnan(table[:, 4])

@@ -275,27 +275,36 @@ class Tracker:
 
 def duplicates(meas: Measurements, iou: float) -> np.ndarray:
     """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
-    object seen twice, under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS."""
+    object seen twice, e.g. under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS.
+    Plain Python: a sweep over the boxes sorted by left edge finds the few pairs that overlap at all, and only those
+    get an IoU (the same arithmetic as ``iou_matrix``)."""
     m = len(meas)
-    if m < 2:
-        return np.full(m, -1, np.int64)
-    b = meas.boxes
-    wh = np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2])
-    np.maximum(wh, 0.0, out=wh)
-    inter = wh[..., 0] * wh[..., 1]
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    overlap = inter > iou * (area[:, None] + area[None, :] - inter)     # IoU > iou, without a division
-    overlap.flat[::m + 1] = False                  # not with itself
-    involved = overlap.any(1).nonzero()[0]
-    if involved.size == 0:
-        return np.full(m, -1, np.int64)
     twin = [-1] * m
+    if m < 2:
+        return np.array(twin, np.int64)
+    boxes = meas.boxes.tolist()
+    order = sorted(range(m), key=lambda i: boxes[i][0])
+    near: dict[int, list[int]] = {}
+    for k, i in enumerate(order):
+        ax1, ay1, ax2, ay2 = boxes[i]
+        for j in order[k + 1:]:
+            bx1, by1, bx2, by2 = boxes[j]
+            if bx1 >= ax2:
+                break                                   # sorted by left edge: no later box reaches box i
+            h = min(ay2, by2) - max(ay1, by1)
+            if h <= 0.0:
+                continue
+            inter = (min(ax2, bx2) - bx1) * h
+            if inter > iou * ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter):
+                near.setdefault(i, []).append(j)
+                near.setdefault(j, []).append(i)
+    if not near:
+        return np.array(twin, np.int64)
     score = meas.score.tolist()
-    rows = overlap.tolist()
-    for d in involved[np.argsort(-meas.score[involved], kind="stable")].tolist():
+    for d in sorted(near, key=lambda i: (-score[i], i)):
         if twin[d] < 0:
-            for o, hit in enumerate(rows[d]):
-                if hit and twin[o] < 0 and twin[d] < 0 and score[o] <= score[d]:
+            for o in sorted(near[d]):
+                if twin[o] < 0 and twin[d] < 0 and score[o] <= score[d]:
                     twin[o] = d
     return np.array(twin, np.int64)
 
