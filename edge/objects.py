@@ -117,8 +117,10 @@ class ObjectsStage:
         updates, then ends (a track leaves its zones before it ends)."""
         region = self.regions.update(frame)
         bodies = self.builder.update(frame)
-        ids = {v.id: event_id(v) for v in (*frame.tracks, *frame.ended)}
-        regional = [{**e.to_message(), "id": ids[e.track_id]} for e in region if e.track_id in ids]
+        regional = []
+        if region:          # event ids only for the frames that have region events (most have none)
+            ids = {v.id: event_id(v) for v in (*frame.tracks, *frame.ended)}
+            regional = [{**e.to_message(), "id": ids[e.track_id]} for e in region if e.track_id in ids]
         by_type = {NEW: [], UPDATE: [], END: []}
         for b in bodies:
             by_type[b["type"]].append(b)

@@ -10,13 +10,21 @@ extend_cost=True, cost_limit=limit)``. With ``limit=inf`` it returns a matching 
 and, among those, the cheapest.
 
 How: the allowed pairs form a bipartite graph whose connected components are independent problems. A component
-of one row and one column (the common case when objects are apart) is its own answer; larger components are
-solved with the shortest-augmenting-path Hungarian method (Kuhn-Munkres with potentials, O(n^2 m)) on the
-rectangular matrix in which a forbidden pair costs a cap: no better than leaving both of its ends unmatched.
+of one row and one column (the common case when objects are apart: a row and a column that each allow only the
+other) is its own answer; a row allowed to several columns that no other row wants (a star) takes its cheapest; the
+other components (a few rows and columns) are solved exactly: by trying every assignment up to 3 x 4, beyond that
+with the shortest-augmenting-path Hungarian method (Kuhn-Munkres with potentials, O(n^2 m)), on the rectangular
+matrix in which a forbidden pair costs a cap: no better than leaving both of its ends unmatched.
+``assign_pairs`` takes the problem as its list of allowed pairs (what the tracker has after gating: a few per row)
+and works in plain Python; ``assign`` takes a matrix.
 """
 from __future__ import annotations
 
+from itertools import permutations
+
 import numpy as np
+
+_EMPTY = np.zeros(0, np.int64)
 
 
 def assign(cost: np.ndarray, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -24,21 +32,37 @@ def assign(cost: np.ndarray, limit: float = np.inf) -> tuple[np.ndarray, np.ndar
     cost = np.asarray(cost, np.float64)
     if cost.ndim != 2:
         raise ValueError(f"cost must be a 2-D matrix, got shape {cost.shape}")
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if cost.size == 0:
-        return empty
-    pair_r, pair_c = np.nonzero(np.isfinite(cost) & (cost < limit))
-    if pair_r.size == 0:
-        return empty
-    values = cost.tolist()
-    pairs: list[tuple[int, int]] = []
-    for rows, cols in _components(pair_r.tolist(), pair_c.tolist()):
-        if len(rows) == 1 and len(cols) == 1:
-            pairs.append((rows[0], cols[0]))
-        else:
-            pairs.extend(_solve_component(values, rows, cols, limit))
-    pairs.sort()
+        return _EMPTY, _EMPTY
+    ok = np.isfinite(cost)
+    if limit != np.inf:
+        ok &= cost < limit
+    r, c = np.nonzero(ok)
+    pairs = assign_pairs(list(zip(r.tolist(), c.tolist(), cost[r, c].tolist())), limit)
     return np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
+
+
+def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> list[tuple[int, int]]:
+    """The same problem given as its allowed pairs (row, col, cost), every cost finite and below ``limit``:
+    the tracker's gated cost matrices hold a few allowed pairs per row, so plain Python on the pair list is cheaper
+    than numpy calls on the matrix. Returns the chosen (row, col) pairs, rows ascending."""
+    row_deg: dict[int, int] = {}
+    col_deg: dict[int, int] = {}
+    for r, c, _v in pairs:
+        row_deg[r] = row_deg.get(r, 0) + 1
+        col_deg[c] = col_deg.get(c, 0) + 1
+    chosen: list[tuple[int, int]] = []
+    rest: dict[tuple[int, int], float] = {}
+    for r, c, v in pairs:
+        if row_deg[r] == 1 and col_deg[c] == 1:         # a 1 x 1 component: its own answer
+            chosen.append((r, c))
+        else:
+            rest[r, c] = v
+    if rest:
+        for rows, cols in _components([r for r, _c in rest], [c for _r, c in rest]):
+            chosen.extend(_solve_component(rest, rows, cols, limit))
+    chosen.sort()
+    return chosen
 
 
 def _components(pair_r: list[int], pair_c: list[int]):
@@ -65,23 +89,46 @@ def _components(pair_r: list[int], pair_c: list[int]):
         yield sorted(comp_r), sorted(comp_c)
 
 
-def _solve_component(values: list[list[float]], rows: list[int], cols: list[int], limit: float) -> list[tuple[int, int]]:
-    """One component. Forbidden pairs get the cap: with a finite limit the cap is the limit itself (a pair at the
-    limit is as good as leaving its row and column unmatched, limit/2 each); with an infinite limit the cap
-    exceeds anything the allowed pairs could save, so the most pairs win, then the cheapest."""
-    sub = [[values[r][c] for c in cols] for r in rows]
-    ok = [[v < limit and v == v and v != float("inf") for v in row] for row in sub]   # finite and below the limit
+def _solve_component(values: dict[tuple[int, int], float], rows: list[int], cols: list[int],
+                     limit: float) -> list[tuple[int, int]]:
+    """One component (``values``: cost of every allowed pair). Forbidden pairs get the cap: with a finite limit the
+    cap is the limit itself (a pair at the limit is as good as leaving its row and column unmatched, limit/2 each);
+    with an infinite limit the cap exceeds anything the allowed pairs could save, so the most pairs win, then the
+    cheapest. Plain Python: components are a few rows and columns, where numpy's per-call overhead dominates."""
+    if len(rows) == 1:          # a star: one row allowed to several columns (all of them) takes the cheapest
+        r = rows[0]
+        return [(r, min(cols, key=lambda c: values[r, c]))]
+    if len(cols) == 1:
+        c = cols[0]
+        return [(min(rows, key=lambda r: values[r, c]), c)]
+    sub = [[values.get((r, c)) for c in cols] for r in rows]
     if limit != float("inf"):
         cap = float(limit)
     else:
-        finite = [v for row, oks in zip(sub, ok) for v, good in zip(row, oks) if good]
-        cap = max(finite) + (max(finite) - min(finite) + 1.0) * (min(len(rows), len(cols)) + 1)
-    a = [[v if good else cap for v, good in zip(row, oks)] for row, oks in zip(sub, ok)]
+        finite = [v for row in sub for v in row if v is not None]
+        hi, lo = max(finite), min(finite)
+        cap = hi + (hi - lo + 1.0) * (min(len(rows), len(cols)) + 1)
+    a = [[cap if v is None else v for v in row] for row in sub]
+    solve = _exhaustive if min(len(rows), len(cols)) <= 3 and max(len(rows), len(cols)) <= 4 else _hungarian
     if len(rows) <= len(cols):
-        chosen = _hungarian(a)
+        chosen = solve(a)
     else:
-        chosen = [(i, j) for j, i in _hungarian([list(col) for col in zip(*a)])]
-    return [(rows[i], cols[j]) for i, j in chosen if ok[i][j]]
+        chosen = [(i, j) for j, i in solve([list(col) for col in zip(*a)])]
+    return [(rows[i], cols[j]) for i, j in chosen if sub[i][j] is not None]
+
+
+def _exhaustive(a: list[list[float]]) -> list[tuple[int, int]]:
+    """Every assignment of the rows to distinct columns (rows <= columns <= 4: at most 24), the cheapest; for the
+    small components tracking meets this is several times faster than the Hungarian method in Python."""
+    n = len(a)
+    best, best_cols = float("inf"), None
+    for cols in permutations(range(len(a[0])), n):
+        total = 0.0
+        for i, j in enumerate(cols):
+            total += a[i][j]
+        if total < best:
+            best, best_cols = total, cols
+    return list(enumerate(best_cols))
 
 
 def hungarian(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,9 @@ class TrackerConfig(Strict):
     noise: Literal["sigma", "constant"] = Field(
         "sigma", description="measurement noise: the model's predicted box sigma ('sigma'; detections without one "
                              "fall back to 'constant_noise'), or always 'constant_noise'")
-    sigma_scale: float = Field(1.0, gt=0, le=100, description="multiplies the model's box sigma (calibration)")
+    sigma_scale: float = Field(0.885, gt=0, le=100, description="multiplies the model's box sigma (calibration): "
+                                                              "0.885 makes the shipped detector's sigma the RMS of "
+                                                              "its errors on bench.tracking's validation scenes")
     sigma_floor: float = Field(0.002, ge=0, le=0.5, description="smallest measurement std, frame units")
     constant_noise: tuple[Fraction, Fraction] = Field(
         (0.05, 0.05), description="measurement std of (centre, size) as a fraction of the box width (for x and w) "
@@ -58,9 +60,12 @@ class TrackerConfig(Strict):
     class_aware: bool = Field(False, description="a track only takes detections of its own class; false: any "
                                                 "class, the track's label is the score-weighted vote of its detections "
                                                 "(a detector that flips classes does not break tracks)")
-    duplicate_iou: Optional[float] = Field(0.7, gt=0, le=1, description="detections of different classes overlapping "
-                                                                        "more than this are one object: the lower "
-                                                                        "score is not tracked (None = keep all)")
+    duplicate_iou: Optional[float] = Field(0.4, gt=0, le=1, description="detections overlapping more than this are "
+                                                                        "one object: the lower score is not tracked "
+                                                                        "(None = keep all). Class-aware NMS keeps one "
+                                                                        "object's boxes under two classes; at 0.7 they "
+                                                                        "made most ID switches on bench.tracking's "
+                                                                        "validation scenes (two tracks on one object)")
     max_tracks: int = Field(256, ge=1, le=10_000, description="tracks kept at most (new ones are refused beyond)")
     dt_default: float = Field(0.1, gt=0, le=60, description="step in seconds when timestamps do not advance")
 

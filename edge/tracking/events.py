@@ -20,8 +20,7 @@ on updates. Counts: ``{"ts": ..., "objects": {"person": 3}, "zones": {"driveway"
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 from edge.tracking.regions import Regions
 from edge.tracking.tracker import FrameTracks, TrackView
@@ -57,10 +56,10 @@ def track_event(kind: str, view: TrackView, ts: float, *, zones: list[str], ente
     return msg
 
 
-@dataclass
-class _Sent:
+class _Sent(NamedTuple):
     label: str
     best_score: float
+    version: int                 # the regions' version of the track (zones or lines changed since: it differs)
     zones: tuple[str, ...]
     crossings: int
 
@@ -77,15 +76,20 @@ class EventBuilder:
         """Event bodies for this frame: ends first, then new and updated tracks by id. Call after
         ``regions.update(frame)``."""
         out: list[dict] = []
+        sent_by_id = self._sent
         for view in frame.ended:
-            if self._sent.pop(view.id, None) is not None:
+            if sent_by_id.pop(view.id, None) is not None:
                 out.append(self._event(END, view, frame.ts))
+        summary = self.regions.summary
         for view in frame.tracks:
-            zones = self.regions.current_zones(view.id)
-            now = _Sent(view.label, view.best_score, tuple(zones), len(self.regions.crossings(view.id)))
-            sent = self._sent.get(view.id)
+            sent = sent_by_id.get(view.id)
+            if sent is not None and view.label == sent.label and view.best_score < sent.best_score + self.score_delta:
+                version = summary(view.id)[0] if self.regions.zones or self.regions.lines else 0
+                if version == sent.version:
+                    continue                              # nothing a user would act on changed (the common case)
+            now = _Sent(view.label, view.best_score, *summary(view.id))
             if sent is None:
-                self._sent[view.id] = now
+                sent_by_id[view.id] = now
                 out.append(self._event(NEW, view, frame.ts))
                 continue
             changed = [name for name, differs in (
@@ -94,8 +98,10 @@ class EventBuilder:
                 ("zones", now.zones != sent.zones),
                 ("lines", now.crossings != sent.crossings)) if differs]
             if changed:
-                self._sent[view.id] = now
+                sent_by_id[view.id] = now
                 out.append(self._event(UPDATE, view, frame.ts, changed))
+            else:
+                sent_by_id[view.id] = sent._replace(version=now.version)   # changed and back within one frame
         return out
 
     def _event(self, kind: str, view: TrackView, ts: float, changed: Optional[list[str]] = None) -> dict:

@@ -38,12 +38,14 @@ def initiate(z: np.ndarray, r: np.ndarray, velocity_std: np.ndarray) -> tuple[np
 def predict(x: np.ndarray, p: np.ndarray, dt: float, accel_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One step of ``dt`` seconds: x' = F x, P' = F P F^T + Q, with ``accel_std`` (N, 4)."""
     q = np.square(accel_std)
-    pos, vel = x[:, :DIM], x[:, DIM:]
-    x_new = np.concatenate([pos + dt * vel, vel], axis=1)
+    x_new = np.empty_like(x)
+    x_new[:, :DIM] = x[:, :DIM] + dt * x[:, DIM:]
+    x_new[:, DIM:] = x[:, DIM:]
     pp, pv, vv = p[:, PP], p[:, PV], p[:, VV]
-    p_new = np.stack([pp + 2.0 * dt * pv + dt * dt * vv + q * (dt ** 4 / 4.0),
-                      pv + dt * vv + q * (dt ** 3 / 2.0),
-                      vv + q * (dt * dt)], axis=1)
+    p_new = np.empty_like(p)
+    p_new[:, PP] = pp + 2.0 * dt * pv + dt * dt * vv + q * (dt ** 4 / 4.0)
+    p_new[:, PV] = pv + dt * vv + q * (dt ** 3 / 2.0)
+    p_new[:, VV] = vv + q * (dt * dt)
     return x_new, p_new
 
 
@@ -56,7 +58,8 @@ def mahalanobis(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray, with
     d2 = (y * y / s).sum(-1)
     if not with_log_det:
         return d2
-    return d2, np.log(s / r[None, :, :]).sum(-1)
+    ratio = s / r[None, :, :]
+    return d2, np.log(ratio[..., 0] * ratio[..., 1] * ratio[..., 2] * ratio[..., 3])   # one log per pair, not four
 
 
 def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +68,13 @@ def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> tuple[
     s = pp + r
     kp, kv = pp / s, pv / s                         # gain rows for position and velocity
     y = z - x[:, :DIM]
-    x_new = np.concatenate([x[:, :DIM] + kp * y, x[:, DIM:] + kv * y], axis=1)
-    p_new = np.stack([pp - kp * pp, pv - kp * pv, vv - kv * pv], axis=1)   # (I - K H) P
+    x_new = np.empty_like(x)
+    x_new[:, :DIM] = x[:, :DIM] + kp * y
+    x_new[:, DIM:] = x[:, DIM:] + kv * y
+    p_new = np.empty_like(p)                        # (I - K H) P
+    p_new[:, PP] = pp - kp * pp
+    p_new[:, PV] = pv - kp * pv
+    p_new[:, VV] = vv - kv * pv
     return x_new, p_new
 
 

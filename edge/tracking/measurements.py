@@ -15,6 +15,8 @@ import numpy as np
 from edge.decode import Detection
 from edge.tracking.config import TrackerConfig
 
+NO_SIGMA = (None, None, None, None)
+
 
 @dataclass
 class Measurements:
@@ -35,22 +37,24 @@ class Measurements:
 
 def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Measurements:
     m = len(detections)
-    flat: list[float] = []
-    for d in detections:
-        flat.extend(d.box)
-        flat.extend((d.score, d.class_id, np.nan if d.sigma_mean is None else d.sigma_mean))
-    table = np.array(flat, np.float64).reshape(m, 7)
+    flat: list = []
+    for d in detections:      # one flat list, one array: a Python loop over the few fields, one numpy call
+        flat += (*d.box, *(d.box_sigma or NO_SIGMA), d.score, d.class_id, d.sigma_mean)
+    table = np.array(flat, np.float64).reshape(m, 11)      # None (no sigma) becomes NaN
     boxes = table[:, :4]
     z = np.empty((m, 4))
-    z[:, :2] = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    z[:, 2:] = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
-    r = constant_variances(z, cfg.constant_noise)
+    np.add(boxes[:, :2], boxes[:, 2:], out=z[:, :2])
+    z[:, :2] *= 0.5                                       # exactly / 2
+    np.subtract(boxes[:, 2:], boxes[:, :2], out=z[:, 2:])
+    np.maximum(z[:, 2:], 1e-6, out=z[:, 2:])
     if cfg.noise == "sigma":
-        has = [i for i, d in enumerate(detections) if d.box_sigma is not None]
-        if has:
-            sig = np.array([detections[i].box_sigma for i in has], np.float64)
-            r[has] = np.square(np.maximum(sig * cfg.sigma_scale, cfg.sigma_floor))
-    return Measurements(z, r, boxes, table[:, 4], table[:, 5].astype(np.int64), table[:, 6])
+        r = np.square(np.maximum(table[:, 4:8] * cfg.sigma_scale, cfg.sigma_floor))
+        without = np.isnan(table[:, 4])
+        if without.any():                                  # a detection without sigma gets the constant
+            r[without] = constant_variances(z[without], cfg.constant_noise)
+    else:
+        r = constant_variances(z, cfg.constant_noise)
+    return Measurements(z, r, boxes, table[:, 8], table[:, 9].astype(np.int64), table[:, 10])
 
 
 def constant_variances(z: np.ndarray, fraction: tuple[float, float]) -> np.ndarray:

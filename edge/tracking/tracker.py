@@ -29,7 +29,7 @@ import numpy as np
 
 from edge.decode import Detection
 from edge.tracking import kalman
-from edge.tracking.assignment import assign
+from edge.tracking.assignment import assign_pairs
 from edge.tracking.config import TrackerConfig
 from edge.tracking.measurements import Measurements, from_detections
 
@@ -95,6 +95,7 @@ class Tracker:
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
         self.next_id = 1
+        self._limit = np.inf               # the solver's cost limit of the current association
 
     # ------------------------------------------------------------------ one frame
     def update(self, detections: Sequence[Detection], ts: float, dt: Optional[float] = None) -> FrameTracks:
@@ -112,107 +113,118 @@ class Tracker:
         if self.tracks:
             self.x, self.p = kalman.predict(self.x, self.p, dt, self._accel_std())
         n, m = len(self.tracks), len(meas)
-        det_of = np.full(n, -1, np.int64)
-        states = [t.state for t in self.tracks]
         usable = meas.score >= cfg.low_score if twin is None else (meas.score >= cfg.low_score) & (twin < 0)
-        high = np.nonzero(usable & (meas.score >= cfg.high_score))[0]
-        low = np.nonzero(usable & (meas.score < cfg.high_score))[0]
-        confirmed = np.array([i for i, s in enumerate(states) if s != TENTATIVE], np.int64)
-        tentative = np.array([i for i, s in enumerate(states) if s == TENTATIVE], np.int64)
+        match: dict[int, int] = {}                  # track index -> detection index
+        if n and usable.any():
+            pairs = self._pairs(meas)               # every allowed track-detection pair with its cost, once
+            if pairs:
+                tracks = self.tracks
+                strong = (meas.score >= cfg.high_score).tolist()
+                use = usable.tolist()
+                tentative = [t.state == TENTATIVE for t in tracks]
+                # pass 1: confirmed (and lost) tracks, high-score detections
+                self._match([p for p in pairs if not tentative[p[0]] and use[p[1]] and strong[p[1]]], match)
+                # pass 2: confirmed tracks seen in the previous frame and still free, the low-score detections
+                self._match([p for p in pairs if use[p[1]] and not strong[p[1]] and not tentative[p[0]]
+                             and p[0] not in match and tracks[p[0]].seen_last_frame], match)
+                # pass 3: tentative tracks, the high-score detections left
+                taken = set(match.values())
+                self._match([p for p in pairs if tentative[p[0]] and use[p[1]] and strong[p[1]]
+                             and p[1] not in taken], match)
+        det_of = np.full(n, -1, np.int64)
         taken = np.zeros(m, bool)
-        self._match(confirmed, high, meas, det_of, taken)
-        recent = np.array([i for i in confirmed if det_of[i] < 0 and self.tracks[i].seen_last_frame], np.int64)
-        self._match(recent, low, meas, det_of, taken)
-        self._match(tentative, high[~taken[high]], meas, det_of, taken)
-        matched = np.nonzero(det_of >= 0)[0]
-        if matched.size:
-            d = det_of[matched]
-            self.x[matched], self.p[matched] = kalman.update(self.x[matched], self.p[matched], meas.z[d], meas.r[d])
-            self.seen[matched] = np.concatenate([self.x[matched, :4], kalman.measurement_std(self.p[matched])], 1)
+        if match:
+            rows = np.fromiter(match.keys(), np.int64, len(match))
+            d = np.fromiter(match.values(), np.int64, len(match))
+            det_of[rows] = d
+            taken[d] = True
+            x, p = kalman.update(self.x[rows], self.p[rows], meas.z[d], meas.r[d])
+            self.x[rows], self.p[rows] = x, p
+            self.seen[rows] = np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)
         det_tracks: list[Optional[int]] = [None] * m
         ended = self._lifecycle(det_of, meas, ts, det_tracks)
         self._births(meas, taken | ~usable, ts, det_tracks)
         if twin is not None:
-            for d in np.nonzero(twin >= 0)[0]:
-                det_tracks[d] = det_tracks[twin[d]]
+            for d, o in enumerate(twin.tolist()):
+                if o >= 0:
+                    det_tracks[d] = det_tracks[o]
         views = self._views([i for i, t in enumerate(self.tracks) if t.state != TENTATIVE])
         return FrameTracks(ts, views, det_tracks, ended)
 
     # ------------------------------------------------------------------ association
-    def _match(self, rows: np.ndarray, cols: np.ndarray, meas: Measurements, det_of: np.ndarray,
-               taken: np.ndarray) -> None:
-        if rows.size == 0 or cols.size == 0:
-            return
-        cost, limit = self._cost(rows, cols, meas)
-        r, c = assign(cost, limit)
-        det_of[rows[r]] = cols[c]
-        taken[cols[c]] = True
+    def _match(self, pairs: list[tuple[int, int, float]], match: dict[int, int]) -> None:
+        if pairs:
+            match.update(assign_pairs(pairs, self._limit))
 
-    def _cost(self, rows: np.ndarray, cols: np.ndarray, meas: Measurements) -> tuple[np.ndarray, float]:
+    def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
+        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class)."""
         cfg = self.cfg
         if cfg.association == "mahalanobis":
-            d2, log_det = kalman.mahalanobis(self.x[rows], self.p[rows], meas.z[cols], meas.r[cols], with_log_det=True)
+            d2, log_det = kalman.mahalanobis(self.x, self.p, meas.z, meas.r, with_log_det=True)
+            ok = d2 < cfg.gate
             cost = d2 + log_det
-            cost[d2 >= cfg.gate] = np.inf
-            limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
+            self._limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
         else:
-            cost = 1.0 - iou_matrix(_xyxy(self.x[rows, :4]), meas.boxes[cols])
-            limit = 1.0 - cfg.min_iou
-            cost[cost >= limit] = np.inf
+            cost = 1.0 - iou_matrix(_xyxy(self.x[:, :4]), meas.boxes)
+            self._limit = 1.0 - cfg.min_iou
+            ok = cost < self._limit
         if cfg.class_aware:
-            own = np.array([self.tracks[i].class_id for i in rows], np.int64)
-            cost[own[:, None] != meas.class_id[cols][None, :]] = np.inf
-        return cost, limit
+            own = np.array([t.class_id for t in self.tracks], np.int64)
+            ok &= own[:, None] == meas.class_id[None, :]
+        r, c = ok.nonzero()
+        return list(zip(r.tolist(), c.tolist(), cost[r, c].tolist()))
 
     # ------------------------------------------------------------------ lifecycle
     def _lifecycle(self, det_of: np.ndarray, meas: Measurements, ts: float,
                    det_tracks: list[Optional[int]]) -> list[TrackView]:
+        """Per track, in plain Python on lists (a few dozen tracks: cheaper than numpy calls per field)."""
         cfg = self.cfg
-        keep = np.ones(len(self.tracks), bool)
+        confirm, max_missed, vote = cfg.confirm_hits, cfg.max_missed, not cfg.class_aware
+        scores, sigmas, classes = meas.score.tolist(), meas.sigma_mean.tolist(), meas.class_id.tolist()
+        centres = self.x[:, :2].tolist()
         ended: list[int] = []
-        for i, t in enumerate(self.tracks):
-            d = det_of[i]
+        dropped = False
+        for i, (t, d) in enumerate(zip(self.tracks, det_of.tolist())):
             if d >= 0:
-                self._observe(t, meas, int(d), ts)
-                if t.state == TENTATIVE:
-                    if t.hits >= cfg.confirm_hits:
-                        t.state = CONFIRMED
-                else:
+                t.hits += 1
+                t.last_seen_ts = ts
+                t.score = score = scores[d]
+                if score > t.best_score:
+                    t.best_score = score
+                s = sigmas[d]
+                if s == s:      # not NaN
+                    t.sigma_sum += s
+                    t.sigma_n += 1
+                if vote:
+                    c = classes[d]
+                    votes = t.class_votes
+                    votes[c] = votes.get(c, 0.0) + score
+                    if c != t.class_id:
+                        t.class_id = max(votes, key=votes.get)
+                if t.state != TENTATIVE or t.hits >= confirm:
                     t.state = CONFIRMED
-                if t.state == CONFIRMED:
                     det_tracks[d] = t.id
                 t.missed = 0
                 t.seen_last_frame = True
                 continue
             t.seen_last_frame = False
             if t.state == TENTATIVE:
-                keep[i] = False
+                t.state = None          # dropped below
+                dropped = True
                 continue
             t.missed += 1
             t.state = LOST
-            cx, cy = self.x[i, 0], self.x[i, 1]
-            if t.missed > cfg.max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
+            cx, cy = centres[i]
+            if t.missed > max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
                 ended.append(i)
-                keep[i] = False
         ended_views = self._views(ended, at_last_match=True)
-        if not keep.all():
-            self.tracks = [t for t, k in zip(self.tracks, keep) if k]
+        if ended or dropped:
+            for i in ended:
+                self.tracks[i].state = None
+            keep = np.array([t.state is not None for t in self.tracks], bool)
+            self.tracks = [t for t in self.tracks if t.state is not None]
             self.x, self.p, self.seen = self.x[keep], self.p[keep], self.seen[keep]
         return ended_views
-
-    def _observe(self, t: _Track, meas: Measurements, d: int, ts: float) -> None:
-        t.hits += 1
-        t.last_seen_ts = ts
-        t.score = float(meas.score[d])
-        t.best_score = max(t.best_score, t.score)
-        s = meas.sigma_mean[d]
-        if s == s:      # not NaN
-            t.sigma_sum += float(s)
-            t.sigma_n += 1
-        if not self.cfg.class_aware:
-            c = int(meas.class_id[d])
-            t.class_votes[c] = t.class_votes.get(c, 0.0) + t.score
-            t.class_id = max(t.class_votes, key=t.class_votes.get)
 
     def _births(self, meas: Measurements, taken: np.ndarray, ts: float, det_tracks: list[Optional[int]]) -> None:
         cfg = self.cfg
@@ -248,39 +260,53 @@ class Tracker:
         """Views of the tracks at ``index``: their current estimate, or (ended tracks) the one after their last match."""
         if not index:
             return []
-        x = self.x[index]
-        where = self.seen[index, :4] if at_last_match else x[:, :4]
+        if at_last_match:
+            where, sigmas = self.seen[index, :4], self.seen[index, 4:]
+        else:
+            where, sigmas = self.x[index, :4], kalman.measurement_std(self.p[index])
         boxes = np.minimum(np.maximum(_xyxy(where), 0.0), 1.0).tolist()
-        sigmas = (self.seen[index, 4:] if at_last_match else kalman.measurement_std(self.p[index])).tolist()
-        vel = x[:, 4:6].tolist()
-        views = []
-        for i, box, sig, v in zip(index, boxes, sigmas, vel):
-            t = self.tracks[i]
-            views.append(TrackView(
-                id=t.id, class_id=t.class_id, label=self.labels.get(t.class_id, str(t.class_id)), state=t.state,
-                box=tuple(box), box_sigma=tuple(sig), velocity=tuple(v), score=t.score, best_score=t.best_score,
-                sigma_mean=t.sigma_sum / t.sigma_n if t.sigma_n else None, hits=t.hits, missed=t.missed,
-                start_ts=t.start_ts, last_seen_ts=t.last_seen_ts))
-        return views
+        labels = self.labels
+        tracks = self.tracks
+        return [TrackView(t.id, t.class_id, labels.get(t.class_id, str(t.class_id)), t.state, tuple(box), tuple(sig),
+                          tuple(v), t.score, t.best_score, t.sigma_sum / t.sigma_n if t.sigma_n else None, t.hits,
+                          t.missed, t.start_ts, t.last_seen_ts)
+                for t, box, sig, v in zip([tracks[i] for i in index], boxes, sigmas.tolist(), self.x[index, 4:6].tolist())]
 
 
 def duplicates(meas: Measurements, iou: float) -> np.ndarray:
     """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
-    object seen twice, under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS."""
-    twin = np.full(len(meas), -1, np.int64)
-    if len(meas) < 2:
-        return twin
-    overlap = iou_matrix(meas.boxes, meas.boxes) > iou
-    np.fill_diagonal(overlap, False)
-    involved = np.nonzero(overlap.any(1))[0]
-    if involved.size == 0:
-        return twin
-    for d in involved[np.argsort(-meas.score[involved], kind="stable")].tolist():
+    object seen twice, e.g. under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS.
+    Plain Python: a sweep over the boxes sorted by left edge finds the few pairs that overlap at all, and only those
+    get an IoU (the same arithmetic as ``iou_matrix``)."""
+    m = len(meas)
+    twin = [-1] * m
+    if m < 2:
+        return np.array(twin, np.int64)
+    boxes = meas.boxes.tolist()
+    order = sorted(range(m), key=lambda i: boxes[i][0])
+    near: dict[int, list[int]] = {}
+    for k, i in enumerate(order):
+        ax1, ay1, ax2, ay2 = boxes[i]
+        for j in order[k + 1:]:
+            bx1, by1, bx2, by2 = boxes[j]
+            if bx1 >= ax2:
+                break                                   # sorted by left edge: no later box reaches box i
+            h = min(ay2, by2) - max(ay1, by1)
+            if h <= 0.0:
+                continue
+            inter = (min(ax2, bx2) - bx1) * h
+            if inter > iou * ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter):
+                near.setdefault(i, []).append(j)
+                near.setdefault(j, []).append(i)
+    if not near:
+        return np.array(twin, np.int64)
+    score = meas.score.tolist()
+    for d in sorted(near, key=lambda i: (-score[i], i)):
         if twin[d] < 0:
-            for o in np.nonzero(overlap[d])[0].tolist():
-                if twin[o] < 0 and twin[d] < 0 and meas.score[o] <= meas.score[d]:
+            for o in sorted(near[d]):
+                if twin[o] < 0 and twin[d] < 0 and score[o] <= score[d]:
                     twin[o] = d
-    return twin
+    return np.array(twin, np.int64)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

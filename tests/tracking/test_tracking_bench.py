@@ -59,3 +59,46 @@ def test_scoring_counts_a_swap_and_nothing_for_a_perfect_tracker():
     assert good["mota"] == pytest.approx(1.0) and good["num_switches"] == 0 and good["idf1"] == pytest.approx(1.0)
     swapped = score([accumulate(ts, perfect(ts, swap_after=6), SPEC, 0.5)], ["s"])
     assert swapped["num_switches"] == 2 and swapped["switches_per_scene"] == [2] and swapped["idf1"] < 1.0
+
+
+def test_sigma_quality_tells_an_informative_sigma_from_a_useless_one():
+    """Detections made from the ground truth with errors drawn from their own sigma: calibrated (error / sigma has
+    std 1) and ranked (large sigma, large error); the same errors under shuffled sigmas: no rank correlation."""
+    from bench.tracking import sigma_quality
+    from edge.decode import Detection
+    spec = SceneSpec(seed=3, frames=40, width=320, height=240, objects=4, occluders=0)
+    ts = [t for _image, t in SceneGenerator(spec).frames()]
+    rng = np.random.default_rng(0)
+    scale = np.array([spec.width, spec.height] * 2, np.float64)
+
+    def detections(shuffle: bool):
+        frames = []
+        for t in ts:
+            dets = []
+            for box in t.boxes / scale:
+                cx, cy, w, h = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]
+                sig = np.array([w, h, w, h]) * rng.uniform(0.005, 0.08, 4)    # 16x spread of sigma per box size
+                e = sig * rng.normal(0, 1, 4)
+                if shuffle:
+                    sig = np.array([w, h, w, h]) * rng.uniform(0.005, 0.08, 4)
+                cx, cy, w, h = cx + e[0], cy + e[1], w + e[2], h + e[3]
+                dets.append(Detection(0, "square", 0.9, 0.9, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
+                                      (0.1,) * 4, 0.1, tuple(sig.tolist())))
+            frames.append(dets)
+        return frames
+
+    scenes = [(spec, ts)]
+    good = sigma_quality(scenes, [detections(False)])
+    useless = sigma_quality(scenes, [detections(True)])
+    assert good["detections"] == useless["detections"] > 100
+    for k in ("cx", "cy", "w", "h"):
+        assert good[k]["spearman_per_size"] > 0.4 and 0.8 < good[k]["z_std"] < 1.25, (k, good[k])
+        assert abs(useless[k]["spearman_per_size"]) < 0.2, (k, useless[k])
+        assert good[k]["nll_sigma"] < good[k]["nll_constant"] - 0.2, (k, good[k])       # sigma is worth nats
+        assert useless[k]["nll_sigma"] > useless[k]["nll_constant"], (k, useless[k])
+
+
+def test_validation_and_test_seeds_are_kept_apart(capsys):
+    from bench.tracking import main
+    assert main(["--first-seed", "5", "--scenes", "8"]) == 2
+    assert "mixes validation seeds" in capsys.readouterr().err
