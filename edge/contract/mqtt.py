@@ -178,6 +178,9 @@ class Received(NamedTuple):
     qos: int
 
 
+_new_received = tuple.__new__     # a Received without NamedTuple's generated __new__ (a Python call per packet)
+
+
 def split_packets(buf: bytes, pos: int, v5: bool, publishes: list, others: list) -> int:
     """Split the complete MQTT packets of ``buf`` from ``pos``: QoS 0/1 PUBLISH packets are appended to
     ``publishes`` as :class:`Received` and every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, QoS 2
@@ -232,7 +235,7 @@ def split_packets(buf: bytes, pos: int, v5: bool, publishes: list, others: list)
                 body += props
             if body > end:
                 raise ValueError("malformed MQTT PUBLISH: its header is longer than the packet")
-            publishes.append(Received(buf[i + 2:topic_end], buf[body:end], mid, qos))
+            publishes.append(_new_received(Received, (buf[i + 2:topic_end], buf[body:end], mid, qos)))
         else:
             others.append((len(publishes), buf[pos:end]))
         pos = end
