@@ -115,7 +115,7 @@ class Bridge:
         if n == 0 or now < self.retry_at:
             return False
         return (n >= b.roll_max_records or now - self.first_pending >= b.roll_interval_s
-                or (self.idle_roll and now - self.last_message >= b.roll_idle_s))
+                or ((self.idle_roll or n >= b.roll_burst_records) and now - self.last_message >= b.roll_idle_s))
 
     def roll(self) -> bool:
         """Write what is buffered as one durable file, then acknowledge and confirm it. False when the landing

@@ -91,6 +91,10 @@ class BridgeConfig(Strict):
     roll_idle_s: float = Field(0.05, gt=0, le=10, description="MQTT 3.1.1 only: roll when no message arrived for "
                                "this long (brokers cap unacknowledged 3.1.1 deliveries, mosquitto at 20 by "
                                "default; MQTT 5 takes the bridge's receive maximum, 65535)")
+    roll_burst_records: int = Field(100, ge=1, description="also roll (MQTT 5 too) a file of at least this many "
+                                    "records once no message arrived for roll_idle_s: the end of a burst or of a "
+                                    "backlog lands at once instead of up to roll_interval_s later, while a quiet "
+                                    "camera still gets at most one file per roll_interval_s")
     retry_interval_s: float = Field(2.0, gt=0, le=60, description="when the landing directory fails (disk full, "
                                     "I/O error): retry writing this often; nothing is acknowledged meanwhile")
     max_payload_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads are dead-lettered (truncated)")

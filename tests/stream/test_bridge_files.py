@@ -44,3 +44,27 @@ def test_one_camera_at_4_fps_and_a_burst(tmp_path, bridges, broker):
     print(f"files: {quiet_files} for 40 messages at 4 fps, {burst_files} for a burst of 5000")
     assert burst_files <= 5000 / 1000 + 2 * (time.time() - t0), burst_files
     assert bridge.terminate() == 0
+
+
+def test_the_end_of_a_burst_lands_at_once_and_a_quiet_camera_waits_for_the_interval(tmp_path, bridges, broker):
+    """MQTT 5: a file of at least roll_burst_records is rolled once no message came for roll_idle_s (the end of a
+    burst or backlog lands at once); fewer records wait for roll_interval_s (one file per interval when quiet)."""
+    landing = tmp_path / "landing"
+    cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, landing, roll_interval_s=20.0,
+                              roll_max_records=100_000, roll_idle_s=0.05, roll_burst_records=100)
+    bridge = bridges(cfg, "b1").wait_subscribed()
+    pub = Publisher(broker.host, broker.port)
+    for seq in range(30):                        # fewer than roll_burst_records: they wait for the interval
+        pub.publish("sigmawatch/cam-1/detections", _msg(seq))
+    time.sleep(3.0)
+    assert landed(landing) == [], "a file of 30 records must wait for roll_interval_s (20 s here)"
+    for seq in range(30, 630):                   # a burst: it lands as soon as it ends
+        pub.publish("sigmawatch/cam-1/detections", _msg(seq))
+    end = time.time()
+    pub.close()
+    while time.time() < end + 10 and len(landed(landing)) < 630:
+        time.sleep(0.05)
+    waited = time.time() - end
+    assert len(landed(landing)) == 630, "the burst, with the 30 before it, lands without waiting for the interval"
+    assert waited < 10, waited
+    assert bridge.terminate() == 0
