@@ -319,12 +319,13 @@ def _rate(runs: dict, extra: int) -> float:
     return statistics.median(extra / max(1e-9, p["big"][1] - p["base"][1]) for p in runs["pairs"])
 
 
-def compare_throughput(baseline: Path, events: int, devices: int, rounds: int) -> dict:
-    """The SQL path of this checkout against ``baseline`` (another checkout, e.g. ``git worktree add /tmp/base
+def compare_throughput(baseline: Path, events: int, devices: int, rounds: int, full: bool = False) -> dict:
+    """The SQL path (``full``: the full job) of this checkout against ``baseline`` (another checkout, e.g. ``git worktree add /tmp/base
     <commit>``), alternating runs in one session so that the machine's load falls on both alike: each side writes
     its landing input with its own bridge code, then ``rounds`` x (baseline, current) in fresh JVMs, the first
     side alternating. Prints each round's ratio current / baseline and their median."""
     sides = {"baseline": Path(baseline).resolve(), "current": None}
+    what = "full job" if full else "SQL path"
     work = {name: Path(tempfile.mkdtemp(prefix=f"sw-compare-{name}-")) for name in sides}
     try:
         extra = {}
@@ -341,14 +342,14 @@ def compare_throughput(baseline: Path, events: int, devices: int, rounds: int) -
         rounds_out = []
         for r in range(rounds):
             order = ["baseline", "current"] if r % 2 == 0 else ["current", "baseline"]
-            rates = {name: _rate(_path_in_child(work[name], False, None, sides[name]), extra[name]) for name in order}
+            rates = {name: _rate(_path_in_child(work[name], full, None, sides[name]), extra[name]) for name in order}
             ratio = rates["current"] / rates["baseline"]
             rounds_out.append({**{k: round(v) for k, v in rates.items()}, "ratio": round(ratio, 3)})
-            print(f"round {r + 1} ({order[0]} first): SQL path events per CPU-second of the JVM: baseline "
+            print(f"round {r + 1} ({order[0]} first): {what} events per CPU-second of the JVM: baseline "
                   f"{rates['baseline']:,.0f}, current {rates['current']:,.0f}: ratio {ratio:.3f}; load average "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
         median = statistics.median(x["ratio"] for x in rounds_out)
-        print(f"SQL path, current / baseline ({sides['baseline']}): median ratio {median:.3f} over {rounds} rounds "
+        print(f"{what}, current / baseline ({sides['baseline']}): median ratio {median:.3f} over {rounds} rounds "
               f"({events:,} and {events + extra['current']:,} events, {devices} devices)", flush=True)
         return {"baseline": str(sides["baseline"]), "rounds": rounds_out, "median_ratio": round(median, 3)}
     finally:
@@ -469,6 +470,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("--events", type=int, default=600_000)
     c.add_argument("--devices", type=int, default=50)
     c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--full", action="store_true", help="the full job (Python outputs, file sinks), not the SQL path")
     la = sub.add_parser("latency")
     la.add_argument("--seconds", type=float, default=40)
     la.add_argument("--devices", type=int, default=5)
@@ -480,7 +482,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.what == "throughput":
         res = bench_throughput(args.events, args.devices, not args.no_whole_path)
     elif args.what == "compare":
-        res = compare_throughput(args.baseline, args.events, args.devices, args.rounds)
+        res = compare_throughput(args.baseline, args.events, args.devices, args.rounds, args.full)
     else:
         res = bench_latency(args.seconds, args.devices, args.fps, args.window, args.out_of_orderness)
     if args.json:
