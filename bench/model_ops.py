@@ -85,7 +85,7 @@ def cut_ops(path: str | Path) -> list[OpModel]:
     return out
 
 
-def _interpreter(content: bytes | None, path: str | None, threads: int):
+def interpreter_for(content: bytes | None, path: str | None, threads: int):
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_content=content, num_threads=threads) if content else Interpreter(model_path=path,
                                                                                               num_threads=threads)
@@ -102,7 +102,7 @@ def _interpreter(content: bytes | None, path: str | None, threads: int):
     return it
 
 
-def _time(it, runs: int) -> tuple[float, float]:
+def time_invokes(it, runs: int) -> tuple[float, float]:
     cpu, wall = [], []
     for _ in range(runs):
         c0, w0 = time.thread_time(), time.perf_counter()
@@ -115,16 +115,16 @@ def _time(it, runs: int) -> tuple[float, float]:
 def profile(paths: list[str], threads: int = 1, rounds: int = 5, runs: int = 10) -> tuple[list, list]:
     """(per model: its OpModels with samples, per model: (whole-model cpu samples, wall samples))."""
     models = [cut_ops(p) for p in paths]
-    interpreters = [[_interpreter(o.content, None, threads) for o in ops] for ops in models]
-    whole = [_interpreter(None, str(p), threads) for p in paths]
+    interpreters = [[interpreter_for(o.content, None, threads) for o in ops] for ops in models]
+    whole = [interpreter_for(None, str(p), threads) for p in paths]
     whole_samples = [([], []) for _ in paths]
     for _ in range(rounds):
         for m, ops in enumerate(models):
             for o, it in zip(ops, interpreters[m]):
-                c, w = _time(it, runs)
+                c, w = time_invokes(it, runs)
                 o.cpu_ms.append(c)
                 o.wall_ms.append(w)
-            c, w = _time(whole[m], runs)
+            c, w = time_invokes(whole[m], runs)
             whole_samples[m][0].append(c)
             whole_samples[m][1].append(w)
     return models, whole_samples

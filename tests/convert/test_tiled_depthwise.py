@@ -163,3 +163,24 @@ def test_a_model_without_large_kernels_is_returned_as_is():
     assert apply(model, "tiled") == (model, {})
     with pytest.raises(Exception, match="depthwise form 'tiles'; choose one of tiled, direct"):
         apply(model, "tiles")
+
+
+def test_export_report_states_the_depthwise_form(tmp_path, capsys):
+    """`convert-model export` of MixNet-S: tiled by default (no kernel above 25 taps in the file), direct on request;
+    the report's depthwise row says which and how many kernels."""
+    from ai_edge_litert.tools import flatbuffer_utils
+    from convert.cli import main
+
+    def large_kernels(path):
+        graph = flatbuffer_utils.read_model(str(path)).subgraphs[0]
+        return sum(int(np.prod(graph.tensors[op.inputs[1]].shape[1:3])) > 25 for op in graph.operators
+                   if len(op.inputs) == 3 and len(graph.tensors[op.inputs[1]].shape) == 4
+                   and graph.tensors[op.inputs[1]].shape[0] == 1)
+
+    base = ["export", "--arch", "mixnet_s", "--input-size", "64", "--num-classes", "3", "--quantization", "float32"]
+    assert main(base + ["--output", str(tmp_path / "tiled.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "tiled: 14 kernels above 25 taps (7x7 x8, 9x9 x5, 11x11 x1) as tiles of <= 25 taps" in out
+    assert main(base + ["--depthwise", "direct", "--output", str(tmp_path / "direct.tflite")]) == 0
+    assert "direct: 14 kernels above 25 taps" in capsys.readouterr().out
+    assert large_kernels(tmp_path / "tiled.tflite") == 0 and large_kernels(tmp_path / "direct.tflite") == 14
