@@ -97,9 +97,11 @@ def test_converted_tiles_have_no_large_kernel_and_the_same_output():
     inspection = inspect_flatbuffer(fb)
     assert inspection.ops["DEPTHWISE_CONV_2D"] == 3 and inspection.ops["ADD"] == 2, inspection.ops
     assert inspection.delegation.partitions == 1 and not inspection.delegation.undelegated
-    graph = flatbuffer_utils.convert_bytearray_to_object(fb).subgraphs[0]
-    taps = [int(np.prod(graph.tensors[op.inputs[1]].shape[1:3])) for op in graph.operators if len(op.inputs) == 3]
-    assert taps and max(taps) <= 25, taps
+    flat = flatbuffer_utils.convert_bytearray_to_object(fb)
+    graph, codes = flat.subgraphs[0], [max(c.builtinCode, c.deprecatedBuiltinCode) for c in flat.operatorCodes]
+    taps = [int(np.prod(graph.tensors[op.inputs[1]].shape[1:3])) for op in graph.operators
+            if codes[op.opcodeIndex] == 4]                  # BuiltinOperator.DEPTHWISE_CONV_2D
+    assert len(taps) == 3 and max(taps) <= 25, taps
 
 
 def _snr_db(reference, value):
@@ -172,10 +174,11 @@ def test_export_report_states_the_depthwise_form(tmp_path, capsys):
     from convert.cli import main
 
     def large_kernels(path):
-        graph = flatbuffer_utils.read_model(str(path)).subgraphs[0]
+        model = flatbuffer_utils.read_model(str(path))
+        graph = model.subgraphs[0]
+        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
         return sum(int(np.prod(graph.tensors[op.inputs[1]].shape[1:3])) > 25 for op in graph.operators
-                   if len(op.inputs) == 3 and len(graph.tensors[op.inputs[1]].shape) == 4
-                   and graph.tensors[op.inputs[1]].shape[0] == 1)
+                   if codes[op.opcodeIndex] == 4)          # BuiltinOperator.DEPTHWISE_CONV_2D
 
     base = ["export", "--arch", "mixnet_s", "--input-size", "64", "--num-classes", "3", "--quantization", "float32"]
     assert main(base + ["--output", str(tmp_path / "tiled.tflite")]) == 0
