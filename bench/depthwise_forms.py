@@ -11,7 +11,8 @@ int8: accuracy on a labelled image folder, fidelity vs the Keras model, and late
    and top-1 agreement of each export vs the Keras model on the same images (``measure_fidelity``).
 3. Latency: the four files in alternating rounds (A B C D A B C D ...), each figure the median over rounds of the
    median of ``--runs`` invokes at ``--threads`` threads, as the thread's CPU time (1 thread: the stable figure
-   on a shared machine) and wall time. Ratios are printed from that one run.
+   on a shared machine; with more threads it counts the calling thread only, so read the wall column) and wall
+   time. Ratios are printed from that one run.
 """
 from __future__ import annotations
 

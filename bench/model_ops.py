@@ -6,7 +6,7 @@ the flatbuffer) and timed under XNNPACK like the whole model; the sum over the o
 model's invoke, so what the cut leaves out (data staying in cache between ops) shows. The models are timed in
 alternating rounds (A's ops, B's ops, A's ops ...), each figure the median over rounds of the median of ``--runs``
 invokes, as the thread's CPU time (``time.thread_time``: on a machine shared with other jobs, the stable figure
-for one thread) and as wall time.
+for one thread; with ``--threads`` > 1 it counts the calling thread only) and as wall time.
 
 Prints per op type (count, CPU ms of each model, B/A) and depthwise convolutions by kernel and stride, where the
 int8 vs float32 difference of MixNet sat (convert/models/tiled_depthwise.py). Needs only ai-edge-litert.

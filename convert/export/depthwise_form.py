@@ -129,6 +129,8 @@ def describe(form: str, replaced: Counter) -> str:
     if not replaced:
         return "no depthwise kernel above 25 taps"
     sizes = ", ".join(f"{k} x{v}" for k, v in sorted(replaced.items(), key=lambda kv: int(kv[0].split("x")[0])))
+    n = sum(replaced.values())
+    kernels = f"{n} kernel{'s' if n != 1 else ''} above 25 taps ({sizes})"
     if form == "tiled":
-        return f"{form}: {sum(replaced.values())} kernels above 25 taps ({sizes}) as tiles of <= 25 taps"
-    return f"{form}: {sum(replaced.values())} kernels above 25 taps ({sizes}) on XNNPACK's slow path"
+        return f"{form}: {kernels} as tiles of <= 25 taps"
+    return f"{form}: {kernels} on XNNPACK's slow path"
