@@ -79,7 +79,8 @@ def tile_large_depthwise(model: keras.Model) -> tuple[keras.Model, Counter]:
     new_layers: dict[int, keras.layers.Layer] = {}
     for dw in targets:
         bn = _only_consumer(dw, model)
-        bn = bn if _is_channel_bn(bn) else None
+        single_calls = len(dw._inbound_nodes) == 1 and bn is not None and len(bn._inbound_nodes) == 1
+        bn = bn if _is_channel_bn(bn) and single_calls else None   # a shared layer keeps its BatchNorm
         tiled = TiledDepthwiseConv2D(dw.kernel_size, dw.strides, name=f"{dw.name}_tiled")
         tiled.build((None, None, None, int(dw.kernel.shape[2])))
         tiled.set_weights(list(_folded_weights(dw, bn)))
