@@ -3,7 +3,8 @@ XNNPACK partitions (and which ops stayed out), size. With --model files it needs
 (the timing core is edge.modelbench); with --arch it builds, BN-calibrates and exports the models first:
 float32 (native HARD_SWISH, the default float export), float32 with the XNNPACK-friendly hard-swish (to show
 why it is not the float default), int8 with the XNNPACK-friendly hard-swish (the default int8 export) and int8
-with the native HARD_SWISH.
+with the native HARD_SWISH. A model with depthwise kernels above 25 taps (MixNet) gets float32 and int8 with
+those kernels tiled (the default export, convert.export.depthwise_form) and with them direct (as built).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from edge.modelbench import bench_interleaved, format_table
 
 def export_variants(arch: str, input_size, calibration: str | None, workdir: Path) -> list[tuple[str, Path]]:
     from convert.export import export_tflite
+    from convert.export.depthwise_form import count_large_kernels
     from convert.models.bn_calibration import calibrate_batchnorm
     from convert.models.registry import build_classifier, get_info
     from convert.models.training import random_images
@@ -28,18 +30,21 @@ def export_variants(arch: str, input_size, calibration: str | None, workdir: Pat
     calibrate_batchnorm(model, images[:16])      # realistic activation ranges for an untrained model
     meta = {"task": "classification", "architecture": info.name, "labels": [f"class_{i}" for i in range(1000)],
             "source": "convert-model bench"}
-    variants = [("float32", "float32", "native")]
+    tiled = "tiled"
+    variants = [("float32", "float32", "native", tiled)]
     if "hard_swish" in info.options:   # float: native is the default (fastest); int8: xnnpack (one partition)
-        variants += [("float32-xnnpack-hswish", "float32", "xnnpack"), ("int8", "int8", "xnnpack"),
-                     ("int8-native-hswish", "int8", "native")]
+        variants += [("float32-xnnpack-hswish", "float32", "xnnpack", tiled), ("int8", "int8", "xnnpack", tiled),
+                     ("int8-native-hswish", "int8", "native", tiled)]
     else:
-        variants += [("int8", "int8", None)]
+        variants += [("int8", "int8", None, tiled)]
+    if count_large_kernels(model):     # the depthwise kernels above 25 taps as built, float and int8
+        variants += [("float32-direct-dw", "float32", "auto", "direct"), ("int8-direct-dw", "int8", "auto", "direct")]
     out = []
     h, w = input_size
-    for label, quant, hswish in variants:
+    for label, quant, hswish, depthwise in variants:
         path = workdir / f"{info.name}-{h}x{w}-{label}.tflite"
         export_tflite(model, path, quantization=quant, calibration=images, metadata=meta, hard_swish=hswish,
-                      compare_float32=False, progress=False)
+                      compare_float32=False, progress=False, depthwise=depthwise)
         out.append((f"{info.name} {label}", path))
     return out
 
@@ -72,11 +77,23 @@ def run_bench(models=(), archs=(), input_size=(224, 224), calibration=None, thre
                 if ref:
                     ratios = ", ".join(f"{n} thr {r.latency_ms[n] / ref.latency_ms[n]:.2f}x" for n in threads)
                     lines.append(f"{label}: latency vs float32 with the native HARD_SWISH {ratios}")
-            if label.endswith(" int8"):
-                ref = by_label.get(label[:-len(" int8")] + " float32")
+            for int8, float32 in ((" int8", " float32"), (" int8-direct-dw", " float32-direct-dw")):
+                ref = by_label.get(label[:-len(int8)] + float32) if label.endswith(int8) else None
                 if ref:
                     ratios = ", ".join(f"{n} thr {r.latency_ms[n] / ref.latency_ms[n]:.2f}x" for n in threads)
-                    lines.append(f"{label}: latency vs float32 {ratios}; size {r.size_bytes / ref.size_bytes:.0%}")
+                    lines.append(f"{label}: latency vs{float32} {ratios}; size {r.size_bytes / ref.size_bytes:.0%}")
+            if label.endswith(" float32-direct-dw"):
+                new = by_label.get(label[:-len("-direct-dw")])
+                if new:
+                    ratios = ", ".join(f"{n} thr {new.latency_ms[n] / r.latency_ms[n]:.2f}x" for n in threads)
+                    lines.append(f"{label[:-len(' float32-direct-dw')]}: tiled large depthwise kernels vs direct, "
+                                 f"float32 latency {ratios}")
+            if label.endswith(" int8-direct-dw"):
+                new = by_label.get(label[:-len("-direct-dw")])
+                if new:
+                    ratios = ", ".join(f"{n} thr {new.latency_ms[n] / r.latency_ms[n]:.2f}x" for n in threads)
+                    lines.append(f"{label[:-len(' int8-direct-dw')]}: tiled large depthwise kernels vs direct, "
+                                 f"int8 latency {ratios}")
         return "\n".join(lines).rstrip()
     finally:
         if tmp is not None:

@@ -98,6 +98,9 @@ def register(subparsers) -> None:
     p.add_argument("--hard-swish", choices=("auto", "xnnpack", "native"), default="auto",
                    help="hard-swish graph: auto (default: int8 'xnnpack', one XNNPACK partition; float 'native', "
                    "the fastest float form), xnnpack, or native HARD_SWISH")
+    p.add_argument("--depthwise", choices=("tiled", "direct"), default="tiled",
+                   help="depthwise kernels above 25 taps (MixNet's 7x7, 9x9, 11x11): tiled (default: the same "
+                   "function as tiles of <= 25 taps, which XNNPACK runs 5-9x faster) or direct (one op each, as built)")
     p.add_argument("--calibration-ranges", choices=("own", "tflite"), default="own",
                    help="int8: calibrate every tensor on its own range (default) or keep TFLite's calibrator "
                    "ranges, which in-place ops widen (see convert/export/calibration_ranges.py)")
@@ -125,7 +128,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="float32 vs int8: latency (1 and 2 threads), XNNPACK partitions, size")
     p.add_argument("--model", action="append", default=[], help=".tflite file (repeat; no TensorFlow needed)")
     p.add_argument("--arch", action="append", default=[], help="build, BN-calibrate and export this architecture "
-                   "(float32, int8, int8 with native hard-swish) and bench them")
+                   "(float32, int8, int8 with native hard-swish; float32 and int8 with direct large depthwise kernels) "
+                   "and bench them")
     p.add_argument("--input-size", type=_size, default=(224, 224), help="--arch: input N or HxW")
     p.add_argument("--calibration", help="--arch: images for calibration (default: synthetic images)")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -245,6 +249,7 @@ def cmd_export(args) -> int:
         raise UsageError(f"{args.labels or 'the labels'} has {len(labels)} labels but the model has "
                          f"{int(model.outputs[0].shape[-1])} classes; give one label per class")
     _check_hard_swish(args, model, arch)
+    _check_depthwise(args, model, arch)
     if args.calibrate_bn:
         if not calib and not heldout:
             raise UsageError("--calibrate-bn needs --calibration images")
@@ -257,7 +262,8 @@ def cmd_export(args) -> int:
             "classification": {"activation": "softmax"}}
     report = export_tflite(model, args.output, quantization=args.quantization, io_dtype=args.io_dtype,
                            calibration=calib, heldout=heldout, metadata=meta, edgetpu=args.edgetpu,
-                           hard_swish=args.hard_swish, calibration_ranges=args.calibration_ranges, warnings=warnings)
+                           hard_swish=args.hard_swish, calibration_ranges=args.calibration_ranges, warnings=warnings,
+                           depthwise=args.depthwise)
     print(report.table())
     if args.per_tensor:
         print(_per_tensor(model, report, heldout, calib, args.calibration_ranges))
@@ -277,15 +283,25 @@ def _check_hard_swish(args, model, arch: str) -> None:
             raise UsageError(f"--hard-swish has no effect here: {arch} has no hard-swish layers; remove it")
 
 
+def _check_depthwise(args, model, arch: str) -> None:
+    """--depthwise given for a model without depthwise kernels above 25 taps (MobileNetV3: 3x3 and 5x5)."""
+    from convert.cli_options import was_given
+    from convert.export.depthwise_form import count_large_kernels
+    if was_given(args, "depthwise") and not count_large_kernels(model):
+        raise UsageError(f"--depthwise has no effect here: {arch} has no depthwise kernel above 25 taps (only those "
+                         "are tiled); remove it")
+
 
 def _per_tensor(model, report, heldout, calibration, ranges: str) -> str:
     """SNR of every activation of an int8 conversion vs the float32 conversion of the same graph. Both are
     converted here from one model object (tensor names then pair up; the written file has the same graph)."""
+    from convert.export import depthwise_form
     from convert.export.exporter import convert_model, named_outputs
     from convert.export.prepare import hard_swish_formulation, with_static_batch
     from convert.export.tensor_fidelity import format_rows, tensor_fidelity
     from convert.export.tflite_convert import convert_keras
     model = named_outputs(with_static_batch(model))
+    model, _ = depthwise_form.apply(model, report.depthwise_form)
     with hard_swish_formulation(model, report.hard_swish):
         int8, _ = convert_model(model, "int8", report.io_dtype, calibration, False, ranges)
         float32 = convert_keras(model, "float32", progress=False)[0]

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from edge.contract.errors import ExportError, OutputError, UsageError
-from convert.export import formulations
+from convert.export import depthwise_form, formulations
 from convert.export.calibration_ranges import CALIBRATION_RANGES, RangeFix, own_range_calibration
 from convert.export.edgetpu import check_edgetpu_ready, run_compiler
 from convert.export.fidelity import fidelity_warnings, measure_fidelity
@@ -78,10 +78,12 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
                   calibration_ranges: str = DEFAULT_CALIBRATION_RANGES,
                   compare_hard_swish: tuple[str, ...] = formulations.COMPARE_WITH,
                   compare_float32: bool = True, progress: bool = True, warnings: list[str] | None = None,
-                  run_edgetpu_compiler: bool = True) -> ExportReport:
+                  run_edgetpu_compiler: bool = True,
+                  depthwise: str = depthwise_form.DEFAULT_DEPTHWISE_FORM) -> ExportReport:
     """Convert ``model``, check it, measure its fidelity on ``heldout`` and write it with ``metadata``.
 
     ``hard_swish``: 'auto' (int8: 'xnnpack', float: 'native'), a formulation, or None (as built).
+    ``depthwise``: 'tiled' (depthwise kernels above 25 taps as tiles XNNPACK runs fast) or 'direct' (as built).
     ``calibration_ranges``: 'own' (every int8 tensor calibrated on its own range) or 'tflite' (the calibrator's).
     ``compare_hard_swish``: for int8 with held-out images, also convert with these formulations and report
     their partitions and fidelity next to the exported one's."""
@@ -98,11 +100,13 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
     calibration = list(calibration or [])
     heldout = list(heldout or [])
     model = named_outputs(with_static_batch(model))
+    converted, large_kernels = depthwise_form.apply(model, depthwise)   # shares every other layer with model
     with hard_swish_formulation(model, hard_swish) as n_hswish:
-        flatbuffer, range_fix = convert_model(model, quantization, io_dtype, calibration, progress, calibration_ranges)
+        flatbuffer, range_fix = convert_model(converted, quantization, io_dtype, calibration, progress,
+                                              calibration_ranges)
         float32_size = None
         if compare_float32 and quantization != "float32":
-            float32_size = len(convert_keras(model, "float32", progress=False)[0])
+            float32_size = len(convert_keras(converted, "float32", progress=False)[0])
     inspection = inspect_flatbuffer(flatbuffer)
     if quantization == "int8" and inspection.float_ops:
         raise ExportError("int8 export left float ops: " + ", ".join(f"{k} x{v}" for k, v in
@@ -116,7 +120,7 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
             if other == hard_swish:
                 continue
             with hard_swish_formulation(model, formulations.resolve(other, quantization)):
-                alt, _ = convert_model(model, quantization, io_dtype, calibration, False, calibration_ranges)
+                alt, _ = convert_model(converted, quantization, io_dtype, calibration, False, calibration_ranges)
             compared.append(formulations.FormulationResult(other, False, inspect_flatbuffer(alt).delegation,
                                                            measure_fidelity(model, alt, heldout)))
     meta = _metadata(metadata, model, inspection, quantization, io_dtype)
@@ -141,5 +145,8 @@ def export_tflite(model: keras.Model, out_path: str | Path, *, quantization: str
                         float32_size_bytes=float32_size, inspection=inspection, fidelity=fidelity,
                         calibration_images=len(calibration), heldout_images=len(heldout),
                         seconds=time.perf_counter() - t0, hard_swish=hard_swish if n_hswish else None,
-                        hard_swish_compared=compared, range_fix=range_fix, metadata=final, edgetpu=edgetpu_result,
+                        hard_swish_compared=compared, range_fix=range_fix,
+                        depthwise=depthwise_form.describe(depthwise, large_kernels) if large_kernels else None,
+                        depthwise_form=depthwise,
+                        metadata=final, edgetpu=edgetpu_result,
                         warnings=list(warnings or []) + fidelity_warnings(fidelity, quantization))

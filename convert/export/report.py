@@ -29,6 +29,8 @@ class ExportReport:
     warnings: list[str] = field(default_factory=list)
     hard_swish_compared: list[FormulationResult] = field(default_factory=list)
     range_fix: RangeFix | None = None
+    depthwise: str | None = None          # what the large-kernel depthwise form did (models that have such kernels)
+    depthwise_form: str = "tiled"         # the form the exported graph was converted with (depthwise_form)
 
     @property
     def float_ops(self) -> dict[str, int]:
@@ -48,6 +50,8 @@ class ExportReport:
         rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in sorted(i.ops.items()))))
         rows.append(("XNNPACK", i.delegation.describe()
                      + (f" [hard-swish: {self.hard_swish}]" if self.hard_swish else "")))
+        if self.depthwise:
+            rows.append(("depthwise", self.depthwise))
         if self.quantization == "int8":
             text = (f"{self.calibration_images} of {self.calibration_images + self.heldout_images} images, "
                     f"{self.heldout_images} held out for the fidelity check")

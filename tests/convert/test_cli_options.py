@@ -107,6 +107,8 @@ REFUSED: list[tuple[list[str], str, str]] = [
       "--output", "{ws}/x.tflite"], "--max-calibration-images", "none was given"),
     (["export", "--arch", "mixnet_s", "--input-size", "32", "--quantization", "float32", "--hard-swish", "native",
       "--output", "{ws}/x.tflite"], "--hard-swish", "has no hard-swish layers"),
+    (["export", "--arch", "mobilenetv3_small", "--input-size", "32", "--quantization", "float32", "--depthwise",
+      "direct", "--output", "{ws}/x.tflite"], "--depthwise", "has no depthwise kernel above 25 taps"),
     (["export", "--arch", "mobilenetv3_small", "--input-size", "32", "--width", "0.5", "--quantization", "float32",
       "--output", "{ws}/x.tflite"], "width", "do not apply to mobilenetv3_small"),
     (["train", "--data", "{ws}/shapes", "--arch", "mixnet_s", "--minimalistic", "--input-size", "32",
