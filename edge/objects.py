@@ -198,7 +198,9 @@ def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, so
                           "owner") from None
     prefix = cfg.mqtt.topic_prefix
     events = EventPublisher(link, outbox, topic=topic(prefix, cfg.device_id, "events"), device=cfg.device_id,
-                            qos=max(1, cfg.mqtt.qos), window=cfg.mqtt.inflight_window)
+                            qos=max(1, cfg.mqtt.qos), window=cfg.mqtt.inflight_window, delivery=cfg.mqtt.delivery,
+                            confirm_timeout_s=cfg.mqtt.confirm_timeout_s,
+                            on_mode=getattr(detections, "_on_mode", None))
     log.info("tracking on: %s association, %s noise; publishing %s; %d zone(s), %d line(s); events outbox %s "
              "(%d pending)", t.tracker.association, t.tracker.noise,
              "events and object counts only" if t.publish == "events_only" else "detections with track ids, events",

@@ -1,8 +1,8 @@
 """``stream-bridge``: MQTT (QoS 1, shared subscription) -> landing directory, with landing confirmations.
 
 Nothing is lost: a message is acknowledged to the broker (paho ``manual_ack``) and confirmed to its agent
-(``<prefix>/<device>/landed``, ``stream.confirm``) only after the landing file holding it is fsynced, renamed
-and its directory fsynced. Agents keep every message in their outbox until a confirmation covers it and send
+(``<prefix>/<device>/landed``, ``stream.confirm``; detections and track events, each by its own sequence
+counter) only after the landing file holding it is fsynced, renamed and its directory fsynced. Agents keep every message in their outbox until a confirmation covers it and send
 it again when none came in time, so neither a broker crash (mosquitto does not persist before its PUBACK) nor
 a dead bridge loses anything; the copies this creates are removed by the job's (device, seq) dedup.
 
@@ -32,7 +32,8 @@ from edge.contract.mqtt import MqttClient
 from edge.contract.sdnotify import Notifier
 from stream.config import StreamConfig, load, with_mqtt_overrides, with_overrides
 from stream.confirm import Confirmations
-from stream.landing import Cleaner, LandingWriter, invalid_line, remove_stale_temp_files, to_landing_line
+from stream.landing import (Cleaner, LandingWriter, confirm_stream, invalid_line, remove_stale_temp_files,
+                            to_landing_line)
 
 log = logging.getLogger("stream.bridge")
 
@@ -103,7 +104,7 @@ class Bridge:
         with self.lock:
             if not self.writer.lines:
                 self.first_pending = now
-            self.writer.add(line, device, now, seq, valid)
+            self.writer.add(line, device, now, seq, valid, confirm_stream(topic) if seq is not None else "detections")
             # the connection it came on: CONNACKs counted before any message of that connection arrives
             self.pending.append((message.mid, message.qos, self.client.connects))
             self.last_message = now
