@@ -169,7 +169,7 @@ SPECS: dict[str, dict[str, tuple]] = {
     # and late (frames added to windows that had fired: their results were revised).  id = "stats/<window_start_ms>"
     "stats": {**_WINDOW, "dead_letters": (int,), "too_late": (int,), "late": (int,), "reasons": (dict,)},
     # Objects of one device and class (label) in one window, from its agent's tracker (edge.objects), for windows
-    # with a tracked detection or a track event of that label.  id = "<device>/<class>/<window_start_ms>"
+    # with a tracked detection or a track event of that label.  id = "objects/<device>/<class>/<window_start_ms>"
     #   tracks: distinct track ids on the window's detections of this label (detections carry the confirmed
     #     track's id; an agent with tracking.publish: events_only sends no detections, so 0 there);
     #   started / ended: track events "new" (a track was confirmed) / "end" (a track ended) whose capture time
@@ -184,7 +184,7 @@ SPECS: dict[str, dict[str, tuple]] = {
                 "crossings": (dict,)},
     # Objects present at one device: the latest object counts its agent published in the window (the agent
     # publishes them when they change: live confirmed tracks per label and per zone). Only for windows in which
-    # they changed; the retained topic holds the latest.  id = "<device>/<window_start_ms>"
+    # they changed; the retained topic holds the latest.  id = "present/<device>/<window_start_ms>"
     #   as_of: capture time of those counts; objects: {label: n}; zones: {zone: {label: n}}.
     "present": {"device": (str,), **_WINDOW, **_REVISED, "as_of": _NUM, "objects": (dict,), "zones": (dict,)},
     # Latest state of one alert.  id = "<rule>:<device|_fleet>:<class|_all>" is stable over its life;
@@ -216,9 +216,9 @@ def payload_id(kind: str, fields: dict[str, Any]) -> str:
     if kind == "stats":
         return f"stats/{window_ms(fields['window_start'])}"
     if kind == "objects":
-        return f"{fields['device']}/{class_key(fields['label'])}/{window_ms(fields['window_start'])}"
+        return f"objects/{fields['device']}/{class_key(fields['label'])}/{window_ms(fields['window_start'])}"
     if kind == "present":
-        return f"{fields['device']}/{window_ms(fields['window_start'])}"
+        return f"present/{fields['device']}/{window_ms(fields['window_start'])}"
     if kind == "alert":
         return alert_id(fields["rule"], fields.get("device"), fields.get("label"))
     raise PayloadError(f"unknown payload kind {kind!r}; expected one of {', '.join(SPECS)}")

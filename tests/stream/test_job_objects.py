@@ -19,27 +19,10 @@ import yaml
 from tests.support.generate import recount, write_landing
 from tests.support.objects_stream import generate_objects, recount_objects
 
-from stream_helpers import ROOT, compare_fields, final_results, read_jsonl_dir
+from stream_helpers import ROOT, compare_fields, final_objects, final_results, objects_fields, read_jsonl_dir
 
 WINDOW = 10.0
 START = 1_700_000_000.0
-
-
-def final_objects(records: list[dict]) -> dict[str, dict]:
-    """The highest revision of every objects / present payload id; each id's revisions are 0, 1, 2, ... once each."""
-    by_id: dict[str, dict[int, dict]] = {}
-    for r in records:
-        if r["type"] in ("objects", "present"):
-            revs = by_id.setdefault(r["id"], {})
-            assert r["revision"] not in revs, f"{r['id']}: revision {r['revision']} written twice"
-            revs[r["revision"]] = r
-    for key, revs in by_id.items():
-        assert sorted(revs) == list(range(len(revs))), f"{key}: revisions {sorted(revs)}"
-    return {k: revs[max(revs)] for k, revs in by_id.items()}
-
-
-def objects_fields(final: dict[str, dict]) -> dict[str, dict]:
-    return {k: {f: v for f, v in r.items() if f not in ("schema", "id", "revision")} for k, r in final.items()}
 
 
 @pytest.mark.flink

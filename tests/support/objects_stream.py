@@ -218,14 +218,14 @@ def recount_objects(events: Iterable[Event], window_s: float) -> dict[str, dict]
     for (dev, label, ws), c in cells.items():
         dw = sorted(c["dwell"])
         n = len(dw)
-        out[f"{dev}/{label}/{ws}"] = {
+        out[f"objects/{dev}/{label}/{ws}"] = {
             "type": "objects", "device": dev, "label": label, "window_start": ws / 1000,
             "window_end": (ws + size) / 1000, "tracks": len(c["tracks"]), "started": c["started"],
             "ended": c["ended"], "dwell_mean_s": sum(dw) / n if n else None,
             "dwell_p50_s": (dw[n // 2] if n % 2 else (dw[n // 2 - 1] + dw[n // 2]) / 2) if n else None,
             "dwell_max_s": dw[-1] if n else None, "crossings": c["crossings"]}
     for (dev, ws), (ts, _, msg) in present.items():
-        out[f"{dev}/{ws}"] = {"type": "present", "device": dev, "window_start": ws / 1000,
+        out[f"present/{dev}/{ws}"] = {"type": "present", "device": dev, "window_start": ws / 1000,
                               "window_end": (ws + size) / 1000, "as_of": ts, "objects": msg["objects"],
                               "zones": msg["zones"]}
     return out
