@@ -22,6 +22,7 @@ import pytest
 from edge_helpers import agent_config
 from tests.support.bridges import first_landed_ms, landed, landed_seqs, write_bridge_config
 from tests.support.jobrun import aggregate_bounded, recount_landed
+from tests.support.objects_stream import recount_objects_landed
 
 pytestmark = pytest.mark.mqtt
 TIMEOUT_S = 3.0          # the agents' mqtt.confirm_timeout_s
@@ -68,18 +69,25 @@ def _events_landed(landing) -> dict[tuple[str, int], dict]:
     return out
 
 
-def _objects_in_job(records_dir) -> dict[str, dict[str, int]]:
-    """Per device, the track events the job counted: ``new`` (started) and ``end`` (ended) over the final revision
-    of every objects payload."""
+def _final_objects(records_dir) -> dict[str, dict]:
+    """The final revision of every objects and present payload the job wrote."""
     latest: dict[str, dict] = {}
     for p in sorted(records_dir.rglob("*")) if records_dir.is_dir() else []:
         if p.is_file() and not p.name.startswith((".", "_")):
             for line in p.read_text().splitlines():
                 r = json.loads(line)
-                if r["type"] == "objects" and r["revision"] >= latest.get(r["id"], {}).get("revision", -1):
+                if r["type"] in ("objects", "present") and r["revision"] >= latest.get(r["id"], {}).get("revision", -1):
                     latest[r["id"]] = r
+    return latest
+
+
+def _objects_in_job(records_dir) -> dict[str, dict[str, int]]:
+    """Per device, the track events the job counted: ``new`` (started) and ``end`` (ended) over the final revision
+    of every objects payload."""
     out: dict[str, dict[str, int]] = {}
-    for r in latest.values():
+    for r in _final_objects(records_dir).values():
+        if r["type"] != "objects":
+            continue
         d = out.setdefault(r["device"], {"started": 0, "ended": 0})
         d["started"] += r["started"]
         d["ended"] += r["ended"]
@@ -162,6 +170,15 @@ def test_broker_sigkilled_three_times_every_sequence_number_lands(tmp_path, brid
     got_objects = _objects_in_job(tmp_path / "job" / "out" / "records")
     assert {d: got_objects.get(d) for d in devices} == expected_objects
     assert all(v["started"] > 0 for v in expected_objects.values()), expected_objects
+    # every objects and present payload (distinct tracks on the detections, dwell, counts) = the recount of the
+    # landed lines of these real agents
+    final = {k: {f: v for f, v in r.items() if f not in ("schema", "id", "revision")}
+             for k, r in _final_objects(tmp_path / "job" / "out" / "records").items() if r["device"] in devices}
+    recounted = {k: {f: round(v, 6) if isinstance(v, float) else v for f, v in p.items()}   # payloads: 6 decimals
+                 for k, p in recount_objects_landed(landed(landing), 10.0).items() if p["device"] in devices}
+    assert final == recounted, [(k, final.get(k), recounted.get(k)) for k in sorted(set(final) | set(recounted))
+                                if final.get(k) != recounted.get(k)][:6]
+    assert sum(v["tracks"] for v in recounted.values() if v["type"] == "objects") > 0
     print(f"broker kill -9 x3, track events through the job: {expected_objects} (started / ended per device) = "
           f"the distinct events landed ({sum(event_copies[k] for k in want_events) - len(want_events)} copies "
           "dropped)")

@@ -176,6 +176,43 @@ def recount_objects(events: Iterable[Event], window_s: float) -> dict[str, dict]
     the capture time ``ts``): the distinct track ids on the detections, ``new`` and ``end`` events, the dwell
     (end - start) of the ended tracks (mean, median, max), crossings per line and direction; per device and
     window the latest object counts (by capture time)."""
+    items = []
+    for ev in events:
+        if ev.category not in COUNTED or ev.kind not in ("detections", "events", "objects"):
+            continue
+        msg = schema.decode(ev.payload, ev.kind)
+        if ev.kind == "detections":
+            items.append(("detections", msg["device"], msg["seq"], msg["ts"],
+                          [(d["label"], d["track"]) for d in msg["detections"] if d.get("track") is not None]))
+        elif ev.kind == "events":
+            items.append(("events", msg["device"], msg["seq"], msg["ts"], msg))
+        else:
+            items.append(("objects", msg["device"], None, msg["ts"], msg))
+    return _recount(items, window_s)
+
+
+def recount_objects_landed(lines: Iterable[dict], window_s: float,
+                           allowed_lateness_s: float = 86_400.0) -> dict[str, dict]:
+    """:func:`recount_objects` from landing lines (``tests.support.bridges.landed``): for real agents, whose
+    messages the test did not write. Lines received more than the allowed lateness after their capture are
+    left out (the job dead-letters them)."""
+    items = []
+    for x in lines:
+        if "ts" in x and x["recv_ts"] - x["ts"] > allowed_lateness_s:
+            continue
+        if x["kind"] == "detections":
+            items.append(("detections", x["device"], x["seq"], x["ts"],
+                          [(d["l"], d["t"]) for d in x["dets"] if d.get("t") is not None]))
+        elif x["kind"] == "events":
+            msg = {"type": x["ev"], "label": x["el"], "start": x.get("es"), "end": x.get("ee"), "line": x.get("xl"),
+                   "direction": x.get("xd")}
+            items.append(("events", x["device"], x["seq"], x["ts"], msg))
+        elif x["kind"] == "objects":
+            items.append(("objects", x["device"], None, x["ts"], {**json.loads(x["oc"])}))
+    return _recount(items, window_s)
+
+
+def _recount(items, window_s: float) -> dict[str, dict]:
     size = int(round(window_s * 1000))
     seen: set = set()
     cells: dict[tuple, dict] = {}
@@ -184,36 +221,30 @@ def recount_objects(events: Iterable[Event], window_s: float) -> dict[str, dict]
     def cell(dev, label, ws):
         return cells.setdefault((dev, label, ws), {"tracks": set(), "started": 0, "ended": 0, "dwell": [],
                                                    "crossings": {}})
-    for ev in events:
-        if ev.category not in COUNTED or ev.kind not in ("detections", "events", "objects"):
-            continue
-        msg = schema.decode(ev.payload, ev.kind)
-        if ev.kind != "objects":
-            key = (ev.kind, msg["device"], msg["seq"])
-            if key in seen:
+    for kind, device, seq, ts, body in items:
+        if kind != "objects":
+            if (kind, device, seq) in seen:
                 continue
-            seen.add(key)
-        ts_ms = int(round(msg["ts"] * 1000))
+            seen.add((kind, device, seq))
+        ts_ms = int(round(ts * 1000))
         for ws in window_starts(ts_ms, size, size):
-            if ev.kind == "detections":
-                for d in msg["detections"]:
-                    if d.get("track") is not None:
-                        cell(msg["device"], d["label"], ws)["tracks"].add(d["track"])
-            elif ev.kind == "objects":
-                mine = (msg["ts"], json.dumps({"objects": msg["objects"], "zones": msg["zones"]},
-                                              separators=(",", ":")), msg)
-                k = (msg["device"], ws)
-                if k not in present or mine[:2] > present[k][:2]:
-                    present[k] = mine
-            elif msg["type"] == "new":
-                cell(msg["device"], msg["label"], ws)["started"] += 1
-            elif msg["type"] == "end":
-                c = cell(msg["device"], msg["label"], ws)
+            if kind == "detections":
+                for label, track in body:
+                    cell(device, label, ws)["tracks"].add(track)
+            elif kind == "objects":
+                mine = (ts, json.dumps({"objects": body["objects"], "zones": body["zones"]}, separators=(",", ":")),
+                        body)
+                if (device, ws) not in present or mine[:2] > present[(device, ws)][:2]:
+                    present[(device, ws)] = mine
+            elif body["type"] == "new":
+                cell(device, body["label"], ws)["started"] += 1
+            elif body["type"] == "end":
+                c = cell(device, body["label"], ws)
                 c["ended"] += 1
-                c["dwell"].append(msg["end"] - msg["start"])
-            elif msg["type"] == "crossed":
-                lines = cell(msg["device"], msg["label"], ws)["crossings"]
-                lines.setdefault(msg["line"], {"in": 0, "out": 0})[msg["direction"]] += 1
+                c["dwell"].append(body["end"] - body["start"])
+            elif body["type"] == "crossed":
+                lines = cell(device, body["label"], ws)["crossings"]
+                lines.setdefault(body["line"], {"in": 0, "out": 0})[body["direction"]] += 1
     out: dict[str, dict] = {}
     for (dev, label, ws), c in cells.items():
         dw = sorted(c["dwell"])
@@ -224,10 +255,10 @@ def recount_objects(events: Iterable[Event], window_s: float) -> dict[str, dict]
             "ended": c["ended"], "dwell_mean_s": sum(dw) / n if n else None,
             "dwell_p50_s": (dw[n // 2] if n % 2 else (dw[n // 2 - 1] + dw[n // 2]) / 2) if n else None,
             "dwell_max_s": dw[-1] if n else None, "crossings": c["crossings"]}
-    for (dev, ws), (ts, _, msg) in present.items():
+    for (dev, ws), (ts, _, body) in present.items():
         out[f"present/{dev}/{ws}"] = {"type": "present", "device": dev, "window_start": ws / 1000,
-                              "window_end": (ws + size) / 1000, "as_of": ts, "objects": msg["objects"],
-                              "zones": msg["zones"]}
+                                      "window_end": (ws + size) / 1000, "as_of": ts, "objects": body["objects"],
+                                      "zones": body["zones"]}
     return out
 
 
