@@ -269,6 +269,10 @@ STATUS = _obj({
                                 "puback: at the broker's PUBACK (no bridge confirms: a broker crash can lose it); "
                                 "pending: no bridge has confirmed anything yet (mqtt.delivery auto)"},
         "reason": {"type": "string", "maxLength": 500},
+        "events": _obj({"mode": {"type": "string", "enum": ["landed", "puback", "pending"]},
+                        "reason": {"type": "string", "maxLength": 500}}, ["mode"],
+                       description="the track events' own delivery (a bridge may land detections and not events): "
+                                   "the same modes, decided by the events' confirmations (\"stream\": \"events\")"),
     }, ["mode"], extra=True),
 }, ["schema", "type", "device", "state"])
 
