@@ -201,16 +201,16 @@ FROM {src} WHERE vcat = {DEAD} OR ((vcat = {OK} OR vcat = {OBJ}) AND {too_late})
 FROM {src} WHERE vcat = {OK} AND NOT ({late}) AND NOT ({too_late})""",
         # late but within the allowed lateness: to Python, which adds them to their windows' results. The filter
         # reads integers only; the strings and arrays of the few rows it keeps are read by the projection after it
-        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src} WHERE vcat = {OK} AND {late} AND NOT ({too_late})""",
-        # track events and object counts within the allowed lateness, on time or late, whole: few rows (a track's
-        # few events; counts when they change), added up on the Python side (stream.windows.DeviceWindow), which
-        # publishes a window's objects when the watermark passes its end and revises them for late ones
-        f"""CREATE TEMPORARY VIEW object_rows AS SELECT *, {late} AS is_late FROM {src}
-WHERE vcat = {OBJ} AND NOT ({too_late})""",
+        # With them, in the same branch (one more branch would read every row's fields once more): track events and
+        # object counts within the allowed lateness, on time or late, whole. Few rows (a track's few events; counts
+        # when they change), added up on the Python side (stream.windows.DeviceWindow), which publishes a window's
+        # objects when the watermark passes its end and revises them for late ones
+        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src}
+WHERE ((vcat = {OK} AND {late}) OR vcat = {OBJ}) AND NOT ({too_late})""",
         # what the counters count: rejects by category, and late frames and events (corrections)
-        """CREATE TEMPORARY VIEW counted AS SELECT category, pt, reason FROM rejects
+        f"""CREATE TEMPORARY VIEW counted AS SELECT category, pt, reason FROM rejects
   UNION ALL SELECT 'late' AS category, pt, CAST(NULL AS STRING) AS reason FROM late_rows
-  UNION ALL SELECT 'late' AS category, pt, CAST(NULL AS STRING) AS reason FROM object_rows WHERE is_late""",
+  WHERE vcat = {OK} OR {late}""",
         # one row per detection; one row with class NULL per frame without detections and per beat
         # (frame = 1 marks a frame's first row, so frames per device = SUM(frame)); track: the agent's track id
         f"""CREATE TEMPORARY VIEW beats AS
@@ -309,7 +309,7 @@ def _cell_fields() -> dict[str, str]:
 _LISTAGG_REASONS = "LISTAGG(REPLACE(reason, CHR(10), ' '), '\n')"   # separator must be a literal
 
 
-OUTPUT_PARTS = ("cells", "late", "objects", "stats", "consumed", "activity", "reject")
+OUTPUT_PARTS = ("cells", "late", "stats", "consumed", "activity", "reject")
 
 
 def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
@@ -317,18 +317,16 @@ def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PART
     parts = {
         # the windows' cells: one row per window, device and class (class NULL: frames without detections, beats)
         "cells": f"""SELECT {_project("cell", _window(_cell_fields()))} FROM cells""",
-        # late frames and beats within the allowed lateness, whole (the Python side adds them to their windows)
+        # late frames and beats within the allowed lateness, whole (the Python side adds them to their windows); and
+        # track events and object counts (okind 'object'; their ts as sent: the counts' as_of)
         "late": f"""SELECT {_project("late", {
-            "device": "device", "kcode": "kcode", "seq": "seq", "ts": "CAST(ts_ms AS DOUBLE) / 1000",
+            "okind": f"CASE WHEN vcat = {OBJ} THEN CAST('object' AS STRING) ELSE CAST('late' AS STRING) END",
+            "device": "device", "kcode": "kcode", "seq": "seq",
+            "ts": f"CASE WHEN vcat = {OBJ} THEN ts ELSE CAST(ts_ms AS DOUBLE) / 1000 END",
             "recv_ts": "recv_ts", "dets": "dets", "fps": "fps", "dropped": "dropped", "outbox_depth": "depth",
-            "state": "state", "clock_offset": "CASE WHEN kcode = 1 THEN recv_ts - ts END"})}
+            "state": "state", "clock_offset": "CASE WHEN kcode = 1 THEN recv_ts - ts END",
+            "label": "el", "ev": "ev", "es": "es", "ee": "ee", "xl": "xl", "xd": "xd", "oc": "oc"})}
 FROM late_rows""",
-        # track events and object counts, whole (the Python side adds them to their windows)
-        "objects": f"""SELECT {_project("object", {
-            "device": "device", "kcode": "kcode", "seq": "seq", "ts": "ts",
-            "recv_ts": "recv_ts", "label": "el", "ev": "ev", "es": "es", "ee": "ee", "xl": "xl", "xd": "xd",
-            "oc": "oc"})}
-FROM object_rows""",
         # processing-time counters: dead letters, frames too late (dead-lettered), late frames (corrections)
         "stats": f"""SELECT {_project("stats", _window({
             "dead_letters": "COUNT(*) FILTER (WHERE category <> 'late')",
