@@ -315,7 +315,8 @@ OUTPUT_PARTS = ("cells", "late", "stats", "consumed", "activity", "reject")
 def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
     """One SELECT per output kind, each projected onto OUTPUT_COLUMNS."""
     parts = {
-        # the windows' cells: one row per window, device and class (class NULL: frames without detections, beats)
+        # the windows' cells: one row per window, device, class (class NULL: frames without detections, beats) and
+        # track (NULL: detections without one)
         "cells": f"""SELECT {_project("cell", _window(_cell_fields()))} FROM cells""",
         # late frames and beats within the allowed lateness, whole (the Python side adds them to their windows); and
         # track events and object counts (okind 'object'; their ts as sent: the counts' as_of)

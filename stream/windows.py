@@ -22,6 +22,7 @@ import json
 from typing import Any, Iterable, Optional
 
 from edge.contract import outputs
+from stream.sql import KINDS
 
 SUM_KEYS = ("n", "ns", "fc", "ss", "gs", "hi")          # detections, with sigma, frames, score, sigma sums, high
 
@@ -113,21 +114,25 @@ class DeviceWindow:
     def _objects(self, label: str) -> dict:
         return self.s["o"].setdefault(label, {"tr": [], "st": 0, "en": 0, "dw": [], "x": {}})
 
-    def _track(self, label: str, track: int) -> None:
+    def _track(self, label: str, track: int) -> bool:
+        """Add ``track`` to the label's distinct tracks; True when it is new there."""
         tracks = self._objects(label)["tr"]
-        if track not in tracks:
-            tracks.append(track)
+        if track in tracks:
+            return False
+        tracks.append(track)
+        return True
 
     def late_tracks(self, r: dict) -> set[str]:
-        """The tracks of a late frame's detections (kcode 0) into the window; returns the labels they are of."""
+        """The tracks of a late frame's detections (kcode 0) into the window; returns the labels that got a track
+        they did not have (their objects payload changed)."""
         labels = set()
         if r["kcode"] == 0:
             for d in r["dets"] or ():
                 track = _det_track(d)
                 if track is not None:
                     label = _det(d)[1] or ""
-                    self._track(label, track)
-                    labels.add(label)
+                    if self._track(label, track):
+                        labels.add(label)
         return labels
 
     def add_object(self, r: dict) -> set[str]:
@@ -257,7 +262,7 @@ def _class_fields(c: dict, high_sigma_threshold: float) -> dict[str, Any]:
 
 
 PRESENT = "_present"          # the key of a window's present-counts payload among its objects' (labels)
-OBJECTS_KCODE = 4             # stream.sql.KINDS.index("objects"): an object-counts row among the object rows
+OBJECTS_KCODE = KINDS.index("objects")      # an object-counts row among the object rows (the others: events)
 
 
 def dwell_stats(durations: list[float]) -> dict[str, Optional[float]]:
