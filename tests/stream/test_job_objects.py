@@ -53,6 +53,9 @@ def test_bounded_replay_objects_equal_the_recount(tmp_path):
     dead = read_jsonl_dir(tmp_path / "out" / "deadletter")
     assert [(d["category"], d["topic"]) for d in dead] == [("too_late", "sigmawatch/trk-1/events")]
     assert all(r["frames"] > 0 or r["last_seen"] > 0 for r in records if r["type"] == "health")
+    # the bounded run's summary counts them
+    summary = f"{len(kinds['objects'])} objects and {len(kinds['present'])} objects-present windows"
+    assert summary in proc.stderr + proc.stdout, (proc.stderr + proc.stdout)[-1500:]
 
 
 class _Sc:
