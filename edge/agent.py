@@ -68,7 +68,7 @@ class Agent:
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
         self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats,   # None: no tracking
-                                     self.supervisor.source)
+                                     self.supervisor.source, on_mode=lambda mode: self._status_dirty.set())
         kind, _ = classify_uri(cfg.source.uri)
         lossless = kind == "file" and not cfg.source.realtime
         self.slot = NewestSlot()

@@ -8,9 +8,9 @@ payload with ``edge.contract.schema.parse`` and flattens it as sent, version-2 a
      "dets":[{"c":0,"l":"person","p":0.91,"g":0.12,"f":1}, ...]}
     {"kind":"metrics","device":"cam1","recv_ts":...,"ts":...,"fps":9.8,"dropped":3,"depth":0}
     {"kind":"status","device":"cam1","recv_ts":...,"state":"online"[,"ts":...]}
-    {"kind":"events","device":"cam1","recv_ts":...,"seq":7,"ts":...,"ev":"end","el":"person","es":<start>,
-     "ee":<end>}                     (ev: the event type; es on new/end, ee on end, xl/xd on crossed: line, direction)
-    {"kind":"objects","device":"cam1","recv_ts":...,"ts":...,"oc":"{\"objects\":{\"person\":3},\"zones\":{}}"}
+    {"kind":"events","device":"cam1","recv_ts":...,"seq":7,"ts":...,"ob":{"ev":"end","el":"person","es":<start>,
+     "ee":<end>}}                   (ev: the event type; es on new/end, ee on end, xl/xd on crossed: line, direction)
+    {"kind":"objects","device":"cam1","recv_ts":...,"ts":...,"ob":{"oc":"{\"objects\":{\"person\":3},\"zones\":{}}"}}
     {"kind":"invalid","topic":"...","device":"cam1"|null,"recv_ts":...,"reason":"...","raw_payload":"..."}
     {"kind":"eof","file":"<this file's name>","records":<message lines in the file>,
      "devices":[{"d":"cam1","r":<last recv_ts>,"m":<valid messages>}]}
@@ -27,7 +27,9 @@ had confirmed one (``edge.contract.wire``), absent otherwise.
 
 Events (``<prefix>/<device>/events``, their own per-device ``seq``) land with what the job's object statistics
 read; object counts (``<prefix>/<device>/objects``, retained gauges without a seq) with the counts as one JSON
-string (``oc``), which only the job's Python side reads.
+string (``oc``), which only the job's Python side reads. Both in one nested object ``ob``: one column of the job's
+landing row instead of seven (every landing row is serialized for the job's dedup shuffle, and each column costs
+every row its slot there, also when it is null).
 
 The ``eof`` trailer is the last line of every file. A file is one split of Flink's file source (the bridge's
 files are far smaller than any filesystem block) and is read in order, so when the job reads the trailer it
@@ -91,16 +93,16 @@ def _detection_rows(msg: dict) -> Iterable[tuple[int, str, float, float, Optiona
 
 
 def _event_fields(msg: dict) -> dict:
-    """What the job reads of a track event (``edge.contract.schema.EVENT``): its type, label, and by type the
-    track's start and end (``end``: dwell), or the line and direction (``crossed``)."""
-    out = {"seq": msg["seq"], "ts": msg["ts"], "ev": msg["type"], "el": msg["label"]}
+    """What the job reads of a track event (``edge.contract.schema.EVENT``): in ``ob``, its type, label, and by type
+    the track's start and end (``end``: dwell), or the line and direction (``crossed``)."""
+    ob = {"ev": msg["type"], "el": msg["label"]}
     if msg["type"] in ("new", "end"):
-        out["es"] = msg["start"]
+        ob["es"] = msg["start"]
         if msg["type"] == "end":
-            out["ee"] = msg["end"]
+            ob["ee"] = msg["end"]
     elif msg["type"] == "crossed":
-        out["xl"], out["xd"] = msg["line"], msg["direction"]
-    return out
+        ob["xl"], ob["xd"] = msg["line"], msg["direction"]
+    return {"seq": msg["seq"], "ts": msg["ts"], "ob": ob}
 
 
 def _flat_fields(kind: str, msg: dict) -> dict:
@@ -110,7 +112,7 @@ def _flat_fields(kind: str, msg: dict) -> dict:
     if kind == "events":
         return _event_fields(msg)
     if kind == "objects":
-        return {"ts": msg["ts"], "oc": _to_json({"objects": msg["objects"], "zones": msg["zones"]})}
+        return {"ts": msg["ts"], "ob": {"oc": _to_json({"objects": msg["objects"], "zones": msg["zones"]})}}
     if kind == "metrics":
         return {"ts": msg["ts"], "fps": msg["fps"], "dropped": msg["frames"]["dropped"],
                 "depth": msg["outbox"]["depth"]}

@@ -82,9 +82,9 @@ LANDING_FIELDS = (
     ("depth", "BIGINT"), ("state", "STRING"),
     ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT, t BIGINT>>"),
     ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"), ("file", "STRING"),
-    # track events and object counts (stream.landing): event type, label, start, end, line, direction; counts JSON
-    ("ev", "STRING"), ("el", "STRING"), ("es", "DOUBLE"), ("ee", "DOUBLE"), ("xl", "STRING"), ("xd", "STRING"),
-    ("oc", "STRING"),
+    # track events and object counts (stream.landing), one nested column (every landing row pays a slot per
+    # column in the dedup shuffle, null or not): event type, label, start, end, line, direction; counts JSON
+    ("ob", "ROW<ev STRING, el STRING, es DOUBLE, ee DOUBLE, xl STRING, xd STRING, oc STRING>"),
 )
 
 # row categories: vcat (computed with the event time) is OK (frames, beats), DEAD, EOF or OBJ (track events and
@@ -134,7 +134,7 @@ def event_time_columns(o: SqlOptions) -> list[tuple[str, str]]:
     ELSE ts END"""
     ts_ms = f"CAST({when} * 1000 AS BIGINT)"
     valid = f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))"
-    valid_object = f"{ts_ms} > 0 AND (kind <> 'events' OR (seq IS NOT NULL AND ev IS NOT NULL AND el IS NOT NULL))"
+    valid_object = f"{ts_ms} > 0 AND ob IS NOT NULL AND (kind <> 'events' OR seq IS NOT NULL)"
     objects = " OR ".join(f"kind = {quote(k)}" for k in OBJECT_KINDS)
     return [("ts_ms", ts_ms), ("rt", f"TO_TIMESTAMP_LTZ({ts_ms}, 3)"),
             ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN {objects} THEN (CASE WHEN {valid_object} THEN {OBJ} "
@@ -326,7 +326,8 @@ def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PART
             "ts": f"CASE WHEN vcat = {OBJ} THEN ts ELSE CAST(ts_ms AS DOUBLE) / 1000 END",
             "recv_ts": "recv_ts", "dets": "dets", "fps": "fps", "dropped": "dropped", "outbox_depth": "depth",
             "state": "state", "clock_offset": "CASE WHEN kcode = 1 THEN recv_ts - ts END",
-            "label": "el", "ev": "ev", "es": "es", "ee": "ee", "xl": "xl", "xd": "xd", "oc": "oc"})}
+            "label": "ob.el", "ev": "ob.ev", "es": "ob.es", "ee": "ob.ee", "xl": "ob.xl", "xd": "ob.xd",
+            "oc": "ob.oc"})}
 FROM late_rows""",
         # processing-time counters: dead letters, frames too late (dead-lettered), late frames (corrections)
         "stats": f"""SELECT {_project("stats", _window({

@@ -164,8 +164,8 @@ def test_broker_sigkilled_three_times_every_sequence_number_lands(tmp_path, brid
           f"({sum(copies[k] for k in want) - len(want)} copies dropped)")
     # and the events, each once: the job's tracks started / ended = the distinct new / end events landed
     distinct = _events_landed(landing)
-    expected_objects = {d: {"started": sum(1 for (dev, _), x in distinct.items() if dev == d and x["ev"] == "new"),
-                            "ended": sum(1 for (dev, _), x in distinct.items() if dev == d and x["ev"] == "end")}
+    expected_objects = {d: {"started": sum(1 for (dev, _), x in distinct.items() if dev == d and x["ob"]["ev"] == "new"),
+                            "ended": sum(1 for (dev, _), x in distinct.items() if dev == d and x["ob"]["ev"] == "end")}
                         for d in devices}
     got_objects = _objects_in_job(tmp_path / "job" / "out" / "records")
     assert {d: got_objects.get(d) for d in devices} == expected_objects

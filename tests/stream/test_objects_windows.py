@@ -100,7 +100,7 @@ def test_events_are_confirmed_per_device_as_their_own_stream():
         batch.add(line, device, 6.0, seq, valid, confirm_stream(topic))
     assert batch.seqs == {("cam-1", "detections"): [3], ("cam-1", "events"): [3]}
     assert json.loads(batch.lines[1]) == {"kind": "events", "device": "cam-1", "recv_ts": 6.0, "seq": 3, "ts": 5.0,
-                                          "ev": "crossed", "el": "person", "xl": "gate", "xd": "in"}
+                                          "ob": {"ev": "crossed", "el": "person", "xl": "gate", "xd": "in"}}
     c = Confirmations("sigmawatch", "b1", 1.0)
     c.add(batch.seqs)
     sent = [(t, json.loads(p)) for t, p in c.take(now=0.0, ts=7.0)]

@@ -204,11 +204,12 @@ def recount_objects_landed(lines: Iterable[dict], window_s: float,
             items.append(("detections", x["device"], x["seq"], x["ts"],
                           [(d["l"], d["t"]) for d in x["dets"] if d.get("t") is not None]))
         elif x["kind"] == "events":
-            msg = {"type": x["ev"], "label": x["el"], "start": x.get("es"), "end": x.get("ee"), "line": x.get("xl"),
-                   "direction": x.get("xd")}
+            ob = x["ob"]
+            msg = {"type": ob["ev"], "label": ob["el"], "start": ob.get("es"), "end": ob.get("ee"),
+                   "line": ob.get("xl"), "direction": ob.get("xd")}
             items.append(("events", x["device"], x["seq"], x["ts"], msg))
         elif x["kind"] == "objects":
-            items.append(("objects", x["device"], None, x["ts"], {**json.loads(x["oc"])}))
+            items.append(("objects", x["device"], None, x["ts"], json.loads(x["ob"]["oc"])))
     return _recount(items, window_s)
 
 
