@@ -56,7 +56,7 @@ class Agent:
         self.link = MqttClient(
             m, client_id=m.client_id or f"edge-{self.device}",
             subscriptions=[(self.topics["config/set"], 1)], optional_subscriptions=[(self.topics["landed"], 1)],
-            on_optional_refused=lambda topic, reason: self.publisher.confirmations_refused(reason),
+            on_optional_refused=lambda topic, reason: self._confirmations_refused(reason),
             will=(self.topics["status"], messages.will_payload(self.device)),
             on_ack=self._on_ack, on_message=self._on_message, on_connected=self._on_connected,
             on_state=self._on_link_state, max_inflight=100, reconnect_min_s=m.reconnect_min_s,
@@ -68,7 +68,7 @@ class Agent:
         self._status_dirty = threading.Event()
         self.supervisor = SourceSupervisor(cfg.source, on_state=lambda s: self._status_dirty.set())
         self.objects = objects.build(cfg, self.engine, self.link, self.publisher, self.stats,   # None: no tracking
-                                     self.supervisor.source)
+                                     self.supervisor.source, on_mode=lambda mode: self._status_dirty.set())
         kind, _ = classify_uri(cfg.source.uri)
         lossless = kind == "file" and not cfg.source.realtime
         self.slot = NewestSlot()
@@ -177,11 +177,24 @@ class Agent:
         except SchemaError as exc:
             log.warning("ignored a landing confirmation: %s", exc)
             return
+        if msg.get("stream", "detections") == "events":      # the events' own sequence numbers
+            if self.objects is not None:
+                self.objects.events.on_landed(msg["seqs"])
+            return
         self.publisher.on_landed(msg["seqs"])
+
+    def _confirmations_refused(self, reason: str) -> None:
+        self.publisher.confirmations_refused(reason)
+        if self.objects is not None:
+            self.objects.events.confirmations_refused(reason)
 
     def delivery_status(self) -> dict:
         p = self.publisher
-        return {"mode": p.mode, **({"reason": p.mode_reason[:500]} if p.mode_reason else {})}
+        status = {"mode": p.mode, **({"reason": p.mode_reason[:500]} if p.mode_reason else {})}
+        if self.objects is not None:        # the events' delivery is their own (a bridge may not land events)
+            e = self.objects.events
+            status["events"] = {"mode": e.mode, **({"reason": e.mode_reason[:500]} if e.mode_reason else {})}
+        return status
 
     # ------------------------------------------------------------------ publishing helpers
     def status_payload(self, state: str = "online", reason: str | None = None) -> dict:

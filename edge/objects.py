@@ -182,10 +182,12 @@ class ObjectsStage:
         return self.events.drain(timeout)
 
 
-def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, source=None) -> ObjectsStage | None:
+def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, source=None,
+          on_mode: Callable[[str], None] | None = None) -> ObjectsStage | None:
     """The tracking stage of an agent, or None (tracking off, or a classification model without zones/lines).
     ``source``: the agent's frame source; a video file read with ``realtime: false`` (every frame, as fast as
-    processed) gets capture times that do not follow the scene, so the filter steps by the file's frame interval."""
+    processed) gets capture times that do not follow the scene, so the filter steps by the file's frame interval.
+    ``on_mode``: called with the events' delivery mode when it changes (the agent republishes its status)."""
     t = cfg.tracking
     if not t.enabled:
         return None
@@ -200,7 +202,8 @@ def build(cfg: AgentConfig, engine, link: MqttClient, detections, stats=None, so
                           "owner") from None
     prefix = cfg.mqtt.topic_prefix
     events = EventPublisher(link, outbox, topic=topic(prefix, cfg.device_id, "events"), device=cfg.device_id,
-                            qos=max(1, cfg.mqtt.qos), window=cfg.mqtt.inflight_window)
+                            qos=max(1, cfg.mqtt.qos), window=cfg.mqtt.inflight_window, delivery=cfg.mqtt.delivery,
+                            confirm_timeout_s=cfg.mqtt.confirm_timeout_s, on_mode=on_mode)
     log.info("tracking on: %s association, %s noise; publishing %s; %d zone(s), %d line(s); events outbox %s "
              "(%d pending)", t.tracker.association, t.tracker.noise,
              "events and object counts only" if t.publish == "events_only" else "detections with track ids, events",

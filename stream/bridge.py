@@ -1,8 +1,8 @@
 """``stream-bridge``: MQTT (QoS 1, shared subscription) -> landing directory, with landing confirmations.
 
 Nothing is lost: a message is acknowledged to the broker (paho ``manual_ack``) and confirmed to its agent
-(``<prefix>/<device>/landed``, ``stream.confirm``) only after the landing file holding it is fsynced, renamed
-and its directory fsynced. Agents keep every message in their outbox until a confirmation covers it and send
+(``<prefix>/<device>/landed``, ``stream.confirm``; detections and track events, each by its own sequence
+counter) only after the landing file holding it is fsynced, renamed and its directory fsynced. Agents keep every message in their outbox until a confirmation covers it and send
 it again when none came in time, so neither a broker crash (mosquitto does not persist before its PUBACK) nor
 a dead bridge loses anything; the copies this creates are removed by the job's (device, seq) dedup.
 
@@ -101,7 +101,7 @@ class Bridge:
         with self.lock:
             if not self.writer.lines:
                 self.first_pending = now
-            invalid = self.writer.add_many(landed, now)
+            invalid = self.writer.add_many(landed, now, [item[0] for item in batch])
             # the connection they came on: CONNACKs counted before any message of that connection arrives
             self.pending.append((self.client.connects, acks, others))
             self.last_message = now

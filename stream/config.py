@@ -73,8 +73,10 @@ class BridgeConfig(Strict):
                                        "status topic <prefix>/_bridge/<client_id>/status)")
     group: Optional[str] = Field("sigmawatch-bridges", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                  description="shared-subscription group ($share/<group>/...); None = plain subscription")
-    kinds: list[Literal["detections", "status", "metrics"]] = Field(
-        ["detections", "status", "metrics"], min_length=1, description="edge topics to bridge")
+    kinds: list[Literal["detections", "status", "metrics", "events", "objects"]] = Field(
+        ["detections", "status", "metrics", "events", "objects"], min_length=1,
+        description="edge topics to bridge (events: the agents' track events, confirmed like detections; objects: "
+                    "their retained object counts)")
     confirm: bool = Field(True, description="publish <prefix>/<device>/landed confirmations after each fsync: "
                           "agents keep every message until one covers it and send it again otherwise")
     confirm_interval_s: float = Field(1.0, gt=0, le=60, description="coalesce confirmations over this interval "

@@ -72,6 +72,12 @@ def row_to_records(r: dict, o) -> list[str]:
         return [f"{WINDOW_INPUT}\t{r['device']}/{ws}\t" + json.dumps({**body, "ws": ws, "we": ws + o.size_ms},
                                                                      separators=(",", ":"))
                 for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
+    if out == "object":
+        ts_ms = int(round(r["ts"] * 1000))
+        body = {k: r[k] for k in ("okind", "device", "kcode", "seq", "ts", "label", "ev", "es", "ee", "xl", "xd", "oc")}
+        return [f"{WINDOW_INPUT}\t{r['device']}/{ws}\t" + json.dumps({**body, "ws": ws, "we": ws + o.size_ms},
+                                                                     separators=(",", ":"))
+                for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
     if out == "stats":
         win = {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
         return [tag(DEST_RECORDS, outputs.build("stats", **win, dead_letters=int(r["dead_letters"]),
@@ -137,12 +143,13 @@ class _Windows(KeyedProcessFunction):
             return
         if not st["fired"]:
             st["fired"] = True
-            yield from self._emit(st, None)
+            yield from self._emit(st, None)       # the window's first result: every payload
             self.state.update(json.dumps(st, separators=(",", ":")))
 
 
 class DeviceWindows(_Windows):
-    """One (device, window): cells and late frames in, aggregates and health (and fleet deltas) out."""
+    """One (device, window): cells, late frames, track events and object counts in; aggregates, health, objects
+    and present counts (and fleet deltas) out."""
 
     def process_element(self, value, ctx):
         body = json.loads(value.split("\t", 2)[2])
@@ -151,19 +158,31 @@ class DeviceWindows(_Windows):
             st = DeviceWindow(device=body["device"], ws_ms=int(body["ws"]), we_ms=int(body["we"])).s
             self._arm(ctx, st["we"])
         w = DeviceWindow(st)
+        objects: set = set()
         if body["okind"] == "cell":
             cid = w.add_cell(body)
             changed = set() if cid is None else {cid}
+            objects = {body["label"]} if body.get("track") is not None else set()
+        elif body["okind"] == "object":
+            changed, objects = None, w.add_object(body)
         else:
-            changed = w.add_late(body, self.threshold)
+            changed, objects = w.add_late(body, self.threshold), w.late_tracks(body)
         if st["fired"]:        # a late input: the window's result again, revised
-            yield from self._emit(st, changed)
+            yield from self._emit(st, changed, objects)
         self.state.update(json.dumps(st, separators=(",", ":")))
 
-    def _emit(self, st: dict, classes):
+    def _emit(self, st: dict, classes, objects=None):
+        """The window's payloads: on its first result (``classes`` None, ``objects`` None) all of them; on a
+        revision the aggregates of ``classes`` and the health (``classes`` None: neither, an object input), the
+        objects of the labels in ``objects`` (a present-counts input: ``PRESENT`` in it)."""
         w = DeviceWindow(st)
-        for p in w.payloads(self.threshold, classes):
-            yield tag(DEST_RECORDS, p)
+        first = classes is None and objects is None
+        if first or classes is not None:
+            for p in w.payloads(self.threshold, classes):
+                yield tag(DEST_RECORDS, p)
+        if first or objects:
+            for p in w.object_payloads(objects):
+                yield tag(DEST_RECORDS, p)
         for d in w.fleet_deltas():
             yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
 

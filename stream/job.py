@@ -133,17 +133,19 @@ def bounded_summary(output_dir) -> str:
     records = _jsonl(out / "records")
     dead = _jsonl(out / "deadletter")
     final: dict[str, dict] = {}
+    window_types = ("aggregate", "fleet", "health", "objects", "present")
     for r in records:
-        if r["type"] in ("aggregate", "fleet", "health") and r["revision"] >= final.get(r["id"], r)["revision"]:
+        if r["type"] in window_types and r["revision"] >= final.get(r["id"], r)["revision"]:
             final[r["id"]] = r
-    revised = {r["id"] for r in records if r.get("revision")}
-    by_type = {t: sum(1 for r in final.values() if r["type"] == t) for t in ("aggregate", "fleet", "health")}
+    revised = {r["id"] for r in records if r["type"] in window_types[:3] and r.get("revision")}
+    by_type = {t: sum(1 for r in final.values() if r["type"] == t) for t in window_types}
     late = sum(r["late_frames"] for r in final.values() if r["type"] == "health")
     too_late = sum(d["category"] == "too_late" for d in dead)
     skew = sum(d["category"] == "dead" and str(d.get("reason", "")).startswith("clock skew") for d in dead)
     return (f"stream-job: bounded run done: read {sum(c['records'] for c in consumed)} messages in "
             f"{len({c['file'] for c in consumed})} landing files; {by_type['aggregate']} aggregates, "
             f"{by_type['fleet']} fleet totals, {by_type['health']} health windows, {len(revised)} of them revised; "
+            f"{by_type['objects']} objects and {by_type['present']} objects-present windows; "
             f"{late} frames arrived behind the watermark and were added to their windows; dead letters {len(dead)} (too late "
             f"{too_late}, clock skew {skew}, invalid {len(dead) - too_late - skew})")
 

@@ -8,6 +8,9 @@ payload with ``edge.contract.schema.parse`` and flattens it as sent, version-2 a
      "dets":[{"c":0,"l":"person","p":0.91,"g":0.12,"f":1}, ...]}
     {"kind":"metrics","device":"cam1","recv_ts":...,"ts":...,"fps":9.8,"dropped":3,"depth":0}
     {"kind":"status","device":"cam1","recv_ts":...,"state":"online"[,"ts":...]}
+    {"kind":"events","device":"cam1","recv_ts":...,"seq":7,"ts":...,"ob":{"ev":"end","el":"person","es":<start>,
+     "ee":<end>}}                   (ev: the event type; es on new/end, ee on end, xl/xd on crossed: line, direction)
+    {"kind":"objects","device":"cam1","recv_ts":...,"ts":...,"ob":{"oc":"{\"objects\":{\"person\":3},\"zones\":{}}"}}
     {"kind":"invalid","topic":"...","device":"cam1"|null,"recv_ts":...,"reason":"...","raw_payload":"..."}
     {"kind":"eof","file":"<this file's name>","records":<message lines in the file>,
      "devices":[{"d":"cam1","r":<last recv_ts>,"m":<valid messages>}]}
@@ -19,7 +22,14 @@ and copying (measured: ~5% of its CPU for the topic).
 ``dets`` has one entry per detection: ``c`` class_id, ``l`` label, ``p`` score, ``g`` sigma_mean, ``f`` = 1 on
 the first detection of its class in the frame (so the job counts "frames with a detection of class c" as
 ``SUM(f)`` instead of a ``COUNT(DISTINCT seq)``) and ``h`` = 1 on the frame's first detection (frames per
-device = rows with ``h`` + frames without detections).
+device = rows with ``h`` + frames without detections); ``t`` is the detection's track id when the agent's tracker
+had confirmed one (``edge.contract.wire``), absent otherwise.
+
+Events (``<prefix>/<device>/events``, their own per-device ``seq``) land with what the job's object statistics
+read; object counts (``<prefix>/<device>/objects``, retained gauges without a seq) with the counts as one JSON
+string (``oc``), which only the job's Python side reads. Both in one nested object ``ob``: one column of the job's
+landing row instead of seven (every landing row is serialized for the job's dedup shuffle, and each column costs
+every row its slot there, also when it is null).
 
 The ``eof`` trailer is the last line of every file. A file is one split of Flink's file source (the bridge's
 files are far smaller than any filesystem block) and is read in order, so when the job reads the trailer it
@@ -54,34 +64,55 @@ _to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 NAME_RE = re.compile(r"^(?P<ms>\d{13})-(?P<client>[A-Za-z0-9_-]+)-(?P<counter>\d{8})-n(?P<n>\d+)\.jsonl$")
 
 
-def _flat_dets(rows: Iterable[tuple[int, str, float, float]]) -> list[dict]:
-    """``dets`` of a landing line from (class_id, label, score, sigma_mean) per detection, in the message's order."""
+def _flat_dets(rows: Iterable[tuple[int, str, float, float, Optional[int]]]) -> list[dict]:
+    """``dets`` of a landing line from (class_id, label, score, sigma_mean, track) per detection, in the message's
+    order; ``t`` only for a detection with a track (lines of agents without tracking are what they were)."""
     seen: set = set()
     dets: list[dict] = []
-    for c, label, p, g in rows:
+    for c, label, p, g, t in rows:
         det = {"c": c, "l": label, "p": p, "g": g, "f": int(c not in seen)}
         if not dets:
             det["h"] = 1
+        if t is not None:
+            det["t"] = t
         dets.append(det)
         seen.add(c)
     return dets
 
 
-def _detection_rows(msg: dict) -> Iterable[tuple[int, str, float, float]]:
-    """(class_id, label, score, sigma_mean) of each detection of a validated payload, version 2 (arrays of
+def _detection_rows(msg: dict) -> Iterable[tuple[int, str, float, float, Optional[int]]]:
+    """(class_id, label, score, sigma_mean, track) of each detection of a validated payload, version 2 (arrays of
     thousandths, what agents send) or version 1 (objects; old agents and outbox replays). sigma_mean is None
-    for a model that predicts no uncertainty (SSD, plain head)."""
+    for a model that predicts no uncertainty (SSD, plain head), track for a detection without a confirmed track."""
     if msg["schema"] == wire.DETECTIONS_VERSION:
-        c, label, p, g, milli = wire.CLASS_ID, wire.LABEL, wire.SCORE, wire.SIGMA_MEAN, wire.MILLI
-        return ((d[c], d[label], d[p] / milli, None if d[g] is None else d[g] / milli)
+        c, label, p, g, milli, track = wire.CLASS_ID, wire.LABEL, wire.SCORE, wire.SIGMA_MEAN, wire.MILLI, wire.TRACK
+        return ((d[c], d[label], d[p] / milli, None if d[g] is None else d[g] / milli,
+                 d[track] if len(d) > track else None)
                 for d in msg.get("detections", ()))
-    return ((d["class_id"], d["label"], d["score"], d["sigma_mean"]) for d in msg["detections"])
+    return ((d["class_id"], d["label"], d["score"], d["sigma_mean"], d.get("track")) for d in msg["detections"])
+
+
+def _event_fields(msg: dict) -> dict:
+    """What the job reads of a track event (``edge.contract.schema.EVENT``): in ``ob``, its type, label, and by type
+    the track's start and end (``end``: dwell), or the line and direction (``crossed``)."""
+    ob = {"ev": msg["type"], "el": msg["label"]}
+    if msg["type"] in ("new", "end"):
+        ob["es"] = msg["start"]
+        if msg["type"] == "end":
+            ob["ee"] = msg["end"]
+    elif msg["type"] == "crossed":
+        ob["xl"], ob["xd"] = msg["line"], msg["direction"]
+    return {"seq": msg["seq"], "ts": msg["ts"], "ob": ob}
 
 
 def _flat_fields(kind: str, msg: dict) -> dict:
     """The fields of a validated edge message (as sent: ``edge.contract.schema.parse``) that the job reads."""
     if kind == "detections":
         return {"seq": msg["seq"], "ts": msg["ts"], "dets": _flat_dets(_detection_rows(msg))}
+    if kind == "events":
+        return _event_fields(msg)
+    if kind == "objects":
+        return {"ts": msg["ts"], "ob": {"oc": _to_json({"objects": msg["objects"], "zones": msg["zones"]})}}
     if kind == "metrics":
         return {"ts": msg["ts"], "fps": msg["fps"], "dropped": msg["frames"]["dropped"],
                 "depth": msg["outbox"]["depth"]}
@@ -98,9 +129,10 @@ def message_line(device: str, kind: str, recv_ts: float, msg: dict) -> str:
 
 class LandingLine(NamedTuple):
     """What the bridge makes of one MQTT message: its landing ``line``, whether it was ``valid``, the ``device``
-    of its topic (None when the topic is not a device topic) and, for a detections message, the ``seq`` the
-    bridge confirms once the line is durable (None when it has none: a valid message of another kind, or a
-    payload whose sequence number cannot be read)."""
+    of its topic (None when the topic is not a device topic) and, for a detections or events message, the ``seq``
+    the bridge confirms once the line is durable (None when it has none: a valid message of another kind, or a
+    payload whose sequence number cannot be read). Which counter the seq belongs to is the topic's kind
+    (:func:`confirm_stream`)."""
     line: str
     valid: bool
     device: Optional[str]
@@ -135,13 +167,23 @@ def _convert(prefix: str, topic: str, payload: bytes, recv_ts: float, max_bytes:
             raise schema.SchemaError(f"{kind}.device: {msg.get('device')!r} differs from the topic's device {device!r}")
     except schema.SchemaError as exc:
         line = invalid_line(topic, device, recv_ts, str(exc), _raw(payload, max_bytes))
-        return LandingLine(line, False, device, _readable_seq(payload) if kind == "detections" else None)
+        return LandingLine(line, False, device, _readable_seq(payload) if kind in CONFIRMED_KINDS else None)
     return LandingLine(message_line(device, kind, recv_ts, msg), True, device,
-                       msg["seq"] if kind == "detections" else None)
+                       msg["seq"] if kind in CONFIRMED_KINDS else None)
+
+
+# the topic kinds whose messages carry a per-device sequence number the bridge confirms (each its own counter)
+CONFIRMED_KINDS = ("detections", "events")
+
+
+def confirm_stream(topic: str) -> str:
+    """The confirmation stream (``edge.contract.schema.LANDED_STREAMS``) of a message the bridge got a seq for:
+    the kind of its topic, ``<prefix>/<device>/<kind>``."""
+    return "events" if topic.endswith("/events") else "detections"
 
 
 def _readable_seq(payload: bytes) -> Optional[int]:
-    """The sequence number of a detections payload that failed validation, when it has a usable one: its dead
+    """The sequence number of a detections or events payload that failed validation, when it has a usable one: its dead
     letter is confirmed to the agent like a landed message (sending it again would land the same dead letter)."""
     try:
         seq = json.loads(payload).get("seq")
@@ -178,10 +220,11 @@ class Batch:
     def __init__(self):
         self.lines: list[str] = []
         self.devices: dict[str, list] = {}      # device -> [last recv_ts, valid messages]
-        self.seqs: dict[str, list[int]] = {}    # device -> detections seqs (confirmed once the file is durable)
+        # (device, stream) -> sequence numbers of detections / events, confirmed once the file is durable
+        self.seqs: dict[tuple[str, str], list[int]] = {}
 
     def add(self, line: str, device: Optional[str] = None, recv_ts: float = 0.0, seq: Optional[int] = None,
-            valid: bool = True) -> None:
+            valid: bool = True, stream: str = "detections") -> None:
         self.lines.append(line)
         if device is not None and valid:
             d = self.devices.get(device)
@@ -191,14 +234,15 @@ class Batch:
                 d[0] = max(d[0], round(recv_ts, 6))
                 d[1] += 1
         if device is not None and seq is not None:
-            self.seqs.setdefault(device, []).append(seq)
+            self.seqs.setdefault((device, stream), []).append(seq)
 
-    def add_many(self, landed: Iterable[LandingLine], recv_ts: float) -> int:
-        """:meth:`add` for many messages received at ``recv_ts``; returns how many were invalid."""
+    def add_many(self, landed: Iterable[LandingLine], recv_ts: float, topics: Iterable) -> int:
+        """:meth:`add` for many messages received at ``recv_ts`` (``topics``: each one's topic, str or the raw
+        bytes, for the confirmation stream of its seq); returns how many were invalid."""
         r = round(recv_ts, 6)
         lines, devices, seqs = self.lines, self.devices, self.seqs
         invalid = 0
-        for line, valid, device, seq in landed:
+        for (line, valid, device, seq), topic in zip(landed, topics):
             lines.append(line)
             if device is None:
                 invalid += not valid
@@ -214,9 +258,10 @@ class Batch:
             else:
                 invalid += 1
             if seq is not None:
-                numbers = seqs.get(device)
+                key = (device, "events" if topic[-7:] in (b"/events", "/events") else "detections")
+                numbers = seqs.get(key)
                 if numbers is None:
-                    seqs[device] = [seq]
+                    seqs[key] = [seq]
                 else:
                     numbers.append(seq)
         return invalid
@@ -258,14 +303,15 @@ class LandingWriter:
         return self.batch.devices
 
     def add(self, line: str, device: Optional[str] = None, recv_ts: float = 0.0, seq: Optional[int] = None,
-            valid: Optional[bool] = None) -> None:
+            valid: Optional[bool] = None, stream: str = "detections") -> None:
         """Buffer one message line; ``device`` with ``valid`` (default: a device means valid) goes into the
-        trailer's activity; ``seq``: a detections sequence number to confirm once the file is durable."""
-        self.batch.add(line, device, recv_ts, seq, device is not None if valid is None else valid)
+        trailer's activity; ``seq``: a sequence number of ``stream`` (detections or events) to confirm once the
+        file is durable."""
+        self.batch.add(line, device, recv_ts, seq, device is not None if valid is None else valid, stream)
 
-    def add_many(self, landed: Iterable["LandingLine"], recv_ts: float) -> int:
+    def add_many(self, landed: Iterable["LandingLine"], recv_ts: float, topics: Iterable) -> int:
         """Buffer many message lines received at ``recv_ts`` (:meth:`Batch.add_many`); returns the invalid ones."""
-        return self.batch.add_many(landed, recv_ts)
+        return self.batch.add_many(landed, recv_ts, topics)
 
     def trailer(self, name: str, batch: Optional[Batch] = None) -> str:
         """The ``eof`` line of the file ``name``: the job's consumption record names the file from it."""

@@ -99,13 +99,15 @@ class Metrics(Struct, forbid_unknown_fields=True):
 
 
 class _LandingDetection(Struct, omit_defaults=True):
-    """One entry of a landing line's ``dets`` (``stream.landing._flat_dets``); ``h`` only on the frame's first."""
+    """One entry of a landing line's ``dets`` (``stream.landing._flat_dets``); ``h`` only on the frame's first,
+    ``t`` only with a track."""
     c: int
     l: str  # noqa: E741 - the landing format's key
     p: float
     g: Optional[float]
     f: int
     h: int = 0
+    t: Optional[int] = None     # the detection's track id (absent without one)
 
 
 class _LandingDetections(Struct):
@@ -181,9 +183,11 @@ class LandingConverter:
                         for d in msg.detections or ():
                             c = d.class_id
                             g = d.sigma_mean
+                            track = d.track
                             dets.append(_LandingDetection(c, d.label, d.score / _MILLI,
                                                           None if g is None else g / _MILLI,
-                                                          0 if c in seen else 1, 0 if dets else 1))
+                                                          0 if c in seen else 1, 0 if dets else 1,
+                                                          None if track is UNSET else track))
                             seen.add(c)
                         line = _encode(_LandingDetections("detections", device, recv, msg.seq, msg.ts, dets)).decode()
                         # tuple.__new__: a LandingLine without its generated __new__ (a third of a us each)

@@ -79,15 +79,21 @@ class SqlOptions:
 LANDING_FIELDS = (
     ("kind", "STRING"), ("topic", "STRING"), ("device", "STRING"), ("recv_ts", "DOUBLE"), ("reason", "STRING"),
     ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"), ("fps", "DOUBLE"), ("dropped", "BIGINT"),
-    ("depth", "BIGINT"), ("state", "STRING"), ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>"),
+    ("depth", "BIGINT"), ("state", "STRING"),
+    ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT, t BIGINT>>"),
     ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"), ("file", "STRING"),
+    # track events and object counts (stream.landing), one nested column (every landing row pays a slot per
+    # column in the dedup shuffle, null or not): event type, label, start, end, line, direction; counts JSON
+    ("ob", "ROW<ev STRING, el STRING, es DOUBLE, ee DOUBLE, xl STRING, xd STRING, oc STRING>"),
 )
 
-# row categories: vcat (computed with the event time) is OK, DEAD or EOF; lateness is decided per branch against
-# the watermark (late_condition)
-OK, DEAD, EOF = 0, 2, 3
+# row categories: vcat (computed with the event time) is OK (frames, beats), DEAD, EOF or OBJ (track events and
+# object counts: they never enter the frames' windows); lateness is decided per branch against the watermark
+# (late_condition)
+OK, DEAD, EOF, OBJ = 0, 2, 3, 4
 # the message kinds a valid line has; kcode = the index here
-KINDS = ("detections", "metrics", "status")
+KINDS = ("detections", "metrics", "status", "events", "objects")
+OBJECT_KINDS = ("events", "objects")
 
 
 def _kind_code(kind: str) -> str:
@@ -122,13 +128,20 @@ def event_time_columns(o: SqlOptions) -> list[tuple[str, str]]:
     when = f"""CASE
     WHEN kind NOT IN ({", ".join(quote(k) for k in KINDS)}) OR device IS NULL OR recv_ts IS NULL THEN 0
     WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN kind <> 'detections' AND (ts > recv_ts + {tol} OR recv_ts - ts >= {float(o.allowed_lateness_s)!r}) THEN recv_ts
+    WHEN kind IN ('metrics', 'status') AND (ts > recv_ts + {tol} OR recv_ts - ts >= {float(o.allowed_lateness_s)!r})
+      THEN recv_ts
     WHEN ts > recv_ts + {tol} THEN 0
     ELSE ts END"""
     ts_ms = f"CAST({when} * 1000 AS BIGINT)"
     valid = f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))"
+    valid_object = f"{ts_ms} > 0 AND ob IS NOT NULL AND (kind <> 'events' OR seq IS NOT NULL)"
+    objects = " OR ".join(f"kind = {quote(k)}" for k in OBJECT_KINDS)
     return [("ts_ms", ts_ms), ("rt", f"TO_TIMESTAMP_LTZ({ts_ms}, 3)"),
-            ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN {valid} THEN {OK} ELSE {DEAD} END"),
+            # frames are tested first (what most rows are: no more string comparisons for them than before
+            # events existed); only the bridge's events and counts lines have ``ob``
+            ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN kind = 'detections' THEN (CASE WHEN {valid} THEN {OK} "
+                     f"ELSE {DEAD} END) WHEN ob IS NOT NULL OR {objects} THEN (CASE WHEN {valid_object} THEN {OBJ} "
+                     f"ELSE {DEAD} END) WHEN {valid} THEN {OK} ELSE {DEAD} END"),
             ("kcode", _kind_code("kind")), ("pt", "PROCTIME()")]
 
 
@@ -183,7 +196,7 @@ def views(src: str, o: SqlOptions) -> list[str]:
          ' s ahead of the bridge clock (tolerance {tol:g} s): check the device clock (NTP)')
        ELSE 'landing line without a valid kind/device (or detections without seq/ts/dets)' END AS reason,
   raw_payload, seq, COALESCE(ts, recv_ts) AS ts
-FROM {src} WHERE vcat = {DEAD} OR (vcat = {OK} AND {too_late})""",
+FROM {src} WHERE vcat = {DEAD} OR ((vcat = {OK} OR vcat = {OBJ}) AND {too_late})""",
         # frames and beats on time: into the windows. (Copies of a frame were dropped by SeqDedup; beats need
         # no dedup: their aggregates, max and latest, are idempotent.)
         f"""CREATE TEMPORARY VIEW ontime AS SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state,
@@ -191,28 +204,36 @@ FROM {src} WHERE vcat = {DEAD} OR (vcat = {OK} AND {too_late})""",
 FROM {src} WHERE vcat = {OK} AND NOT ({late}) AND NOT ({too_late})""",
         # late but within the allowed lateness: to Python, which adds them to their windows' results. The filter
         # reads integers only; the strings and arrays of the few rows it keeps are read by the projection after it
-        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src} WHERE vcat = {OK} AND {late} AND NOT ({too_late})""",
-        # what the counters count: rejects by category, and late frames (corrections)
-        """CREATE TEMPORARY VIEW counted AS SELECT category, pt, reason FROM rejects
-  UNION ALL SELECT 'late' AS category, pt, CAST(NULL AS STRING) AS reason FROM late_rows""",
+        # With them, in the same branch (one more branch would read every row's fields once more): track events and
+        # object counts within the allowed lateness, on time or late, whole. Few rows (a track's few events; counts
+        # when they change), added up on the Python side (stream.windows.DeviceWindow), which publishes a window's
+        # objects when the watermark passes its end and revises them for late ones
+        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src}
+WHERE ((vcat = {OK} AND {late}) OR vcat = {OBJ}) AND NOT ({too_late})""",
+        # what the counters count: rejects by category, and late frames and events (corrections)
+        f"""CREATE TEMPORARY VIEW counted AS SELECT category, pt, reason FROM rejects
+  UNION ALL SELECT 'late' AS category, pt, CAST(NULL AS STRING) AS reason FROM late_rows
+  WHERE vcat = {OK} OR {late}""",
         # one row per detection; one row with class NULL per frame without detections and per beat
-        # (frame = 1 marks a frame's first row, so frames per device = SUM(frame))
+        # (frame = 1 marks a frame's first row, so frames per device = SUM(frame)); track: the agent's track id
         f"""CREATE TEMPORARY VIEW beats AS
   SELECT m.window_start, m.window_end, m.device, m.rt, m.ts_ms, d.c AS class_id, d.l AS label, d.p AS score,
-         d.g AS sigma_mean, d.f AS first_of_class,
+         d.g AS sigma_mean, d.f AS first_of_class, d.t AS track,
          CASE WHEN m.kcode <> 0 THEN 0 WHEN d.c IS NULL THEN 1 ELSE COALESCE(d.h, 0) END AS frame,
          m.fps, m.dropped, m.depth, m.state, m.off
-  FROM {o.window_tvf("ontime")} AS m LEFT JOIN UNNEST(m.dets) AS d (c, l, p, g, f, h) ON TRUE""",
-        # per window, device and class (NULL: frames without detections, metrics, status): sums (means are
-        # sum / count, exactly what AVG computes); the payloads (aggregate per device and class, fleet totals,
-        # health) are made from these cells on the Python side, which also adds late frames to them
-        f"""CREATE TEMPORARY VIEW cells AS SELECT window_start, window_end, device, class_id,
+  FROM {o.window_tvf("ontime")} AS m LEFT JOIN UNNEST(m.dets) AS d (c, l, p, g, f, h, t) ON TRUE""",
+        # per window, device, class (NULL: frames without detections, metrics, status) and track (NULL: detections
+        # without one): sums (means are sum / count, exactly what AVG computes); the payloads (aggregate per device
+        # and class, fleet totals, health; per device and class the distinct tracks) are made from these cells on
+        # the Python side, which also adds late frames to them. The track in the key splits a class's sums into one
+        # cell per track (they add up again in Python): distinct tracks per window with no second aggregation
+        f"""CREATE TEMPORARY VIEW cells AS SELECT window_start, window_end, device, class_id, track,
   COUNT(class_id) AS n, COUNT(sigma_mean) AS n_sigma, SUM(first_of_class) AS frames_c, SUM(score) AS score_sum,
   SUM(sigma_mean) AS sigma_sum, MAX(sigma_mean) AS sigma_max,
   SUM(CASE WHEN sigma_mean >= {o.high_sigma_threshold!r} THEN 1 ELSE 0 END) AS high,
   MAX(label) AS label, SUM(frame) AS frames, MAX(ts_ms) AS last_ms, MAX(dropped) AS dropped,
   {_latest('fps')} AS fps_l, {_latest('depth')} AS depth_l, {_latest('state')} AS state_l, {_latest('off')} AS off_l
-FROM beats GROUP BY window_start, window_end, device, class_id""",
+FROM beats GROUP BY window_start, window_end, device, class_id, track""",
     ]
 
 
@@ -233,7 +254,7 @@ def _value(latest: str) -> str:
 # Every output row of the SQL part has these columns (unused ones NULL), so that all outputs form ONE
 # union table and ONE conversion to a DataStream: the planner then shares the source and the common
 # views between them (each separate conversion would instantiate and parse the source again).
-DETS_TYPE = "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT>>"
+DETS_TYPE = "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT, t BIGINT>>"
 OUTPUT_COLUMNS = [
     ("okind", "STRING"), ("device", "STRING"), ("class_id", "INT"), ("label", "STRING"),
     ("ws", "BIGINT"), ("we", "BIGINT"),
@@ -252,6 +273,9 @@ OUTPUT_COLUMNS = [
     # rejects, and late frames (with their detections)
     ("category", "STRING"), ("recv_ts", "DOUBLE"), ("topic", "STRING"), ("reason", "STRING"),
     ("raw_payload", "STRING"), ("seq", "BIGINT"), ("ts", "DOUBLE"), ("kcode", "INT"), ("dets", DETS_TYPE),
+    # a cell's track (NULL: detections without one); track events and object counts (label is the event's)
+    ("track", "BIGINT"), ("ev", "STRING"), ("es", "DOUBLE"), ("ee", "DOUBLE"), ("xl", "STRING"), ("xd", "STRING"),
+    ("oc", "STRING"),
 ]
 
 
@@ -278,7 +302,8 @@ def _window(exprs: dict[str, str]) -> dict[str, str]:
 
 
 def _cell_fields() -> dict[str, str]:
-    return {"device": "device", "class_id": "class_id", "label": "label", "detections": "n", "with_sigma": "n_sigma",
+    return {"device": "device", "class_id": "class_id", "track": "track", "label": "label", "detections": "n",
+            "with_sigma": "n_sigma",
             "frames_c": "frames_c", "score_sum": "score_sum", "sigma_sum": "sigma_sum", "sigma_max": "sigma_max",
             "high": "high", "frames": "frames", "last_ms": "last_ms", "dropped": "dropped",
             "fps_l": "fps_l", "depth_l": "depth_l", "state_l": "state_l", "off_l": "off_l"}
@@ -293,13 +318,19 @@ OUTPUT_PARTS = ("cells", "late", "stats", "consumed", "activity", "reject")
 def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
     """One SELECT per output kind, each projected onto OUTPUT_COLUMNS."""
     parts = {
-        # the windows' cells: one row per window, device and class (class NULL: frames without detections, beats)
+        # the windows' cells: one row per window, device, class (class NULL: frames without detections, beats) and
+        # track (NULL: detections without one)
         "cells": f"""SELECT {_project("cell", _window(_cell_fields()))} FROM cells""",
-        # late frames and beats within the allowed lateness, whole (the Python side adds them to their windows)
+        # late frames and beats within the allowed lateness, whole (the Python side adds them to their windows); and
+        # track events and object counts (okind 'object'; their ts as sent: the counts' as_of)
         "late": f"""SELECT {_project("late", {
-            "device": "device", "kcode": "kcode", "seq": "seq", "ts": "CAST(ts_ms AS DOUBLE) / 1000",
+            "okind": f"CASE WHEN vcat = {OBJ} THEN CAST('object' AS STRING) ELSE CAST('late' AS STRING) END",
+            "device": "device", "kcode": "kcode", "seq": "seq",
+            "ts": f"CASE WHEN vcat = {OBJ} THEN ts ELSE CAST(ts_ms AS DOUBLE) / 1000 END",
             "recv_ts": "recv_ts", "dets": "dets", "fps": "fps", "dropped": "dropped", "outbox_depth": "depth",
-            "state": "state", "clock_offset": "CASE WHEN kcode = 1 THEN recv_ts - ts END"})}
+            "state": "state", "clock_offset": "CASE WHEN kcode = 1 THEN recv_ts - ts END",
+            "label": "ob.el", "ev": "ob.ev", "es": "ob.es", "ee": "ob.ee", "xl": "ob.xl", "xd": "ob.xd",
+            "oc": "ob.oc"})}
 FROM late_rows""",
         # processing-time counters: dead letters, frames too late (dead-lettered), late frames (corrections)
         "stats": f"""SELECT {_project("stats", _window({

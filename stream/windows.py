@@ -7,15 +7,22 @@ window's payloads (one ``aggregate`` per class, one ``health``) when the waterma
 again, with the next ``revision`` number, whenever a late frame changes them. It also says what changed for the fleet totals
 (:meth:`DeviceWindow.fleet_deltas`), which a :class:`FleetWindow` per (class, window) adds up the same way.
 
+Objects: per (device, window) and label the distinct track ids on the window's detections (the cells carry
+them: one cell per class and track), the track events of the window (``new``, ``end`` with its dwell, ``crossed``
+per line and direction) and the latest object counts an agent sent in it (:meth:`DeviceWindow.object_payloads`);
+late frames and late events revise them like the aggregates.
+
 Every field only grows with late data (counts, sums, maxima, the latest beat by capture time), so a revision
 is the window's full result again: consumers replace by the payload's ``id``. The Flink wrappers
 (``stream.functions``) keep these as JSON in keyed state and drive them with event-time timers.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Optional
 
 from edge.contract import outputs
+from stream.sql import KINDS
 
 SUM_KEYS = ("n", "ns", "fc", "ss", "gs", "hi")          # detections, with sigma, frames, score, sigma sums, high
 
@@ -43,7 +50,10 @@ class DeviceWindow:
     def __init__(self, state: Optional[dict] = None, *, device: str = "", ws_ms: int = 0, we_ms: int = 0):
         self.s = state or {"device": device, "ws": ws_ms, "we": we_ms, "fired": False, "classes": {}, "rev": {},
                            "sent": {}, "h": {"frames": 0, "late": 0, "last_ms": 0, "dropped": None, "fps": None,
-                                             "depth": None, "state": None, "off": None}}
+                                             "depth": None, "state": None, "off": None},
+                           "o": {}, "p": None}
+        self.s.setdefault("o", {})          # windows kept in state by a job before objects were aggregated
+        self.s.setdefault("p", None)
 
     # ------------------------------------------------------------------ input
     def add_cell(self, r: dict) -> Optional[int]:
@@ -58,6 +68,8 @@ class DeviceWindow:
         cid = r["class_id"]
         if cid is None:
             return None
+        if r.get("track") is not None:
+            self._track(r["label"] or "", int(r["track"]))
         c = self.s["classes"].setdefault(str(cid), _cls())
         c["label"] = max(c["label"], r["label"] or "")
         for k, col in zip(SUM_KEYS, ("detections", "with_sigma", "frames_c", "score_sum", "sigma_sum", "high")):
@@ -98,6 +110,74 @@ class DeviceWindow:
             changed.add(c_id)
         return changed
 
+    # ------------------------------------------------------------------ objects (tracks, events, counts)
+    def _objects(self, label: str) -> dict:
+        return self.s["o"].setdefault(label, {"tr": [], "st": 0, "en": 0, "dw": [], "x": {}})
+
+    def _track(self, label: str, track: int) -> bool:
+        """Add ``track`` to the label's distinct tracks; True when it is new there."""
+        tracks = self._objects(label)["tr"]
+        if track in tracks:
+            return False
+        tracks.append(track)
+        return True
+
+    def late_tracks(self, r: dict) -> set[str]:
+        """The tracks of a late frame's detections (kcode 0) into the window; returns the labels that got a track
+        they did not have (their objects payload changed)."""
+        labels = set()
+        if r["kcode"] == 0:
+            for d in r["dets"] or ():
+                track = _det_track(d)
+                if track is not None:
+                    label = _det(d)[1] or ""
+                    if self._track(label, track):
+                        labels.add(label)
+        return labels
+
+    def add_object(self, r: dict) -> set[str]:
+        """One track event or object-counts message (an ``object`` row: on time or late); returns the labels whose
+        objects payload it changed, :data:`PRESENT` for counts."""
+        if r["kcode"] == OBJECTS_KCODE:         # the latest counts by capture time (ties: the larger JSON)
+            mine = [float(r["ts"]), r["oc"]]
+            if self.s["p"] is None or (mine[0], mine[1]) > (self.s["p"][0], self.s["p"][1]):
+                self.s["p"] = mine
+                return {PRESENT}
+            return set()
+        ev, label = r["ev"], r["label"] or ""
+        if ev == "new":
+            self._objects(label)["st"] += 1
+        elif ev == "end":
+            o = self._objects(label)
+            o["en"] += 1
+            o["dw"].append(float(r["ee"]) - float(r["es"]))
+        elif ev == "crossed":
+            counts = self._objects(label)["x"].setdefault(r["xl"], {"in": 0, "out": 0})
+            counts[r["xd"]] += 1
+        else:                 # update, entered, left: what the objects payload says does not change
+            return set()
+        return {label}
+
+    def object_payloads(self, labels: Optional[Iterable[str]] = None) -> list[dict]:
+        """The objects payloads of ``labels`` (default: every label, and the present counts when the window has
+        any; :data:`PRESENT` in ``labels``: the present counts), each with its next revision number."""
+        o = self.s["o"]
+        names = sorted(o) if labels is None else sorted(x for x in labels if x in o)
+        out = [self._objects_payload(label, o[label]) for label in names]
+        if self.s["p"] is not None and (labels is None or PRESENT in labels):
+            counts = json.loads(self.s["p"][1])
+            out.append(outputs.build("present", device=self.s["device"], **self.window,
+                                     revision=self._revision(PRESENT), as_of=self.s["p"][0],
+                                     objects=counts.get("objects", {}), zones=counts.get("zones", {})))
+        return out
+
+    def _objects_payload(self, label: str, o: dict) -> dict:
+        dwell = sorted(o["dw"])
+        return outputs.build("objects", device=self.s["device"], label=label, **self.window,
+                             revision=self._revision("o:" + label), tracks=len(o["tr"]), started=o["st"],
+                             ended=o["en"], **dwell_stats(dwell),
+                             crossings={k: dict(v) for k, v in sorted(o["x"].items())})
+
     # ------------------------------------------------------------------ output
     @property
     def window(self) -> dict:
@@ -128,9 +208,11 @@ class DeviceWindow:
 
     def payloads(self, high_sigma_threshold: float, classes: Optional[Iterable[int]] = None) -> list[dict]:
         """The aggregates of ``classes`` (default: every class) and the health, in a deterministic order, each
-        with its next revision number."""
+        with its next revision number. No health for a window that holds only track events and object counts
+        (the health is about frames and beats)."""
         ids = sorted(int(c) for c in self.s["classes"]) if classes is None else sorted(classes)
-        return [self.aggregate(c, high_sigma_threshold) for c in ids] + [self.health()]
+        health = [self.health()] if self.s["h"]["last_ms"] or self.s["classes"] else []
+        return [self.aggregate(c, high_sigma_threshold) for c in ids] + health
 
     def fleet_deltas(self) -> list[dict]:
         """What changed for the fleet totals since the last call: per class the added sums, the new maximum, and
@@ -177,6 +259,31 @@ def _class_fields(c: dict, high_sigma_threshold: float) -> dict[str, Any]:
     return {"detections": c["n"], "frames": c["fc"], "score_mean": c["ss"] / c["n"], "with_sigma": ns,
             "sigma_mean": c["gs"] / ns if ns else None, "sigma_max": c["gm"] if ns else None,
             "high_sigma_share": c["hi"] / ns if ns else None, "high_sigma_threshold": high_sigma_threshold}
+
+
+PRESENT = "_present"          # the key of a window's present-counts payload among its objects' (labels)
+OBJECTS_KCODE = KINDS.index("objects")      # an object-counts row among the object rows (the others: events)
+
+
+def dwell_stats(durations: list[float]) -> dict[str, Optional[float]]:
+    """Dwell statistics of sorted durations (s): mean (summed in sorted order: the same float whatever the
+    arrival order), median (p50: the middle one, the mean of the two middle ones for an even count), maximum;
+    all None without durations."""
+    n = len(durations)
+    if not n:
+        return {"dwell_mean_s": None, "dwell_p50_s": None, "dwell_max_s": None}
+    mid = n // 2
+    p50 = durations[mid] if n % 2 else (durations[mid - 1] + durations[mid]) / 2
+    return {"dwell_mean_s": sum(durations) / n, "dwell_p50_s": p50, "dwell_max_s": durations[-1]}
+
+
+def _det_track(d) -> Optional[int]:
+    """The track id of one landing-line detection (a Row or a dict), None without one."""
+    if isinstance(d, dict):
+        t = d.get("t")
+    else:
+        t = d[6] if len(d) > 6 else None
+    return None if t is None else int(t)
 
 
 def _det(d) -> tuple[int, str, float, Optional[float]]:

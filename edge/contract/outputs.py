@@ -11,6 +11,10 @@ Topics (``<p>`` = MQTT prefix, default ``sigmawatch``; ``<class>`` = :func:`clas
     <p>/agg/fleet/<class>             retained  FLEET         one class over all devices, one window
     <p>/agg/health/<device>           retained  HEALTH        one device, one window
     <p>/agg/stats                     retained  STATS         job counters (dead letters, late events)
+    <p>/agg/objects/<device>/<class>  retained  OBJECTS       one device, one class, one window: distinct tracks,
+                                                              tracks started / ended, dwell, line crossings
+    <p>/agg/present/<device>          retained  PRESENT       one device: the objects present (its agent's
+                                                              latest counts in a window)
     <p>/alerts/<rule>/<device>/<class> retained ALERT         latest state of one alert (firing|cleared)
 
 Device-level alerts use ``_all`` as the class level and fleet-level alerts ``_fleet`` as the device
@@ -73,6 +77,14 @@ def stats_topic(prefix: str) -> str:
     return f"{_prefix(prefix)}/agg/stats"
 
 
+def objects_topic(prefix: str, device: str, label: str) -> str:
+    return f"{_prefix(prefix)}/agg/objects/{device}/{class_key(label)}"
+
+
+def present_topic(prefix: str, device: str) -> str:
+    return f"{_prefix(prefix)}/agg/present/{device}"
+
+
 def alert_topic(prefix: str, rule_id: str, device: str | None, label: str | None) -> str:
     dev = device if device else FLEET_DEVICE
     cls = class_key(label) if label else ALL_CLASSES
@@ -86,7 +98,8 @@ def subscriptions(prefix: str = DEFAULT_PREFIX) -> list[str]:
 
 
 def parse_output_topic(prefix: str, topic: str) -> dict[str, str]:
-    """Classify an output topic: ``{"kind": "aggregate"|"fleet"|"health"|"stats"|"alert", ...levels}``."""
+    """Classify an output topic: ``{"kind": "aggregate"|"fleet"|"health"|"stats"|"objects"|"present"|"alert",
+    ...levels}``."""
     p = _prefix(prefix)
     if not topic.startswith(p + "/"):
         raise PayloadError(f"topic {topic!r} is not under prefix {p!r}")
@@ -99,6 +112,10 @@ def parse_output_topic(prefix: str, topic: str) -> dict[str, str]:
         return {"kind": "health", "device": parts[2]}
     if parts == ["agg", "stats"]:
         return {"kind": "stats"}
+    if parts[:2] == ["agg", "objects"] and len(parts) == 4:
+        return {"kind": "objects", "device": parts[2], "class": parts[3]}
+    if parts[:2] == ["agg", "present"] and len(parts) == 3:
+        return {"kind": "present", "device": parts[2]}
     if parts[0] == "alerts" and len(parts) == 4:
         return {"kind": "alert", "rule": parts[1], "device": parts[2], "class": parts[3]}
     raise PayloadError(f"topic {topic!r} is not a sigmawatch stream output topic")
@@ -151,6 +168,25 @@ SPECS: dict[str, dict[str, tuple]] = {
     # device whose clock is ahead, frames too late: by reason), of them too_late (beyond the allowed lateness),
     # and late (frames added to windows that had fired: their results were revised).  id = "stats/<window_start_ms>"
     "stats": {**_WINDOW, "dead_letters": (int,), "too_late": (int,), "late": (int,), "reasons": (dict,)},
+    # Objects of one device and class (label) in one window, from its agent's tracker (edge.objects), for windows
+    # with a tracked detection or a track event of that label.  id = "objects/<device>/<class>/<window_start_ms>"
+    #   tracks: distinct track ids on the window's detections of this label (detections carry the confirmed
+    #     track's id; an agent with tracking.publish: events_only sends no detections, so 0 there);
+    #   started / ended: track events "new" (a track was confirmed) / "end" (a track ended) whose capture time
+    #     ts is in the window;
+    #   dwell_mean_s / dwell_p50_s / dwell_max_s: over the "end" events counted in ended, the track's duration
+    #     end - start (first to last detection, s); p50 is the median (the mean of the two middle ones for an
+    #     even count); null when ended is 0;
+    #   crossings: {line: {"in": n, "out": n}}: "crossed" events of this label in the window, per counting line
+    #     and direction (in = from the left of the line's start -> end to its right, as seen on screen).
+    "objects": {"device": (str,), "label": (str,), **_WINDOW, **_REVISED, "tracks": (int,), "started": (int,),
+                "ended": (int,), "dwell_mean_s": _OPT_NUM, "dwell_p50_s": _OPT_NUM, "dwell_max_s": _OPT_NUM,
+                "crossings": (dict,)},
+    # Objects present at one device: the latest object counts its agent published in the window (the agent
+    # publishes them when they change: live confirmed tracks per label and per zone). Only for windows in which
+    # they changed; the retained topic holds the latest.  id = "present/<device>/<window_start_ms>"
+    #   as_of: capture time of those counts; objects: {label: n}; zones: {zone: {label: n}}.
+    "present": {"device": (str,), **_WINDOW, **_REVISED, "as_of": _NUM, "objects": (dict,), "zones": (dict,)},
     # Latest state of one alert.  id = "<rule>:<device|_fleet>:<class|_all>" is stable over its life;
     #   state: "firing" or "cleared"; since: ts the current firing episode started (kept on clear);
     #   ts: event/processing time of this transition; value/threshold: the measured value and the rule's
@@ -179,6 +215,10 @@ def payload_id(kind: str, fields: dict[str, Any]) -> str:
         return f"{fields['device']}/{window_ms(fields['window_start'])}"
     if kind == "stats":
         return f"stats/{window_ms(fields['window_start'])}"
+    if kind == "objects":
+        return f"objects/{fields['device']}/{class_key(fields['label'])}/{window_ms(fields['window_start'])}"
+    if kind == "present":
+        return f"present/{fields['device']}/{window_ms(fields['window_start'])}"
     if kind == "alert":
         return alert_id(fields["rule"], fields.get("device"), fields.get("label"))
     raise PayloadError(f"unknown payload kind {kind!r}; expected one of {', '.join(SPECS)}")
@@ -242,6 +282,10 @@ def topic_for(prefix: str, payload: dict) -> str:
         return health_topic(prefix, payload["device"])
     if kind == "stats":
         return stats_topic(prefix)
+    if kind == "objects":
+        return objects_topic(prefix, payload["device"], payload["label"])
+    if kind == "present":
+        return present_topic(prefix, payload["device"])
     if kind == "alert":
         return alert_topic(prefix, payload["rule"], payload["device"], payload["label"])
     raise PayloadError(f"unknown payload kind {kind!r}")

@@ -13,7 +13,7 @@ edge and the server can check messages without the ``jsonschema`` package; the t
 
 Topics: ``<prefix>/<device>/<kind>`` with kind one of ``detections``, ``status``, ``metrics``,
 ``config/set``, ``config/state`` and ``landed`` (a bridge's confirmation to the agent that these sequence
-numbers are in durable landing files: ``LANDED``). A bridge's own health is ``<prefix>/_bridge/<bridge>/status``
+numbers, of its detections or, with ``"stream": "events"``, of its events, are in durable landing files: ``LANDED``). A bridge's own health is ``<prefix>/_bridge/<bridge>/status``
 (``BRIDGE_STATUS``). Device ids are restricted to ``[A-Za-z0-9_-]`` so that they are always one topic level
 and can be used in file names and SQL keys.
 
@@ -269,6 +269,10 @@ STATUS = _obj({
                                 "puback: at the broker's PUBACK (no bridge confirms: a broker crash can lose it); "
                                 "pending: no bridge has confirmed anything yet (mqtt.delivery auto)"},
         "reason": {"type": "string", "maxLength": 500},
+        "events": _obj({"mode": {"type": "string", "enum": ["landed", "puback", "pending"]},
+                        "reason": {"type": "string", "maxLength": 500}}, ["mode"],
+                       description="the track events' own delivery (a bridge may land detections and not events): "
+                                   "the same modes, decided by the events' confirmations (\"stream\": \"events\")"),
     }, ["mode"], extra=True),
 }, ["schema", "type", "device", "state"])
 
@@ -302,6 +306,11 @@ CONFIG_STATE = _obj({
 _BRIDGE_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]{1,64}$",
               "description": "the bridge's MQTT client id"}
 LANDED_MAX_RANGES = 1000
+# The streams a confirmation can cover, each with its own per-device sequence counter. A detections confirmation
+# carries no ``stream`` field (byte for byte what agents before events understood); an events confirmation says
+# ``"stream": "events"`` (an agent that does not know the field ignores it with a warning: its events then leave
+# their outbox at the broker's PUBACK, as they did).
+LANDED_STREAMS = ("detections", "events")
 
 # A bridge's confirmation to one agent (``<prefix>/<device>/landed``): these detections sequence numbers are in
 # landing files that are fsynced, renamed and whose directory is fsynced. Ranges are inclusive, sorted and do not
@@ -313,6 +322,10 @@ LANDED = _obj({
     "seqs": {"type": "array", "minItems": 1, "maxItems": LANDED_MAX_RANGES,
              "items": {"type": "array", "items": _SEQ, "minItems": 2, "maxItems": 2},
              "description": "[[first, last], ...] inclusive ranges of landed sequence numbers, ascending"},
+    "stream": {"type": "string", "enum": list(LANDED_STREAMS),
+               "description": "whose sequence numbers: the detections' (also when absent: what bridges sent before "
+                              "events were landed, and what they still send for detections) or the events' own "
+                              "counter (<prefix>/<device>/events)"},
 }, ["schema", "type", "device", "bridge", "seqs"])
 
 # A bridge's own health (``<prefix>/_bridge/<bridge>/status``, retained; its last will says offline).
@@ -358,8 +371,8 @@ EVENT = _obj({
                             "zones or line crossings changed; end: it ended (end = last seen); entered / left: a "
                             "zone; crossed: a counting line"},
     "device": _DEVICE,
-    "seq": {"type": "integer", "minimum": 0, "description": "per-device events counter, strictly increasing, "
-                                                             "survives restarts"},
+    "seq": {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX,
+            "description": "per-device events counter, strictly increasing, survives restarts"},
     "ts": {**_TS, "description": "capture time of the frame that caused the event"},
     "id": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "^[0-9]+-[0-9]+$",
            "description": "<start unix ms>-<track>: unique per device across restarts (track ids start again)"},

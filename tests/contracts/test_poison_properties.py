@@ -30,6 +30,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
     max_leaves=30)
 topics = st.sampled_from([f"{PREFIX}/cam-1/detections", f"{PREFIX}/cam-1/metrics", f"{PREFIX}/cam-1/status",
+                          f"{PREFIX}/cam-1/events", f"{PREFIX}/cam-1/objects",
                           f"{PREFIX}/cam 1/detections", "other/cam-1/detections", f"{PREFIX}/cam-1/config/set"]) | \
     st.text(max_size=40)
 
@@ -60,6 +61,15 @@ def assert_representable(rec: dict) -> None:
         for d in rec["dets"]:
             assert _bounded(d["c"], INT) and d["c"] >= 0 and _name(d["l"]), d
             assert _double(d["p"]) and (d["g"] is None or _double(d["g"])) and d["f"] in (0, 1)
+            assert "t" not in d or (_bounded(d["t"], BIGINT) and d["t"] >= 0), d
+    elif kind == "events":
+        assert _bounded(rec["seq"], BIGINT) and rec["seq"] >= 0
+        assert _double(rec["ts"]) and 0 <= rec["ts"] * 1000 <= BIGINT[1]
+        ob = rec["ob"]
+        assert ob["ev"] in schema.EVENT_TYPES and _name(ob["el"]), ob
+        assert all(_double(ob[k]) for k in ("es", "ee") if k in ob) and all(_name(ob[k]) for k in ("xl", "xd") if k in ob)
+    elif kind == "objects":
+        assert _double(rec["ts"]) and _storable_string(rec["ob"]["oc"])
     elif kind == "metrics":
         assert _double(rec["ts"]) and _double(rec["fps"])
         assert _bounded(rec["dropped"], BIGINT) and _bounded(rec["depth"], BIGINT)
@@ -111,7 +121,18 @@ def test_landing_conversion_never_raises_and_valid_lines_fit_the_job(topic, raw)
 def _valid_messages():
     det = detections_msg("cam-1", 5, 1_700_000_000.5, [(1, 0.8, 0.1), (2, 0.5, 0.3)])
     met = {**metrics_msg("cam-1", 1_700_000_001.0, 4.0, 3, 2), "last_seq": 5}
-    return [("detections", det), ("metrics", met)]
+    tracked = json.loads(json.dumps(det))
+    tracked["detections"][0] += [[], 17]
+    end = {"schema": 1, "type": "end", "device": "cam-1", "seq": 3, "ts": 1_700_000_003.0, "id": "1700000000000-17",
+           "track": 17, "label": "person", "class_id": 0, "start": 1_700_000_000.0, "end": 1_700_000_002.5,
+           "score": 0.8, "best_score": 0.9, "box": [0.1, 0.1, 0.3, 0.4], "box_sigma": [0.01, 0.01, 0.02, 0.02],
+           "sigma_mean": 0.1, "hits": 9, "zones": ["door"], "entered_zones": ["door"], "lines": {"gate": {"in": 1, "out": 0}}}
+    crossed = {"schema": 1, "type": "crossed", "device": "cam-1", "seq": 4, "ts": 1_700_000_001.0,
+               "id": "1700000000000-17", "track": 17, "label": "person", "line": "gate", "direction": "in"}
+    counts = {"schema": 1, "type": "objects", "device": "cam-1", "ts": 1_700_000_001.0, "objects": {"person": 2},
+              "zones": {"door": {"person": 1}}}
+    return [("detections", det), ("metrics", met), ("detections", tracked), ("events", end), ("events", crossed),
+            ("objects", counts)]
 
 
 def _paths(value, prefix=()):

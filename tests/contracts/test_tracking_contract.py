@@ -56,14 +56,18 @@ def test_messages_without_tracks_are_what_they_were():
     assert schema.parse(schema.encode(before), "detections") == before
 
 
-def test_the_bridge_lands_tracked_messages_as_before():
+def test_the_bridge_lands_tracked_messages_with_their_track_ids():
     plain = schema.encode(message([DET, replace(DET, class_id=0, label="square", zones=("door",))]))
     tracked = schema.encode(message([replace(DET, track=3), replace(DET, class_id=0, label="square", zones=("door",),
                                                                      track=4)]))
     a, ok_a, dev_a, _ = to_landing_line("sigmawatch", "sigmawatch/cam-1/detections", plain, 1763900001.0, 65536)
     b, ok_b, dev_b, _ = to_landing_line("sigmawatch", "sigmawatch/cam-1/detections", tracked, 1763900001.0, 65536)
     assert ok_a and ok_b and dev_a == dev_b == "cam-1"
-    assert json.loads(b)["kind"] == "detections" and a == b, "track ids change nothing the job reads"
+    # the job counts distinct tracks per window: each tracked detection lands with its track id (t), and nothing
+    # else of the line changes; untracked detections land without t, byte for byte as before
+    tracked_line = json.loads(b)
+    assert tracked_line["kind"] == "detections" and [d.pop("t") for d in tracked_line["dets"]] == [3, 4]
+    assert tracked_line == json.loads(a) and '"t":' not in a
 
 
 @pytest.mark.parametrize("bad", [[[], "7"], [[], -1], [[], 7, 8], [None, 7]])

@@ -136,3 +136,22 @@ def final_results(records: list[dict], types=("aggregate", "fleet")) -> dict[str
         assert all(revs[i][count] <= revs[i + 1][count] for i in range(len(revs) - 1)), f"{key}: a revision lowered {count}"
         out[key] = revs[len(revs) - 1]
     return out
+
+
+def final_objects(records: list[dict]) -> dict[str, dict]:
+    """The highest revision of every objects / present payload id (issue 17's object outputs); checks that each
+    id's revisions are 0, 1, 2, ... exactly once each."""
+    by_id: dict[str, dict[int, dict]] = {}
+    for r in records:
+        if r["type"] in ("objects", "present"):
+            revs = by_id.setdefault(r["id"], {})
+            assert r["revision"] not in revs, f"{r['id']}: revision {r['revision']} written twice"
+            revs[r["revision"]] = r
+    for key, revs in by_id.items():
+        assert sorted(revs) == list(range(len(revs))), f"{key}: revisions {sorted(revs)}"
+    return {k: revs[max(revs)] for k, revs in by_id.items()}
+
+
+def objects_fields(final: dict[str, dict]) -> dict[str, dict]:
+    """The payloads' fields a recount states (``tests.support.objects_stream.recount_objects``)."""
+    return {k: {f: v for f, v in r.items() if f not in ("schema", "id", "revision")} for k, r in final.items()}

@@ -37,9 +37,22 @@ def _v1_model_id(seq: int, model_id: str) -> dict:
             "latency_ms": {"inference": 3.0}, "detections": []}
 
 
-# (name, topic, payload, what the dead letter's reason must contain, the seq a confirmation must cover or None)
+def _event(seq: int, **over) -> dict:
+    return {"schema": 1, "type": "crossed", "device": "cam-1", "seq": seq, "ts": 1_700_000_000.0, "id": "1-1",
+            "track": 1, "label": "person", "line": "gate", "direction": "in", **over}
+
+
+# (name, topic, payload, what the dead letter's reason must contain, the seq a confirmation must cover or None:
+# a detections seq, or ("events", seq) for the events' own counter)
 POISON = [
     ("1000 [ on detections", T + "detections", b"[" * 1000, "nests", None),
+    ("1000 [ on events", T + "events", b"[" * 1000, "nests", None),
+    ("1000 [ on objects", T + "objects", b"[" * 1000, "nests", None),
+    ("/ in an event's label", T + "events", schema.encode(_event(7, label="a/b")), "'/'", ("events", 7)),
+    ("events seq 2**63", T + "events", schema.encode(_event(2 ** 63)), "seq: 9223372036854775808 is above the maximum",
+     None),
+    ("crossed without a line", T + "events", schema.encode({k: v for k, v in _event(8).items() if k != "line"}),
+     "events.line", ("events", 8)),
     ("1000 [ on metrics", T + "metrics", b"[" * 1000, "nests", None),
     ("1000 [ on status", T + "status", b"[" * 1000, "nests", None),
     ("200,000 [", T + "detections", b"[" * 200_000, "nests", None),
@@ -94,14 +107,16 @@ def test_named_poison_payloads_become_dead_letters_and_the_bridge_stays_up(tmp_p
     for (name, topic, payload, reason, _seq), dead in zip(POISON, invalid):   # one bridge: landed in order
         assert dead["topic"] == topic and reason in dead["reason"], f"{name}: {dead['reason']}"
         assert dead["raw_payload"] == payload[:256 * 1024].decode("utf-8", "replace"), name
-    # dead letters with a readable sequence number are confirmed like landed messages (agents stop resending)
-    want = set(range(20)) | {seq for *_, seq in POISON if seq is not None}
+    # dead letters with a readable sequence number are confirmed like landed messages (agents stop resending), each
+    # in its own stream (events: "stream": "events")
+    want = {("detections", s) for s in range(20)} | {seq if isinstance(seq, tuple) else ("detections", seq)
+                                                     for *_, seq in POISON if seq is not None}
 
-    def confirmed() -> set[int]:
+    def confirmed() -> set[tuple[str, int]]:
         got = set()
         for _t, p, _at, _r in confirmations.snapshot():
             for first, last in p["seqs"]:
-                got |= set(range(first, last + 1))
+                got |= {(p.get("stream", "detections"), s) for s in range(first, last + 1)}
         return got
     deadline = time.time() + 10
     while time.time() < deadline and not want <= confirmed():

@@ -6,7 +6,9 @@ frames, late copies and frames beyond the allowed lateness goes through MQTT; on
 restarted mid-stream, the job is SIGKILLed (whole process group) and resumed from its checkpoint while the
 bridges keep landing data. The windows' final results must equal a plain-Python recount (revisions replace a
 window's first result by id); dead letters are counted; alerts fire and clear; MQTT carries the same results,
-retained.
+retained. Two of the cameras track (``tests.support.objects_stream``: detections with track ids, track events
+with copies, object counts, a late track published after the stream): the job's objects and present payloads
+(issue 17) equal their recount too, through the same kills, on MQTT as in the files.
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ from tests.support.generate import (
     publish_live,
     recount,
 )
+from tests.support.objects_stream import generate_objects, recount_objects
 from tests.support.publisher import Collector, Publisher
 from edge.contract import schema
 
-from stream_helpers import (bridge_args, checkpoints, compare_fields, final_results, job_args, read_jsonl_dir,
-                            wait_for, write_config)
+from stream_helpers import (bridge_args, checkpoints, compare_fields, final_objects, final_results, job_args,
+                            objects_fields, read_jsonl_dir, wait_for, write_config)
 
 WINDOW = 10.0
 
@@ -62,8 +65,9 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
     # devices publish as they capture, in real time (30 s of frames); the tail (late frames of cam-0's first
     # window, late copies, frames two days old) after the stream's last window had its first result
     sc = Scenario(window_s=WINDOW, duration_s=30.0, start_ts=live_start(WINDOW, 2.0))
-    events = generate(sc)
-    main = [e for e in events if e.category not in ("late", "late_dup", "too_late")]
+    tracked = generate_objects(sc.start_ts, duration_s=30.0, too_late=False)     # cameras trk-1, trk-2
+    events = generate(sc) + tracked
+    main = sorted((e for e in events if e.category not in ("late", "late_dup", "too_late")), key=lambda e: e.at)
     tail = [e for e in events if e.category in ("late", "late_dup", "too_late")]
     thirds = [[e for e in main if lo <= e.at < hi] for lo, hi in ((-1, 10), (10, 20), (20, 1e9))]
     pub = Publisher(broker.host, broker.port)
@@ -86,7 +90,9 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
     pub.close()
 
     expected = recount(events, WINDOW)
-    exp_health = {k: v for k, v in health_recount(events + [back], WINDOW).items()
+    exp_objects = recount_objects(tracked, WINDOW)
+    frames_and_beats = [e for e in events + [back] if e.kind not in ("events", "objects")]   # what health is about
+    exp_health = {k: v for k, v in health_recount(frames_and_beats, WINDOW).items()
                   if float(k.split("/")[1]) / 1000 < sc.start_ts + sc.duration_s + WINDOW}
 
     def done():
@@ -97,7 +103,8 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
         complete = set(expected) <= set(got) and all(got[k]["detections"] == v["detections"]
                                                     for k, v in expected.items())
         health_ids = {f"{r['device']}/{int(r['window_start'] * 1000)}" for r in final.values() if r["type"] == "health"}
-        return recs if complete and set(exp_health) <= health_ids and "cleared" in silent else None
+        objects_done = compare_fields(exp_objects, objects_fields(final_objects(recs))) == []
+        return recs if complete and objects_done and set(exp_health) <= health_ids and "cleared" in silent else None
     records = wait_for(done, 300, interval=1.0, what="every window at its final count and the silent alert's clear",
                        alive=job)
 
@@ -113,6 +120,13 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
               for r in final_results(records, ("health",)).values()}
     assert compare_fields(exp_health, {k: {f: v[f] for f in ("frames", "last_seen", "fps", "outbox_depth", "dropped")}
                                        for k, v in health.items() if k in exp_health}) == []
+
+    # 1b. objects (issue 17): distinct tracks, started / ended, dwell, crossings, objects present = the recount;
+    # the late track (published after the stream) revised the first window of trk-1's cars
+    objects = final_objects(records)
+    assert compare_fields(exp_objects, objects_fields(objects)) == []
+    assert objects[f"objects/trk-1/car/{int(sc.start_ts * 1000)}"]["revision"] > 0, "the late track revised its window"
+    assert sum(v["tracks"] for v in exp_objects.values() if v["type"] == "objects") >= 10
 
     # 2. dead letters: invalid messages and frames beyond the allowed lateness, with reasons, and counted
     dead = read_jsonl_dir(out / "deadletter")
@@ -142,11 +156,12 @@ def test_stream_end_to_end_with_bridge_and_job_kills(broker, tmp_path, procs):
     def mqtt_windows():
         msgs = {}
         for _t, p, _, _ in collector.snapshot():
-            if p and p.get("type") in ("aggregate", "fleet"):
+            if p and p.get("type") in ("aggregate", "fleet", "objects", "present"):
                 msgs[p["id"]] = p
-        return msgs if all(k in msgs and msgs[k]["revision"] == final[k]["revision"] for k in final) else None
+        want = {**final, **objects}
+        return msgs if all(k in msgs and msgs[k]["revision"] == want[k]["revision"] for k in want) else None
     mq = wait_for(mqtt_windows, 30, what="the final results on MQTT")
-    assert all(outputs.encode(mq[k]) == outputs.encode(r) for k, r in final.items())
+    assert all(outputs.encode(mq[k]) == outputs.encode(r) for k, r in {**final, **objects}.items())
     collector.close()
     late_sub = Collector(broker.host, broker.port, ["sigmawatch/agg/device/cam-0/#"])
     retained = wait_for(lambda: [m for m in late_sub.snapshot() if m[3]], 10, what="retained aggregates")

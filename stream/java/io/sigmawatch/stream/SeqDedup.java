@@ -20,8 +20,9 @@ import org.apache.flink.table.data.StringData;
 import org.apache.flink.util.Collector;
 
 /**
- * Exactly-once counting of edge frames: drops every copy of a (device, seq) already seen, however late it
- * arrives (an agent's resend after a lost confirmation, a bridge's redelivery, an outbox replay).
+ * Exactly-once counting of edge frames and track events: drops every copy of a (device, seq) already seen, however
+ * late it arrives (an agent's resend after a lost confirmation, a bridge's redelivery, an outbox replay). Frames
+ * ({@code detections}) and events ({@code events}) have separate per-device counters, so separate sets.
  *
  * <p>Per device the state is the set of sequence numbers seen, as sorted disjoint intervals: a device's
  * numbers are consecutive, so the set is one interval plus the gaps still open (messages in flight or lost),
@@ -33,12 +34,14 @@ public final class SeqDedup extends KeyedProcessFunction<String, RowData, RowDat
     private static final long serialVersionUID = 1L;
 
     private static final StringData FRAME = StringData.fromString("detections");
+    private static final StringData EVENT = StringData.fromString("events");
 
     private final int deviceField;
     private final int kindField;
     private final int seqField;
     private final long ttlMillis;
     private transient ValueState<long[]> seen;
+    private transient ValueState<long[]> seenEvents;
     private transient Counter duplicates;
 
     public SeqDedup(int deviceField, int kindField, int seqField, long ttlMillis) {
@@ -87,29 +90,40 @@ public final class SeqDedup extends KeyedProcessFunction<String, RowData, RowDat
 
     @Override
     public void open(OpenContext openContext) {
-        ValueStateDescriptor<long[]> descriptor = new ValueStateDescriptor<>("seen-seq-intervals", long[].class);
+        seen = getRuntimeContext().getState(intervals("seen-seq-intervals"));
+        seenEvents = getRuntimeContext().getState(intervals("seen-event-seq-intervals"));
+        duplicates = getRuntimeContext().getMetricGroup().counter("duplicateFrames");
+    }
+
+    private ValueStateDescriptor<long[]> intervals(String name) {
+        ValueStateDescriptor<long[]> descriptor = new ValueStateDescriptor<>(name, long[].class);
         descriptor.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofMillis(ttlMillis))
                 .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
                 .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
                 .build());
-        seen = getRuntimeContext().getState(descriptor);
-        duplicates = getRuntimeContext().getMetricGroup().counter("duplicateFrames");
+        return descriptor;
     }
 
     @Override
     public void processElement(RowData row, Context ctx, Collector<RowData> out) throws Exception {
-        if (row.isNullAt(deviceField) || row.isNullAt(seqField) || row.isNullAt(kindField)
-                || !FRAME.equals(row.getString(kindField))) {
+        if (row.isNullAt(deviceField) || row.isNullAt(seqField) || row.isNullAt(kindField)) {
             out.collect(row);          // not a frame (a beat, a trailer, a reject): nothing to deduplicate
             return;
         }
+        StringData kind = row.getString(kindField);
+        // frames and track events: each kind has its own per-device sequence counter, so its own intervals
+        ValueState<long[]> state = FRAME.equals(kind) ? seen : EVENT.equals(kind) ? seenEvents : null;
+        if (state == null) {
+            out.collect(row);
+            return;
+        }
         long seq = row.getLong(seqField);
-        long[] intervals = seen.value();
+        long[] intervals = state.value();
         if (contains(intervals, seq)) {
             duplicates.inc();
             return;
         }
-        seen.update(insert(intervals, seq));
+        state.update(insert(intervals, seq));
         out.collect(row);
     }
 
