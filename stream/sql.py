@@ -82,8 +82,8 @@ LANDING_FIELDS = (
     ("depth", "BIGINT"), ("state", "STRING"),
     ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT, t BIGINT>>"),
     ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"), ("file", "STRING"),
-    # track events and object counts (stream.landing), one nested column (every landing row pays a slot per
-    # column in the dedup shuffle, null or not): event type, label, start, end, line, direction; counts JSON
+    # track events and object counts (stream.landing), one nested column (every landing row carries each column
+    # through the dedup shuffle, null or not): event type, label, start, end, line, direction; counts JSON
     ("ob", "ROW<ev STRING, el STRING, es DOUBLE, ee DOUBLE, xl STRING, xd STRING, oc STRING>"),
 )
 
