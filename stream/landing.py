@@ -28,8 +28,8 @@ had confirmed one (``edge.contract.wire``), absent otherwise.
 Events (``<prefix>/<device>/events``, their own per-device ``seq``) land with what the job's object statistics
 read; object counts (``<prefix>/<device>/objects``, retained gauges without a seq) with the counts as one JSON
 string (``oc``), which only the job's Python side reads. Both in one nested object ``ob``: one column of the job's
-landing row instead of seven (every landing row is serialized for the job's dedup shuffle, and each column costs
-every row its slot there, also when it is null).
+landing row instead of seven (every landing row, a frame too, carries each column through the dedup shuffle; the
+difference was not measurable next to the machine's noise, see the README's "Objects in the job").
 
 The ``eof`` trailer is the last line of every file. A file is one split of Flink's file source (the bridge's
 files are far smaller than any filesystem block) and is read in order, so when the job reads the trailer it

@@ -82,8 +82,8 @@ LANDING_FIELDS = (
     ("depth", "BIGINT"), ("state", "STRING"),
     ("dets", "ARRAY<ROW<c INT, l STRING, p DOUBLE, g DOUBLE, f INT, h INT, t BIGINT>>"),
     ("records", "BIGINT"), ("devices", "ARRAY<ROW<d STRING, r DOUBLE, m BIGINT>>"), ("file", "STRING"),
-    # track events and object counts (stream.landing), one nested column (every landing row pays a slot per
-    # column in the dedup shuffle, null or not): event type, label, start, end, line, direction; counts JSON
+    # track events and object counts (stream.landing), one nested column (every landing row carries each column
+    # through the dedup shuffle, null or not): event type, label, start, end, line, direction; counts JSON
     ("ob", "ROW<ev STRING, el STRING, es DOUBLE, ee DOUBLE, xl STRING, xd STRING, oc STRING>"),
 )
 
@@ -137,10 +137,7 @@ def event_time_columns(o: SqlOptions) -> list[tuple[str, str]]:
     valid_object = f"{ts_ms} > 0 AND ob IS NOT NULL AND (kind <> 'events' OR seq IS NOT NULL)"
     objects = " OR ".join(f"kind = {quote(k)}" for k in OBJECT_KINDS)
     return [("ts_ms", ts_ms), ("rt", f"TO_TIMESTAMP_LTZ({ts_ms}, 3)"),
-            # frames are tested first (what most rows are: no more string comparisons for them than before
-            # events existed); only the bridge's events and counts lines have ``ob``
-            ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN kind = 'detections' THEN (CASE WHEN {valid} THEN {OK} "
-                     f"ELSE {DEAD} END) WHEN ob IS NOT NULL OR {objects} THEN (CASE WHEN {valid_object} THEN {OBJ} "
+            ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN {objects} THEN (CASE WHEN {valid_object} THEN {OBJ} "
                      f"ELSE {DEAD} END) WHEN {valid} THEN {OK} ELSE {DEAD} END"),
             ("kcode", _kind_code("kind")), ("pt", "PROCTIME()")]
 
