@@ -127,7 +127,7 @@ def test_the_contract_is_standard_library_only_except_its_mqtt_client():
 
 
 @pytest.mark.parametrize("package,third_party", [
-    ("stream", {"pyflink", "pydantic", "yaml", "paho"}),
+    ("stream", {"pyflink", "pydantic", "yaml", "paho", "msgspec"}),   # msgspec: the bridge's fast path
     ("dashboard", {"pydantic", "yaml", "paho"}),
 ])
 def test_server_and_dashboard_import_only_the_contract_and_themselves(package, third_party):
