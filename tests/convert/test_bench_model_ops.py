@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from tests.conftest import require_module
+
+keras = require_module("keras")
 
 
 def _small_model():
@@ -23,7 +25,8 @@ def _small_model():
 @pytest.mark.parametrize("quantization", ["float32", "int8"])
 def test_each_cut_op_reproduces_the_whole_models_tensor(quantization, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
-    from bench.model_ops import cut_ops, report, profile
+
+    from bench.model_ops import cut_ops, profile, report
     from convert.export.exporter import convert_model
     model, images = _small_model()
     path = tmp_path / f"m-{quantization}.tflite"

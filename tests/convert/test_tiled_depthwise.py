@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from convert.models.tiled_depthwise import plan_tiles, tile_padding, tile_reads_input
+from tests.conftest import require_module
 
-keras = pytest.importorskip("keras")
+keras = require_module("keras")
 
 
 @pytest.mark.parametrize("kernel", [(k, k) for k in range(1, 16)] + [(3, 11), (9, 5), (1, 31), (13, 2)])
@@ -89,8 +90,9 @@ def _run(flatbuffer, x):
 
 
 def test_converted_tiles_have_no_large_kernel_and_the_same_output():
-    from convert.export.inspect_model import inspect_flatbuffer
     from ai_edge_litert.tools import flatbuffer_utils
+
+    from convert.export.inspect_model import inspect_flatbuffer
     a, b, x = _direct_and_tiled(7, 2, (14, 14, 8))
     fa, fb = _tflite(a), _tflite(b)
     np.testing.assert_allclose(_run(fb, x), _run(fa, x), rtol=0, atol=1e-4)
