@@ -161,15 +161,22 @@ nasty = (st.integers() | st.integers(min_value=2 ** 31 - 2, max_value=2 ** 64) |
                           2 ** 31, 2 ** 31 - 1, 2 ** 40, -1, 1e300, None, True, [], {}]))
 
 
+def one_field_replaced(data, msg: dict, value) -> bytes | None:
+    """``msg`` with one field (drawn from ``data``) replaced by ``value``, as JSON bytes (None when ``value`` cannot
+    be written as JSON)."""
+    path = data.draw(st.sampled_from([p for p in _paths(msg) if p]))
+    try:
+        return json.dumps(_replace(msg, path, value), allow_nan=True).encode("utf-8", "surrogatepass")
+    except ValueError:
+        return None
+
+
 @SETTINGS
 @given(data=st.data(), value=nasty)
 def test_near_valid_messages_are_refused_with_a_reason_or_land_representable(data, value):
     kind, msg = data.draw(st.sampled_from(_valid_messages()))
-    path = data.draw(st.sampled_from([p for p in _paths(msg) if p]))
-    mutated = _replace(msg, path, value)
-    try:
-        raw = json.dumps(mutated, allow_nan=True).encode("utf-8", "surrogatepass")
-    except ValueError:
+    raw = one_field_replaced(data, msg, value)
+    if raw is None:
         return
     line, valid, device, seq = to_landing_line(PREFIX, f"{PREFIX}/cam-1/{kind}", raw, 1_700_000_002.0, LIMIT)
     rec = json.loads(line)
