@@ -82,18 +82,13 @@ def run_bench(models=(), archs=(), input_size=(224, 224), calibration=None, thre
                 if ref:
                     ratios = ", ".join(f"{n} thr {r.latency_ms[n] / ref.latency_ms[n]:.2f}x" for n in threads)
                     lines.append(f"{label}: latency vs{float32} {ratios}; size {r.size_bytes / ref.size_bytes:.0%}")
-            if label.endswith(" float32-direct-dw"):
-                new = by_label.get(label[:-len("-direct-dw")])
+            for precision in ("float32", "int8"):
+                direct = f" {precision}-direct-dw"
+                new = by_label.get(label[:-len("-direct-dw")]) if label.endswith(direct) else None
                 if new:
                     ratios = ", ".join(f"{n} thr {new.latency_ms[n] / r.latency_ms[n]:.2f}x" for n in threads)
-                    lines.append(f"{label[:-len(' float32-direct-dw')]}: tiled large depthwise kernels vs direct, "
-                                 f"float32 latency {ratios}")
-            if label.endswith(" int8-direct-dw"):
-                new = by_label.get(label[:-len("-direct-dw")])
-                if new:
-                    ratios = ", ".join(f"{n} thr {new.latency_ms[n] / r.latency_ms[n]:.2f}x" for n in threads)
-                    lines.append(f"{label[:-len(' int8-direct-dw')]}: tiled large depthwise kernels vs direct, "
-                                 f"int8 latency {ratios}")
+                    lines.append(f"{label[:-len(direct)]}: tiled large depthwise kernels vs direct, "
+                                 f"{precision} latency {ratios}")
         return "\n".join(lines).rstrip()
     finally:
         if tmp is not None:
