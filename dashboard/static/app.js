@@ -291,6 +291,23 @@ function edgeSigma(bs) {
   return [Math.hypot(bs[0], bs[2] / 2), Math.hypot(bs[1], bs[3] / 2)];
 }
 
+function drawBoxWithBand(g, box, boxSigma, color, bandAlpha, W, H) {
+  // the box, and around its edges the ±1σ band (box_sigma, the edges' σ: edgeSigma) filled in the box's colour
+  const [x1, y1, x2, y2] = box;
+  const es = edgeSigma(boxSigma);
+  if (es) {
+    const [sx, sy] = es;
+    g.beginPath();
+    g.rect((x1 - sx) * W, (y1 - sy) * H, (x2 - x1 + 2 * sx) * W, (y2 - y1 + 2 * sy) * H);
+    const iw = x2 - x1 - 2 * sx, ih = y2 - y1 - 2 * sy;
+    if (iw > 0 && ih > 0) g.rect((x1 + sx) * W, (y1 + sy) * H, iw * W, ih * H);
+    g.fillStyle = color + bandAlpha;
+    g.fill("evenodd");
+  }
+  g.strokeStyle = color; g.lineWidth = 2;
+  g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
+}
+
 function drawFrame(card, msg) {
   const canvas = card.querySelector("canvas");
   const W = 480, H = Math.max(60, Math.round(480 * msg.frame.h / msg.frame.w));
@@ -308,20 +325,9 @@ function drawFrame(card, msg) {
   // text labels on the canvas only for the best few boxes, so crowded frames stay readable
   const labelled = new Set([...msg.detections].sort((a, b) => b.score - a.score).slice(0, 8));
   for (const det of msg.detections) {
-    const [x1, y1, x2, y2] = det.box;
+    const [x1, y1] = det.box;
     const c = colorFor(det.label);
-    const es = edgeSigma(det.box_sigma);
-    if (es) {
-      const [sx, sy] = es;
-      g.beginPath();
-      g.rect((x1 - sx) * W, (y1 - sy) * H, (x2 - x1 + 2 * sx) * W, (y2 - y1 + 2 * sy) * H);
-      const iw = x2 - x1 - 2 * sx, ih = y2 - y1 - 2 * sy;
-      if (iw > 0 && ih > 0) g.rect((x1 + sx) * W, (y1 + sy) * H, iw * W, ih * H);
-      g.fillStyle = c + "55";
-      g.fill("evenodd");
-    }
-    g.strokeStyle = c; g.lineWidth = 2;
-    g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
+    drawBoxWithBand(g, det.box, det.box_sigma, c, "55", W, H);
     if (labelled.has(det)) {
       const text = `${det.label} ${fmt(det.score, 2)} ` + (det.sigma_mean == null ? "no σ" : `σ̄${fmt(det.sigma_mean, 3)}`);
       g.font = "12px sans-serif"; g.fillStyle = c;
@@ -393,19 +399,8 @@ function drawTracks(card, id, cam) {
   for (const t of tracks) {
     const c = colorFor(t.label);
     if (t.box) {
-      const [x1, y1, x2, y2] = t.box;
-      const es = edgeSigma(t.box_sigma);
-      if (es) {
-        const [sx, sy] = es;
-        g.beginPath();
-        g.rect((x1 - sx) * W, (y1 - sy) * H, (x2 - x1 + 2 * sx) * W, (y2 - y1 + 2 * sy) * H);
-        const iw = x2 - x1 - 2 * sx, ih = y2 - y1 - 2 * sy;
-        if (iw > 0 && ih > 0) g.rect((x1 + sx) * W, (y1 + sy) * H, iw * W, ih * H);
-        g.fillStyle = c + "44";
-        g.fill("evenodd");
-      }
-      g.strokeStyle = c; g.lineWidth = 2;
-      g.strokeRect(x1 * W, y1 * H, (x2 - x1) * W, (y2 - y1) * H);
+      const [x1, y1] = t.box;
+      drawBoxWithBand(g, t.box, t.box_sigma, c, "44", W, H);
       g.font = "12px sans-serif"; g.fillStyle = c;
       g.fillText(`#${t.track} ${t.label}`, x1 * W + 2, Math.max(12, y1 * H - 3));
     }
