@@ -1,8 +1,10 @@
 """The job's own Java operators (``stream/java/``): built once into a jar, shipped with the job.
 
-Some per-event work has no good SQL form: exact (device, seq) deduplication over any lateness needs a per-device
-set of sequence numbers, which a keyed Java function keeps as a few intervals (``SeqDedup``), where Flink SQL
-could only remember every key for a TTL. The sources ship with the package; :func:`jar` compiles them with the
+Some per-event work has no good SQL form: the landing directory read in landing order with bounded state
+(``LandingSource``); exact (device, seq) deduplication over any lateness, which needs a per-device set of sequence
+numbers, kept as a few intervals by a keyed Java function (``SeqDedup``), where Flink SQL could only remember every
+key for a TTL; and the split of every row into on time / late / rejects / trailers with one look at it
+(``LandingSplit``), where SQL branches would each read every row. The sources ship with the package; :func:`jar` compiles them with the
 JDK's ``javac`` against the PyFlink distribution's jars the first time (about 3 s) and caches the jar under
 ``~/.cache/sigmawatch/jars/`` by a hash of the sources and the Flink version; ``pipeline.jars`` ships it to the
 cluster with the job. Only the machine that submits the job needs a JDK.

@@ -1,8 +1,9 @@
 """``build_pipeline(env, t_env, source, sinks, cfg, rules)``: the whole job graph, separate from the launcher.
 
-The JVM does all per-event work: the landing table (stream.sql) read once as a DataStream, every copy of a
-frame dropped by ``SeqDedup`` (the job's Java operator, stream/java/), then SQL windows on-time frames into cells
-and splits off late frames and rejects, into one union table. One conversion to a DataStream hands those few
+The JVM does all per-event work: the landing files read once by ``LandingSource``, every copy of a frame dropped
+by ``SeqDedup``, each row's event time, the one watermark and its split into on time / late / rejects / trailers
+by ``LandingSplit`` (the job's Java operators, stream/java/), then SQL (stream.sql) windows the on-time frames
+into cells and projects everything onto one union table. One conversion to a DataStream hands those few
 rows to Python (stream.functions): window results and their revisions, fleet totals, payloads, alerts, MQTT, and
 Flink's exactly-once file sinks (``records/``, ``deadletter/``, ``consumed/`` under the output directory; files
 become visible when the checkpoint that covers them completes).
@@ -35,7 +36,7 @@ from stream.functions import (
     window_key,
 )
 
-SOURCE_TABLE = "landing"
+TABLES = sql.SplitTables()
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ def _uri(path: str) -> str:
 def register_sql(env, t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptions:
     conf = t_env.get_config()
     conf.set("table.local-time-zone", "UTC")
-    # SQL operators are written for object reuse; without it, every row the shared source hands to several
-    # branches (windows, rejects, consumption, activity) is deep-copied per branch (measured: ~1.5x the CPU).
+    # SQL operators are written for object reuse; without it, every row an operator hands to the next in its
+    # chain is deep-copied (measured with the earlier all-SQL split: ~1.5x the CPU).
     conf.set("pipeline.object-reuse", "true")
     # Longer generated methods before Flink splits them (splitting turns every local into a field): measured
     # ~7% less CPU per event at 12000 than at Flink's 4000, with every generated method JIT-compiled (JFR)
@@ -80,22 +81,19 @@ def register_sql(env, t_env, source: SourceSpec, cfg: JobConfig) -> sql.SqlOptio
         conf.set("table.exec.mini-batch.enabled", "true")
         conf.set("table.exec.mini-batch.allow-latency", f"{cfg.mini_batch_ms} ms")
         conf.set("table.exec.mini-batch.size", "5000")
-    if cfg.idle_timeout_s:
-        conf.set("table.exec.source.idle-timeout", f"{int(cfg.idle_timeout_s * 1000)} ms")
     o = options(cfg, source.topic_prefix)
-    t_env.create_temporary_view(SOURCE_TABLE, landing_table(env, t_env, source, cfg, o))
-    for stmt in sql.views(SOURCE_TABLE, o):
+    landing_tables(env, t_env, source, cfg, o)
+    for stmt in sql.views(TABLES, o):
         t_env.execute_sql(stmt)
     return o
 
 
-def landing_table(env, t_env, source: SourceSpec, cfg: JobConfig, o: sql.SqlOptions):
-    """The landing lines as the job's one table: read by ``LandingSource`` (landing order, bounded state), every
-    copy of a frame dropped by ``SeqDedup`` (keyed by device), then the event time, categories and the one
-    watermark. One watermark for every branch: each branch's first operator is chained after this one watermark
-    assigner, so one event can never be late in one branch and on time in another. Rows stay in Flink's internal
-    format, in the JVM (PyFlink's ``to_data_stream`` would convert every row to a ``Row``: measured ~6% of the
-    job's CPU)."""
+def landing_tables(env, t_env, source: SourceSpec, cfg: JobConfig, o: sql.SqlOptions) -> None:
+    """The landing lines as the job's four tables (``sql.SplitTables``): read by ``LandingSource`` (landing order,
+    bounded state), every copy of a frame dropped by ``SeqDedup`` (keyed by device), then ``LandingSplit``: the
+    event time, the one watermark (each table carries it: one event can never be late for one table and on time
+    for another), and each row into exactly one table. Rows stay in Flink's internal format, in the JVM
+    (PyFlink's ``to_data_stream`` would convert every row to a ``Row``: measured ~6% of the job's CPU)."""
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
     from pyflink.table import Schema
@@ -105,10 +103,19 @@ def landing_table(env, t_env, source: SourceSpec, cfg: JobConfig, o: sql.SqlOpti
                                     int(round((source.monitor_interval_s or 0) * 1000)), sql.landing_row_type())
     rows = java.SeqDedup.apply(rows, names.index("device"), names.index("kind"), names.index("seq"),
                                int(cfg.dedup_ttl_s * 1000))
-    schema = Schema.new_builder()
-    for name, expr in sql.event_time_columns(o):
-        schema = schema.column_by_expression(name, expr)
-    return t_env.from_data_stream(DataStream(rows), schema.watermark("rt", sql.watermark(o)).build())
+    fields = java.LandingSplit.Fields(*(names.index(c) for c in ("kind", "device", "recv_ts", "seq", "ts", "dets",
+                                                                  "ob")))
+    ontime, late, rejects, trailers = java.LandingSplit.apply(
+        rows, fields, o.slide_ms, int(round(o.out_of_orderness_s * 1000)), o.lateness_ms,
+        float(o.clock_skew_tolerance_s), int(round((cfg.idle_timeout_s or 0) * 1000)))
+    # Every table declares the rowtime and SOURCE_WATERMARK(): the planner's conversion of a DataStream into a table
+    # forwards the stream's watermarks only then (otherwise it swallows them, and the union of the outputs would
+    # never see a watermark). ``pt``, the processing time, for the counters' windows.
+    schema = (Schema.new_builder().column_by_metadata("rt", "TIMESTAMP_LTZ(3)", "rowtime")
+              .column_by_expression("pt", "PROCTIME()").watermark("rt", "SOURCE_WATERMARK()").build())
+    for name, stream in zip((TABLES.ontime, TABLES.late, TABLES.rejects, TABLES.trailers),
+                            (ontime, late, rejects, trailers)):
+        t_env.create_temporary_view(name, t_env.from_data_stream(DataStream(stream), schema))
 
 
 def _file_sink(path: str):
@@ -131,7 +138,12 @@ def build_pipeline(env, t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConf
     from pyflink.common import Types
 
     o = register_sql(env, t_env, source, cfg)
-    query = sql.outputs_query(SOURCE_TABLE, o, include)
+    silence = any(r.type == "device_silent" for r in rules.rules)
+    if sinks.python and not silence:
+        # the trailers' per-device activity feeds only the device_silent rule: one row per device and landing
+        # file, about one per message at low rates, each a trip through Python
+        include = tuple(p for p in (include or sql.OUTPUT_PARTS) if p != "activity")
+    query = sql.outputs_query(TABLES, o, include)
     names = [c for c, _ in sql.OUTPUT_COLUMNS]
     if not sinks.python:
         cols = ", ".join(f"`{c}` {t}" for c, t in sql.OUTPUT_COLUMNS)
@@ -161,11 +173,11 @@ def build_pipeline(env, t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConf
                   .key_by(window_key, key_type=Types.STRING())
                   .process(WindowAlerts(rules, o.slide_ms / 1000.0), output_type=Types.STRING()).uid("window-alerts"))
         out = out.union(alerts)
-    if any(r.type == "device_silent" for r in rules.rules):
-        silence = (lines.filter(lambda x: x.startswith(DEST_ACTIVITY + "\t")).uid("activity")
-                   .key_by(lambda x: untag(x)[1].split('"device":"', 1)[1].split('"', 1)[0], key_type=Types.STRING())
-                   .process(SilenceAlerts(rules), output_type=Types.STRING()).uid("silence-alerts"))
-        out = out.union(silence)
+    if silence:
+        silent = (lines.filter(lambda x: x.startswith(DEST_ACTIVITY + "\t")).uid("activity")
+                  .key_by(lambda x: untag(x)[1].split('"device":"', 1)[1].split('"', 1)[0], key_type=Types.STRING())
+                  .process(SilenceAlerts(rules), output_type=Types.STRING()).uid("silence-alerts"))
+        out = out.union(silent)
     if sinks.mqtt is not None:
         out = out.map(MqttPublish(sinks.mqtt, sinks.client_id), output_type=Types.STRING()).uid("mqtt-publish")
     if sinks.output_dir:

@@ -1,29 +1,32 @@
-"""The Flink SQL of the job: source DDL, event time, late split, windows. Pure strings, no PyFlink import.
+"""The Flink SQL of the job: the windows and the output rows. Pure strings, no PyFlink import.
 
-All per-event work happens in the JVM: JSON decoding of the bridge's flat lines (the json format), the
-classification of each line, exact (device, seq) deduplication (``SeqDedup``, a Java operator between the
-source and these views, see ``stream.pipeline``), and the window aggregation of on-time frames into *cells*
-(one per window, device and class). Python sees only cells, late frames, rejects and trailers.
+All per-event work happens in the JVM, in front of these views (``stream.pipeline.landing_tables``): the landing
+source's JSON decoding of the bridges' lines, exact (device, seq) deduplication (``SeqDedup``) and
+``LandingSplit``, which gives each row its event time, assigns the job's one watermark and puts each row into
+exactly one of four tables (:class:`SplitTables`): on time, late, rejects, trailers. These views aggregate the
+on-time frames into *cells* (one per window, device, class and track) and project every table onto one union of
+output rows. Python sees only cells, late frames, track events, rejects and trailers.
 
 Event time and the watermark. A frame's event time is its capture time ``ts``; the watermark follows the
 *bridge's* receive time (``recv_ts - out_of_orderness``), one trustworthy clock: a device whose clock runs
 fast cannot move it, and a device that replays its outbox cannot be made late by one that does not. A frame
 is late when the earliest window containing it has fired (``slice_end - 1 ms <= watermark``, exactly the
-window operator's drop rule): late frames within ``allowed_lateness`` do not reach the windows but a second
-branch, and the Python side adds them to the window's result and publishes it again with its next revision number
-(``stream.functions.DeviceWindows``); frames later than that are dead-lettered as ``too_late``. Rows late for
-the windows are thus never dropped silently, and a backlog (a job restart, a bridge catching up, a bounded
-replay) read in any order still ends with every window equal to a recount.
+window operator's drop rule): late frames within ``allowed_lateness`` do not reach the windows but the late
+table, and the Python side adds them to the window's result and publishes it again with its next revision number
+(``stream.functions.DeviceWindows``); frames later than that are dead-lettered as ``too_late``. A row the
+watermark cannot decide yet (before a restored job's first watermark) is too late when its own receive time minus
+the out-of-orderness, a lower bound of the watermark it makes, is past its window's end plus the allowed lateness.
+Rows late for the windows are thus never dropped silently, and a backlog (a job restart, a bridge catching up, a
+bounded replay) read in any order still ends with every window equal to a recount.
 
 Clock skew. A capture time more than ``clock_skew_tolerance`` ahead of the bridge's receive time cannot be a
 delay: the device clock is fast. Its frames are dead-lettered with the offset (their windows would be wrong);
 its metrics and statuses are kept at their receive time, so its health shows the offset (``clock_offset_s``).
 
 Cost model (measured in the generated code and with JFR): every Calc operator Flink generates copies every
-string and array field it reads, for every row, before it evaluates its filter, even a field it only
-compares. So: one Calc before the watermark assigner computes the event time and, as integers, each row's
-category (``vcat``: ok, dead, trailer) and kind code; every branch after it filters on integers; the branches
-that keep few rows (rejects, trailers, late frames) read their strings only after an integer-only filter.
+string and array field it reads, for every row, before it evaluates its filter. When these views filtered one
+shared table, each branch's first operator read every row; the split in Java reads each row once, and the only
+view over every valid frame is the windows' own.
 """
 from __future__ import annotations
 
@@ -87,23 +90,15 @@ LANDING_FIELDS = (
     ("ob", "ROW<ev STRING, el STRING, es DOUBLE, ee DOUBLE, xl STRING, xd STRING, oc STRING>"),
 )
 
-# row categories: vcat (computed with the event time) is OK (frames, beats), DEAD, EOF or OBJ (track events and
-# object counts: they never enter the frames' windows); lateness is decided per branch against the watermark
-# (late_condition)
+# row categories (LandingSplit's vcat): OK (frames, beats), DEAD, EOF (trailers) or OBJ (track events and object
+# counts: they never enter the frames' windows)
 OK, DEAD, EOF, OBJ = 0, 2, 3, 4
-# the message kinds a valid line has; kcode = the index here
+# the message kinds a valid line has; kcode = the index here (LandingSplit.KINDS, same order)
 KINDS = ("detections", "metrics", "status", "events", "objects")
-OBJECT_KINDS = ("events", "objects")
-
-
-def _kind_code(kind: str) -> str:
-    """``kind`` (a string column) as its code, an INT."""
-    whens = " ".join(f"WHEN {quote(k)} THEN {i}" for i, k in enumerate(KINDS[:-1]))
-    return f"CASE {kind} {whens} ELSE {len(KINDS) - 1} END"
 
 
 def _kind_name(kcode: str) -> str:
-    """The inverse of :func:`_kind_code`."""
+    """The kind of a kind code (KINDS[kcode]), as SQL."""
     whens = " ".join(f"WHEN {i} THEN {quote(k)}" for i, k in enumerate(KINDS[:-1]))
     return f"CASE {kcode} {whens} ELSE {quote(KINDS[-1])} END"
 
@@ -113,76 +108,32 @@ def landing_row_type() -> str:
     return "ROW<" + ", ".join(f"`{c}` {t}" for c, t in LANDING_FIELDS) + ">"
 
 
-def event_time_columns(o: SqlOptions) -> list[tuple[str, str]]:
-    """The computed columns of the landing table: (name, SQL expression), in order.
-
-    ``ts_ms`` is the event time: the capture ts of valid frames; for metrics and statuses the capture ts too,
-    unless the device clock is ahead by more than the tolerance or behind by more than the allowed lateness (then
-    the bridge's receive time, so that the device's health still shows up, with the offset; a smaller lag of a
-    beat cannot be told from a delay on the way). Rows that cannot be valid, and frames whose capture time is
-    ahead of the bridge's clock by more than the tolerance, get ts 0 and are dead-lettered. ``vcat`` is the row's
-    category (OK, DEAD, EOF for the files' trailers) and ``kcode`` its kind (0 detections, 1 metrics, 2 status),
-    as integers, so that the operators after this one filter without reading a string.
-    """
-    tol = f"CAST({float(o.clock_skew_tolerance_s)!r} AS DOUBLE)"
-    when = f"""CASE
-    WHEN kind NOT IN ({", ".join(quote(k) for k in KINDS)}) OR device IS NULL OR recv_ts IS NULL THEN 0
-    WHEN ts IS NULL THEN (CASE WHEN kind = 'status' THEN recv_ts ELSE 0 END)
-    WHEN kind IN ('metrics', 'status') AND (ts > recv_ts + {tol} OR recv_ts - ts >= {float(o.allowed_lateness_s)!r})
-      THEN recv_ts
-    WHEN ts > recv_ts + {tol} THEN 0
-    ELSE ts END"""
-    ts_ms = f"CAST({when} * 1000 AS BIGINT)"
-    valid = f"{ts_ms} > 0 AND (kind <> 'detections' OR (seq IS NOT NULL AND ts IS NOT NULL AND dets IS NOT NULL))"
-    valid_object = f"{ts_ms} > 0 AND ob IS NOT NULL AND (kind <> 'events' OR seq IS NOT NULL)"
-    objects = " OR ".join(f"kind = {quote(k)}" for k in OBJECT_KINDS)
-    return [("ts_ms", ts_ms), ("rt", f"TO_TIMESTAMP_LTZ({ts_ms}, 3)"),
-            ("vcat", f"CASE WHEN kind = 'eof' THEN {EOF} WHEN {objects} THEN (CASE WHEN {valid_object} THEN {OBJ} "
-                     f"ELSE {DEAD} END) WHEN {valid} THEN {OK} ELSE {DEAD} END"),
-            ("kcode", _kind_code("kind")), ("pt", "PROCTIME()")]
+# The columns ``LandingSplit`` (stream/java/) appends to every landing row: the event time in ms (0 for rows that
+# cannot be valid and for frames of a device whose clock is fast), the category (OK, DEAD, EOF, OBJ), the kind code
+# (the index in KINDS; 4 also for unknown kinds) and whether the row is late for its earliest window (1/0)
+SPLIT_FIELDS = (("ts_ms", "BIGINT"), ("vcat", "INT"), ("kcode", "INT"), ("lt", "INT"))
 
 
-def watermark(o: SqlOptions) -> str:
-    """The watermark of ``rt``: the bridges' newest receive time minus the out-of-orderness (see the module
-    docstring). Trailers carry no receive time: they do not move it."""
-    return f"TO_TIMESTAMP_LTZ(CAST(recv_ts * 1000 AS BIGINT), 3) - {interval(o.out_of_orderness_s)}"
+@dataclass(frozen=True)
+class SplitTables:
+    """The names of the four tables ``LandingSplit`` divides the deduplicated landing rows into, each row into
+    exactly one: frames and beats on time for their windows (with ``rt``, the event time as the rowtime
+    attribute, and the job's one watermark), late rows within the allowed lateness (frames, beats, and every
+    valid track event and object count), rejects (dead lines, clock skew, beyond the allowed lateness) and the
+    files' trailers; all but the first with ``pt``, the processing time."""
+    ontime: str = "landing_ontime"
+    late: str = "landing_late"
+    rejects: str = "landing_rejects"
+    trailers: str = "landing_trailers"
 
 
-def _slice_fired(o: SqlOptions, extra_ms: int = 0) -> str:
-    """TRUE when the earliest window containing the row closed more than ``extra_ms`` before the watermark
-    (the window operator's drop rule with extra_ms 0), FALSE otherwise, also before the first watermark (when
-    CURRENT_WATERMARK is NULL: a plain comparison would be NULL, and a row neither late nor on time would be
-    lost). Only meaningful after the job's single watermark assigner (stream.pipeline)."""
-    slide = o.slide_ms
-    return (f"(TO_TIMESTAMP_LTZ(ts_ms - MOD(ts_ms, {slide}) + {slide} - 1 + {extra_ms}, 3) "
-            f"<= CURRENT_WATERMARK(rt)) IS TRUE")
-
-
-def late_condition(o: SqlOptions) -> str:
-    return _slice_fired(o)
-
-
-def too_late_condition(o: SqlOptions) -> str:
-    """Beyond the allowed lateness: the watermark is past the earliest window's end plus the allowed lateness,
-    or the row's own receive time (minus the out-of-orderness, a lower bound of the watermark it makes) is.
-    The second test decides rows the watermark cannot (before a restored job's first watermark,
-    ``CURRENT_WATERMARK`` is NULL and a frame two days old would otherwise open a window of its own); it never
-    disagrees with the first once the watermark is known."""
-    slide, ooo = o.slide_ms, int(round(o.out_of_orderness_s * 1000))
-    own = (f"(CAST(recv_ts * 1000 AS BIGINT) - {ooo} >= ts_ms - MOD(ts_ms, {slide}) + {slide} - 1 + "
-           f"{o.lateness_ms}) IS TRUE")
-    return f"({_slice_fired(o, o.lateness_ms)} OR {own})"
-
-
-def views(src: str, o: SqlOptions) -> list[str]:
-    """CREATE VIEW statements, in dependency order; ``src`` is the landing table (``stream.pipeline.landing_table``:
-    deduplicated by (device, seq), with ``pt`` and the job's single watermark)."""
-    late, too_late = late_condition(o), too_late_condition(o)
+def views(t: SplitTables, o: SqlOptions) -> list[str]:
+    """CREATE VIEW statements, in dependency order, over the four tables of ``t`` (see :class:`SplitTables`;
+    ``stream.pipeline.landing_tables`` registers them)."""
     tol = float(o.clock_skew_tolerance_s)
     return [
         # dead lines, frames of a device whose clock is fast, frames later than the allowed lateness. A valid line
-        # has no topic (stream.landing): rebuilt here, from the kind code (the operator of every branch reads its
-        # fields for every row; kind is a string, kcode is not)
+        # has no topic (stream.landing): rebuilt here, from the kind code
         f"""CREATE TEMPORARY VIEW rejects AS SELECT CASE WHEN vcat = {DEAD} THEN 'dead' ELSE 'too_late' END AS category,
   pt, recv_ts, COALESCE(topic, CONCAT({quote(o.topic_prefix.strip("/") + "/")}, device, '/',
     {_kind_name("kcode")})) AS topic, device,
@@ -193,24 +144,22 @@ def views(src: str, o: SqlOptions) -> list[str]:
          ' s ahead of the bridge clock (tolerance {tol:g} s): check the device clock (NTP)')
        ELSE 'landing line without a valid kind/device (or detections without seq/ts/dets)' END AS reason,
   raw_payload, seq, COALESCE(ts, recv_ts) AS ts
-FROM {src} WHERE vcat = {DEAD} OR ((vcat = {OK} OR vcat = {OBJ}) AND {too_late})""",
+FROM {t.rejects}""",
         # frames and beats on time: into the windows. (Copies of a frame were dropped by SeqDedup; beats need
         # no dedup: their aggregates, max and latest, are idempotent.)
         f"""CREATE TEMPORARY VIEW ontime AS SELECT device, kcode, ts_ms, rt, dets, fps, dropped, depth, state,
   CASE WHEN kcode = 1 THEN recv_ts - ts END AS off
-FROM {src} WHERE vcat = {OK} AND NOT ({late}) AND NOT ({too_late})""",
-        # late but within the allowed lateness: to Python, which adds them to their windows' results. The filter
-        # reads integers only; the strings and arrays of the few rows it keeps are read by the projection after it
-        # With them, in the same branch (one more branch would read every row's fields once more): track events and
-        # object counts within the allowed lateness, on time or late, whole. Few rows (a track's few events; counts
-        # when they change), added up on the Python side (stream.windows.DeviceWindow), which publishes a window's
-        # objects when the watermark passes its end and revises them for late ones
-        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {src}
-WHERE ((vcat = {OK} AND {late}) OR vcat = {OBJ}) AND NOT ({too_late})""",
+FROM {t.ontime}""",
+        # late but within the allowed lateness: to Python, which adds them to their windows' results. With them, in
+        # the same table: track events and object counts within the allowed lateness, on time or late, whole. Few
+        # rows (a track's few events; counts when they change), added up on the Python side
+        # (stream.windows.DeviceWindow), which publishes a window's objects when the watermark passes its end and
+        # revises them for late ones
+        f"""CREATE TEMPORARY VIEW late_rows AS SELECT * FROM {t.late}""",
         # what the counters count: rejects by category, and late frames and events (corrections)
         f"""CREATE TEMPORARY VIEW counted AS SELECT category, pt, reason FROM rejects
   UNION ALL SELECT 'late' AS category, pt, CAST(NULL AS STRING) AS reason FROM late_rows
-  WHERE vcat = {OK} OR {late}""",
+  WHERE vcat = {OK} OR lt = 1""",
         # one row per detection; one row with class NULL per frame without detections and per beat
         # (frame = 1 marks a frame's first row, so frames per device = SUM(frame)); track: the agent's track id
         f"""CREATE TEMPORARY VIEW beats AS
@@ -312,7 +261,7 @@ _LISTAGG_REASONS = "LISTAGG(REPLACE(reason, CHR(10), ' '), '\n')"   # separator 
 OUTPUT_PARTS = ("cells", "late", "stats", "consumed", "activity", "reject")
 
 
-def output_parts(src: str, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
+def output_parts(t: SplitTables, o: SqlOptions, include: tuple[str, ...] = OUTPUT_PARTS) -> dict[str, str]:
     """One SELECT per output kind, each projected onto OUTPUT_COLUMNS."""
     parts = {
         # the windows' cells: one row per window, device, class (class NULL: frames without detections, beats) and
@@ -339,11 +288,10 @@ FROM TABLE(TUMBLE(TABLE counted, DESCRIPTOR(pt), {interval(o.stats_interval_s)})
         # the eof trailer of each landing file (stream.landing): its consumption record, committed with the
         # checkpoint (drives the bridge's cleanup), and per device the valid messages in it (liveness)
         "consumed": f"""SELECT {_project("consumed", {"file": "file", "records": "records"})}
-FROM {src} WHERE vcat = {EOF}""",
-        # the trailers' device arrays only (unnesting the whole row would make its first operator copy every
-        # field of every row)
+FROM {t.trailers}""",
+        # and the trailers' device arrays
         "activity": f"""SELECT {_project("activity", {"device": "a.d", "recv_ts": "a.r", "messages": "a.m"})}
-FROM (SELECT devices FROM {src} WHERE vcat = {EOF}) CROSS JOIN UNNEST(devices) AS a (d, r, m)""",
+FROM (SELECT devices FROM {t.trailers}) CROSS JOIN UNNEST(devices) AS a (d, r, m)""",
         "reject": f"""SELECT {_project("reject", {c: c for c in ("category", "recv_ts", "topic", "device", "reason",
                                                                "raw_payload", "seq", "ts")})}
 FROM rejects""",
@@ -351,8 +299,8 @@ FROM rejects""",
     return {k: v for k, v in parts.items() if k in include}
 
 
-def outputs_query(src: str, o: SqlOptions, include: tuple[str, ...] = None) -> str:
-    parts = output_parts(src, o, **({"include": include} if include else {}))
+def outputs_query(t: SplitTables, o: SqlOptions, include: tuple[str, ...] = None) -> str:
+    parts = output_parts(t, o, **({"include": include} if include else {}))
     return "\nUNION ALL\n".join(f"({q})" for q in parts.values())
 
 
