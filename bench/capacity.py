@@ -181,14 +181,26 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
     lost = sum(max(0, n - got.get(d, 0)) for d, n in expected.items())
     extra = sum(max(0, got.get(d, 0) - n) for d, n in expected.items())
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("inf")
+    # where the time after a window's end goes: the first and the last device's first aggregate of each window
+    spread: dict[int, list[float]] = defaultdict(list)
+    for key, arrived in firsts.items():
+        ws = int(key.rsplit("/", 1)[1])
+        spread[ws].append(arrived - (ws + size_ms) / 1000)
+    full = [sorted(v) for v in spread.values() if len(v) >= 0.9 * len(sent)]   # windows every camera was in
+    first_after = statistics.median(v[0] for v in full) if full else None
+    last_after = statistics.median(v[-1] for v in full) if full else None
     res = {"cameras": cameras, "messages": messages, "msgs_per_s": round(messages / seconds),
            "lost": lost, "late": late, "extra": extra, "p50_s": round(statistics.median(lat), 2) if lat else None,
            "p99_s": round(p99, 2), "cpu_s": {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 1) for k in cpu1},
            "simulators_cpu_s": round(sim_cpu, 1), "wall_s": round(wall, 1),
+           "window_end_to_first_device_s": None if first_after is None else round(first_after, 2),
+           "window_end_to_last_device_s": None if last_after is None else round(last_after, 2),
            "held": lost == 0 and extra == 0 and p99 <= chain.window + 2}
     cpu_txt = ", ".join(f"{k} {v:.0f}" for k, v in res["cpu_s"].items())
     print(f"{cameras:6d} cameras  {res['msgs_per_s']:6d} msg/s  lost {lost:6d} (late {late})  extra {extra:4d}  "
           f"p50 {res['p50_s']} s  p99 {res['p99_s']} s  {'HELD' if res['held'] else 'not held'}  "
+          f"(window end -> its first / last camera's aggregate, median over windows: "
+          f"{res['window_end_to_first_device_s']} / {res['window_end_to_last_device_s']} s)  "
           f"(CPU-s over the step: {cpu_txt}, cameras {sim_cpu:.0f}; load average {os.getloadavg()[0]:.1f})",
           flush=True)
     return res
