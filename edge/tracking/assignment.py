@@ -20,6 +20,7 @@ and works in plain Python; ``assign`` takes a matrix.
 """
 from __future__ import annotations
 
+from collections import Counter
 from itertools import permutations
 
 import numpy as np
@@ -46,11 +47,11 @@ def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> 
     """The same problem given as its allowed pairs (row, col, cost), every cost finite and below ``limit``:
     the tracker's gated cost matrices hold a few allowed pairs per row, so plain Python on the pair list is cheaper
     than numpy calls on the matrix. Returns the chosen (row, col) pairs, rows ascending."""
-    row_deg: dict[int, int] = {}
-    col_deg: dict[int, int] = {}
-    for r, c, _v in pairs:
-        row_deg[r] = row_deg.get(r, 0) + 1
-        col_deg[c] = col_deg.get(c, 0) + 1
+    rows = [p[0] for p in pairs]
+    cols = [p[1] for p in pairs]
+    row_deg, col_deg = Counter(rows), Counter(cols)
+    if len(row_deg) == len(pairs) == len(col_deg):      # every component 1 x 1 (objects apart): all pairs
+        return sorted(zip(rows, cols))
     chosen: list[tuple[int, int]] = []
     rest: dict[tuple[int, int], float] = {}
     for r, c, v in pairs:
@@ -58,9 +59,8 @@ def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> 
             chosen.append((r, c))
         else:
             rest[r, c] = v
-    if rest:
-        for rows, cols in _components([r for r, _c in rest], [c for _r, c in rest]):
-            chosen.extend(_solve_component(rest, rows, cols, limit))
+    for comp_rows, comp_cols in _components([r for r, _c in rest], [c for _r, c in rest]):
+        chosen.extend(_solve_component(rest, comp_rows, comp_cols, limit))
     chosen.sort()
     return chosen
 
