@@ -20,7 +20,6 @@ and works in plain Python; ``assign`` takes a matrix.
 """
 from __future__ import annotations
 
-from collections import Counter
 from itertools import permutations
 
 import numpy as np
@@ -47,11 +46,13 @@ def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> 
     """The same problem given as its allowed pairs (row, col, cost), every cost finite and below ``limit``:
     the tracker's gated cost matrices hold a few allowed pairs per row, so plain Python on the pair list is cheaper
     than numpy calls on the matrix. Returns the chosen (row, col) pairs, rows ascending."""
-    rows = [p[0] for p in pairs]
-    cols = [p[1] for p in pairs]
-    row_deg, col_deg = Counter(rows), Counter(cols)
+    row_deg: dict[int, int] = {}
+    col_deg: dict[int, int] = {}
+    for r, c, _v in pairs:
+        row_deg[r] = row_deg.get(r, 0) + 1
+        col_deg[c] = col_deg.get(c, 0) + 1
     if len(row_deg) == len(pairs) == len(col_deg):      # every component 1 x 1 (objects apart): all pairs
-        return sorted(zip(rows, cols))
+        return sorted((r, c) for r, c, _v in pairs)
     chosen: list[tuple[int, int]] = []
     rest: dict[tuple[int, int], float] = {}
     for r, c, v in pairs:

@@ -1,4 +1,4 @@
-"""Constant-velocity Kalman filter on box centre and size, for many tracks at once (numpy only).
+"""Constant-velocity Kalman filter on box centre and size, one track at a time, in plain Python floats.
 
 State per track: cx, cy, w, h and their velocities, in frame-normalized units and units per second.
 Measurement: cx, cy, w, h with independent noise per coordinate (variances ``r``): the model's own box sigma
@@ -10,108 +10,111 @@ acceleration) with variance ``q`` (units^2/s^4): per coordinate Q = q * [[dt^4/4
 
 Structure used: F, Q, H and R never couple two coordinates, so a covariance that starts block-diagonal (one 2 x 2
 block per coordinate: position, velocity) stays so through every predict and update, and the 8-state filter is
-exactly four independent 2-state filters. Each track is one row of 20 numbers (``WIDTH``):
+exactly four independent 2-state filters. A track is one list of 20 floats (``WIDTH``):
 
     position (4) | velocity (4) | var(position) (4) | cov(position, velocity) (4) | var(velocity) (4)
 
-and a frame of N tracks one (N, 20) array ``s``. The predict step is then linear in the row and in the acceleration
-variances q: s' = [s | q] M(dt), one matrix product with a 24 x 20 matrix (``Step``) instead of a dozen elementwise
-calls; the update is elementwise on (N, 4) blocks: no matrix inverse, no solve.
-(tests/tracking/test_tracking_kalman.py checks all of it against the textbook 8 x 8 matrix filter.)
-Functions return new arrays and never modify their inputs.
+and every step is a few float operations per coordinate: no matrix, no inverse, no solve.
+(tests/tracking/test_tracking_kalman.py checks it against the textbook 8 x 8 matrix filter.)
+
+Why plain Python and not numpy arrays of all tracks: the tracker runs right after the interpreter's invoke, whose
+weights and activations have evicted the caches; there, every distinct numpy operation costs about 10 us
+(its dispatch and loop code reloaded) against about 1 us warm, and a frame needs dozens of them, while a loop
+over a few dozen tracks in Python costs a few us more cold than warm (bench/README.md, "Cost").
+Functions return new lists and never modify their inputs.
 """
 from __future__ import annotations
 
-import numpy as np
+from math import log, sqrt
+from typing import Sequence
 
 DIM = 4          # measured coordinates: cx, cy, w, h
 STATE = 2 * DIM  # plus their velocities
-WIDTH = 5 * DIM  # one track's row: state and the three covariance blocks
+WIDTH = 5 * DIM  # one track's list: state and the three covariance blocks
 POS, VEL, PP, PV, VV = (slice(k * DIM, (k + 1) * DIM) for k in range(5))
-_I = np.arange(DIM)
+
+Row = list            # 20 floats, the layout above
+Quad = Sequence[float]
 
 
-def initiate(z: np.ndarray, r: np.ndarray, velocity_std: np.ndarray) -> np.ndarray:
-    """Rows (M, 20) of new tracks at measurements ``z`` (M, 4) with noise variances ``r`` (M, 4), velocity 0 with
-    std ``velocity_std`` (M, 4)."""
-    z = np.asarray(z, np.float64)
-    s = np.zeros((z.shape[0], WIDTH))
-    s[:, POS] = z
-    s[:, PP] = r
-    s[:, VV] = np.square(velocity_std)
-    return s
+def initiate(z: Quad, r: Quad, velocity_std: Quad) -> Row:
+    """A new track at measurement ``z`` with noise variances ``r``, velocity 0 with std ``velocity_std``."""
+    return [*z, 0.0, 0.0, 0.0, 0.0, *r, 0.0, 0.0, 0.0, 0.0, *(v * v for v in velocity_std)]
 
 
-class Step:
-    """The predict step as one matrix product: [s | q] @ ``m`` = [F x, F P F^T + Q] per coordinate, for a step
-    length ``dt``. ``set(dt)`` rewrites only the 28 entries that depend on dt (the agent's steps differ from frame
-    to frame)."""
-    __slots__ = ("dt", "m")
-    # (row, column) of the entries that depend on dt, and each one's coefficients of (dt, dt^2, dt^3, dt^4)
-    _AT = (np.r_[VEL.start + _I, PV.start + _I, VV.start + _I, VV.start + _I,            # T: s -> s'
-                 WIDTH + _I, WIDTH + _I, WIDTH + _I],                                     # B: q -> s'
-           np.r_[POS.start + _I, PP.start + _I, PP.start + _I, PV.start + _I, PP.start + _I, PV.start + _I,
-                 VV.start + _I])
-    _COEF = np.repeat(np.array([[1, 0, 0, 0],        # position += dt velocity
-                                [2, 0, 0, 0],        # var(pos) += 2 dt cov(pos, vel)
-                                [0, 1, 0, 0],        #          + dt^2 var(vel)
-                                [1, 0, 0, 0],        # cov += dt var(vel)
-                                [0, 0, 0, 0.25],     # var(pos) += q dt^4 / 4
-                                [0, 0, 0.5, 0],      # cov += q dt^3 / 2
-                                [0, 1, 0, 0]], np.float64), DIM, axis=0)   # var(vel) += q dt^2
-
-    def __init__(self, dt: float):
-        self.m = np.zeros((WIDTH + DIM, WIDTH))
-        self.m[np.arange(WIDTH), np.arange(WIDTH)] = 1.0
-        self.dt = None
-        self.set(dt)
-
-    def set(self, dt: float) -> "Step":
-        if dt != self.dt:
-            dt2 = dt * dt
-            self.m[self._AT] = self._COEF @ np.array([dt, dt2, dt2 * dt, dt2 * dt2])
-            self.dt = dt
-        return self
+def predict(f: Row, dt: float, q: Quad) -> Row:
+    """One step of ``dt`` seconds with acceleration variances ``q``: x' = F x, P' = F P F^T + Q. Per coordinate
+    k: position += dt velocity; var(pos) += 2 dt cov + dt^2 var(vel) + q dt^4/4; cov += dt var(vel) + q dt^3/2;
+    var(vel) += q dt^2 (written out: a loop over the four coordinates costs twice as much)."""
+    c4, c3, c2, two = dt ** 4 / 4.0, dt ** 3 / 2.0, dt * dt, 2.0 * dt
+    x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
+    q0, q1, q2, q3 = q
+    return [x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3, v0, v1, v2, v3,
+            a0 + two * b0 + c2 * g0 + q0 * c4, a1 + two * b1 + c2 * g1 + q1 * c4,
+            a2 + two * b2 + c2 * g2 + q2 * c4, a3 + two * b3 + c2 * g3 + q3 * c4,
+            b0 + dt * g0 + q0 * c3, b1 + dt * g1 + q1 * c3, b2 + dt * g2 + q2 * c3, b3 + dt * g3 + q3 * c3,
+            g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2]
 
 
-def predict(s: np.ndarray, dt: float | Step, q: np.ndarray) -> np.ndarray:
-    """One step of ``dt`` seconds (or a prepared ``Step``) with acceleration variances ``q`` (N, 4)."""
-    step = dt if isinstance(dt, Step) else Step(dt)
-    return np.concatenate([s, q], axis=1) @ step.m
+def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
+    """(d^2, ln(det S / det R)) of one track and one measurement: the squared Mahalanobis distance under the
+    innovation covariance S = H P H^T + R (diagonal here), and how much less sure the innovation is than the
+    measurement alone (0 for a track that knows where it is)."""
+    costs = gated_costs(f, [z], [r], float("inf"))
+    return costs[0][1], costs[0][2]
 
 
-def mahalanobis(s: np.ndarray, z: np.ndarray, r: np.ndarray, with_log_det: bool = False):
-    """Squared Mahalanobis distance (N, M) between every track and every measurement under the innovation
-    covariance S_ij = H P_i H^T + R_j (diagonal here). With ``with_log_det`` also ln(det S_ij / det R_j) (N, M):
-    how much less sure the innovation is than the measurement alone (0 for a track that knows where it is)."""
-    var = s[:, None, PP] + r[None, :, :]
-    y = z[None, :, :] - s[:, None, POS]
-    y *= y
-    y /= var
-    d2 = y[..., 0] + y[..., 1]          # four adds of (N, M) slices: cheaper than a reduction over an axis of 4
-    d2 += y[..., 2]
-    d2 += y[..., 3]
-    if not with_log_det:
-        return d2
-    var /= r[None, :, :]
-    ratio = var[..., 0] * var[..., 1]
-    ratio *= var[..., 2]
-    ratio *= var[..., 3]
-    return d2, np.log(ratio, out=ratio)   # one log per pair, not four
-
-
-def update(s: np.ndarray, z: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Measurement update of N tracks (rows ``s``) with their N matched measurements ``z`` (N, 4), variances ``r``."""
-    out = s.copy()
-    blocks = out.reshape(-1, 5, DIM)                   # position, velocity, pp, pv, vv
-    gain = blocks[:, 2:4] / (blocks[:, 2] + r)[:, None]    # rows for position and velocity: pp / S, pv / S
-    y = z - blocks[:, 0]
-    blocks[:, 0:2] += gain * y[:, None]
-    blocks[:, 4] -= gain[:, 1] * blocks[:, 3]          # (I - K H) P: var(vel) first, it needs the old cov
-    blocks[:, 2:4] -= gain[:, 0:1] * blocks[:, 2:4]
+def gated_costs(f: Row, zs: Sequence[Quad], rs: Sequence[Quad], gate: float) -> list[tuple[int, float, float]]:
+    """(j, d^2, ln(det S / det R)) for every measurement ``zs[j]`` (variances ``rs[j]``) with d^2 < ``gate``;
+    a measurement is dropped at the first coordinate whose partial sum reaches the gate."""
+    x0, x1, x2, x3 = f[0], f[1], f[2], f[3]
+    p0, p1, p2, p3 = f[8], f[9], f[10], f[11]
+    out = []
+    for j, (z, r) in enumerate(zip(zs, rs)):
+        s0 = p0 + r[0]
+        y = z[0] - x0
+        d2 = y * y / s0
+        if d2 >= gate:
+            continue
+        s1 = p1 + r[1]
+        y = z[1] - x1
+        d2 += y * y / s1
+        if d2 >= gate:
+            continue
+        s2 = p2 + r[2]
+        y = z[2] - x2
+        d2 += y * y / s2
+        if d2 >= gate:
+            continue
+        s3 = p3 + r[3]
+        y = z[3] - x3
+        d2 += y * y / s3
+        if d2 >= gate:
+            continue
+        out.append((j, d2, log(s0 / r[0] * (s1 / r[1]) * (s2 / r[2]) * (s3 / r[3]))))   # one log, not four
     return out
 
 
-def measurement_std(s: np.ndarray) -> np.ndarray:
-    """Std of the estimated cx, cy, w, h (N, 4): the track's own uncertainty."""
-    return np.sqrt(np.maximum(s[:, PP], 0.0))
+def update(f: Row, z: Quad, r: Quad) -> Row:
+    """Measurement update with ``z`` (variances ``r``): gain K = P H^T S^-1, x += K y, P = (I - K H) P; per
+    coordinate S = var(pos) + r, gains var(pos) / S and cov / S (written out, like ``predict``)."""
+    x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
+    z0, z1, z2, z3 = z
+    s = a0 + r[0]
+    k0, j0, y0 = a0 / s, b0 / s, z0 - x0
+    s = a1 + r[1]
+    k1, j1, y1 = a1 / s, b1 / s, z1 - x1
+    s = a2 + r[2]
+    k2, j2, y2 = a2 / s, b2 / s, z2 - x2
+    s = a3 + r[3]
+    k3, j3, y3 = a3 / s, b3 / s, z3 - x3
+    return [x0 + k0 * y0, x1 + k1 * y1, x2 + k2 * y2, x3 + k3 * y3,
+            v0 + j0 * y0, v1 + j1 * y1, v2 + j2 * y2, v3 + j3 * y3,
+            a0 - k0 * a0, a1 - k1 * a1, a2 - k2 * a2, a3 - k3 * a3,
+            b0 - k0 * b0, b1 - k1 * b1, b2 - k2 * b2, b3 - k3 * b3,
+            g0 - j0 * b0, g1 - j1 * b1, g2 - j2 * b2, g3 - j3 * b3]
+
+
+def measurement_std(f: Row) -> tuple[float, float, float, float]:
+    """Std of the estimated cx, cy, w, h: the track's own uncertainty."""
+    return (sqrt(max(f[8], 0.0)), sqrt(max(f[9], 0.0)), sqrt(max(f[10], 0.0)), sqrt(max(f[11], 0.0)))

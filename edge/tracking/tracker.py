@@ -23,9 +23,8 @@ object (class-aware NMS keeps both) count once. Only confirmed tracks are report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import sqrt
 from typing import NamedTuple, Optional, Sequence
-
-import numpy as np
 
 from edge.decode import Detection
 from edge.tracking import kalman
@@ -69,11 +68,12 @@ class FrameTracks:
 
 
 class _Track:
-    """Per-track bookkeeping (the filter's numbers are rows of ``Tracker.s``)."""
+    """One track: bookkeeping and its filter (``f``, ``edge.tracking.kalman``'s list of 20 floats)."""
     __slots__ = ("id", "class_id", "state", "start_ts", "last_seen_ts", "score", "best_score", "hits", "missed",
-                 "sigma_sum", "sigma_n", "class_votes", "seen_last_frame")
+                 "sigma_sum", "sigma_n", "class_votes", "seen_last_frame", "f", "seen")
 
-    def __init__(self, tid: int, class_id: int, state: str, ts: float, score: float, sigma_mean: Optional[float]):
+    def __init__(self, tid: int, class_id: int, state: str, ts: float, score: float, sigma_mean: Optional[float],
+                 f: kalman.Row):
         self.id, self.class_id, self.state = tid, class_id, state
         self.start_ts = self.last_seen_ts = ts
         self.score = self.best_score = score
@@ -82,30 +82,20 @@ class _Track:
         self.sigma_sum, self.sigma_n = (float(sigma_mean), 1) if with_sigma else (0.0, 0)
         self.class_votes = {class_id: score}
         self.seen_last_frame = True
-
-
-# (cx, cy, w, h) @ TO_XYXY = (x1, y1, x2, y2): products by 0, 1 and 0.5 are exact, so this is bitwise cx -+ w / 2
-TO_XYXY = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [-0.5, 0, 0.5, 0], [0, -0.5, 0, 0.5]], np.float64)
+        self.f = self.seen = f           # seen: the filter right after the last match (what an ended track reports)
 
 
 class Tracker:
-    """Per frame the work is a fixed number of numpy calls on stacked arrays (one row per track: the filter's
-    state and covariance blocks, ``kalman``), whatever the number of tracks, plus plain Python on the few gated
-    pairs and on the per-track bookkeeping."""
+    """Plain Python on per-track lists of floats (see ``edge.tracking.kalman`` for why not numpy): predict, the
+    gated costs, the three passes, update, lifecycle and views are each one loop over the tracks or pairs."""
 
     def __init__(self, cfg: TrackerConfig | None = None):
-        self.cfg = cfg = cfg or TrackerConfig()
+        self.cfg = cfg or TrackerConfig()
         self.tracks: list[_Track] = []
-        self.s = np.zeros((0, kalman.WIDTH))     # the filter, one row per track (edge.tracking.kalman)
-        self.seen = np.zeros((0, kalman.WIDTH))  # each track's row right after its last match (for its end)
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
         self.next_id = 1
-        self._step = kalman.Step(cfg.dt_default)
-        # max(w, h, 1e-3) @ _accel = acceleration std of (cx, cy, w, h); @ _init_velocity: a new track's velocity std
-        self._accel = np.array([[cfg.accel, 0, cfg.size_accel, 0], [0, cfg.accel, 0, cfg.size_accel]], np.float64)
-        self._init_velocity = np.array([[cfg.init_velocity, 0, cfg.init_size_velocity, 0],
-                                        [0, cfg.init_velocity, 0, cfg.init_size_velocity]], np.float64)
+        self._limit = float("inf")           # the solver's cost limit of the current association
 
     # ------------------------------------------------------------------ one frame
     def update(self, detections: Sequence[Detection], ts: float, dt: Optional[float] = None) -> FrameTracks:
@@ -125,40 +115,41 @@ class Tracker:
         self.last_ts = ts
         tracks = self.tracks
         if tracks:
-            q = np.maximum(self.s[:, 2:4], 1e-3) @ self._accel
-            self.s = kalman.predict(self.s, self._step.set(dt), np.square(q, out=q))
-        low, high = cfg.low_score, cfg.high_score
-        scores = meas.score
+            self._predict(dt)
+        low = cfg.low_score
         if twin is None:
-            usable = [v >= low for v in scores]
+            usable = [v >= low for v in meas.score]
         else:
-            usable = [v >= low and o < 0 for v, o in zip(scores, twin)]
+            usable = [v >= low and o < 0 for v, o in zip(meas.score, twin)]
         match: dict[int, int] = {}                  # track index -> detection index
-        if tracks and any(usable):
+        if tracks and True in usable:
             self._associate(meas, usable, match)
         det_tracks: list[Optional[int]] = [None] * m
         taken = [False] * m
         det_of = [-1] * len(tracks)
-        if match:
-            for i, j in match.items():
-                det_of[i] = j
-                taken[j] = True
-            rows, cols = np.array(list(match)), np.array(list(match.values()))
-            s = kalman.update(self.s.take(rows, 0), meas.z.take(cols, 0), meas.r.take(cols, 0))
-            self.s[rows] = s
-            self.seen[rows] = s
+        zs, rs, update = meas.z, meas.r, kalman.update
+        for i, j in match.items():
+            det_of[i] = j
+            taken[j] = True
+            t = tracks[i]
+            t.f = t.seen = update(t.f, zs[j], rs[j])
         ended = self._lifecycle(det_of, meas, ts, det_tracks)
         self._births(meas, taken, usable, ts, det_tracks)
         if twin is not None:
             for j, o in enumerate(twin):
                 if o >= 0:
                     det_tracks[j] = det_tracks[o]
-        tracks = self.tracks
-        if any(t.state == TENTATIVE for t in tracks):
-            views = self._views([i for i, t in enumerate(tracks) if t.state != TENTATIVE])
-        else:
-            views = self._views(None)
-        return FrameTracks(ts, views, det_tracks, ended)
+        return FrameTracks(ts, self._views([t for t in self.tracks if t.state != TENTATIVE]), det_tracks, ended)
+
+    def _predict(self, dt: float) -> None:
+        """Every track to the frame's time; the acceleration std is ``accel`` / ``size_accel`` box sizes."""
+        accel, size_accel, predict = self.cfg.accel, self.cfg.size_accel, kalman.predict
+        for t in self.tracks:
+            f = t.f
+            w = f[2] if f[2] > 1e-3 else 1e-3
+            h = f[3] if f[3] > 1e-3 else 1e-3
+            a, b, c, e = accel * w, accel * h, size_accel * w, size_accel * h
+            t.f = predict(f, dt, (a * a, b * b, c * c, e * e))
 
     # ------------------------------------------------------------------ association
     def _associate(self, meas: Measurements, usable: list[bool], match: dict[int, int]) -> None:
@@ -166,18 +157,18 @@ class Tracker:
         high = self.cfg.high_score
         strong = [v >= high for v in meas.score]
         tracks = self.tracks
-        tentative = [t.state == TENTATIVE for t in tracks]
         first, second, third = [], [], []
         for pair in self._pairs(meas):
             i, j = pair[0], pair[1]
             if not usable[j]:
                 continue
-            if tentative[i]:
+            t = tracks[i]
+            if t.state == TENTATIVE:
                 if strong[j]:
                     third.append(pair)
             elif strong[j]:
                 first.append(pair)
-            elif tracks[i].seen_last_frame:
+            elif t.seen_last_frame:
                 second.append(pair)
         limit = self._limit
         # pass 1: confirmed (and lost) tracks, high-score detections
@@ -196,37 +187,38 @@ class Tracker:
             match.update(assign_pairs(third, limit))
 
     def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
-        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class)."""
+        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class), by track
+        then detection."""
         cfg = self.cfg
+        pairs: list[tuple[int, int, float]] = []
+        add = pairs.append
         if cfg.association == "mahalanobis":
-            d2, log_det = kalman.mahalanobis(self.s, meas.z, meas.r, with_log_det=True)
-            ok = d2 < cfg.gate
-            d2 += log_det
-            cost = d2
-            self._limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
+            self._limit = float("inf")   # the gate decides what may match; the cost only ranks (see the module doc)
+            gate, zs, rs, costs = cfg.gate, meas.z, meas.r, kalman.gated_costs
+            for i, t in enumerate(self.tracks):
+                for j, d2, log_det in costs(t.f, zs, rs, gate):
+                    add((i, j, d2 + log_det))
         else:
-            cost = 1.0 - iou_matrix(self.s[:, :4] @ TO_XYXY, meas.boxes)
-            self._limit = 1.0 - cfg.min_iou
-            ok = cost < self._limit
+            self._limit = limit = 1.0 - cfg.min_iou
+            boxes = meas.boxes
+            for i, t in enumerate(self.tracks):
+                cx, cy, w, h = t.f[0], t.f[1], t.f[2] / 2.0, t.f[3] / 2.0
+                for j, cost in iou_costs((cx - w, cy - h, cx + w, cy + h), boxes, limit):
+                    add((i, j, cost))
         if cfg.class_aware:
-            own = np.array([t.class_id for t in self.tracks], np.int64)
-            ok &= own[:, None] == np.array(meas.class_id, np.int64)[None, :]
-        r, c = ok.nonzero()
-        return list(zip(r.tolist(), c.tolist(), cost[r, c].tolist()))
-
-    _limit = np.inf                   # the solver's cost limit of the current association
+            classes, tracks = meas.class_id, self.tracks
+            pairs = [p for p in pairs if tracks[p[0]].class_id == classes[p[1]]]
+        return pairs
 
     # ------------------------------------------------------------------ lifecycle
     def _lifecycle(self, det_of: list[int], meas: Measurements, ts: float,
                    det_tracks: list[Optional[int]]) -> list[TrackView]:
-        """Per track, in plain Python on lists (a few dozen tracks: cheaper than numpy calls per field)."""
         cfg = self.cfg
         confirm, max_missed, vote = cfg.confirm_hits, cfg.max_missed, not cfg.class_aware
         scores, sigmas, classes = meas.score, meas.sigma_mean, meas.class_id
-        ended: list[int] = []
+        ended: list[_Track] = []
         dropped = False
-        s = self.s
-        for i, (t, d) in enumerate(zip(self.tracks, det_of)):
+        for t, d in zip(self.tracks, det_of):
             if d >= 0:
                 t.hits += 1
                 t.last_seen_ts = ts
@@ -256,15 +248,14 @@ class Tracker:
                 continue
             t.missed += 1
             t.state = LOST
-            if t.missed > max_missed or not (0.0 <= s[i, 0] <= 1.0 and 0.0 <= s[i, 1] <= 1.0):
-                ended.append(i)
+            cx, cy = t.f[0], t.f[1]
+            if t.missed > max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
+                ended.append(t)
         ended_views = self._views(ended, at_last_match=True) if ended else []
         if ended or dropped:
-            for i in ended:
-                self.tracks[i].state = None
-            keep = [i for i, t in enumerate(self.tracks) if t.state is not None]
-            self.tracks = [self.tracks[i] for i in keep]
-            self.s, self.seen = self.s[keep], self.seen[keep]
+            for t in ended:
+                t.state = None
+            self.tracks = [t for t in self.tracks if t.state is not None]
         return ended_views
 
     def _births(self, meas: Measurements, taken: list[bool], usable: list[bool], ts: float,
@@ -279,87 +270,86 @@ class Tracker:
         if not new:
             return
         new.sort(key=lambda j: -scores[j])         # stable: equal scores keep the detections' order
-        new = new[:room]
-        z = meas.z[new]
-        rows = kalman.initiate(z, meas.r[new], z[:, 2:4] @ self._init_velocity)
-        self.s = np.concatenate([self.s, rows])
-        self.seen = np.concatenate([self.seen, rows])
         state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
-        classes, sigmas = meas.class_id, meas.sigma_mean
-        for j in new:
-            self.tracks.append(_Track(self.next_id, classes[j], state, ts, scores[j], sigmas[j]))
+        move, resize = cfg.init_velocity, cfg.init_size_velocity
+        for j in new[:room]:
+            z = meas.z[j]
+            w, h = z[2], z[3]
+            f = kalman.initiate(z, meas.r[j], (move * w, move * h, resize * w, resize * h))
+            self.tracks.append(_Track(self.next_id, meas.class_id[j], state, ts, scores[j], meas.sigma_mean[j], f))
             if state == CONFIRMED:
                 det_tracks[j] = self.next_id
             self.next_id += 1
 
     # ------------------------------------------------------------------ views
-    def _views(self, index: Optional[list[int]], at_last_match: bool = False) -> list[TrackView]:
-        """Views of the tracks at ``index`` (None: all): their current estimate, or (ended tracks) the one after
-        their last match. One array of every number the views need, one conversion to Python floats."""
-        tracks = self.tracks if index is None else [self.tracks[i] for i in index]
-        if not tracks:
-            return []
-        if at_last_match:
-            seen = self.seen if index is None else self.seen.take(index, 0)
-            where, var = seen[:, kalman.POS], seen[:, kalman.PP]
-            velocity = (self.s if index is None else self.s.take(index, 0))[:, 4:6]
-        else:
-            rows = self.s if index is None else self.s.take(index, 0)
-            where, var, velocity = rows[:, :4], rows[:, kalman.PP], rows[:, 4:6]
-        table = np.empty((len(tracks), 10))
-        box, std = table[:, :4], table[:, 4:8]
-        np.matmul(where, TO_XYXY, out=box)
-        np.maximum(box, 0.0, out=box)
-        np.minimum(box, 1.0, out=box)
-        np.maximum(var, 0.0, out=std)
-        np.sqrt(std, out=std)
-        table[:, 8:] = velocity
+    def _views(self, tracks: list[_Track], at_last_match: bool = False) -> list[TrackView]:
+        """Views of ``tracks``: their current estimate, or (ended tracks) the one after their last match. The box
+        is clipped to the frame."""
         labels = self.labels
         new = tuple.__new__            # TrackView's own __new__ is a Python function: one frame less per view
-        return [new(TrackView, (t.id, t.class_id, labels.get(t.class_id, str(t.class_id)), t.state, (a, b, c, d),
-                                (e, f, g, h), (vx, vy), t.score, t.best_score,
-                                t.sigma_sum / t.sigma_n if t.sigma_n else None, t.hits, t.missed, t.start_ts,
-                                t.last_seen_ts))
-                for t, (a, b, c, d, e, f, g, h, vx, vy) in zip(tracks, table.tolist())]
+        out = []
+        for t in tracks:
+            f = t.seen if at_last_match else t.f
+            cx, cy, w, h = f[0], f[1], f[2] / 2.0, f[3] / 2.0
+            x1, y1, x2, y2 = cx - w, cy - h, cx + w, cy + h
+            a, b, c, d = f[8], f[9], f[10], f[11]
+            out.append(new(TrackView, (
+                t.id, t.class_id, labels.get(t.class_id, str(t.class_id)), t.state,
+                (0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1, 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1,
+                 0.0 if x2 < 0.0 else 1.0 if x2 > 1.0 else x2, 0.0 if y2 < 0.0 else 1.0 if y2 > 1.0 else y2),
+                (sqrt(a) if a > 0.0 else 0.0, sqrt(b) if b > 0.0 else 0.0, sqrt(c) if c > 0.0 else 0.0,
+                 sqrt(d) if d > 0.0 else 0.0),
+                (t.f[4], t.f[5]), t.score, t.best_score, t.sigma_sum / t.sigma_n if t.sigma_n else None, t.hits,
+                t.missed, t.start_ts, t.last_seen_ts)))
+        return out
 
 
-def duplicates(boxes: np.ndarray, score: list[float], iou: float) -> list[int]:
+def iou_costs(box: tuple[float, float, float, float], boxes, limit: float) -> list[tuple[int, float]]:
+    """(j, 1 - IoU) of ``box`` with every ``boxes[j]`` (x1, y1, x2, y2, positive sizes) whose cost is below
+    ``limit``."""
+    ax1, ay1, ax2, ay2 = box
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    out = []
+    for j, (bx1, by1, bx2, by2) in enumerate(boxes):
+        w = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
+        h = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
+        inter = (w if w > 0.0 else 0.0) * (h if h > 0.0 else 0.0)
+        union = area_a + (bx2 - bx1) * (by2 - by1) - inter
+        cost = 1.0 - inter / (union if union > 1e-12 else 1e-12)
+        if cost < limit:
+            out.append((j, cost))
+    return out
+
+
+def duplicates(boxes: Sequence[tuple[float, float, float, float]], score: list[float], iou: float) -> list[int]:
     """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
     object seen twice, e.g. under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS.
-    The overlaps of all pairs in a few numpy calls (the same arithmetic as ``iou_matrix``: inter > iou x union),
-    the greedy pass in plain Python on the few pairs that overlap that much."""
+    A sweep over the boxes sorted by left edge finds the few pairs that overlap at all, and only those get an IoU
+    (inter > iou x union)."""
     m = len(score)
     twin = [-1] * m
     if m < 2:
         return twin
-    b = boxes.T                                                  # (4, M): x1, y1, x2, y2
-    wh = np.minimum(b[2:, :, None], b[2:, None, :])              # (2, M, M) overlap width and height
-    wh -= np.maximum(b[:2, :, None], b[:2, None, :])
-    np.maximum(wh, 0.0, out=wh)
-    inter = wh[0] * wh[1]
-    area = (b[2] - b[0]) * (b[3] - b[1])
-    union = area[:, None] + area[None, :]
-    union -= inter
-    union *= iou
-    r, c = (inter > union).nonzero()
+    order = sorted(range(m), key=lambda i: boxes[i][0])
     near: dict[int, list[int]] = {}
-    for i, j in zip(r.tolist(), c.tolist()):
-        if i != j:
-            near.setdefault(i, []).append(j)                     # ascending j: nonzero is in row-major order
+    for k, i in enumerate(order):
+        ax1, ay1, ax2, ay2 = boxes[i]
+        for j in order[k + 1:]:
+            bx1, by1, bx2, by2 = boxes[j]
+            if bx1 >= ax2:
+                break                                   # sorted by left edge: no later box reaches box i
+            h = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
+            if h <= 0.0:
+                continue
+            inter = ((ax2 if ax2 < bx2 else bx2) - bx1) * h
+            if inter > iou * ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter):
+                near.setdefault(i, []).append(j)
+                near.setdefault(j, []).append(i)
     if not near:
         return twin
     for d in sorted(near, key=lambda i: (-score[i], i)):
         if twin[d] < 0:
-            for o in near[d]:
+            for o in sorted(near[d]):
                 if twin[o] < 0 and twin[d] < 0 and score[o] <= score[d]:
                     twin[o] = d
     return twin
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (N, M) of float64 xyxy boxes with positive sizes (the tracker's own; fewer steps than edge.decode's)."""
-    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
-    inter = np.maximum(wh[..., 0], 0.0) * np.maximum(wh[..., 1], 0.0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
