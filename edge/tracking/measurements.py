@@ -43,8 +43,16 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
         if sigma is None:
             r = constant_variances(z, centre, size)
         else:
-            a, b, c, e = (v * scale for v in sigma)
-            a, b, c, e = max(a, floor), max(b, floor), max(c, floor), max(e, floor)
+            a, b, c, e = sigma
+            a, b, c, e = a * scale, b * scale, c * scale, e * scale
+            if a < floor:
+                a = floor
+            if b < floor:
+                b = floor
+            if c < floor:
+                c = floor
+            if e < floor:
+                e = floor
             r = (a * a, b * b, c * c, e * e)
         zs.append(z)
         rs.append(r)

@@ -23,6 +23,7 @@ object (class-aware NMS keeps both) count once. Only confirmed tracks are report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
 from math import sqrt
 from typing import NamedTuple, Optional, Sequence
 
@@ -188,16 +189,25 @@ class Tracker:
 
     def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
         """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class), by track
-        then detection."""
+        (the solver's answer does not depend on the order of the pairs)."""
         cfg = self.cfg
         pairs: list[tuple[int, int, float]] = []
         add = pairs.append
         if cfg.association == "mahalanobis":
             self._limit = float("inf")   # the gate decides what may match; the cost only ranks (see the module doc)
-            gate, zs, rs, costs = cfg.gate, meas.z, meas.r, kalman.gated_costs
+            gate, zs, rs, costs, reach = cfg.gate, meas.z, meas.r, kalman.gated_costs, kalman.reach
+            # only the detections whose cx lies within the track's reach (kalman.reach) can pass its gate: a
+            # window of the detections sorted by cx instead of every pair
+            by_x = sorted(range(len(zs)), key=lambda j: zs[j][0])
+            xs = [zs[j][0] for j in by_x]
+            r0 = max([r[0] for r in rs])
             for i, t in enumerate(self.tracks):
-                for j, d2, log_det in costs(t.f, zs, rs, gate):
-                    add((i, j, d2 + log_det))
+                f = t.f
+                far = reach(f, r0, gate)
+                lo, hi = bisect_left(xs, f[0] - far), bisect_right(xs, f[0] + far)
+                if lo < hi:
+                    for j, d2, log_det in costs(f, zs, rs, gate, by_x[lo:hi]):
+                        add((i, j, d2 + log_det))
         else:
             self._limit = limit = 1.0 - cfg.min_iou
             boxes = meas.boxes
