@@ -26,7 +26,7 @@ Functions return new lists and never modify their inputs.
 from __future__ import annotations
 
 from math import log, sqrt
-from typing import Iterable, Sequence
+from typing import Sequence
 
 DIM = 4          # measured coordinates: cx, cy, w, h
 STATE = 2 * DIM  # plus their velocities
@@ -56,13 +56,6 @@ def predict(f: Row, dt: float, q: Quad) -> Row:
             g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2]
 
 
-def reach(f: Row, r0: float, gate: float) -> float:
-    """How far (in cx) a measurement with x-variance at most ``r0`` can be from the track and still pass the gate:
-    d^2 >= (z_cx - cx)^2 / (var(cx) + r0), so |z_cx - cx| < sqrt(gate (var(cx) + r0)) (widened by 1e-9 against
-    rounding)."""
-    return sqrt(gate * (f[8] + r0)) * (1.0 + 1e-9)
-
-
 def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
     """(d^2, ln(det S / det R)) of one track and one measurement: the squared Mahalanobis distance under the
     innovation covariance S = H P H^T + R (diagonal here), and how much less sure the innovation is than the
@@ -71,16 +64,13 @@ def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
     return costs[0][1], costs[0][2]
 
 
-def gated_costs(f: Row, zs: Sequence[Quad], rs: Sequence[Quad], gate: float,
-                candidates: Iterable[int] | None = None) -> list[tuple[int, float, float]]:
-    """(j, d^2, ln(det S / det R)) for every measurement ``zs[j]`` (variances ``rs[j]``) with d^2 < ``gate``, j in
-    ``candidates`` (None: all) in their order; a measurement is dropped at the first coordinate whose partial sum
-    reaches the gate."""
+def gated_costs(f: Row, zs: Sequence[Quad], rs: Sequence[Quad], gate: float) -> list[tuple[int, float, float]]:
+    """(j, d^2, ln(det S / det R)) for every measurement ``zs[j]`` (variances ``rs[j]``) with d^2 < ``gate``;
+    a measurement is dropped at the first coordinate whose partial sum reaches the gate."""
     x0, x1, x2, x3 = f[0], f[1], f[2], f[3]
     p0, p1, p2, p3 = f[8], f[9], f[10], f[11]
     out = []
-    for j in range(len(zs)) if candidates is None else candidates:
-        z, r = zs[j], rs[j]
+    for j, (z, r) in enumerate(zip(zs, rs)):
         s0 = p0 + r[0]
         y = z[0] - x0
         d2 = y * y / s0

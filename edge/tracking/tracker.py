@@ -23,7 +23,6 @@ object (class-aware NMS keeps both) count once. Only confirmed tracks are report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from bisect import bisect_left, bisect_right
 from math import sqrt
 from typing import NamedTuple, Optional, Sequence
 
@@ -189,25 +188,19 @@ class Tracker:
 
     def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
         """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class), by track
-        (the solver's answer does not depend on the order of the pairs)."""
+        then detection."""
         cfg = self.cfg
         pairs: list[tuple[int, int, float]] = []
         add = pairs.append
         if cfg.association == "mahalanobis":
             self._limit = float("inf")   # the gate decides what may match; the cost only ranks (see the module doc)
-            gate, zs, rs, costs, reach = cfg.gate, meas.z, meas.r, kalman.gated_costs, kalman.reach
-            # only the detections whose cx lies within the track's reach (kalman.reach) can pass its gate: a
-            # window of the detections sorted by cx instead of every pair
-            by_x = sorted(range(len(zs)), key=lambda j: zs[j][0])
-            xs = [zs[j][0] for j in by_x]
-            r0 = max([r[0] for r in rs])
+            # every pair, with an exit at the first coordinate past the gate: a window of the detections sorted by
+            # cx (bisect on a reach per track) checks fewer pairs but runs more distinct code, and cold, right after
+            # the invoke, that cost more than it saved (bench/README.md, "Cost")
+            gate, zs, rs, costs = cfg.gate, meas.z, meas.r, kalman.gated_costs
             for i, t in enumerate(self.tracks):
-                f = t.f
-                far = reach(f, r0, gate)
-                lo, hi = bisect_left(xs, f[0] - far), bisect_right(xs, f[0] + far)
-                if lo < hi:
-                    for j, d2, log_det in costs(f, zs, rs, gate, by_x[lo:hi]):
-                        add((i, j, d2 + log_det))
+                for j, d2, log_det in costs(t.f, zs, rs, gate):
+                    add((i, j, d2 + log_det))
         else:
             self._limit = limit = 1.0 - cfg.min_iou
             boxes = meas.boxes
