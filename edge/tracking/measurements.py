@@ -21,6 +21,7 @@ Quad = tuple[float, float, float, float]
 class Measurements:
     z: list[Quad]                      # cx, cy, w, h
     r: list[Quad]                      # their variances
+    zr: list[tuple[float, ...]]        # z + r, one tuple per detection (kalman.gated_costs)
     boxes: list[Quad]                  # x1, y1, x2, y2 as detected
     score: list[float]
     class_id: list[int]
@@ -34,7 +35,7 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
     with_sigma = cfg.noise == "sigma"
     scale, floor = cfg.sigma_scale, cfg.sigma_floor
     centre, size = cfg.constant_noise
-    zs, rs = [], []
+    zs, rs, zrs = [], [], []
     for d in detections:
         x1, y1, x2, y2 = d.box
         w, h = x2 - x1, y2 - y1
@@ -56,7 +57,8 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
             r = (a * a, b * b, c * c, e * e)
         zs.append(z)
         rs.append(r)
-    return Measurements(zs, rs, [d.box for d in detections], [d.score for d in detections],
+        zrs.append(z + r)
+    return Measurements(zs, rs, zrs, [d.box for d in detections], [d.score for d in detections],
                         [d.class_id for d in detections], [d.sigma_mean for d in detections])
 
 

@@ -65,17 +65,25 @@ def anchor_point(view: TrackView, anchor: str) -> tuple[float, float, float, flo
 
 class _Zone:
     """A zone rule with what every frame needs precomputed: the vertex list and its bounding box (a point outside
-    it is outside without the ray cast)."""
-    __slots__ = ("name", "polygon", "classes", "bottom", "inertia", "x_min", "x_max", "y_min", "y_max")
+    it is outside without the ray cast); for an axis-parallel rectangle, ``rect``: the ray cast's answer is then
+    x_min <= x < x_max and y_min <= y < y_max exactly (its horizontal edges never count, its vertical edges cross
+    the ray at their own x), so no ray cast at all."""
+    __slots__ = ("name", "polygon", "classes", "bottom", "inertia", "x_min", "x_max", "y_min", "y_max", "rect")
 
     def __init__(self, rule: ZoneRule):
         self.name, self.bottom, self.inertia = rule.name, rule.anchor == "bottom", rule.inertia
-        self.polygon = [tuple(v) for v in rule.polygon]
+        self.polygon = poly = [tuple(v) for v in rule.polygon]
         self.classes = None if rule.classes is None else frozenset(rule.classes)
-        xs, ys = [v[0] for v in self.polygon], [v[1] for v in self.polygon]
+        xs, ys = [v[0] for v in poly], [v[1] for v in poly]
         self.x_min, self.x_max, self.y_min, self.y_max = min(xs) - 1e-9, max(xs) + 1e-9, min(ys), max(ys)
+        edges = list(zip(poly, poly[1:] + poly[:1]))
+        parallel = all((a[0] == b[0]) != (a[1] == b[1]) for a, b in edges)      # each edge vertical or horizontal
+        self.rect = (min(xs), max(xs), min(ys), max(ys)) if len(poly) == 4 and parallel else None
 
     def contains(self, x: float, y: float) -> bool:
+        if self.rect is not None:
+            x0, x1, y0, y1 = self.rect
+            return x0 <= x < x1 and y0 <= y < y1
         if y < self.y_min or y > self.y_max or x > self.x_max or x < self.x_min:
             return False
         return point_in_polygon(x, y, self.polygon)
@@ -128,7 +136,12 @@ class Regions:
                 bottom_std = None
                 for k, zone in enumerate(zones):
                     applies = zone.classes is None or label in zone.classes
-                    raw = applies and zone.contains(x, y2 if zone.bottom else y)
+                    rect = zone.rect
+                    if rect is None:
+                        raw = applies and zone.contains(x, y2 if zone.bottom else y)
+                    else:                               # zone.contains written out for a rectangle
+                        py = y2 if zone.bottom else y
+                        raw = applies and rect[0] <= x < rect[1] and rect[2] <= py < rect[3]
                     inside = state.inside
                     if raw == inside[k]:
                         state.streak[k] = 0

@@ -197,9 +197,11 @@ class Tracker:
             # every pair, with an exit at the first coordinate past the gate: a window of the detections sorted by
             # cx (bisect on a reach per track) checks fewer pairs but runs more distinct code, and cold, right after
             # the invoke, that cost more than it saved (bench/README.md, "Cost")
-            gate, zs, rs, costs = cfg.gate, meas.z, meas.r, kalman.gated_costs
-            for i, t in enumerate(self.tracks):
-                for j, d2, log_det in costs(t.f, zs, rs, gate):
+            gate, zr, costs = cfg.gate, meas.zr, kalman.gated_costs
+            i = -1
+            for t in self.tracks:
+                i += 1
+                for j, d2, log_det in costs(t.f, zr, gate):
                     add((i, j, d2 + log_det))
         else:
             self._limit = limit = 1.0 - cfg.min_iou

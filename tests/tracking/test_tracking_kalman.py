@@ -61,7 +61,8 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
         z = np.array([row[:4] for row in rows]) + rng.normal(0, 0.02, (n, 4))
         r = rng.uniform(1e-6, 1e-2, (n, 4))              # per-detection noise, as from the model's sigma
         for k, ref in enumerate(refs):
-            costs = kalman.gated_costs(rows[k], z.tolist(), r.tolist(), float("inf"))
+            both = np.hstack([z, r]).tolist()
+            costs = kalman.gated_costs(rows[k], both, float("inf"))
             assert [j for j, _d2, _ld in costs] == list(range(n))
             for j in range(n):
                 y, S = ref.innovation(z[j], r[j])
@@ -71,7 +72,7 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
                 want = np.linalg.slogdet(S)[1] - np.sum(np.log(r[j]))
                 assert logdet == pytest.approx(want, rel=1e-9, abs=1e-9)
             gate = sorted(c[1] for c in costs)[1]       # the gate drops what reaches it, keeps what is below
-            assert [c[0] for c in kalman.gated_costs(rows[k], z.tolist(), r.tolist(), gate)] == \
+            assert [c[0] for c in kalman.gated_costs(rows[k], both, gate)] == \
                 [c[0] for c in costs if c[1] < gate]
         seen = rng.random(n) < 0.7                       # some tracks miss their detection this step
         for k in np.nonzero(seen)[0]:
