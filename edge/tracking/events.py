@@ -85,9 +85,9 @@ class EventBuilder:
         delta = self.score_delta
         for view in frame.tracks:
             sent = sent_by_id.get(view.id)
-            if sent is not None and view.label == sent.label and view.best_score < sent.best_score + delta:
-                if (0 if version is None else version(view.id)) == sent.version:
-                    continue                              # nothing a user would act on changed (the common case)
+            if (sent is not None and view.label == sent.label and view.best_score < sent.best_score + delta
+                    and (0 if version is None else version(view.id)) == sent.version):
+                continue                                  # nothing a user would act on changed (the common case)
             now = _Sent(view.label, view.best_score, *summary(view.id))
             if sent is None:
                 sent_by_id[view.id] = now

@@ -87,7 +87,8 @@ class _Track:
 
 class Tracker:
     """Plain Python on per-track lists of floats (see ``edge.tracking.kalman`` for why not numpy): predict, the
-    gated costs, the three passes, update, lifecycle and views are each one loop over the tracks or pairs."""
+    gated costs, the three passes, update, lifecycle and views are each one loop over the tracks or pairs. In the
+    loops, ``a if a < b else b`` instead of min()/max(): no builtin call per comparison."""
 
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg or TrackerConfig()
