@@ -42,11 +42,16 @@ def initiate(z: Quad, r: Quad, velocity_std: Quad) -> Row:
     return [*z, 0.0, 0.0, 0.0, 0.0, *r, 0.0, 0.0, 0.0, 0.0, *(v * v for v in velocity_std)]
 
 
-def predict(f: Row, dt: float, q: Quad) -> Row:
-    """One step of ``dt`` seconds with acceleration variances ``q``: x' = F x, P' = F P F^T + Q. Per coordinate
+def step(dt: float) -> tuple[float, float, float, float, float]:
+    """What ``predict`` needs of a step of ``dt`` seconds, computed once per frame: dt, 2 dt, dt^2, dt^3/2, dt^4/4."""
+    return dt, 2.0 * dt, dt * dt, dt ** 3 / 2.0, dt ** 4 / 4.0
+
+
+def predict(f: Row, steps: tuple[float, float, float, float, float], q: Quad) -> Row:
+    """One step (``step(dt)``) with acceleration variances ``q``: x' = F x, P' = F P F^T + Q. Per coordinate
     k: position += dt velocity; var(pos) += 2 dt cov + dt^2 var(vel) + q dt^4/4; cov += dt var(vel) + q dt^3/2;
     var(vel) += q dt^2 (written out: a loop over the four coordinates costs twice as much)."""
-    c4, c3, c2, two = dt ** 4 / 4.0, dt ** 3 / 2.0, dt * dt, 2.0 * dt
+    dt, two, c2, c3, c4 = steps
     x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
     q0, q1, q2, q3 = q
     return [x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3, v0, v1, v2, v3,

@@ -144,13 +144,13 @@ class Tracker:
 
     def _predict(self, dt: float) -> None:
         """Every track to the frame's time; the acceleration std is ``accel`` / ``size_accel`` box sizes."""
-        accel, size_accel, predict = self.cfg.accel, self.cfg.size_accel, kalman.predict
+        accel, size_accel, predict, steps = self.cfg.accel, self.cfg.size_accel, kalman.predict, kalman.step(dt)
         for t in self.tracks:
             f = t.f
             w = f[2] if f[2] > 1e-3 else 1e-3
             h = f[3] if f[3] > 1e-3 else 1e-3
             a, b, c, e = accel * w, accel * h, size_accel * w, size_accel * h
-            t.f = predict(f, dt, (a * a, b * b, c * c, e * e))
+            t.f = predict(f, steps, (a * a, b * b, c * c, e * e))
 
     # ------------------------------------------------------------------ association
     def _associate(self, meas: Measurements, usable: list[bool], match: dict[int, int]) -> None:
@@ -290,7 +290,7 @@ class Tracker:
     # ------------------------------------------------------------------ views
     def _views(self, tracks: list[_Track], at_last_match: bool = False) -> list[TrackView]:
         """Views of ``tracks``: their current estimate, or (ended tracks) the one after their last match. The box
-        is clipped to the frame."""
+        is clipped to the frame. Every track's class came from a detection, whose label ``update`` recorded."""
         labels = self.labels
         new = tuple.__new__            # TrackView's own __new__ is a Python function: one frame less per view
         out = []
@@ -300,7 +300,7 @@ class Tracker:
             x1, y1, x2, y2 = cx - w, cy - h, cx + w, cy + h
             a, b, c, d = f[8], f[9], f[10], f[11]
             out.append(new(TrackView, (
-                t.id, t.class_id, labels.get(t.class_id, str(t.class_id)), t.state,
+                t.id, t.class_id, labels[t.class_id], t.state,
                 (0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1, 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1,
                  0.0 if x2 < 0.0 else 1.0 if x2 > 1.0 else x2, 0.0 if y2 < 0.0 else 1.0 if y2 > 1.0 else y2),
                 (sqrt(a) if a > 0.0 else 0.0, sqrt(b) if b > 0.0 else 0.0, sqrt(c) if c > 0.0 else 0.0,

@@ -55,7 +55,7 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
     for step in range(60):
         dt = float(rng.uniform(0.02, 0.5))               # dropped frames: uneven steps
         accel = rng.uniform(0.01, 2.0, (n, 4))
-        rows = [kalman.predict(row, dt, np.square(accel[k]).tolist()) for k, row in enumerate(rows)]
+        rows = [kalman.predict(row, kalman.step(dt), np.square(accel[k]).tolist()) for k, row in enumerate(rows)]
         for k, ref in enumerate(refs):
             ref.predict(dt, accel[k])
         z = np.array([row[:4] for row in rows]) + rng.normal(0, 0.02, (n, 4))
@@ -86,7 +86,8 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
 
 
 def test_measurement_noise_sets_how_far_an_update_moves_the_track():
-    rows = [kalman.predict(kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4), 0.1, [0.1 ** 2] * 4)] * 2
+    rows = [kalman.predict(kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4), kalman.step(0.1),
+                           [0.1 ** 2] * 4)] * 2
     z = [0.6, 0.5, 0.1, 0.1]
     sure, unsure = kalman.update(rows[0], z, [1e-6] * 4), kalman.update(rows[1], z, [1e-1] * 4)
     assert sure[0] == pytest.approx(0.6, abs=1e-3)       # a precise detection pulls the track onto itself
@@ -97,6 +98,6 @@ def test_measurement_noise_sets_how_far_an_update_moves_the_track():
 def test_inputs_are_not_modified():
     row = kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4)
     row0 = list(row)
-    kalman.predict(row, 0.1, [0.1 ** 2] * 4)
+    kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
     kalman.update(row, [0.6, 0.5, 0.1, 0.1], [1e-4] * 4)
     assert row == row0
