@@ -22,6 +22,7 @@ class Measurements:
     z: list[Quad]                      # cx, cy, w, h
     r: list[Quad]                      # their variances
     zr: list[tuple[float, ...]]        # z + r, one tuple per detection (kalman.gated_costs)
+    max_r_cx: float                    # the largest r of cx (kalman.gated_costs' reach)
     boxes: list[Quad]                  # x1, y1, x2, y2 as detected
     score: list[float]
     class_id: list[int]
@@ -58,7 +59,7 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
         zs.append(z)
         rs.append(r)
         zrs.append(z + r)
-    return Measurements(zs, rs, zrs, [d.box for d in detections], [d.score for d in detections],
+    return Measurements(zs, rs, zrs, max([r[0] for r in rs], default=0.0), [d.box for d in detections], [d.score for d in detections],
                         [d.class_id for d in detections], [d.sigma_mean for d in detections])
 
 

@@ -195,14 +195,14 @@ class Tracker:
         add = pairs.append
         if cfg.association == "mahalanobis":
             self._limit = float("inf")   # the gate decides what may match; the cost only ranks (see the module doc)
-            # every pair, with an exit at the first coordinate past the gate: a window of the detections sorted by
-            # cx (bisect on a reach per track) checks fewer pairs but runs more distinct code, and cold, right after
-            # the invoke, that cost more than it saved (bench/README.md, "Cost")
-            gate, zr, costs = cfg.gate, meas.zr, kalman.gated_costs
+            # every pair, with one comparison for those out of reach: a window of the detections sorted by cx
+            # (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke,
+            # that cost more than it saved (bench/README.md, "Cost")
+            gate, zr, costs, far = cfg.gate, meas.zr, kalman.gated_costs, meas.max_r_cx
             i = -1
             for t in self.tracks:
                 i += 1
-                for j, d2, log_det in costs(t.f, zr, gate):
+                for j, d2, log_det in costs(t.f, zr, gate, far):
                     add((i, j, d2 + log_det))
         else:
             self._limit = limit = 1.0 - cfg.min_iou

@@ -74,6 +74,11 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
             gate = sorted(c[1] for c in costs)[1]       # the gate drops what reaches it, keeps what is below
             assert [c[0] for c in kalman.gated_costs(rows[k], both, gate)] == \
                 [c[0] for c in costs if c[1] < gate]
+            # the reach in cx (one comparison per far measurement) drops nothing the gate keeps, at every gate
+            # from the smallest cost to the largest, the costs themselves included
+            for gate in sorted({c[1] for c in costs} | {c[1] * (1 + 1e-12) for c in costs}):
+                assert kalman.gated_costs(rows[k], both, gate, float(r[:, 0].max())) == \
+                    kalman.gated_costs(rows[k], both, gate)
         seen = rng.random(n) < 0.7                       # some tracks miss their detection this step
         for k in np.nonzero(seen)[0]:
             rows[k] = kalman.update(rows[k], z[k].tolist(), r[k].tolist())
