@@ -59,8 +59,9 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
         zs.append(z)
         rs.append(r)
         zrs.append(z + r)
-    return Measurements(zs, rs, zrs, max([r[0] for r in rs], default=0.0), [d.box for d in detections], [d.score for d in detections],
-                        [d.class_id for d in detections], [d.sigma_mean for d in detections])
+    return Measurements(zs, rs, zrs, max([r[0] for r in rs], default=0.0), [d.box for d in detections],
+                        [d.score for d in detections], [d.class_id for d in detections],
+                        [d.sigma_mean for d in detections])
 
 
 def constant_variances(z: Quad, centre: float, size: float) -> Quad:

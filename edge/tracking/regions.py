@@ -111,9 +111,10 @@ class Regions:
         self._zone_rules = [_Zone(z) for z in self.zones]
         self._line_rules = [_Line(line) for line in self.lines]
         # what update reads per track and rule, one tuple per rule (one unpacking instead of a dozen attributes)
-        self._zone_terms = [(k, z.classes, z.rect, z.bottom, z.inertia, z.name, z) for k, z in enumerate(self._zone_rules)]
-        self._line_terms = [(k, ln.classes, ln.bottom, ln.a[0], ln.a[1], ln.dx, ln.dy, ln.length, ln.margin, ln.nx, ln.ny,
-                             ln.a, ln.b, ln.name) for k, ln in enumerate(self._line_rules)]
+        self._zone_terms = [(k, z.classes, z.rect, z.bottom, z.inertia, z.name, z)
+                            for k, z in enumerate(self._zone_rules)]
+        self._line_terms = [(k, ln.classes, ln.bottom, ln.a[0], ln.a[1], ln.dx, ln.dy, ln.length, ln.margin, ln.nx,
+                             ln.ny, ln.a, ln.b, ln.name) for k, ln in enumerate(self._line_rules)]
         self._tracks: dict[int, _TrackRegions] = {}
         self._ended: dict[int, _TrackRegions] = {}     # tracks that ended at the last update (kept one frame)
 

@@ -160,7 +160,8 @@ def test_geometry_helpers():
     assert polygon_problem([(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.5, 0.5), (0.1, 0.9)]) is None   # concave is fine
 
 
-@pytest.mark.parametrize("polygon", [[[0, 0], [0.4, 0], [0.4, 1], [0, 1]], [[0.7, 0.7], [0.7, 0.3], [0.3, 0.3], [0.3, 0.7]],
+@pytest.mark.parametrize("polygon", [[[0, 0], [0.4, 0], [0.4, 1], [0, 1]],
+                                     [[0.7, 0.7], [0.7, 0.3], [0.3, 0.3], [0.3, 0.7]],
                                      [[0.1, 0.2], [0.1, 0.9], [0.8, 0.9], [0.8, 0.2]]])
 def test_a_rectangle_zone_answers_what_the_ray_cast_answers(polygon):
     """Axis-parallel rectangles skip the ray cast (edge.tracking.regions._Zone.rect): the same answer everywhere,
