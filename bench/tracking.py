@@ -43,7 +43,6 @@ from edge.engine import Engine
 from edge.sources import OpenCVSource
 from edge.tracking import EventBuilder, Regions, Tracker, TrackerConfig, TrackingConfig
 from edge.tracking.assignment import assign
-from edge.tracking.tracker import iou_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "edge" / "models" / "demo-detector-int8.tflite"
@@ -65,6 +64,15 @@ def variants(constant: tuple[float, float] = CONSTANT_NOISE) -> dict[str, Tracke
     return {"sigma": TrackerConfig(association="mahalanobis", noise="sigma"),
             "constant": TrackerConfig(association="mahalanobis", noise="constant", constant_noise=constant),
             "iou": TrackerConfig(association="iou", noise="constant", constant_noise=constant)}
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N, M) of float64 xyxy boxes with positive sizes (motmetrics' own uses np.asfarray, gone in numpy 2)."""
+    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
+    inter = np.maximum(wh[..., 0], 0.0) * np.maximum(wh[..., 1], 0.0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 # --------------------------------------------------------------------------- detection pass

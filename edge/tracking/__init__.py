@@ -1,4 +1,5 @@
-"""Objects, not detections: tracking on the edge device (numpy only; runs on the Pi with the agent).
+"""Objects, not detections: tracking on the edge device (plain Python, numpy only in the solver's matrix entry point;
+runs on the Pi with the agent).
 
     tracker = Tracker(cfg.tracker)                      # one per camera
     regions = Regions(cfg.zones, cfg.lines)

@@ -51,16 +51,41 @@ def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> 
     for r, c, _v in pairs:
         row_deg[r] = row_deg.get(r, 0) + 1
         col_deg[c] = col_deg.get(c, 0) + 1
+    if len(row_deg) == len(pairs) == len(col_deg):      # every component 1 x 1 (objects apart): all pairs
+        return sorted((r, c) for r, c, _v in pairs)
     chosen: list[tuple[int, int]] = []
     rest: dict[tuple[int, int], float] = {}
+    shared_rows: set[int] = set()     # rows that reach a column some other row wants too
+    shared_cols: set[int] = set()
     for r, c, v in pairs:
         if row_deg[r] == 1 and col_deg[c] == 1:         # a 1 x 1 component: its own answer
             chosen.append((r, c))
         else:
             rest[r, c] = v
-    if rest:
-        for rows, cols in _components([r for r, _c in rest], [c for _r, c in rest]):
-            chosen.extend(_solve_component(rest, rows, cols, limit))
+            if col_deg[c] > 1:
+                shared_rows.add(r)
+            if row_deg[r] > 1:
+                shared_cols.add(c)
+    # stars: a column whose rows want nothing else takes its cheapest row (ties: the lowest), and the same for a
+    # row whose columns no other row wants; what is left goes to the components
+    col_star: dict[int, tuple[float, int]] = {}
+    row_star: dict[int, tuple[float, int]] = {}
+    others: dict[tuple[int, int], float] = {}
+    for (r, c), v in rest.items():
+        if c not in shared_cols:
+            best = col_star.get(c)
+            if best is None or (v, r) < best:
+                col_star[c] = (v, r)
+        elif r not in shared_rows:
+            best = row_star.get(r)
+            if best is None or (v, c) < best:
+                row_star[r] = (v, c)
+        else:
+            others[r, c] = v
+    chosen.extend((r, c) for c, (_v, r) in col_star.items())
+    chosen.extend((r, c) for r, (_v, c) in row_star.items())
+    for comp_rows, comp_cols in _components([r for r, _c in others], [c for _r, c in others]):
+        chosen.extend(_solve_component(others, comp_rows, comp_cols, limit))
     chosen.sort()
     return chosen
 

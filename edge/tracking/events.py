@@ -81,12 +81,13 @@ class EventBuilder:
             if sent_by_id.pop(view.id, None) is not None:
                 out.append(self._event(END, view, frame.ts))
         summary = self.regions.summary
+        version = self.regions.version if self.regions.zones or self.regions.lines else None
+        delta = self.score_delta
         for view in frame.tracks:
             sent = sent_by_id.get(view.id)
-            if sent is not None and view.label == sent.label and view.best_score < sent.best_score + self.score_delta:
-                version = summary(view.id)[0] if self.regions.zones or self.regions.lines else 0
-                if version == sent.version:
-                    continue                              # nothing a user would act on changed (the common case)
+            if (sent is not None and view.label == sent.label and view.best_score < sent.best_score + delta
+                    and (0 if version is None else version(view.id)) == sent.version):
+                continue                                  # nothing a user would act on changed (the common case)
             now = _Sent(view.label, view.best_score, *summary(view.id))
             if sent is None:
                 sent_by_id[view.id] = now

@@ -1,4 +1,4 @@
-"""Constant-velocity Kalman filter on box centre and size, for many tracks at once (numpy only).
+"""Constant-velocity Kalman filter on box centre and size, one track at a time, in plain Python floats.
 
 State per track: cx, cy, w, h and their velocities, in frame-normalized units and units per second.
 Measurement: cx, cy, w, h with independent noise per coordinate (variances ``r``): the model's own box sigma
@@ -6,78 +6,133 @@ squared when it predicts one (Gaussian head), a constant fraction of the box siz
 (``edge.tracking.measurements``).
 
 Process noise: each coordinate gets its own random acceleration, constant over a step (piecewise-constant white
-acceleration) with std ``accel_std`` (units/s^2): per coordinate Q = accel_std^2 * [[dt^4/4, dt^3/2], [dt^3/2, dt^2]].
+acceleration) with variance ``q`` (units^2/s^4): per coordinate Q = q * [[dt^4/4, dt^3/2], [dt^3/2, dt^2]].
 
 Structure used: F, Q, H and R never couple two coordinates, so a covariance that starts block-diagonal (one 2 x 2
 block per coordinate: position, velocity) stays so through every predict and update, and the 8-state filter is
-exactly four independent 2-state filters. Each track's covariance is kept as three (4,) vectors instead of an
-8 x 8 matrix, and every step is elementwise arithmetic on (N, 4) arrays: no matrix inverse, no solve.
-(tests/tracking/test_kalman.py checks this against the textbook 8 x 8 matrix filter.)
+exactly four independent 2-state filters. A track is one list of 20 floats (``WIDTH``):
 
-Arrays: ``x`` (N, 8) = position (4) then velocity (4); ``p`` (N, 3, 4) = var(position), cov(position, velocity),
-var(velocity) per coordinate. Functions return new arrays and never modify their inputs.
+    position (4) | velocity (4) | var(position) (4) | cov(position, velocity) (4) | var(velocity) (4)
+
+and every step is a few float operations per coordinate: no matrix, no inverse, no solve.
+(tests/tracking/test_tracking_kalman.py checks it against the textbook 8 x 8 matrix filter.)
+
+Why plain Python and not numpy arrays of all tracks: the tracker runs right after the interpreter's invoke, whose
+weights and activations have evicted the caches; there, every distinct numpy operation costs about 10 us
+(its dispatch and loop code reloaded) against about 1 us warm, and a frame needs dozens of them, while a loop
+over a few dozen tracks in Python costs a few us more cold than warm (bench/README.md, "Cost").
+Functions return new lists and never modify their inputs.
 """
 from __future__ import annotations
 
-import numpy as np
+from math import log, sqrt
+from typing import Sequence
 
 DIM = 4          # measured coordinates: cx, cy, w, h
 STATE = 2 * DIM  # plus their velocities
-PP, PV, VV = 0, 1, 2
+WIDTH = 5 * DIM  # one track's list: state and the three covariance blocks
+POS, VEL, PP, PV, VV = (slice(k * DIM, (k + 1) * DIM) for k in range(5))
+
+Row = list            # 20 floats, the layout above
+Quad = Sequence[float]
 
 
-def initiate(z: np.ndarray, r: np.ndarray, velocity_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """New tracks at measurements ``z`` (M, 4) with noise variances ``r`` (M, 4), velocity 0 with std
-    ``velocity_std`` (M, 4)."""
-    z = np.asarray(z, np.float64)
-    x = np.concatenate([z, np.zeros_like(z)], axis=1)
-    p = np.stack([np.asarray(r, np.float64), np.zeros_like(z), np.square(velocity_std)], axis=1)
-    return x, p
+def initiate(z: Quad, r: Quad, velocity_std: Quad) -> Row:
+    """A new track at measurement ``z`` with noise variances ``r``, velocity 0 with std ``velocity_std``."""
+    return [*z, 0.0, 0.0, 0.0, 0.0, *r, 0.0, 0.0, 0.0, 0.0, *(v * v for v in velocity_std)]
 
 
-def predict(x: np.ndarray, p: np.ndarray, dt: float, accel_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step of ``dt`` seconds: x' = F x, P' = F P F^T + Q, with ``accel_std`` (N, 4)."""
-    q = np.square(accel_std)
-    x_new = np.empty_like(x)
-    x_new[:, :DIM] = x[:, :DIM] + dt * x[:, DIM:]
-    x_new[:, DIM:] = x[:, DIM:]
-    pp, pv, vv = p[:, PP], p[:, PV], p[:, VV]
-    p_new = np.empty_like(p)
-    p_new[:, PP] = pp + 2.0 * dt * pv + dt * dt * vv + q * (dt ** 4 / 4.0)
-    p_new[:, PV] = pv + dt * vv + q * (dt ** 3 / 2.0)
-    p_new[:, VV] = vv + q * (dt * dt)
-    return x_new, p_new
+def step(dt: float) -> tuple[float, float, float, float, float]:
+    """What ``predict`` needs of a step of ``dt`` seconds, computed once per frame: dt, 2 dt, dt^2, dt^3/2, dt^4/4."""
+    return dt, 2.0 * dt, dt * dt, dt ** 3 / 2.0, dt ** 4 / 4.0
 
 
-def mahalanobis(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray, with_log_det: bool = False):
-    """Squared Mahalanobis distance (N, M) between every track and every measurement under the innovation
-    covariance S_ij = H P_i H^T + R_j (diagonal here). With ``with_log_det`` also ln(det S_ij / det R_j) (N, M):
-    how much less sure the innovation is than the measurement alone (0 for a track that knows where it is)."""
-    s = p[:, None, PP, :] + r[None, :, :]
-    y = z[None, :, :] - x[:, None, :DIM]
-    d2 = (y * y / s).sum(-1)
-    if not with_log_det:
-        return d2
-    ratio = s / r[None, :, :]
-    return d2, np.log(ratio[..., 0] * ratio[..., 1] * ratio[..., 2] * ratio[..., 3])   # one log per pair, not four
+def predict(f: Row, steps: tuple[float, float, float, float, float], q: Quad) -> Row:
+    """One step (``step(dt)``) with acceleration variances ``q``: x' = F x, P' = F P F^T + Q. Per coordinate
+    k: position += dt velocity; var(pos) += 2 dt cov + dt^2 var(vel) + q dt^4/4; cov += dt var(vel) + q dt^3/2;
+    var(vel) += q dt^2 (written out: a loop over the four coordinates costs twice as much)."""
+    dt, two, c2, c3, c4 = steps
+    x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
+    q0, q1, q2, q3 = q
+    return [x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3, v0, v1, v2, v3,
+            a0 + two * b0 + c2 * g0 + q0 * c4, a1 + two * b1 + c2 * g1 + q1 * c4,
+            a2 + two * b2 + c2 * g2 + q2 * c4, a3 + two * b3 + c2 * g3 + q3 * c4,
+            b0 + dt * g0 + q0 * c3, b1 + dt * g1 + q1 * c3, b2 + dt * g2 + q2 * c3, b3 + dt * g3 + q3 * c3,
+            g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2]
 
 
-def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Measurement update of N tracks with their N matched measurements ``z`` (N, 4), variances ``r`` (N, 4)."""
-    pp, pv, vv = p[:, PP], p[:, PV], p[:, VV]
-    s = pp + r
-    kp, kv = pp / s, pv / s                         # gain rows for position and velocity
-    y = z - x[:, :DIM]
-    x_new = np.empty_like(x)
-    x_new[:, :DIM] = x[:, :DIM] + kp * y
-    x_new[:, DIM:] = x[:, DIM:] + kv * y
-    p_new = np.empty_like(p)                        # (I - K H) P
-    p_new[:, PP] = pp - kp * pp
-    p_new[:, PV] = pv - kp * pv
-    p_new[:, VV] = vv - kv * pv
-    return x_new, p_new
+def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
+    """(d^2, ln(det S / det R)) of one track and one measurement: the squared Mahalanobis distance under the
+    innovation covariance S = H P H^T + R (diagonal here), and how much less sure the innovation is than the
+    measurement alone (0 for a track that knows where it is)."""
+    costs = gated_costs(f, [(*z, *r)], float("inf"))
+    return costs[0][1], costs[0][2]
 
 
-def measurement_std(p: np.ndarray) -> np.ndarray:
-    """Std of the estimated cx, cy, w, h (N, 4): the track's own uncertainty."""
-    return np.sqrt(np.maximum(p[:, PP], 0.0))
+def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
+                max_r_cx: float = float("inf")) -> list[tuple[int, float, float]]:
+    """(j, d^2, ln(det S / det R)) for every measurement j with d^2 < ``gate``; ``measurements[j]`` is
+    (z_cx, z_cy, z_w, z_h, r_cx, r_cy, r_w, r_h): the measurement and its variances in one tuple, and the loop
+    neither zips nor enumerates (half the time of a loop over zip(z, r) with enumerate).
+
+    Most measurements are far from the track: with ``max_r_cx`` (the largest r_cx of them) one comparison drops
+    those whose cx is out of reach, since d^2 >= (z_cx - cx)^2 / (var(cx) + r_cx) >= gate once
+    |z_cx - cx| >= sqrt(gate (var(cx) + max_r_cx)) (the bound widened by 1e-9 relative and 1e-12 against rounding);
+    the others are dropped at the first coordinate whose partial sum reaches the gate."""
+    x0, x1, x2, x3 = f[0], f[1], f[2], f[3]
+    p0, p1, p2, p3 = f[8], f[9], f[10], f[11]
+    reach = sqrt(gate * (p0 + max_r_cx)) * (1.0 + 1e-9) + 1e-12
+    lo, hi = x0 - reach, x0 + reach
+    out = []
+    j = -1
+    for m in measurements:
+        j += 1
+        if not lo < m[0] < hi:
+            continue
+        y = m[0] - x0
+        s0 = p0 + m[4]
+        d2 = y * y / s0
+        if d2 >= gate:
+            continue
+        y = m[1] - x1
+        s1 = p1 + m[5]
+        d2 += y * y / s1
+        if d2 >= gate:
+            continue
+        y = m[2] - x2
+        s2 = p2 + m[6]
+        d2 += y * y / s2
+        if d2 >= gate:
+            continue
+        y = m[3] - x3
+        s3 = p3 + m[7]
+        d2 += y * y / s3
+        if d2 >= gate:
+            continue
+        out.append((j, d2, log(s0 / m[4] * (s1 / m[5]) * (s2 / m[6]) * (s3 / m[7]))))   # one log, not four
+    return out
+
+
+def update(f: Row, z: Quad, r: Quad) -> Row:
+    """Measurement update with ``z`` (variances ``r``): gain K = P H^T S^-1, x += K y, P = (I - K H) P; per
+    coordinate S = var(pos) + r, gains var(pos) / S and cov / S (written out, like ``predict``)."""
+    x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
+    z0, z1, z2, z3 = z
+    s = a0 + r[0]
+    k0, j0, y0 = a0 / s, b0 / s, z0 - x0
+    s = a1 + r[1]
+    k1, j1, y1 = a1 / s, b1 / s, z1 - x1
+    s = a2 + r[2]
+    k2, j2, y2 = a2 / s, b2 / s, z2 - x2
+    s = a3 + r[3]
+    k3, j3, y3 = a3 / s, b3 / s, z3 - x3
+    return [x0 + k0 * y0, x1 + k1 * y1, x2 + k2 * y2, x3 + k3 * y3,
+            v0 + j0 * y0, v1 + j1 * y1, v2 + j2 * y2, v3 + j3 * y3,
+            a0 - k0 * a0, a1 - k1 * a1, a2 - k2 * a2, a3 - k3 * a3,
+            b0 - k0 * b0, b1 - k1 * b1, b2 - k2 * b2, b3 - k3 * b3,
+            g0 - j0 * b0, g1 - j1 * b1, g2 - j2 * b2, g3 - j3 * b3]
+
+
+def measurement_std(f: Row) -> tuple[float, float, float, float]:
+    """Std of the estimated cx, cy, w, h: the track's own uncertainty."""
+    return (sqrt(max(f[8], 0.0)), sqrt(max(f[9], 0.0)), sqrt(max(f[10], 0.0)), sqrt(max(f[11], 0.0)))

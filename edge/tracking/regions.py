@@ -13,12 +13,12 @@ when the track is found again on the other side of a line, the crossing is repor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from edge.tracking.config import CountingLine, ZoneRule
-from edge.tracking.tracker import FrameTracks, TrackView
-from edge.zones import cross, point_in_polygon, segments_intersect
+from edge.tracking.tracker import CONFIRMED, FrameTracks, TrackView
+from edge.zones import point_in_polygon, segments_intersect
 
 ENTERED, LEFT, CROSSED = "entered", "left", "crossed"
 
@@ -40,25 +40,18 @@ class RegionEvent:
         return msg
 
 
-@dataclass
-class _ZoneState:
-    inside: bool = False
-    streak: int = 0             # consecutive frames whose raw status differs from ``inside``
-
-
-@dataclass
-class _LineState:
-    side: int = 0               # -1 left of start -> end, +1 right, 0 not yet known
-    point: tuple[float, float] = (0.0, 0.0)   # last point seen clearly on ``side``
-
-
-@dataclass
 class _TrackRegions:
-    zones: dict[str, _ZoneState] = field(default_factory=dict)
-    lines: dict[str, _LineState] = field(default_factory=dict)
-    entered: list[str] = field(default_factory=list)                       # zones ever entered, in order
-    crossings: list[tuple[str, str, float]] = field(default_factory=list)  # (line, direction, ts)
-    version: int = 0                                                       # +1 on every zone or line change
+    """One track's zone and line state; lists indexed like the rules."""
+    __slots__ = ("inside", "streak", "side", "point", "entered", "crossings", "version")
+
+    def __init__(self, zones: int, lines: int):
+        self.inside = [False] * zones     # reported status per zone
+        self.streak = [0] * zones         # consecutive frames whose raw status differs from ``inside``
+        self.side = [0] * lines           # -1 left of start -> end, +1 right, 0 not yet known
+        self.point: list[tuple[float, float]] = [(0.0, 0.0)] * lines   # last point seen clearly on ``side``
+        self.entered: list[str] = []      # zones ever entered, in order
+        self.crossings: list[tuple[str, str, float]] = []   # (line, direction, ts)
+        self.version = 0                  # +1 on every zone or line change
 
 
 def anchor_point(view: TrackView, anchor: str) -> tuple[float, float, float, float]:
@@ -71,34 +64,42 @@ def anchor_point(view: TrackView, anchor: str) -> tuple[float, float, float, flo
 
 
 class _Zone:
-    """A zone rule with what every frame needs precomputed: the vertex list and its bounding rows (a point above
-    or below the polygon, or right of it, is outside without the ray cast)."""
-    __slots__ = ("name", "polygon", "classes", "anchor", "inertia", "y_min", "y_max", "x_max")
+    """A zone rule with what every frame needs precomputed: the vertex list and its bounding box (a point outside
+    it is outside without the ray cast); for an axis-parallel rectangle, ``rect``: the ray cast's answer is then
+    x_min <= x < x_max and y_min <= y < y_max exactly (its horizontal edges never count, its vertical edges cross
+    the ray at their own x), so no ray cast at all."""
+    __slots__ = ("name", "polygon", "classes", "bottom", "inertia", "x_min", "x_max", "y_min", "y_max", "rect")
 
     def __init__(self, rule: ZoneRule):
-        self.name, self.anchor, self.inertia = rule.name, rule.anchor, rule.inertia
-        self.polygon = [tuple(v) for v in rule.polygon]
+        self.name, self.bottom, self.inertia = rule.name, rule.anchor == "bottom", rule.inertia
+        self.polygon = poly = [tuple(v) for v in rule.polygon]
         self.classes = None if rule.classes is None else frozenset(rule.classes)
-        ys = [v[1] for v in self.polygon]
-        self.y_min, self.y_max = min(ys), max(ys)
-        self.x_max = max(v[0] for v in self.polygon) + 1e-9
+        xs, ys = [v[0] for v in poly], [v[1] for v in poly]
+        self.x_min, self.x_max, self.y_min, self.y_max = min(xs) - 1e-9, max(xs) + 1e-9, min(ys), max(ys)
+        edges = list(zip(poly, poly[1:] + poly[:1]))
+        parallel = all((a[0] == b[0]) != (a[1] == b[1]) for a, b in edges)      # each edge vertical or horizontal
+        self.rect = (min(xs), max(xs), min(ys), max(ys)) if len(poly) == 4 and parallel else None
 
     def contains(self, x: float, y: float) -> bool:
-        if y < self.y_min or y > self.y_max or x > self.x_max:
+        if self.rect is not None:
+            x0, x1, y0, y1 = self.rect
+            return x0 <= x < x1 and y0 <= y < y1
+        if y < self.y_min or y > self.y_max or x > self.x_max or x < self.x_min:
             return False
         return point_in_polygon(x, y, self.polygon)
 
 
 class _Line:
-    __slots__ = ("name", "a", "b", "classes", "anchor", "margin", "length", "nx", "ny")
+    __slots__ = ("name", "a", "b", "classes", "bottom", "margin", "length", "nx", "ny", "dx", "dy")
 
     def __init__(self, rule: CountingLine):
-        self.name, self.anchor, self.margin = rule.name, rule.anchor, rule.margin_sigmas
+        self.name, self.bottom, self.margin = rule.name, rule.anchor == "bottom", rule.margin_sigmas
         self.a, self.b = tuple(rule.start), tuple(rule.end)
         self.classes = None if rule.classes is None else frozenset(rule.classes)
         a, b = self.a, self.b
-        self.length = math.hypot(b[0] - a[0], b[1] - a[1])
-        self.nx, self.ny = -(b[1] - a[1]) / self.length, (b[0] - a[0]) / self.length   # unit normal
+        self.dx, self.dy = b[0] - a[0], b[1] - a[1]
+        self.length = math.hypot(self.dx, self.dy)
+        self.nx, self.ny = -self.dy / self.length, self.dx / self.length   # unit normal
 
 
 class Regions:
@@ -109,42 +110,99 @@ class Regions:
         self.lines = list(lines)
         self._zone_rules = [_Zone(z) for z in self.zones]
         self._line_rules = [_Line(line) for line in self.lines]
+        # what update reads per track and rule, one tuple per rule (one unpacking instead of a dozen attributes)
+        self._zone_terms = [(k, z.classes, z.rect, z.bottom, z.inertia, z.name, z)
+                            for k, z in enumerate(self._zone_rules)]
+        self._line_terms = [(k, ln.classes, ln.bottom, ln.a[0], ln.a[1], ln.dx, ln.dy, ln.length, ln.margin, ln.nx,
+                             ln.ny, ln.a, ln.b, ln.name) for k, ln in enumerate(self._line_rules)]
         self._tracks: dict[int, _TrackRegions] = {}
         self._ended: dict[int, _TrackRegions] = {}     # tracks that ended at the last update (kept one frame)
 
     def update(self, frame: FrameTracks) -> list[RegionEvent]:
+        """Region events of one tracker frame. One pass per matched track with the anchor points computed once
+        and the zone and line tests written out (no call per rule and track)."""
         events: list[RegionEvent] = []
-        if self._zone_rules or self._line_rules:
+        zones, lines = self._zone_rules, self._line_rules
+        if zones or lines:
             tracks = self._tracks
+            ts = frame.ts
+            hypot = math.hypot
+            zone_terms, line_terms = self._zone_terms, self._line_terms
             for view in frame.tracks:
-                if view.matched:
-                    state = tracks.get(view.id)
-                    if state is None:
-                        state = tracks[view.id] = _TrackRegions()
-                    anchors = {}
-                    if self._zone_rules:
-                        self._zones(view, state, frame.ts, events, anchors)
-                    if self._line_rules:
-                        self._lines(view, state, frame.ts, events, anchors)
+                if view.state != CONFIRMED:
+                    continue
+                state = tracks.get(view.id)
+                if state is None:
+                    state = tracks[view.id] = _TrackRegions(len(zones), len(lines))
+                label = view.label
+                x1, y1, x2, y2 = view.box
+                scx, scy, _sw, sh = view.box_sigma
+                x = (x1 + x2) / 2.0
+                y = (y1 + y2) / 2.0
+                bottom_std = None
+                for k, classes, rect, bottom, inertia, name, zone in zone_terms:
+                    applies = classes is None or label in classes
+                    if rect is None:
+                        raw = applies and zone.contains(x, y2 if bottom else y)
+                    else:                               # zone.contains written out for a rectangle
+                        py = y2 if bottom else y
+                        raw = applies and rect[0] <= x < rect[1] and rect[2] <= py < rect[3]
+                    inside = state.inside
+                    if raw == inside[k]:
+                        state.streak[k] = 0
+                        continue
+                    state.streak[k] += 1
+                    if state.streak[k] >= inertia or not applies:
+                        inside[k], state.streak[k] = raw, 0
+                        state.version += 1
+                        events.append(RegionEvent(ENTERED if raw else LEFT, name, view.id, label, ts))
+                        if raw and name not in state.entered:
+                            state.entered.append(name)
+                for k, classes, bottom, ax, ay, dx, dy, length, margin, nx, ny, a, b, name in line_terms:
+                    if classes is not None and label not in classes:
+                        continue
+                    if bottom:
+                        py = y2
+                        if bottom_std is None:
+                            bottom_std = hypot(scy, sh / 2.0)
+                        sy = bottom_std
+                    else:
+                        py, sy = y, scy
+                    distance = (dx * (py - ay) - dy * (x - ax)) / length                # > 0 right of a -> b
+                    if abs(distance) <= margin * hypot(nx * scx, ny * sy) or distance == 0.0:
+                        continue                                                # too close to tell the side
+                    side = 1 if distance > 0 else -1
+                    before = state.side[k]
+                    if before != 0 and side != before and segments_intersect(state.point[k], (x, py), a, b):
+                        direction = "in" if side > 0 else "out"
+                        events.append(RegionEvent(CROSSED, name, view.id, label, ts, direction))
+                        state.crossings.append((name, direction, ts))
+                        state.version += 1
+                    state.side[k], state.point[k] = side, (x, py)
         self._ended = {}
         for view in frame.ended:
             state = self._tracks.pop(view.id, None)
             if state is None:
                 continue
-            for name, z in state.zones.items():
-                if z.inside:
-                    z.inside = False
+            for k, inside in enumerate(state.inside):
+                if inside:
+                    state.inside[k] = False
                     state.version += 1
-                    events.append(RegionEvent(LEFT, name, view.id, view.label, view.last_seen_ts))
+                    events.append(RegionEvent(LEFT, zones[k].name, view.id, view.label, view.last_seen_ts))
             self._ended[view.id] = state
         return events
+
+    def version(self, track_id: int) -> int:
+        """A number that changes whenever the track's zones or crossings change (0 before any)."""
+        state = self._tracks.get(track_id) or self._ended.get(track_id)
+        return 0 if state is None else state.version
 
     def summary(self, track_id: int) -> tuple[int, tuple[str, ...], int]:
         """(version, zones now, crossings so far) of a track; the version changes whenever either changes."""
         state = self._state(track_id)
         if state is None:
             return 0, (), 0
-        return state.version, tuple(n for n, z in state.zones.items() if z.inside), len(state.crossings)
+        return state.version, tuple(self._current(state)), len(state.crossings)
 
     def _state(self, track_id: int) -> _TrackRegions | None:
         return self._tracks.get(track_id) or self._ended.get(track_id)
@@ -152,7 +210,10 @@ class Regions:
     def current_zones(self, track_id: int) -> list[str]:
         """Zones the track is in now (none once it has ended)."""
         state = self._state(track_id)
-        return [] if state is None else [n for n, z in state.zones.items() if z.inside]
+        return [] if state is None else self._current(state)
+
+    def _current(self, state: _TrackRegions) -> list[str]:
+        return [zone.name for zone, inside in zip(self._zone_rules, state.inside) if inside]
 
     def entered_zones(self, track_id: int) -> list[str]:
         """Zones the track has entered so far, first entry first (still known in the frame the track ends)."""
@@ -163,55 +224,3 @@ class Regions:
         """(line, direction, ts) of every crossing so far (still known in the frame the track ends)."""
         state = self._state(track_id)
         return [] if state is None else list(state.crossings)
-
-    # ------------------------------------------------------------------
-    def _zones(self, view: TrackView, state: _TrackRegions, ts: float, events: list[RegionEvent],
-               anchors: dict) -> None:
-        zones = state.zones
-        for zone in self._zone_rules:
-            z = zones.get(zone.name)
-            if z is None:
-                z = zones[zone.name] = _ZoneState()
-            applies = zone.classes is None or view.label in zone.classes
-            if applies:
-                point = anchors.get(zone.anchor)
-                if point is None:
-                    point = anchors[zone.anchor] = anchor_point(view, zone.anchor)
-                raw = zone.contains(point[0], point[1])
-            else:
-                raw = False
-            if raw == z.inside:
-                z.streak = 0
-                continue
-            z.streak += 1
-            if z.streak >= zone.inertia or not applies:
-                z.inside, z.streak = raw, 0
-                state.version += 1
-                events.append(RegionEvent(ENTERED if raw else LEFT, zone.name, view.id, view.label, ts))
-                if raw and zone.name not in state.entered:
-                    state.entered.append(zone.name)
-
-    def _lines(self, view: TrackView, state: _TrackRegions, ts: float, events: list[RegionEvent],
-               anchors: dict) -> None:
-        for line in self._line_rules:
-            if line.classes is not None and view.label not in line.classes:
-                continue
-            a, b = line.a, line.b
-            point = anchors.get(line.anchor)
-            if point is None:
-                point = anchors[line.anchor] = anchor_point(view, line.anchor)
-            x, y, sx, sy = point
-            distance = cross(a, b, (x, y)) / line.length                 # signed, > 0 right of a -> b
-            std = math.hypot(line.nx * sx, line.ny * sy)
-            if abs(distance) <= line.margin * std or distance == 0.0:
-                continue                                                # too close to tell the side
-            side = 1 if distance > 0 else -1
-            s = state.lines.get(line.name)
-            if s is None:
-                s = state.lines[line.name] = _LineState()
-            if s.side != 0 and side != s.side and segments_intersect(s.point, (x, y), a, b):
-                direction = "in" if side > 0 else "out"
-                events.append(RegionEvent(CROSSED, line.name, view.id, view.label, ts, direction))
-                state.crossings.append((line.name, direction, ts))
-                state.version += 1
-            s.side, s.point = side, (x, y)

@@ -23,9 +23,8 @@ object (class-aware NMS keeps both) count once. Only confirmed tracks are report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import sqrt
 from typing import NamedTuple, Optional, Sequence
-
-import numpy as np
 
 from edge.decode import Detection
 from edge.tracking import kalman
@@ -68,34 +67,36 @@ class FrameTracks:
                                                            # box_sigma as after their last match)
 
 
-@dataclass
 class _Track:
-    id: int
-    class_id: int
-    state: str
-    start_ts: float
-    last_seen_ts: float
-    score: float
-    best_score: float
-    hits: int = 1
-    missed: int = 0
-    sigma_sum: float = 0.0
-    sigma_n: int = 0
-    class_votes: dict[int, float] = field(default_factory=dict)
-    seen_last_frame: bool = True
+    """One track: bookkeeping and its filter (``f``, ``edge.tracking.kalman``'s list of 20 floats)."""
+    __slots__ = ("id", "class_id", "state", "start_ts", "last_seen_ts", "score", "best_score", "hits", "missed",
+                 "sigma_sum", "sigma_n", "class_votes", "seen_last_frame", "f", "seen")
+
+    def __init__(self, tid: int, class_id: int, state: str, ts: float, score: float, sigma_mean: Optional[float],
+                 f: kalman.Row):
+        self.id, self.class_id, self.state = tid, class_id, state
+        self.start_ts = self.last_seen_ts = ts
+        self.score = self.best_score = score
+        self.hits, self.missed = 1, 0
+        with_sigma = sigma_mean is not None and sigma_mean == sigma_mean       # not None, not NaN
+        self.sigma_sum, self.sigma_n = (float(sigma_mean), 1) if with_sigma else (0.0, 0)
+        self.class_votes = {class_id: score}
+        self.seen_last_frame = True
+        self.f = self.seen = f           # seen: the filter right after the last match (what an ended track reports)
 
 
 class Tracker:
+    """Plain Python on per-track lists of floats (see ``edge.tracking.kalman`` for why not numpy): predict, the
+    gated costs, the three passes, update, lifecycle and views are each one loop over the tracks or pairs. In the
+    loops, ``a if a < b else b`` instead of min()/max(): no builtin call per comparison."""
+
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg or TrackerConfig()
         self.tracks: list[_Track] = []
-        self.x = np.zeros((0, kalman.STATE))
-        self.p = np.zeros((0, 3, kalman.DIM))
-        self.seen = np.zeros((0, 2 * kalman.DIM))     # cx, cy, w, h and their std right after the last match
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
         self.next_id = 1
-        self._limit = np.inf               # the solver's cost limit of the current association
+        self._limit = float("inf")           # the solver's cost limit of the current association
 
     # ------------------------------------------------------------------ one frame
     def update(self, detections: Sequence[Detection], ts: float, dt: Optional[float] = None) -> FrameTracks:
@@ -103,97 +104,136 @@ class Tracker:
         the scene (a video file read as fast as it is processed: its frame interval); None = the time since the
         previous frame."""
         cfg = self.cfg
+        labels = self.labels
         for d in detections:
-            self.labels.setdefault(d.class_id, d.label)
+            if d.class_id not in labels:
+                labels[d.class_id] = d.label
         meas = from_detections(detections, cfg)
-        twin = duplicates(meas, cfg.duplicate_iou) if cfg.duplicate_iou is not None else None
+        m = len(meas)
+        twin = duplicates(meas.boxes, meas.score, cfg.duplicate_iou) if cfg.duplicate_iou is not None else None
         if dt is None or dt <= 0:
             dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
         self.last_ts = ts
-        if self.tracks:
-            self.x, self.p = kalman.predict(self.x, self.p, dt, self._accel_std())
-        n, m = len(self.tracks), len(meas)
-        usable = meas.score >= cfg.low_score if twin is None else (meas.score >= cfg.low_score) & (twin < 0)
+        tracks = self.tracks
+        if tracks:
+            self._predict(dt)
+        low = cfg.low_score
+        if twin is None:
+            usable = [v >= low for v in meas.score]
+        else:
+            usable = [v >= low and o < 0 for v, o in zip(meas.score, twin)]
         match: dict[int, int] = {}                  # track index -> detection index
-        if n and usable.any():
-            pairs = self._pairs(meas)               # every allowed track-detection pair with its cost, once
-            if pairs:
-                tracks = self.tracks
-                strong = (meas.score >= cfg.high_score).tolist()
-                use = usable.tolist()
-                tentative = [t.state == TENTATIVE for t in tracks]
-                # pass 1: confirmed (and lost) tracks, high-score detections
-                self._match([p for p in pairs if not tentative[p[0]] and use[p[1]] and strong[p[1]]], match)
-                # pass 2: confirmed tracks seen in the previous frame and still free, the low-score detections
-                self._match([p for p in pairs if use[p[1]] and not strong[p[1]] and not tentative[p[0]]
-                             and p[0] not in match and tracks[p[0]].seen_last_frame], match)
-                # pass 3: tentative tracks, the high-score detections left
-                taken = set(match.values())
-                self._match([p for p in pairs if tentative[p[0]] and use[p[1]] and strong[p[1]]
-                             and p[1] not in taken], match)
-        det_of = np.full(n, -1, np.int64)
-        taken = np.zeros(m, bool)
-        if match:
-            rows = np.fromiter(match.keys(), np.int64, len(match))
-            d = np.fromiter(match.values(), np.int64, len(match))
-            det_of[rows] = d
-            taken[d] = True
-            x, p = kalman.update(self.x[rows], self.p[rows], meas.z[d], meas.r[d])
-            self.x[rows], self.p[rows] = x, p
-            self.seen[rows] = np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)
+        if tracks and True in usable:
+            self._associate(meas, usable, match)
         det_tracks: list[Optional[int]] = [None] * m
+        taken = [False] * m
+        det_of = [-1] * len(tracks)
+        zs, rs, update = meas.z, meas.r, kalman.update
+        for i, j in match.items():
+            det_of[i] = j
+            taken[j] = True
+            t = tracks[i]
+            t.f = t.seen = update(t.f, zs[j], rs[j])
         ended = self._lifecycle(det_of, meas, ts, det_tracks)
-        self._births(meas, taken | ~usable, ts, det_tracks)
+        self._births(meas, taken, usable, ts, det_tracks)
         if twin is not None:
-            for d, o in enumerate(twin.tolist()):
+            for j, o in enumerate(twin):
                 if o >= 0:
-                    det_tracks[d] = det_tracks[o]
-        views = self._views([i for i, t in enumerate(self.tracks) if t.state != TENTATIVE])
-        return FrameTracks(ts, views, det_tracks, ended)
+                    det_tracks[j] = det_tracks[o]
+        return FrameTracks(ts, self._views([t for t in self.tracks if t.state != TENTATIVE]), det_tracks, ended)
+
+    def _predict(self, dt: float) -> None:
+        """Every track to the frame's time; the acceleration std is ``accel`` / ``size_accel`` box sizes."""
+        accel, size_accel, predict, steps = self.cfg.accel, self.cfg.size_accel, kalman.predict, kalman.step(dt)
+        for t in self.tracks:
+            f = t.f
+            w = f[2] if f[2] > 1e-3 else 1e-3
+            h = f[3] if f[3] > 1e-3 else 1e-3
+            a, b, c, e = accel * w, accel * h, size_accel * w, size_accel * h
+            t.f = predict(f, steps, (a * a, b * b, c * c, e * e))
 
     # ------------------------------------------------------------------ association
-    def _match(self, pairs: list[tuple[int, int, float]], match: dict[int, int]) -> None:
-        if pairs:
-            match.update(assign_pairs(pairs, self._limit))
+    def _associate(self, meas: Measurements, usable: list[bool], match: dict[int, int]) -> None:
+        """The three passes (module doc) on the gated pairs, each pair sorted once into the pass it can be in."""
+        high = self.cfg.high_score
+        strong = [v >= high for v in meas.score]
+        tracks = self.tracks
+        first, second, third = [], [], []
+        for pair in self._pairs(meas):
+            i, j = pair[0], pair[1]
+            if not usable[j]:
+                continue
+            t = tracks[i]
+            if t.state == TENTATIVE:
+                if strong[j]:
+                    third.append(pair)
+            elif strong[j]:
+                first.append(pair)
+            elif t.seen_last_frame:
+                second.append(pair)
+        limit = self._limit
+        # pass 1: confirmed (and lost) tracks, high-score detections
+        if first:
+            match.update(assign_pairs(first, limit))
+        # pass 2: confirmed tracks seen in the previous frame and still free, the low-score detections
+        if second and match:
+            second = [p for p in second if p[0] not in match]
+        if second:
+            match.update(assign_pairs(second, limit))
+        # pass 3: tentative tracks, the high-score detections left
+        if third and match:
+            taken = set(match.values())
+            third = [p for p in third if p[1] not in taken]
+        if third:
+            match.update(assign_pairs(third, limit))
 
     def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
-        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class)."""
+        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class), by track
+        then detection."""
         cfg = self.cfg
+        pairs: list[tuple[int, int, float]] = []
+        add = pairs.append
         if cfg.association == "mahalanobis":
-            d2, log_det = kalman.mahalanobis(self.x, self.p, meas.z, meas.r, with_log_det=True)
-            ok = d2 < cfg.gate
-            cost = d2 + log_det
-            self._limit = np.inf      # the gate decides what may match; the cost only ranks (see the module doc)
+            self._limit = float("inf")   # the gate decides what may match; the cost only ranks (see the module doc)
+            # every pair, with one comparison for those out of reach: a window of the detections sorted by cx
+            # (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke,
+            # that cost more than it saved (bench/README.md, "Cost")
+            gate, zr, costs, far = cfg.gate, meas.zr, kalman.gated_costs, meas.max_r_cx
+            i = -1
+            for t in self.tracks:
+                i += 1
+                for j, d2, log_det in costs(t.f, zr, gate, far):
+                    add((i, j, d2 + log_det))
         else:
-            cost = 1.0 - iou_matrix(_xyxy(self.x[:, :4]), meas.boxes)
-            self._limit = 1.0 - cfg.min_iou
-            ok = cost < self._limit
+            self._limit = limit = 1.0 - cfg.min_iou
+            boxes = meas.boxes
+            for i, t in enumerate(self.tracks):
+                cx, cy, w, h = t.f[0], t.f[1], t.f[2] / 2.0, t.f[3] / 2.0
+                for j, cost in iou_costs((cx - w, cy - h, cx + w, cy + h), boxes, limit):
+                    add((i, j, cost))
         if cfg.class_aware:
-            own = np.array([t.class_id for t in self.tracks], np.int64)
-            ok &= own[:, None] == meas.class_id[None, :]
-        r, c = ok.nonzero()
-        return list(zip(r.tolist(), c.tolist(), cost[r, c].tolist()))
+            classes, tracks = meas.class_id, self.tracks
+            pairs = [p for p in pairs if tracks[p[0]].class_id == classes[p[1]]]
+        return pairs
 
     # ------------------------------------------------------------------ lifecycle
-    def _lifecycle(self, det_of: np.ndarray, meas: Measurements, ts: float,
+    def _lifecycle(self, det_of: list[int], meas: Measurements, ts: float,
                    det_tracks: list[Optional[int]]) -> list[TrackView]:
-        """Per track, in plain Python on lists (a few dozen tracks: cheaper than numpy calls per field)."""
         cfg = self.cfg
         confirm, max_missed, vote = cfg.confirm_hits, cfg.max_missed, not cfg.class_aware
-        scores, sigmas, classes = meas.score.tolist(), meas.sigma_mean.tolist(), meas.class_id.tolist()
-        centres = self.x[:, :2].tolist()
-        ended: list[int] = []
+        scores, sigmas, classes = meas.score, meas.sigma_mean, meas.class_id
+        ended: list[_Track] = []
         dropped = False
-        for i, (t, d) in enumerate(zip(self.tracks, det_of.tolist())):
+        for t, d in zip(self.tracks, det_of):
             if d >= 0:
                 t.hits += 1
                 t.last_seen_ts = ts
                 t.score = score = scores[d]
                 if score > t.best_score:
                     t.best_score = score
-                s = sigmas[d]
-                if s == s:      # not NaN
-                    t.sigma_sum += s
+                sm = sigmas[d]
+                if sm is not None and sm == sm:      # not None, not NaN
+                    t.sigma_sum += sm
                     t.sigma_n += 1
                 if vote:
                     c = classes[d]
@@ -214,75 +254,88 @@ class Tracker:
                 continue
             t.missed += 1
             t.state = LOST
-            cx, cy = centres[i]
+            cx, cy = t.f[0], t.f[1]
             if t.missed > max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
-                ended.append(i)
-        ended_views = self._views(ended, at_last_match=True)
+                ended.append(t)
+        ended_views = self._views(ended, at_last_match=True) if ended else []
         if ended or dropped:
-            for i in ended:
-                self.tracks[i].state = None
-            keep = np.array([t.state is not None for t in self.tracks], bool)
+            for t in ended:
+                t.state = None
             self.tracks = [t for t in self.tracks if t.state is not None]
-            self.x, self.p, self.seen = self.x[keep], self.p[keep], self.seen[keep]
         return ended_views
 
-    def _births(self, meas: Measurements, taken: np.ndarray, ts: float, det_tracks: list[Optional[int]]) -> None:
+    def _births(self, meas: Measurements, taken: list[bool], usable: list[bool], ts: float,
+                det_tracks: list[Optional[int]]) -> None:
         cfg = self.cfg
-        new = np.nonzero(~taken & (meas.score >= cfg.new_track_score))[0]
         room = cfg.max_tracks - len(self.tracks)
-        if new.size == 0 or room <= 0:
+        if room <= 0:
             return
-        new = new[np.argsort(-meas.score[new], kind="stable")][:room]
-        z, r = meas.z[new], meas.r[new]
-        wh = z[:, 2:4]
-        x, p = kalman.initiate(z, r, np.concatenate([cfg.init_velocity * wh, cfg.init_size_velocity * wh], 1))
-        self.x = np.concatenate([self.x, x])
-        self.p = np.concatenate([self.p, p])
-        self.seen = np.concatenate([self.seen, np.concatenate([x[:, :4], kalman.measurement_std(p)], 1)])
+        scores = meas.score
+        least = cfg.new_track_score
+        new = [j for j, v in enumerate(scores) if v >= least and usable[j] and not taken[j]]
+        if not new:
+            return
+        new.sort(key=lambda j: -scores[j])         # stable: equal scores keep the detections' order
         state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
-        for d in new:
-            s = float(meas.score[d])
-            c = int(meas.class_id[d])
-            sm = meas.sigma_mean[d]
-            self.tracks.append(_Track(id=self.next_id, class_id=c, state=state, start_ts=ts, last_seen_ts=ts,
-                                      score=s, best_score=s, sigma_sum=0.0 if sm != sm else float(sm),
-                                      sigma_n=0 if sm != sm else 1, class_votes={c: s}))
+        move, resize = cfg.init_velocity, cfg.init_size_velocity
+        for j in new[:room]:
+            z = meas.z[j]
+            w, h = z[2], z[3]
+            f = kalman.initiate(z, meas.r[j], (move * w, move * h, resize * w, resize * h))
+            self.tracks.append(_Track(self.next_id, meas.class_id[j], state, ts, scores[j], meas.sigma_mean[j], f))
             if state == CONFIRMED:
-                det_tracks[d] = self.next_id
+                det_tracks[j] = self.next_id
             self.next_id += 1
 
-    # ------------------------------------------------------------------ helpers
-    def _accel_std(self) -> np.ndarray:
-        wh = np.maximum(self.x[:, 2:4], 1e-3)
-        return np.concatenate([self.cfg.accel * wh, self.cfg.size_accel * wh], axis=1)
-
-    def _views(self, index: list[int], at_last_match: bool = False) -> list[TrackView]:
-        """Views of the tracks at ``index``: their current estimate, or (ended tracks) the one after their last match."""
-        if not index:
-            return []
-        if at_last_match:
-            where, sigmas = self.seen[index, :4], self.seen[index, 4:]
-        else:
-            where, sigmas = self.x[index, :4], kalman.measurement_std(self.p[index])
-        boxes = np.minimum(np.maximum(_xyxy(where), 0.0), 1.0).tolist()
+    # ------------------------------------------------------------------ views
+    def _views(self, tracks: list[_Track], at_last_match: bool = False) -> list[TrackView]:
+        """Views of ``tracks``: their current estimate, or (ended tracks) the one after their last match. The box
+        is clipped to the frame. Every track's class came from a detection, whose label ``update`` recorded."""
         labels = self.labels
-        tracks = self.tracks
-        return [TrackView(t.id, t.class_id, labels.get(t.class_id, str(t.class_id)), t.state, tuple(box), tuple(sig),
-                          tuple(v), t.score, t.best_score, t.sigma_sum / t.sigma_n if t.sigma_n else None, t.hits,
-                          t.missed, t.start_ts, t.last_seen_ts)
-                for t, box, sig, v in zip([tracks[i] for i in index], boxes, sigmas.tolist(), self.x[index, 4:6].tolist())]
+        new = tuple.__new__            # TrackView's own __new__ is a Python function: one frame less per view
+        out = []
+        for t in tracks:
+            f = t.seen if at_last_match else t.f
+            cx, cy, w, h = f[0], f[1], f[2] / 2.0, f[3] / 2.0
+            x1, y1, x2, y2 = cx - w, cy - h, cx + w, cy + h
+            a, b, c, d = f[8], f[9], f[10], f[11]
+            out.append(new(TrackView, (
+                t.id, t.class_id, labels[t.class_id], t.state,
+                (0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1, 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1,
+                 0.0 if x2 < 0.0 else 1.0 if x2 > 1.0 else x2, 0.0 if y2 < 0.0 else 1.0 if y2 > 1.0 else y2),
+                (sqrt(a) if a > 0.0 else 0.0, sqrt(b) if b > 0.0 else 0.0, sqrt(c) if c > 0.0 else 0.0,
+                 sqrt(d) if d > 0.0 else 0.0),
+                (t.f[4], t.f[5]), t.score, t.best_score, t.sigma_sum / t.sigma_n if t.sigma_n else None, t.hits,
+                t.missed, t.start_ts, t.last_seen_ts)))
+        return out
 
 
-def duplicates(meas: Measurements, iou: float) -> np.ndarray:
+def iou_costs(box: tuple[float, float, float, float], boxes, limit: float) -> list[tuple[int, float]]:
+    """(j, 1 - IoU) of ``box`` with every ``boxes[j]`` (x1, y1, x2, y2, positive sizes) whose cost is below
+    ``limit``."""
+    ax1, ay1, ax2, ay2 = box
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    out = []
+    for j, (bx1, by1, bx2, by2) in enumerate(boxes):
+        w = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
+        h = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
+        inter = (w if w > 0.0 else 0.0) * (h if h > 0.0 else 0.0)
+        union = area_a + (bx2 - bx1) * (by2 - by1) - inter
+        cost = 1.0 - inter / (union if union > 1e-12 else 1e-12)
+        if cost < limit:
+            out.append((j, cost))
+    return out
+
+
+def duplicates(boxes: Sequence[tuple[float, float, float, float]], score: list[float], iou: float) -> list[int]:
     """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
     object seen twice, e.g. under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS.
-    Plain Python: a sweep over the boxes sorted by left edge finds the few pairs that overlap at all, and only those
-    get an IoU (the same arithmetic as ``iou_matrix``)."""
-    m = len(meas)
+    A sweep over the boxes sorted by left edge finds the few pairs that overlap at all, and only those get an IoU
+    (inter > iou x union)."""
+    m = len(score)
     twin = [-1] * m
     if m < 2:
-        return np.array(twin, np.int64)
-    boxes = meas.boxes.tolist()
+        return twin
     order = sorted(range(m), key=lambda i: boxes[i][0])
     near: dict[int, list[int]] = {}
     for k, i in enumerate(order):
@@ -291,33 +344,18 @@ def duplicates(meas: Measurements, iou: float) -> np.ndarray:
             bx1, by1, bx2, by2 = boxes[j]
             if bx1 >= ax2:
                 break                                   # sorted by left edge: no later box reaches box i
-            h = min(ay2, by2) - max(ay1, by1)
+            h = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
             if h <= 0.0:
                 continue
-            inter = (min(ax2, bx2) - bx1) * h
+            inter = ((ax2 if ax2 < bx2 else bx2) - bx1) * h
             if inter > iou * ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter):
                 near.setdefault(i, []).append(j)
                 near.setdefault(j, []).append(i)
     if not near:
-        return np.array(twin, np.int64)
-    score = meas.score.tolist()
+        return twin
     for d in sorted(near, key=lambda i: (-score[i], i)):
         if twin[d] < 0:
             for o in sorted(near[d]):
                 if twin[o] < 0 and twin[d] < 0 and score[o] <= score[d]:
                     twin[o] = d
-    return np.array(twin, np.int64)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (N, M) of float64 xyxy boxes with positive sizes (the tracker's own; fewer steps than edge.decode's)."""
-    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
-    inter = np.maximum(wh[..., 0], 0.0) * np.maximum(wh[..., 1], 0.0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
-
-
-def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    half = cxcywh[:, 2:4] / 2.0
-    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
+    return twin

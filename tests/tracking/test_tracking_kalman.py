@@ -35,11 +35,12 @@ class ReferenceKalman:
         self.P = (np.eye(8) - K @ self.H) @ self.P
 
 
-def full_covariance(p: np.ndarray) -> np.ndarray:
-    """(3, 4) var/cov/var per coordinate -> the 8 x 8 matrix."""
+def full_covariance(row) -> np.ndarray:
+    """One track's row (state, then var/cov/var per coordinate) -> the 8 x 8 matrix."""
+    row = np.asarray(row)
     P = np.zeros((8, 8))
     i = np.arange(4)
-    P[i, i], P[i, i + 4], P[i + 4, i], P[i + 4, i + 4] = p[0], p[1], p[1], p[2]
+    P[i, i], P[i, i + 4], P[i + 4, i], P[i + 4, i + 4] = row[kalman.PP], row[kalman.PV], row[kalman.PV], row[kalman.VV]
     return P
 
 
@@ -49,50 +50,59 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
     z0 = rng.uniform(0.1, 0.9, (n, 4))
     r0 = rng.uniform(1e-5, 1e-3, (n, 4))
     v0 = rng.uniform(0.01, 0.5, (n, 4))
-    x, p = kalman.initiate(z0, r0, v0)
+    rows = [kalman.initiate(z0[k].tolist(), r0[k].tolist(), v0[k].tolist()) for k in range(n)]
     refs = [ReferenceKalman(z0[k], r0[k], v0[k]) for k in range(n)]
     for step in range(60):
         dt = float(rng.uniform(0.02, 0.5))               # dropped frames: uneven steps
         accel = rng.uniform(0.01, 2.0, (n, 4))
-        x, p = kalman.predict(x, p, dt, accel)
+        rows = [kalman.predict(row, kalman.step(dt), np.square(accel[k]).tolist()) for k, row in enumerate(rows)]
         for k, ref in enumerate(refs):
             ref.predict(dt, accel[k])
-        z = x[:, :4] + rng.normal(0, 0.02, (n, 4))
+        z = np.array([row[:4] for row in rows]) + rng.normal(0, 0.02, (n, 4))
         r = rng.uniform(1e-6, 1e-2, (n, 4))              # per-detection noise, as from the model's sigma
-        d2, logdet = kalman.mahalanobis(x, p, z, r, with_log_det=True)
-        np.testing.assert_array_equal(kalman.mahalanobis(x, p, z, r), d2)
         for k, ref in enumerate(refs):
+            both = np.hstack([z, r]).tolist()
+            costs = kalman.gated_costs(rows[k], both, float("inf"))
+            assert [j for j, _d2, _ld in costs] == list(range(n))
             for j in range(n):
                 y, S = ref.innovation(z[j], r[j])
-                assert d2[k, j] == pytest.approx(float(y @ np.linalg.inv(S) @ y), rel=1e-9)
+                d2, logdet = kalman.innovation(rows[k], z[j].tolist(), r[j].tolist())
+                assert (d2, logdet) == costs[j][1:]
+                assert d2 == pytest.approx(float(y @ np.linalg.inv(S) @ y), rel=1e-9)
                 want = np.linalg.slogdet(S)[1] - np.sum(np.log(r[j]))
-                assert logdet[k, j] == pytest.approx(want, rel=1e-9, abs=1e-9)
+                assert logdet == pytest.approx(want, rel=1e-9, abs=1e-9)
+            gate = sorted(c[1] for c in costs)[1]       # the gate drops what reaches it, keeps what is below
+            assert [c[0] for c in kalman.gated_costs(rows[k], both, gate)] == \
+                [c[0] for c in costs if c[1] < gate]
+            # the reach in cx (one comparison per far measurement) drops nothing the gate keeps, at every gate
+            # from the smallest cost to the largest, the costs themselves included
+            for gate in sorted({c[1] for c in costs} | {c[1] * (1 + 1e-12) for c in costs}):
+                assert kalman.gated_costs(rows[k], both, gate, float(r[:, 0].max())) == \
+                    kalman.gated_costs(rows[k], both, gate)
         seen = rng.random(n) < 0.7                       # some tracks miss their detection this step
-        if seen.any():
-            x[seen], p[seen] = kalman.update(x[seen], p[seen], z[seen], r[seen])
-            for k in np.nonzero(seen)[0]:
-                refs[k].update(z[k], r[k])
+        for k in np.nonzero(seen)[0]:
+            rows[k] = kalman.update(rows[k], z[k].tolist(), r[k].tolist())
+            refs[k].update(z[k], r[k])
         for k, ref in enumerate(refs):
-            np.testing.assert_allclose(x[k], ref.x, rtol=1e-9, atol=1e-12)
-            np.testing.assert_allclose(full_covariance(p[k]), ref.P, rtol=1e-8, atol=1e-15)
-    np.testing.assert_allclose(kalman.measurement_std(p), np.sqrt(p[:, 0]))
+            np.testing.assert_allclose(rows[k][:8], ref.x, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(full_covariance(rows[k]), ref.P, rtol=1e-8, atol=1e-15)
+    for row in rows:
+        np.testing.assert_allclose(kalman.measurement_std(row), np.sqrt(row[kalman.PP]))
 
 
 def test_measurement_noise_sets_how_far_an_update_moves_the_track():
-    x, p = kalman.initiate(np.array([[0.5, 0.5, 0.1, 0.1]] * 2), np.full((2, 4), 1e-4), np.full((2, 4), 0.05))
-    x, p = kalman.predict(x, p, 0.1, np.full((2, 4), 0.1))
-    z = np.array([[0.6, 0.5, 0.1, 0.1]] * 2)
-    sure, unsure = np.full(4, 1e-6), np.full(4, 1e-1)
-    x2, p2 = kalman.update(x, p, z, np.stack([sure, unsure]))
-    assert x2[0, 0] == pytest.approx(0.6, abs=1e-3)       # a precise detection pulls the track onto itself
-    assert x2[1, 0] == pytest.approx(0.5, abs=1e-3)       # a vague one barely moves it
-    assert p2[0, 0, 0] < p2[1, 0, 0]
+    rows = [kalman.predict(kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4), kalman.step(0.1),
+                           [0.1 ** 2] * 4)] * 2
+    z = [0.6, 0.5, 0.1, 0.1]
+    sure, unsure = kalman.update(rows[0], z, [1e-6] * 4), kalman.update(rows[1], z, [1e-1] * 4)
+    assert sure[0] == pytest.approx(0.6, abs=1e-3)       # a precise detection pulls the track onto itself
+    assert unsure[0] == pytest.approx(0.5, abs=1e-3)     # a vague one barely moves it
+    assert sure[kalman.PP][0] < unsure[kalman.PP][0]
 
 
 def test_inputs_are_not_modified():
-    x, p = kalman.initiate(np.array([[0.5, 0.5, 0.1, 0.1]]), np.full((1, 4), 1e-4), np.full((1, 4), 0.05))
-    x0, p0 = x.copy(), p.copy()
-    kalman.predict(x, p, 0.1, np.full((1, 4), 0.1))
-    kalman.update(x, p, np.array([[0.6, 0.5, 0.1, 0.1]]), np.full((1, 4), 1e-4))
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(p, p0)
+    row = kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4)
+    row0 = list(row)
+    kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
+    kalman.update(row, [0.6, 0.5, 0.1, 0.1], [1e-4] * 4)
+    assert row == row0

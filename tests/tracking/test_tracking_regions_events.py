@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from tracking_helpers import det, run
 
 from edge.config import ConfigError, load
-from edge.tracking import (EventBuilder, Regions, Tracker, TrackerConfig, TrackingConfig, count_changes,
+from edge.tracking import (EventBuilder, Regions, Tracker, TrackerConfig, TrackingConfig, ZoneRule, count_changes,
                            object_counts)
 from edge.zones import polygon_problem, segments_intersect
 
@@ -158,3 +158,26 @@ def test_geometry_helpers():
     assert segments_intersect((0, 0), (1, 0), (1, 0), (2, 1))            # touching counts
     assert not segments_intersect((0, 0), (1, 0), (0, 0.1), (1, 0.1))
     assert polygon_problem([(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.5, 0.5), (0.1, 0.9)]) is None   # concave is fine
+
+
+@pytest.mark.parametrize("polygon", [[[0, 0], [0.4, 0], [0.4, 1], [0, 1]],
+                                     [[0.7, 0.7], [0.7, 0.3], [0.3, 0.3], [0.3, 0.7]],
+                                     [[0.1, 0.2], [0.1, 0.9], [0.8, 0.9], [0.8, 0.2]]])
+def test_a_rectangle_zone_answers_what_the_ray_cast_answers(polygon):
+    """Axis-parallel rectangles skip the ray cast (edge.tracking.regions._Zone.rect): the same answer everywhere,
+    on the edges and corners included, in both vertex orders."""
+    import random
+
+    from edge.tracking.regions import _Zone
+    from edge.zones import point_in_polygon
+    zone = _Zone(ZoneRule(name="z", polygon=polygon))
+    assert zone.rect is not None
+    rng = random.Random(1)
+    points = [(rng.random(), rng.random()) for _ in range(5000)]
+    grid = sorted({v for p in polygon for v in p} | {0.0, 0.5, 1.0})
+    points += [(x, y) for x in grid for y in grid]
+    points += [(vx + e, vy + f) for vx, vy in polygon for e in (-1e-12, 0.0, 1e-12) for f in (-1e-12, 0.0, 1e-12)]
+    inside = [zone.contains(x, y) for x, y in points]
+    assert inside == [point_in_polygon(x, y, zone.polygon) for x, y in points]
+    assert 0 < sum(inside) < len(points)
+    assert _Zone(ZoneRule(name="t", polygon=[[0.1, 0.9], [0.5, 0.1], [0.9, 0.9]])).rect is None
