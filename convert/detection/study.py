@@ -40,7 +40,7 @@ class VariantResult:
 
 
 def analyze(predictor, dataset: DetectionDataset, variants, limit: int | None = None) -> dict[str, VariantResult]:
-    from scipy.stats import spearmanr
+    """One pass of ``predictor`` over ``dataset`` (or its first ``limit`` images), every variant scored."""
     samples = dataset.samples[:limit] if limit else dataset.samples
     if not samples:
         raise InputError(f"{dataset.source}: nothing to evaluate")
@@ -60,6 +60,14 @@ def analyze(predictor, dataset: DetectionDataset, variants, limit: int | None = 
             ground.append((s.boxes, s.class_ids))
             for v in variants:
                 per_variant[v].append(decode_variant(predictor.decoder, outputs, quant, info, v))
+    return score_variants(per_variant, ground, gt_coco, predictor.decoder.head)
+
+
+def score_variants(per_variant: dict[str, list], ground: list, gt_coco: dict, head: str) -> dict[str, VariantResult]:
+    """Score every post-processing variant's detections (``per_variant``: variant -> one
+    ``rescoring.Detections`` per image) against ``ground`` (one (boxes, class ids) per image, frame pixels;
+    ``gt_coco`` the same as a COCO dict). ``head``: "gaussian" adds Spearman(mean sigma, IoU)."""
+    from scipy.stats import spearmanr
     out = {}
     for v, dets in per_variant.items():
         results = [{"image_id": i, "category_id": int(c), "score": float(sc),
@@ -75,7 +83,7 @@ def analyze(predictor, dataset: DetectionDataset, variants, limit: int | None = 
             reach[str(t)] = scored.max_recall()
         rho = None
         sel = (scored05.scores >= 0.3) & (scored05.best_iou > 0)
-        if predictor.decoder.head == "gaussian" and sel.sum() >= 3:
+        if head == "gaussian" and sel.sum() >= 3:
             rho = float(spearmanr(scored05.sigma_mean[sel], scored05.best_iou[sel]).statistic)
         out[v] = VariantResult(v, map50, map_all, fp, scored05.at_threshold(FIXED_THRESHOLD),
                                scored05.fp_types_at_recall(TYPES_RECALL), reach, rho)
