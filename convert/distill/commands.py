@@ -233,6 +233,8 @@ def register_study(subparsers) -> None:
     p.add_argument("--frame-step", type=int, default=1, help="every N-th held-out frame (default 1: all)")
     p.add_argument("--limit", type=int, default=None, help="at most N held-out frames")
     p.add_argument("--threads", type=int, default=2, help="interpreter threads for each model")
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap rounds over frames for the "
+                   "differences between variants (0: none)")
     p.add_argument("--out", default=None, help="write the report as JSON to this file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_study_footage)
@@ -254,7 +256,7 @@ def cmd_study_footage(args) -> int:
     teacher = Engine(ModelConfig(path=teacher_path, threads=args.threads, task="detection"), Settings())
     bar = progress_bar(desc="held-out frames", unit="frame", enabled=not args.no_progress)
     study = study_footage(student, teacher, Path(args.footage), frame_step=args.frame_step, limit=args.limit,
-                          progress=lambda n: bar.update(n))
+                          bootstrap_rounds=args.bootstrap, progress=lambda n: bar.update(n))
     bar.close()
     cfg = study.label_config
     print(f"{Path(args.student).name} on {len(study.frames)} held-out frames of {Path(args.footage).name} "
@@ -262,7 +264,8 @@ def cmd_study_footage(args) -> int:
           f"reference: the teacher {teacher_path.name} ({study.reference_boxes}, thresholds {cfg['thresholds']}) - a "
           "pseudo ground truth from a stronger model, not human labels")
     print(study.table().replace("mean±sd over seeds; * = not every seed reaches it", "one student")
-          .replace("lowest recall any seed reaches", "highest recall reached"))
+          .replace("lowest recall any seed reaches", "highest recall reached")
+          .replace("a - b per seed, mean±sd over seeds; * = not every seed reaches that recall", "a - b"))
     if args.out:
         Path(args.out).write_text(json.dumps(study.to_json(), indent=1, default=str) + "\n")
         print(f"report: {args.out}")

@@ -26,13 +26,20 @@ import numpy as np
 
 from convert.detection.datasets import DetectionDataset, Sample, to_coco
 from convert.detection.rescoring import decode_variant
-from convert.detection.study import VariantResult, score_variants, summary_table
+from convert.detection.study import (
+    VariantResult,
+    bootstrap_differences,
+    bootstrap_table,
+    score_variants,
+    summary_table,
+)
 from convert.distill.labeling import Frame, LabelConfig, iter_frames, split_of, teacher_detections
 from edge.contract.errors import InputError, UsageError
 
 # The class-agnostic variants are left out: on vtest.avi they gave the same detections as the class-aware ones
 # (no person and car box of one object; the student reports no FP of the wrong class at all).
 FOOTAGE_VARIANTS = ("sigma", "plain", "vote", "sigma_vote")
+BOOTSTRAP_PAIRS = (("sigma", "plain"), ("vote", "plain"), ("sigma_vote", "sigma"))
 
 
 @dataclass
@@ -42,14 +49,16 @@ class FootageStudy:
     frames: list[str]                  # "<video>#<frame index>" of every scored frame
     reference_boxes: dict[str, int]    # student class -> teacher boxes used as reference
     label_config: dict
+    bootstrap: dict[str, dict]         # "a - b" -> metric -> (difference, 2.5th, 97.5th percentile)
 
     def table(self) -> str:
-        return summary_table({f"student/{v}": [r] for v, r in self.results.items()})
+        out = summary_table({f"student/{v}": [r] for v, r in self.results.items()})
+        return out + ("\n\n" + bootstrap_table(self.bootstrap) if self.bootstrap else "")
 
     def to_json(self) -> dict:
         return {"reference": "the teacher's boxes (pseudo ground truth from a stronger model, not human labels)",
                 "frames": self.frames, "reference_boxes": self.reference_boxes, "label_config": self.label_config,
-                "results": {v: r.__dict__ for v, r in self.results.items()}}
+                "results": {v: r.__dict__ for v, r in self.results.items()}, "bootstrap": self.bootstrap}
 
 
 def label_config_of(meta: dict, path: Path) -> LabelConfig:
@@ -112,7 +121,7 @@ def reference(teacher, frame: np.ndarray, cfg: LabelConfig) -> tuple[np.ndarray,
 
 
 def study_footage(student, teacher, footage: Path, *, frame_step: int = 1, limit: int | None = None,
-                  variants=FOOTAGE_VARIANTS, progress=None) -> FootageStudy:
+                  variants=FOOTAGE_VARIANTS, bootstrap_rounds: int = 1000, progress=None) -> FootageStudy:
     """``student`` and ``teacher``: ``edge.engine.Engine`` objects (the student a Gaussian YOLOv3 with distillation
     metadata). Scores the student's variants on the held-out frames of ``footage`` against the teacher."""
     if getattr(student.decoder, "head", None) not in ("gaussian", "plain"):
@@ -143,5 +152,8 @@ def study_footage(student, teacher, footage: Path, *, frame_step: int = 1, limit
     gt = to_coco(DetectionDataset(cfg.classes, samples, str(footage)))
     results = score_variants(per_variant, ground, gt, student.decoder.head)
     counts = {c: int(sum(int(np.sum(g[1] == i)) for g in ground)) for i, c in enumerate(cfg.classes)}
-    return FootageStudy(results, names, counts, json.loads(json.dumps(student.meta["distillation"]["label_config"])))
+    boot = {f"{a} - {b}": bootstrap_differences(per_variant, ground, a, b, rounds=bootstrap_rounds)
+            for a, b in BOOTSTRAP_PAIRS if a in per_variant and b in per_variant} if bootstrap_rounds else {}
+    return FootageStudy(results, names, counts, json.loads(json.dumps(student.meta["distillation"]["label_config"])),
+                        boot)
 

@@ -173,7 +173,7 @@ DISTILL_RUNS: dict[str, list[str]] = {
                         "--rounds", "1", "--figure-boxes-only"],
     "study-footage": ["study-footage", "--student", "{ws}/student.tflite", "--footage", "{video}", "--teacher",
                       "{teacher}", "--frame-step", "2", "--limit", "2", "--threads", "1", "--out",
-                      "{ws}/footage-study.json", "--no-progress"],
+                      "{ws}/footage-study.json", "--bootstrap", "20", "--no-progress"],
 }
 
 
