@@ -215,3 +215,31 @@ def bootstrap_table(diffs: dict[str, dict[str, tuple]]) -> str:
             cells.append(f"{k} {obs:+.0f}" + (f" [{lo:+.0f}, {hi:+.0f}]" if lo is not None else ""))
         lines.append(f"  {pair}: " + "  ".join(cells))
     return "\n".join(lines)
+
+
+def results_from_json(path) -> dict[str, list[VariantResult]]:
+    """The per-seed results an ``experiment`` run wrote (``OUT/experiment.json``), keyed like
+    :func:`summary_table` wants them ('gaussian/sigma', ...), in the order the runs were made (seed order)."""
+    import json
+    from pathlib import Path
+    data = json.loads(Path(path).read_text())
+    out: dict[str, list[VariantResult]] = {}
+    for run, variants in data["runs"].items():
+        head = Path(run).name.split("-")[0]
+        for v, rec in variants.items():
+            out.setdefault(f"{head}/{v}", []).append(VariantResult(**rec))
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m convert.detection.study OUT/experiment.json``: the summary table again, without re-evaluating."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m convert.detection.study", description=main.__doc__)
+    p.add_argument("experiment_json")
+    args = p.parse_args(argv)
+    print(summary_table(results_from_json(args.experiment_json)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -57,3 +57,19 @@ def test_summary_table_prints_per_seed_paired_differences():
     # seed differences: FP@R -2 and +2 (mean 0, sd 2.8); TP -10, -5 (mean -7.5, sd 3.5); FP -20, -6 (-13, 9.9)
     assert "FP@R0.5 +0.0±2.8" in line and "TP@0.5 -7.5±3.5" in line and "FP@0.5 -13.0±9.9" in line
     assert "mAP@.5:.95 +1.5±0.7" in line
+
+
+def test_the_table_is_rebuilt_from_experiment_json(tmp_path):
+    import json
+
+    from convert.detection.study import main, results_from_json
+    runs = {"gaussian-s0": _result(10, 100, 20, 0.40), "plain-s0": _result(12, 110, 40, 0.39),
+            "gaussian-s1": _result(14, 90, 30, 0.42), "plain-s1": _result(12, 95, 36, 0.40)}
+    # as cmd_experiment writes it: run directory -> variant -> the VariantResult's fields
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps({"split": "test", "runs": {str(tmp_path / r): {r.split("-")[0]: res.__dict__}
+                                                          for r, res in runs.items()}}, default=str))
+    back = results_from_json(path)
+    assert back == {"gaussian/gaussian": [runs["gaussian-s0"], runs["gaussian-s1"]],
+                    "plain/plain": [runs["plain-s0"], runs["plain-s1"]]}
+    assert main([str(path)]) == 0
