@@ -110,8 +110,8 @@ def _rho(runs) -> str:
 def summary_table(results: dict[str, list[VariantResult]]) -> str:
     """``results``: row label ('gaussian/sigma', 'plain/plain', ...) -> one VariantResult per seed."""
     lines = []
-    head = (f"{'head / scoring':<22}{'mAP@.5':>11}{'mAP@.5:.95':>12}"
-            + "".join(f"{f'FP@R{r}':>11}" for r in RECALLS) + f"{'Rmax':>7}{'TP@0.5':>10}{'FP@0.5':>10}{'rho':>11}")
+    head = (f"{'head / scoring':<24}{'mAP@.5':>11}{'mAP@.5:.95':>11}"
+            + "".join(f"{f'FP@R{r}':>13}" for r in RECALLS) + f"{'Rmax':>6}{'TP@0.5':>12}{'FP@0.5':>12}{'rho':>12}")
     for t in MATCH_IOUS:
         lines.append(f"match IoU {t}: FP@Rr = false positives ranked above the TP that reaches recall r "
                      "(mean±sd over seeds; * = not every seed reaches it); Rmax = lowest recall any seed reaches; "
@@ -119,19 +119,19 @@ def summary_table(results: dict[str, list[VariantResult]]) -> str:
         lines.append(head)
         lines.append("-" * len(head))
         for label, runs in results.items():
-            lines.append(f"{label:<22}{_mean_sd([100 * r.map50 for r in runs]):>11}"
-                         f"{_mean_sd([100 * r.map50_95 for r in runs]):>12}"
-                         + "".join(f"{_mean_sd([r.fp_at_recall[str(t)][str(rc)] for r in runs]):>11}" for rc in RECALLS)
-                         + f"{min(r.max_recall[str(t)] for r in runs):>7.2f}"
-                         f"{_mean_sd([r.at_threshold['tp'] for r in runs]):>10}"
-                         f"{_mean_sd([r.at_threshold['fp'] for r in runs]):>10}"
-                         f"{_rho(runs):>11}")
+            lines.append(f"{label:<24}{_mean_sd([100 * r.map50 for r in runs]):>11}"
+                         f"{_mean_sd([100 * r.map50_95 for r in runs]):>11}"
+                         + "".join(f"{_mean_sd([r.fp_at_recall[str(t)][str(rc)] for r in runs]):>13}" for rc in RECALLS)
+                         + f"{min(r.max_recall[str(t)] for r in runs):>6.2f}"
+                         f"{_mean_sd([r.at_threshold['tp'] for r in runs]):>12}"
+                         f"{_mean_sd([r.at_threshold['fp'] for r in runs]):>12}"
+                         f"{_rho(runs):>12}")
         lines.append("")
     lines.append(f"FP types (IoU 0.5): at score >= {FIXED_THRESHOLD} | among the detections up to recall {TYPES_RECALL}")
     for label, runs in results.items():
         at = "  ".join(f"{t} {_mean_sd([r.at_threshold['fp_types'][t] for r in runs])}" for t in FP_TYPES)
         rec = "  ".join(f"{t} {_mean_sd([(r.fp_types_at_recall or {}).get(t) for r in runs])}" for t in FP_TYPES)
-        lines.append(f"  {label:<20} {at} | {rec}")
+        lines.append(f"  {label:<22} {at} | {rec}")
     pairs = [(a, b) for a, b in PAIRS if a in results and b in results]
     if pairs:
         lines.append("")
