@@ -18,7 +18,7 @@ import numpy as np
 
 from convert.cli_options import Applies
 from convert.detection.cli_args import size_arg
-from edge.contract.errors import UsageError
+from edge.contract.errors import InputError, UsageError
 
 
 def register(subparsers) -> None:
@@ -61,6 +61,7 @@ def register(subparsers) -> None:
         Applies(("--holdout-offset",), lambda a: a.holdout_every > 0, "--holdout-every 0 holds out no segment"),
     ))
     register_bench(subparsers)
+    register_study(subparsers)
 
 
 def cmd_distill(args) -> int:
@@ -219,4 +220,53 @@ def cmd_bench(args) -> int:
     write_json(out / "bench.json", {"rows": {k: v.__dict__ for k, v in rows.items()}, "invoke_ms": ms,
                                      "ratio": ratio, "goals": {k: [v, ok] for k, (v, ok) in goals.items()},
                                      "figure": str(fig)})
+    return 0
+
+
+def register_study(subparsers) -> None:
+    p = subparsers.add_parser("study-footage", help="a distilled Gaussian student on the held-out frames of its real "
+                              "footage, scored against the teacher's boxes: with / without (1 - mean sigma), "
+                              "sigma-weighted voting, FP at equal recall, FP types")
+    p.add_argument("--student", required=True, help="the student's .tflite (made by convert-model distill)")
+    p.add_argument("--footage", required=True, help="the video the student was distilled from (its sha256 is checked)")
+    p.add_argument("--teacher", default=None, help="teacher .tflite (default: the fetched MediaPipe SSD in the cache)")
+    p.add_argument("--frame-step", type=int, default=1, help="every N-th held-out frame (default 1: all)")
+    p.add_argument("--limit", type=int, default=None, help="at most N held-out frames")
+    p.add_argument("--threads", type=int, default=2, help="interpreter threads for each model")
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap rounds over frames for the "
+                   "differences between variants (0: none)")
+    p.add_argument("--out", default=None, help="write the report as JSON to this file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_study_footage)
+
+
+def cmd_study_footage(args) -> int:
+    from convert.console import progress as progress_bar
+    from convert.distill.sigma_footage import study_footage
+    from convert.realdata.manifest import TEACHER_MODEL, real_path
+    from edge.config import ModelConfig, Settings
+    from edge.engine import Engine
+
+    teacher_path = Path(args.teacher) if args.teacher else real_path(TEACHER_MODEL)
+    for what, path in (("--student", Path(args.student)), ("teacher", teacher_path), ("--footage", Path(args.footage))):
+        if not path.is_file():
+            hint = " (fetch it: python -m convert.realdata.fetch)" if what != "--student" else ""
+            raise InputError(f"{what} {path} does not exist{hint}")
+    student = Engine(ModelConfig(path=Path(args.student), threads=args.threads, task="detection"), Settings())
+    teacher = Engine(ModelConfig(path=teacher_path, threads=args.threads, task="detection"), Settings())
+    bar = progress_bar(desc="held-out frames", unit="frame", enabled=not args.no_progress)
+    study = study_footage(student, teacher, Path(args.footage), frame_step=args.frame_step, limit=args.limit,
+                          bootstrap_rounds=args.bootstrap, progress=lambda n: bar.update(n))
+    bar.close()
+    cfg = study.label_config
+    print(f"{Path(args.student).name} on {len(study.frames)} held-out frames of {Path(args.footage).name} "
+          f"(segments of {cfg['segment_s']} s, every {cfg['holdout_every']}-th from {cfg['holdout_offset']}); "
+          f"reference: the teacher {teacher_path.name} ({study.reference_boxes}, thresholds {cfg['thresholds']}) - a "
+          "pseudo ground truth from a stronger model, not human labels")
+    print(study.table().replace("mean±sd over seeds; * = not every seed reaches it", "one student")
+          .replace("lowest recall any seed reaches", "highest recall reached")
+          .replace("a - b per seed, mean±sd over seeds; * = not every seed reaches that recall", "a - b"))
+    if args.out:
+        Path(args.out).write_text(json.dumps(study.to_json(), indent=1, default=str) + "\n")
+        print(f"report: {args.out}")
     return 0

@@ -171,6 +171,9 @@ DISTILL_RUNS: dict[str, list[str]] = {
     "bench-distilled": ["bench-distilled", "--run", "{ws}/distill", "--int8", "{ws}/student.tflite", "--teacher",
                         "{teacher}", "--photos", "{photos}", "--threshold", "0.3", "--out", "{ws}/distill-bench",
                         "--rounds", "1", "--figure-boxes-only"],
+    "study-footage": ["study-footage", "--student", "{ws}/student.tflite", "--footage", "{video}", "--teacher",
+                      "{teacher}", "--frame-step", "2", "--limit", "2", "--threads", "1", "--out",
+                      "{ws}/footage-study.json", "--bootstrap", "20", "--no-progress"],
 }
 
 
