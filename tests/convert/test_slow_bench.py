@@ -3,20 +3,11 @@ delegated to XNNPACK (one partition), and that MixNet's exports have their depth
 (the direct variants keep them). Run with `make test-slow`."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from convert.bench import export_variants
 from edge.modelbench import bench_model
-
-
-def _depthwise_taps(path) -> list[int]:
-    from ai_edge_litert.tools import flatbuffer_utils
-    model = flatbuffer_utils.read_model(str(path))
-    graph = model.subgraphs[0]
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    return [int(np.prod(graph.tensors[op.inputs[1]].shape[1:3])) for op in graph.operators
-            if codes[op.opcodeIndex] == 4]          # BuiltinOperator.DEPTHWISE_CONV_2D
+from tests.support.tflite_graph import depthwise_taps
 
 
 @pytest.mark.slow
@@ -26,7 +17,7 @@ def test_int8_fully_delegated(arch, tmp_path):
     int8 = bench_model(variants[f"{arch} int8"], threads=(1,), runs=3, warmup=1)
     assert int8.delegation.partitions == 1, int8.delegation.describe()
     assert not set(int8.delegation.undelegated) - {"QUANTIZE", "SOFTMAX"}
-    assert max(_depthwise_taps(variants[f"{arch} int8"])) <= 25
+    assert max(depthwise_taps(variants[f"{arch} int8"])) <= 25
     if arch.startswith("mixnet"):
-        assert max(_depthwise_taps(variants[f"{arch} int8-direct-dw"])) >= 49
-        assert max(_depthwise_taps(variants[f"{arch} float32"])) <= 25
+        assert max(depthwise_taps(variants[f"{arch} int8-direct-dw"])) >= 49
+        assert max(depthwise_taps(variants[f"{arch} float32"])) <= 25

@@ -9,6 +9,7 @@ import pytest
 
 from convert.models.tiled_depthwise import plan_tiles, tile_padding, tile_reads_input
 from tests.conftest import require_module
+from tests.support.tflite_graph import depthwise_taps
 
 keras = require_module("keras")
 
@@ -169,15 +170,6 @@ def test_a_model_without_large_kernels_is_returned_as_is():
         apply(model, "tiles")
 
 
-def _depthwise_taps(path) -> list[int]:
-    from ai_edge_litert.tools import flatbuffer_utils
-    model = flatbuffer_utils.read_model(str(path))
-    graph = model.subgraphs[0]
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    return [int(np.prod(graph.tensors[op.inputs[1]].shape[1:3])) for op in graph.operators
-            if codes[op.opcodeIndex] == 4]                  # BuiltinOperator.DEPTHWISE_CONV_2D
-
-
 @pytest.mark.parametrize("form", ["tiled", "direct"])
 def test_exporter_writes_the_form_and_reports_it(form, tmp_path):
     """export_tflite on a small classifier with one 7x7 depthwise conv + BatchNorm: the file has the form asked for,
@@ -196,7 +188,7 @@ def test_exporter_writes_the_form_and_reports_it(form, tmp_path):
                            metadata={"task": "classification", "architecture": "test", "labels": ["a", "b", "c"]},
                            depthwise=form, progress=False)
     row = dict(report.rows())["depthwise"]
-    taps = _depthwise_taps(tmp_path / f"{form}.tflite")
+    taps = depthwise_taps(tmp_path / f"{form}.tflite")
     if form == "tiled":
         assert row == "tiled: 1 kernel above 25 taps (7x7 x1) as tiles of <= 25 taps" and max(taps) <= 25, (row, taps)
     else:
@@ -216,5 +208,5 @@ def test_export_report_states_the_depthwise_form(tmp_path, capsys):
     assert "tiled: 14 kernels above 25 taps (7x7 x8, 9x9 x5, 11x11 x1) as tiles of <= 25 taps" in out
     assert main(base + ["--depthwise", "direct", "--output", str(tmp_path / "direct.tflite")]) == 0
     assert "direct: 14 kernels above 25 taps" in capsys.readouterr().out
-    assert max(_depthwise_taps(tmp_path / "tiled.tflite")) <= 25
-    assert sum(t > 25 for t in _depthwise_taps(tmp_path / "direct.tflite")) == 14
+    assert max(depthwise_taps(tmp_path / "tiled.tflite")) <= 25
+    assert sum(t > 25 for t in depthwise_taps(tmp_path / "direct.tflite")) == 14
