@@ -108,19 +108,17 @@ def landing_row_type() -> str:
     return "ROW<" + ", ".join(f"`{c}` {t}" for c, t in LANDING_FIELDS) + ">"
 
 
-# The columns ``LandingSplit`` (stream/java/) appends to every landing row: the event time in ms (0 for rows that
-# cannot be valid and for frames of a device whose clock is fast), the category (OK, DEAD, EOF, OBJ), the kind code
-# (the index in KINDS; 4 also for unknown kinds) and whether the row is late for its earliest window (1/0)
-SPLIT_FIELDS = (("ts_ms", "BIGINT"), ("vcat", "INT"), ("kcode", "INT"), ("lt", "INT"))
-
-
 @dataclass(frozen=True)
 class SplitTables:
     """The names of the four tables ``LandingSplit`` divides the deduplicated landing rows into, each row into
-    exactly one: frames and beats on time for their windows (with ``rt``, the event time as the rowtime
-    attribute, and the job's one watermark), late rows within the allowed lateness (frames, beats, and every
-    valid track event and object count), rejects (dead lines, clock skew, beyond the allowed lateness) and the
-    files' trailers; all but the first with ``pt``, the processing time."""
+    exactly one: frames and beats on time for their windows, late rows within the allowed lateness (frames,
+    beats, and every valid track event and object count), rejects (dead lines, clock skew, beyond the allowed
+    lateness) and the files' trailers.
+
+    Each has the landing fields, the columns ``LandingSplit.splitType`` appends (``ts_ms``: the event time in ms,
+    0 for rows that cannot be valid and for frames of a device whose clock is fast; ``vcat``: OK, DEAD, EOF, OBJ;
+    ``kcode``: the index in KINDS, 4 also for unknown kinds; ``lt``: 1 if late for its earliest window), ``rt``
+    (the event time as the rowtime attribute, with the job's one watermark) and ``pt`` (the processing time)."""
     ontime: str = "landing_ontime"
     late: str = "landing_late"
     rejects: str = "landing_rejects"

@@ -27,7 +27,7 @@ import org.apache.flink.util.OutputTag;
  * The job's event time, its one watermark, and the split of every landing row into exactly one of four streams,
  * each row looked at once.
  *
- * <p>Event time ({@link #eventTimeMs}): a frame's capture time; metrics and statuses at their capture time unless
+ * <p>Event time ({@link EventTime}): a frame's capture time; metrics and statuses at their capture time unless
  * the device clock is ahead by more than the tolerance or behind by more than the allowed lateness (then the
  * bridge's receive time, so the device's health still shows, with the offset); 0 for rows that cannot be valid
  * and for frames captured ahead of the bridge's clock by more than the tolerance (dead-lettered as clock skew).
@@ -149,7 +149,7 @@ public final class LandingSplit extends ProcessFunction<RowData, RowData> {
         return out;
     }
 
-    /** The event time of a landing row (see the class comment), as a serializable function. */
+    /** The event time of a landing row in ms (see the class comment); the timestamp assigner's function. */
     static final class EventTime implements java.io.Serializable {
         private static final long serialVersionUID = 1L;
         private final Fields f;
@@ -163,35 +163,32 @@ public final class LandingSplit extends ProcessFunction<RowData, RowData> {
         }
 
         long millis(RowData row) {
-            return eventTimeMs(row, f, lateSeconds, toleranceSeconds);
+            if (row.isNullAt(f.kind) || row.isNullAt(f.device) || row.isNullAt(f.recvTs)) {
+                return 0;
+            }
+            int k = KINDS.indexOf(row.getString(f.kind));
+            if (k < 0) {
+                return 0;
+            }
+            double recv = row.getDouble(f.recvTs);
+            if (row.isNullAt(f.ts)) {
+                return k == 2 ? (long) (recv * 1000) : 0;
+            }
+            double ts = row.getDouble(f.ts);
+            if ((k == 1 || k == 2) && (ts > recv + toleranceSeconds || recv - ts >= lateSeconds)) {
+                return (long) (recv * 1000);
+            }
+            if (ts > recv + toleranceSeconds) {
+                return 0;
+            }
+            return (long) (ts * 1000);
         }
     }
 
-    static int kindCode(StringData kind) {
-        int i = kind == null ? -1 : KINDS.indexOf(kind);
+    /** The row's kind code: its index in KINDS; 4 for objects, unknown kinds and a missing kind. */
+    private int kindCode(RowData row) {
+        int i = row.isNullAt(f.kind) ? -1 : KINDS.indexOf(row.getString(f.kind));
         return i < 0 ? KINDS.size() - 1 : i;
-    }
-
-    static long eventTimeMs(RowData row, Fields f, double lateSeconds, double toleranceSeconds) {
-        if (row.isNullAt(f.kind) || row.isNullAt(f.device) || row.isNullAt(f.recvTs)) {
-            return 0;
-        }
-        int k = KINDS.indexOf(row.getString(f.kind));
-        if (k < 0) {
-            return 0;
-        }
-        double recv = row.getDouble(f.recvTs);
-        if (row.isNullAt(f.ts)) {
-            return k == 2 ? (long) (recv * 1000) : 0;
-        }
-        double ts = row.getDouble(f.ts);
-        if ((k == 1 || k == 2) && (ts > recv + toleranceSeconds || recv - ts >= lateSeconds)) {
-            return (long) (recv * 1000);
-        }
-        if (ts > recv + toleranceSeconds) {
-            return 0;
-        }
-        return (long) (ts * 1000);
     }
 
     /** The row's category: OK (valid frame or beat), DEAD, EOF (trailer) or OBJ (valid track event, counts). */
@@ -199,7 +196,7 @@ public final class LandingSplit extends ProcessFunction<RowData, RowData> {
         if (!row.isNullAt(f.kind) && EOF_KIND.equals(row.getString(f.kind))) {
             return EOF;
         }
-        if (tsMs <= 0) {            // also every unknown kind (see eventTimeMs)
+        if (tsMs <= 0) {            // also every unknown kind (see EventTime)
             return DEAD;
         }
         if (kcode >= 3) {           // events, objects
@@ -211,16 +208,21 @@ public final class LandingSplit extends ProcessFunction<RowData, RowData> {
         return OK;
     }
 
+    /** The last ms of the earliest window containing {@code tsMs}. */
+    private long earliestWindowEnd(long tsMs) {
+        return tsMs - tsMs % slideMillis + slideMillis - 1;
+    }
+
     /** The earliest window containing {@code tsMs} closed more than {@code extra} ms before the watermark. */
     private boolean fired(long tsMs, long extra, long watermark) {
-        return watermark != Long.MIN_VALUE && tsMs - tsMs % slideMillis + slideMillis - 1 + extra <= watermark;
+        return watermark != Long.MIN_VALUE && earliestWindowEnd(tsMs) + extra <= watermark;
     }
 
     @Override
     public void processElement(RowData row, Context ctx, Collector<RowData> out) {
         Long timestamp = ctx.timestamp();
         long tsMs = timestamp == null ? 0 : timestamp;
-        int kcode = row.isNullAt(f.kind) ? KINDS.size() - 1 : kindCode(row.getString(f.kind));
+        int kcode = kindCode(row);
         int vcat = category(row, tsMs, kcode);
         if (vcat == EOF) {
             ctx.output(trailers, extend(row, tsMs, vcat, kcode, false));
@@ -228,9 +230,11 @@ public final class LandingSplit extends ProcessFunction<RowData, RowData> {
         }
         long watermark = ctx.timerService().currentWatermark();
         boolean isLate = fired(tsMs, 0, watermark);
+        // beyond the allowed lateness by the watermark, or by the row's own receive time minus the
+        // out-of-orderness (a lower bound of the watermark it makes: decides rows before the first watermark)
         boolean tooLate = fired(tsMs, lateMillis, watermark)
                 || (!row.isNullAt(f.recvTs) && (long) (row.getDouble(f.recvTs) * 1000) - outOfOrdernessMillis
-                        >= tsMs - tsMs % slideMillis + slideMillis - 1 + lateMillis);
+                        >= earliestWindowEnd(tsMs) + lateMillis);
         if (vcat == DEAD || tooLate) {
             ctx.output(rejects, extend(row, tsMs, vcat, kcode, isLate));
         } else if (vcat == OBJ || isLate) {
