@@ -37,9 +37,12 @@ Row = list            # 20 floats, the layout above
 Quad = Sequence[float]
 
 
-def initiate(z: Quad, r: Quad, velocity_std: Quad) -> Row:
-    """A new track at measurement ``z`` with noise variances ``r``, velocity 0 with std ``velocity_std``."""
-    return [*z, 0.0, 0.0, 0.0, 0.0, *r, 0.0, 0.0, 0.0, 0.0, *(v * v for v in velocity_std)]
+def initiate(m: Sequence[float], velocity_std: Quad) -> Row:
+    """A new track at measurement ``m`` = (cx, cy, w, h, their noise variances), velocity 0 with std
+    ``velocity_std``."""
+    z0, z1, z2, z3, r0, r1, r2, r3 = m
+    a, b, c, e = velocity_std
+    return [z0, z1, z2, z3, 0.0, 0.0, 0.0, 0.0, r0, r1, r2, r3, 0.0, 0.0, 0.0, 0.0, a * a, b * b, c * c, e * e]
 
 
 def step(dt: float) -> tuple[float, float, float, float, float]:
@@ -113,18 +116,19 @@ def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
     return out
 
 
-def update(f: Row, z: Quad, r: Quad) -> Row:
-    """Measurement update with ``z`` (variances ``r``): gain K = P H^T S^-1, x += K y, P = (I - K H) P; per
-    coordinate S = var(pos) + r, gains var(pos) / S and cov / S (written out, like ``predict``)."""
+def update(f: Row, m: Sequence[float]) -> Row:
+    """Measurement update with ``m`` = (z: cx, cy, w, h, then their noise variances r, the layout of
+    ``gated_costs``' measurements): gain K = P H^T S^-1, x += K y, P = (I - K H) P; per coordinate S = var(pos) + r,
+    gains var(pos) / S and cov / S (written out, like ``predict``)."""
     x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
-    z0, z1, z2, z3 = z
-    s = a0 + r[0]
+    z0, z1, z2, z3, r0, r1, r2, r3 = m
+    s = a0 + r0
     k0, j0, y0 = a0 / s, b0 / s, z0 - x0
-    s = a1 + r[1]
+    s = a1 + r1
     k1, j1, y1 = a1 / s, b1 / s, z1 - x1
-    s = a2 + r[2]
+    s = a2 + r2
     k2, j2, y2 = a2 / s, b2 / s, z2 - x2
-    s = a3 + r[3]
+    s = a3 + r3
     k3, j3, y3 = a3 / s, b3 / s, z3 - x3
     return [x0 + k0 * y0, x1 + k1 * y1, x2 + k2 * y2, x3 + k3 * y3,
             v0 + j0 * y0, v1 + j1 * y1, v2 + j2 * y2, v3 + j3 * y3,

@@ -19,11 +19,11 @@ Quad = tuple[float, float, float, float]
 
 @dataclass
 class Measurements:
-    z: list[Quad]                      # cx, cy, w, h
-    r: list[Quad]                      # their variances
-    zr: list[tuple[float, ...]]        # z + r, one tuple per detection (kalman.gated_costs)
-    max_r_cx: float                    # the largest r of cx (kalman.gated_costs' reach)
+    zr: list[tuple[float, ...]]        # per detection (cx, cy, w, h, var cx, var cy, var w, var h): the measurement
+                                       # and its noise variances in one tuple (what kalman's functions take)
+    max_r_cx: float                    # the largest var cx (kalman.gated_costs' reach)
     boxes: list[Quad]                  # x1, y1, x2, y2 as detected
+    x1: list[float]                    # their left edges (duplicates' sweep)
     score: list[float]
     class_id: list[int]
     sigma_mean: list[Optional[float]]  # the model's mean sigma, None without one
@@ -32,18 +32,25 @@ class Measurements:
         return len(self.score)
 
 
-def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Measurements:
+def from_detections(detections: Sequence[Detection], cfg: TrackerConfig,
+                    labels: Optional[dict[int, str]] = None) -> Measurements:
+    """One pass over the detections; ``labels`` (class id -> label) gets the label of every class not in it yet."""
     with_sigma = cfg.noise == "sigma"
     scale, floor = cfg.sigma_scale, cfg.sigma_floor
     centre, size = cfg.constant_noise
-    zs, rs, zrs = [], [], []
+    if labels is None:
+        labels = {}
+    zrs, boxes, lefts, scores, classes, sigmas = [], [], [], [], [], []
+    max_r_cx = 0.0
     for d in detections:
-        x1, y1, x2, y2 = d.box
+        box = d.box
+        x1, y1, x2, y2 = box
         w, h = x2 - x1, y2 - y1
-        z = ((x1 + x2) * 0.5, (y1 + y2) * 0.5, w if w > 1e-6 else 1e-6, h if h > 1e-6 else 1e-6)
+        w = w if w > 1e-6 else 1e-6
+        h = h if h > 1e-6 else 1e-6
         sigma = d.box_sigma if with_sigma else None
         if sigma is None:
-            r = constant_variances(z, centre, size)
+            a, b, c, e = centre * w, centre * h, size * w, size * h
         else:
             a, b, c, e = sigma
             a, b, c, e = a * scale, b * scale, c * scale, e * scale
@@ -55,13 +62,19 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig) -> Meas
                 c = floor
             if e < floor:
                 e = floor
-            r = (a * a, b * b, c * c, e * e)
-        zs.append(z)
-        rs.append(r)
-        zrs.append(z + r)
-    return Measurements(zs, rs, zrs, max([r[0] for r in rs], default=0.0), [d.box for d in detections],
-                        [d.score for d in detections], [d.class_id for d in detections],
-                        [d.sigma_mean for d in detections])
+        a *= a
+        if a > max_r_cx:
+            max_r_cx = a
+        zrs.append(((x1 + x2) * 0.5, (y1 + y2) * 0.5, w, h, a, b * b, c * c, e * e))
+        boxes.append(box)
+        lefts.append(x1)
+        scores.append(d.score)
+        k = d.class_id
+        classes.append(k)
+        if k not in labels:
+            labels[k] = d.label
+        sigmas.append(d.sigma_mean)
+    return Measurements(zrs, max_r_cx, boxes, lefts, scores, classes, sigmas)
 
 
 def constant_variances(z: Quad, centre: float, size: float) -> Quad:

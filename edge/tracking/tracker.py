@@ -23,6 +23,7 @@ object (class-aware NMS keeps both) count once. Only confirmed tracks are report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 from math import sqrt
 from typing import NamedTuple, Optional, Sequence
 
@@ -96,7 +97,6 @@ class Tracker:
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
         self.next_id = 1
-        self._limit = float("inf")           # the solver's cost limit of the current association
 
     # ------------------------------------------------------------------ one frame
     def update(self, detections: Sequence[Detection], ts: float, dt: Optional[float] = None) -> FrameTracks:
@@ -104,47 +104,38 @@ class Tracker:
         the scene (a video file read as fast as it is processed: its frame interval); None = the time since the
         previous frame."""
         cfg = self.cfg
-        labels = self.labels
-        for d in detections:
-            if d.class_id not in labels:
-                labels[d.class_id] = d.label
-        meas = from_detections(detections, cfg)
+        meas = from_detections(detections, cfg, self.labels)
         m = len(meas)
-        twin = duplicates(meas.boxes, meas.score, cfg.duplicate_iou) if cfg.duplicate_iou is not None else None
+        scores = meas.score
+        twin = duplicates(meas.boxes, scores, cfg.duplicate_iou, meas.x1) if cfg.duplicate_iou is not None else None
         if dt is None or dt <= 0:
             dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
         self.last_ts = ts
-        tracks = self.tracks
-        if tracks:
-            self._predict(dt)
         low = cfg.low_score
         if twin is None:
-            usable = [v >= low for v in meas.score]
+            usable = [v >= low for v in scores]
         else:
-            usable = [v >= low and o < 0 for v, o in zip(meas.score, twin)]
+            usable = [v >= low and o < 0 for v, o in zip(scores, twin)]
         match: dict[int, int] = {}                  # track index -> detection index
-        if tracks and True in usable:
-            self._associate(meas, usable, match)
+        if self.tracks:
+            if True in usable:
+                self._associate(meas, usable, match, kalman.step(dt))      # predicts every track first
+            else:
+                self._predict(kalman.step(dt))
         det_tracks: list[Optional[int]] = [None] * m
         taken = [False] * m
-        det_of = [-1] * len(tracks)
-        zs, rs, update = meas.z, meas.r, kalman.update
-        for i, j in match.items():
-            det_of[i] = j
-            taken[j] = True
-            t = tracks[i]
-            t.f = t.seen = update(t.f, zs[j], rs[j])
-        ended = self._lifecycle(det_of, meas, ts, det_tracks)
+        ended = self._lifecycle(match, meas, ts, det_tracks, taken)
         self._births(meas, taken, usable, ts, det_tracks)
         if twin is not None:
             for j, o in enumerate(twin):
                 if o >= 0:
                     det_tracks[j] = det_tracks[o]
-        return FrameTracks(ts, self._views([t for t in self.tracks if t.state != TENTATIVE]), det_tracks, ended)
+        return FrameTracks(ts, self._views(self.tracks, skip_tentative=True), det_tracks, ended)
 
-    def _predict(self, dt: float) -> None:
-        """Every track to the frame's time; the acceleration std is ``accel`` / ``size_accel`` box sizes."""
-        accel, size_accel, predict, steps = self.cfg.accel, self.cfg.size_accel, kalman.predict, kalman.step(dt)
+    def _predict(self, steps: tuple[float, float, float, float, float]) -> None:
+        """Every track to the frame's time (``kalman.step(dt)``); the acceleration std is ``accel`` /
+        ``size_accel`` box sizes."""
+        accel, size_accel, predict = self.cfg.accel, self.cfg.size_accel, kalman.predict
         for t in self.tracks:
             f = t.f
             w = f[2] if f[2] > 1e-3 else 1e-3
@@ -153,25 +144,20 @@ class Tracker:
             t.f = predict(f, steps, (a * a, b * b, c * c, e * e))
 
     # ------------------------------------------------------------------ association
-    def _associate(self, meas: Measurements, usable: list[bool], match: dict[int, int]) -> None:
-        """The three passes (module doc) on the gated pairs, each pair sorted once into the pass it can be in."""
+    def _associate(self, meas: Measurements, usable: list[bool], match: dict[int, int],
+                   steps: tuple[float, float, float, float, float]) -> None:
+        """Predicts every track, then the three passes (module doc) on the gated pairs, each pair put into the one
+        pass it can be in as its cost is computed."""
         high = self.cfg.high_score
-        strong = [v >= high for v in meas.score]
-        tracks = self.tracks
-        first, second, third = [], [], []
-        for pair in self._pairs(meas):
-            i, j = pair[0], pair[1]
-            if not usable[j]:
-                continue
-            t = tracks[i]
-            if t.state == TENTATIVE:
-                if strong[j]:
-                    third.append(pair)
-            elif strong[j]:
-                first.append(pair)
-            elif t.seen_last_frame:
-                second.append(pair)
-        limit = self._limit
+        # per detection: 1 = high score (passes 1 and 3), 2 = low score (pass 2), 0 = not tracked (a duplicate)
+        kind = [(1 if v >= high else 2) if u else 0 for v, u in zip(meas.score, usable)]
+        if self.cfg.association == "mahalanobis":
+            first, second, third = self._gated_pairs(meas, kind, steps)
+            limit = float("inf")     # the gate decides what may match; the cost only ranks (see the module doc)
+        else:
+            self._predict(steps)
+            first, second, third = self._iou_pairs(meas, kind)
+            limit = 1.0 - self.cfg.min_iou
         # pass 1: confirmed (and lost) tracks, high-score detections
         if first:
             match.update(assign_pairs(first, limit))
@@ -187,45 +173,90 @@ class Tracker:
         if third:
             match.update(assign_pairs(third, limit))
 
-    def _pairs(self, meas: Measurements) -> list[tuple[int, int, float]]:
-        """(track, detection, cost) of every pair the gate allows (and, class-aware, of the same class), by track
-        then detection."""
+    def _gated_pairs(self, meas: Measurements, kind: list[int], steps: tuple[float, float, float, float, float]):
+        """Predicts each track (as ``_predict``) and right away gates it against every detection: the (track,
+        detection, d^2 + ln(det S / det R)) of each pair the gate allows (and, class-aware, of the same class), by
+        track then detection, in the lists of passes 1, 2 and 3. Every pair is checked, with one comparison for
+        those out of reach: a window of the detections sorted by cx (bisect per track) checks fewer pairs but runs
+        more distinct code, and cold, right after the invoke, that cost more than it saved (bench/README.md,
+        "Cost")."""
         cfg = self.cfg
-        pairs: list[tuple[int, int, float]] = []
-        add = pairs.append
-        if cfg.association == "mahalanobis":
-            self._limit = float("inf")   # the gate decides what may match; the cost only ranks (see the module doc)
-            # every pair, with one comparison for those out of reach: a window of the detections sorted by cx
-            # (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke,
-            # that cost more than it saved (bench/README.md, "Cost")
-            gate, zr, costs, far = cfg.gate, meas.zr, kalman.gated_costs, meas.max_r_cx
-            i = -1
-            for t in self.tracks:
-                i += 1
-                for j, d2, log_det in costs(t.f, zr, gate, far):
-                    add((i, j, d2 + log_det))
-        else:
-            self._limit = limit = 1.0 - cfg.min_iou
-            boxes = meas.boxes
-            for i, t in enumerate(self.tracks):
-                cx, cy, w, h = t.f[0], t.f[1], t.f[2] / 2.0, t.f[3] / 2.0
-                for j, cost in iou_costs((cx - w, cy - h, cx + w, cy + h), boxes, limit):
-                    add((i, j, cost))
-        if cfg.class_aware:
-            classes, tracks = meas.class_id, self.tracks
-            pairs = [p for p in pairs if tracks[p[0]].class_id == classes[p[1]]]
-        return pairs
+        accel, size_accel, predict, costs = cfg.accel, cfg.size_accel, kalman.predict, kalman.gated_costs
+        gate, zr, far = cfg.gate, meas.zr, meas.max_r_cx
+        aware, classes = cfg.class_aware, meas.class_id
+        first: list[tuple[int, int, float]] = []
+        second: list[tuple[int, int, float]] = []
+        third: list[tuple[int, int, float]] = []
+        i = -1
+        for t in self.tracks:
+            i += 1
+            f = t.f
+            w = f[2] if f[2] > 1e-3 else 1e-3
+            h = f[3] if f[3] > 1e-3 else 1e-3
+            a, b, c, e = accel * w, accel * h, size_accel * w, size_accel * h
+            t.f = f = predict(f, steps, (a * a, b * b, c * c, e * e))
+            cls = t.class_id if aware else -1
+            if t.state == TENTATIVE:
+                for j, d2, log_det in costs(f, zr, gate, far):
+                    if kind[j] == 1 and (cls < 0 or classes[j] == cls):
+                        third.append((i, j, d2 + log_det))
+                continue
+            recent = t.seen_last_frame
+            for j, d2, log_det in costs(f, zr, gate, far):
+                k = kind[j]
+                if not k or (cls >= 0 and classes[j] != cls):
+                    continue
+                if k == 1:
+                    first.append((i, j, d2 + log_det))
+                elif recent:
+                    second.append((i, j, d2 + log_det))
+        return first, second, third
+
+    def _iou_pairs(self, meas: Measurements, kind: list[int]):
+        """As ``_gated_pairs`` for the IoU association (tracks predicted already): cost 1 - IoU of the predicted
+        box, pairs from ``min_iou``."""
+        cfg = self.cfg
+        limit = 1.0 - cfg.min_iou
+        boxes, aware, classes = meas.boxes, cfg.class_aware, meas.class_id
+        first: list[tuple[int, int, float]] = []
+        second: list[tuple[int, int, float]] = []
+        third: list[tuple[int, int, float]] = []
+        for i, t in enumerate(self.tracks):
+            f = t.f
+            cx, cy, w, h = f[0], f[1], f[2] / 2.0, f[3] / 2.0
+            cls = t.class_id if aware else -1
+            tentative, recent = t.state == TENTATIVE, t.seen_last_frame
+            for j, cost in iou_costs((cx - w, cy - h, cx + w, cy + h), boxes, limit):
+                k = kind[j]
+                if not k or (cls >= 0 and classes[j] != cls):
+                    continue
+                if tentative:
+                    if k == 1:
+                        third.append((i, j, cost))
+                elif k == 1:
+                    first.append((i, j, cost))
+                elif recent:
+                    second.append((i, j, cost))
+        return first, second, third
 
     # ------------------------------------------------------------------ lifecycle
-    def _lifecycle(self, det_of: list[int], meas: Measurements, ts: float,
-                   det_tracks: list[Optional[int]]) -> list[TrackView]:
+    def _lifecycle(self, match: dict[int, int], meas: Measurements, ts: float, det_tracks: list[Optional[int]],
+                   taken: list[bool]) -> list[TrackView]:
+        """The filter update of every matched track (and ``taken`` marks its detection), confirmation, misses and
+        ends."""
         cfg = self.cfg
         confirm, max_missed, vote = cfg.confirm_hits, cfg.max_missed, not cfg.class_aware
-        scores, sigmas, classes = meas.score, meas.sigma_mean, meas.class_id
+        scores, sigmas, classes, zr, update = meas.score, meas.sigma_mean, meas.class_id, meas.zr, kalman.update
         ended: list[_Track] = []
         dropped = False
-        for t, d in zip(self.tracks, det_of):
+        get = match.get
+        i = -1
+        for t in self.tracks:
+            i += 1
+            d = get(i, -1)
             if d >= 0:
+                taken[d] = True
+                t.f = t.seen = update(t.f, zr[d])
                 t.hits += 1
                 t.last_seen_ts = ts
                 t.score = score = scores[d]
@@ -279,28 +310,32 @@ class Tracker:
         state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
         move, resize = cfg.init_velocity, cfg.init_size_velocity
         for j in new[:room]:
-            z = meas.z[j]
-            w, h = z[2], z[3]
-            f = kalman.initiate(z, meas.r[j], (move * w, move * h, resize * w, resize * h))
+            m = meas.zr[j]
+            w, h = m[2], m[3]
+            f = kalman.initiate(m, (move * w, move * h, resize * w, resize * h))
             self.tracks.append(_Track(self.next_id, meas.class_id[j], state, ts, scores[j], meas.sigma_mean[j], f))
             if state == CONFIRMED:
                 det_tracks[j] = self.next_id
             self.next_id += 1
 
     # ------------------------------------------------------------------ views
-    def _views(self, tracks: list[_Track], at_last_match: bool = False) -> list[TrackView]:
-        """Views of ``tracks``: their current estimate, or (ended tracks) the one after their last match. The box
-        is clipped to the frame. Every track's class came from a detection, whose label ``update`` recorded."""
+    def _views(self, tracks: list[_Track], at_last_match: bool = False, skip_tentative: bool = False) -> list[TrackView]:
+        """Views of ``tracks`` (but tentative ones with ``skip_tentative``): their current estimate, or (ended
+        tracks) the one after their last match. The box is clipped to the frame. Every track's class came from a
+        detection, whose label ``update`` recorded."""
         labels = self.labels
         new = tuple.__new__            # TrackView's own __new__ is a Python function: one frame less per view
         out = []
         for t in tracks:
+            state = t.state
+            if skip_tentative and state == TENTATIVE:
+                continue
             f = t.seen if at_last_match else t.f
             cx, cy, w, h = f[0], f[1], f[2] / 2.0, f[3] / 2.0
             x1, y1, x2, y2 = cx - w, cy - h, cx + w, cy + h
             a, b, c, d = f[8], f[9], f[10], f[11]
             out.append(new(TrackView, (
-                t.id, t.class_id, labels[t.class_id], t.state,
+                t.id, t.class_id, labels[t.class_id], state,
                 (0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1, 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1,
                  0.0 if x2 < 0.0 else 1.0 if x2 > 1.0 else x2, 0.0 if y2 < 0.0 else 1.0 if y2 > 1.0 else y2),
                 (sqrt(a) if a > 0.0 else 0.0, sqrt(b) if b > 0.0 else 0.0, sqrt(c) if c > 0.0 else 0.0,
@@ -327,23 +362,35 @@ def iou_costs(box: tuple[float, float, float, float], boxes, limit: float) -> li
     return out
 
 
-def duplicates(boxes: Sequence[tuple[float, float, float, float]], score: list[float], iou: float) -> list[int]:
+def duplicates(boxes: Sequence[tuple[float, float, float, float]], score: list[float], iou: float,
+               left: Optional[list[float]] = None) -> list[int]:
     """For each detection, the index of a higher-scored detection overlapping it by more than ``iou`` (the same
     object seen twice, e.g. under two classes: class-aware NMS keeps both), or -1. Greedy by score, like NMS.
-    A sweep over the boxes sorted by left edge finds the few pairs that overlap at all, and only those get an IoU
-    (inter > iou x union)."""
+    ``left``: the boxes' left edges if the caller has them.
+
+    A sweep over the boxes sorted by left edge finds the few pairs that can overlap that much, and only those get an
+    IoU (inter > iou x union). Box b starting right of box a's left edge can only if it starts left of
+    x2_a - iou w_a: the union is at least the larger area, so IoU > iou needs an overlap wider than iou times the
+    wider box (the overlap's height is at most the lower box's); the bound is relaxed by 1e-6 of w_a against
+    rounding, so the sweep stops only where the IoU test itself would refuse."""
     m = len(score)
     twin = [-1] * m
     if m < 2:
         return twin
-    order = sorted(range(m), key=lambda i: boxes[i][0])
+    if left is None:
+        left = [b[0] for b in boxes]
+    order = sorted(range(m), key=left.__getitem__)
+    shrink = iou * (1.0 - 1e-6)
     near: dict[int, list[int]] = {}
-    for k, i in enumerate(order):
+    k = 0
+    for i in order:
+        k += 1
         ax1, ay1, ax2, ay2 = boxes[i]
-        for j in order[k + 1:]:
+        reach = ax2 - shrink * (ax2 - ax1)
+        for j in islice(order, k, None):
             bx1, by1, bx2, by2 = boxes[j]
-            if bx1 >= ax2:
-                break                                   # sorted by left edge: no later box reaches box i
+            if bx1 >= reach:
+                break                                   # sorted by left edge: no later box overlaps box i enough
             h = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
             if h <= 0.0:
                 continue

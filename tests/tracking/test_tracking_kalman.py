@@ -50,7 +50,7 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
     z0 = rng.uniform(0.1, 0.9, (n, 4))
     r0 = rng.uniform(1e-5, 1e-3, (n, 4))
     v0 = rng.uniform(0.01, 0.5, (n, 4))
-    rows = [kalman.initiate(z0[k].tolist(), r0[k].tolist(), v0[k].tolist()) for k in range(n)]
+    rows = [kalman.initiate([*z0[k], *r0[k]], v0[k].tolist()) for k in range(n)]
     refs = [ReferenceKalman(z0[k], r0[k], v0[k]) for k in range(n)]
     for step in range(60):
         dt = float(rng.uniform(0.02, 0.5))               # dropped frames: uneven steps
@@ -81,7 +81,7 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
                     kalman.gated_costs(rows[k], both, gate)
         seen = rng.random(n) < 0.7                       # some tracks miss their detection this step
         for k in np.nonzero(seen)[0]:
-            rows[k] = kalman.update(rows[k], z[k].tolist(), r[k].tolist())
+            rows[k] = kalman.update(rows[k], [*z[k], *r[k]])
             refs[k].update(z[k], r[k])
         for k, ref in enumerate(refs):
             np.testing.assert_allclose(rows[k][:8], ref.x, rtol=1e-9, atol=1e-12)
@@ -91,18 +91,18 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
 
 
 def test_measurement_noise_sets_how_far_an_update_moves_the_track():
-    rows = [kalman.predict(kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4), kalman.step(0.1),
+    rows = [kalman.predict(kalman.initiate([0.5, 0.5, 0.1, 0.1] + [1e-4] * 4, [0.05] * 4), kalman.step(0.1),
                            [0.1 ** 2] * 4)] * 2
     z = [0.6, 0.5, 0.1, 0.1]
-    sure, unsure = kalman.update(rows[0], z, [1e-6] * 4), kalman.update(rows[1], z, [1e-1] * 4)
+    sure, unsure = kalman.update(rows[0], z + [1e-6] * 4), kalman.update(rows[1], z + [1e-1] * 4)
     assert sure[0] == pytest.approx(0.6, abs=1e-3)       # a precise detection pulls the track onto itself
     assert unsure[0] == pytest.approx(0.5, abs=1e-3)     # a vague one barely moves it
     assert sure[kalman.PP][0] < unsure[kalman.PP][0]
 
 
 def test_inputs_are_not_modified():
-    row = kalman.initiate([0.5, 0.5, 0.1, 0.1], [1e-4] * 4, [0.05] * 4)
+    row = kalman.initiate([0.5, 0.5, 0.1, 0.1] + [1e-4] * 4, [0.05] * 4)
     row0 = list(row)
     kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
-    kalman.update(row, [0.6, 0.5, 0.1, 0.1], [1e-4] * 4)
+    kalman.update(row, [0.6, 0.5, 0.1, 0.1] + [1e-4] * 4)
     assert row == row0
