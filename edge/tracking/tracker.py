@@ -111,21 +111,23 @@ class Tracker:
         if dt is None or dt <= 0:
             dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
         self.last_ts = ts
-        low = cfg.low_score
+        low, high = cfg.low_score, cfg.high_score
+        # per detection: 1 = high score (passes 1 and 3, may start a track), 2 = low score (pass 2), 0 = not tracked
+        # (below low_score, or a duplicate)
         if twin is None:
-            usable = [v >= low for v in scores]
+            kind = [(1 if v >= high else 2) if v >= low else 0 for v in scores]
         else:
-            usable = [v >= low and o < 0 for v, o in zip(scores, twin)]
+            kind = [(1 if v >= high else 2) if v >= low and o < 0 else 0 for v, o in zip(scores, twin)]
         match: dict[int, int] = {}                  # track index -> detection index
         if self.tracks:
-            if True in usable:
-                self._associate(meas, usable, match, kalman.step(dt))      # predicts every track first
+            if kind.count(0) < m:
+                self._associate(meas, kind, match, kalman.step(dt))      # predicts every track first
             else:
                 self._predict(kalman.step(dt))
         det_tracks: list[Optional[int]] = [None] * m
         taken = [False] * m
         ended = self._lifecycle(match, meas, ts, det_tracks, taken)
-        self._births(meas, taken, usable, ts, det_tracks)
+        self._births(meas, taken, kind, ts, det_tracks)
         if twin is not None:
             for j, o in enumerate(twin):
                 if o >= 0:
@@ -144,13 +146,10 @@ class Tracker:
             t.f = predict(f, steps, (a * a, b * b, c * c, e * e))
 
     # ------------------------------------------------------------------ association
-    def _associate(self, meas: Measurements, usable: list[bool], match: dict[int, int],
+    def _associate(self, meas: Measurements, kind: list[int], match: dict[int, int],
                    steps: tuple[float, float, float, float, float]) -> None:
         """Predicts every track, then the three passes (module doc) on the gated pairs, each pair put into the one
         pass it can be in as its cost is computed."""
-        high = self.cfg.high_score
-        # per detection: 1 = high score (passes 1 and 3), 2 = low score (pass 2), 0 = not tracked (a duplicate)
-        kind = [(1 if v >= high else 2) if u else 0 for v, u in zip(meas.score, usable)]
         if self.cfg.association == "mahalanobis":
             first, second, third = self._gated_pairs(meas, kind, steps)
             limit = float("inf")     # the gate decides what may match; the cost only ranks (see the module doc)
@@ -295,7 +294,7 @@ class Tracker:
             self.tracks = [t for t in self.tracks if t.state is not None]
         return ended_views
 
-    def _births(self, meas: Measurements, taken: list[bool], usable: list[bool], ts: float,
+    def _births(self, meas: Measurements, taken: list[bool], kind: list[int], ts: float,
                 det_tracks: list[Optional[int]]) -> None:
         cfg = self.cfg
         room = cfg.max_tracks - len(self.tracks)
@@ -303,10 +302,10 @@ class Tracker:
             return
         scores = meas.score
         least = cfg.new_track_score
-        new = [j for j, v in enumerate(scores) if v >= least and usable[j] and not taken[j]]
+        new = [j for j, v in enumerate(scores) if v >= least and kind[j] and not taken[j]]
         if not new:
             return
-        new.sort(key=lambda j: -scores[j])         # stable: equal scores keep the detections' order
+        new.sort(key=scores.__getitem__, reverse=True)     # stable: equal scores keep the detections' order
         state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
         move, resize = cfg.init_velocity, cfg.init_size_velocity
         for j in new[:room]:
@@ -381,7 +380,7 @@ def duplicates(boxes: Sequence[tuple[float, float, float, float]], score: list[f
         left = [b[0] for b in boxes]
     order = sorted(range(m), key=left.__getitem__)
     shrink = iou * (1.0 - 1e-6)
-    near: dict[int, list[int]] = {}
+    pairs: list[tuple[float, int, int]] = []    # (-score of the better box, the better box, the other)
     k = 0
     for i in order:
         k += 1
@@ -396,13 +395,14 @@ def duplicates(boxes: Sequence[tuple[float, float, float, float]], score: list[f
                 continue
             inter = ((ax2 if ax2 < bx2 else bx2) - bx1) * h
             if inter > iou * ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter):
-                near.setdefault(i, []).append(j)
-                near.setdefault(j, []).append(i)
-    if not near:
-        return twin
-    for d in sorted(near, key=lambda i: (-score[i], i)):
-        if twin[d] < 0:
-            for o in sorted(near[d]):
-                if twin[o] < 0 and twin[d] < 0 and score[o] <= score[d]:
-                    twin[o] = d
+                si, sj = score[i], score[j]
+                if si > sj or (si == sj and i < j):
+                    pairs.append((-si, i, j))
+                else:
+                    pairs.append((-sj, j, i))
+    if pairs:
+        pairs.sort()                # the better box first (score, then index), then its partners by index
+        for _s, d, o in pairs:
+            if twin[d] < 0 and twin[o] < 0:
+                twin[o] = d
     return twin
