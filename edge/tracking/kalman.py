@@ -116,6 +116,58 @@ def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
     return out
 
 
+def predict_gated(f: Row, steps: tuple[float, float, float, float, float], accel: float, size_accel: float,
+                  measurements: Sequence[tuple[float, ...]], gate: float,
+                  max_r_cx: float = float("inf")) -> tuple[Row, list[tuple[int, float]]]:
+    """One track's step and its gated costs in one call, as the tracker needs them for every track right after the
+    interpreter's invoke: ``predict(f, steps, q)`` with the acceleration std ``accel`` (centre) and ``size_accel``
+    (size) box sizes, q = ((accel w)^2, (accel h)^2, (size_accel w)^2, (size_accel h)^2), w and h the row's size (at
+    least 1e-3); then, for the predicted row, the (j, d^2 + ln(det S / det R)) of ``gated_costs``. The same
+    arithmetic in the same order as those two (bitwise the same results; tests/tracking/test_tracking_kalman.py)."""
+    dt, two, c2, c3, c4 = steps
+    x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
+    w = x2 if x2 > 1e-3 else 1e-3
+    h = x3 if x3 > 1e-3 else 1e-3
+    q0, q1, q2, q3 = accel * w, accel * h, size_accel * w, size_accel * h
+    q0, q1, q2, q3 = q0 * q0, q1 * q1, q2 * q2, q3 * q3
+    x0, x1, x2, x3 = x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3
+    p0, p1 = a0 + two * b0 + c2 * g0 + q0 * c4, a1 + two * b1 + c2 * g1 + q1 * c4
+    p2, p3 = a2 + two * b2 + c2 * g2 + q2 * c4, a3 + two * b3 + c2 * g3 + q3 * c4
+    row = [x0, x1, x2, x3, v0, v1, v2, v3, p0, p1, p2, p3,
+           b0 + dt * g0 + q0 * c3, b1 + dt * g1 + q1 * c3, b2 + dt * g2 + q2 * c3, b3 + dt * g3 + q3 * c3,
+           g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2]
+    reach = sqrt(gate * (p0 + max_r_cx)) * (1.0 + 1e-9) + 1e-12
+    lo, hi = x0 - reach, x0 + reach
+    out = []
+    j = -1
+    for m in measurements:
+        j += 1
+        if not lo < m[0] < hi:
+            continue
+        y = m[0] - x0
+        s0 = p0 + m[4]
+        d2 = y * y / s0
+        if d2 >= gate:
+            continue
+        y = m[1] - x1
+        s1 = p1 + m[5]
+        d2 += y * y / s1
+        if d2 >= gate:
+            continue
+        y = m[2] - x2
+        s2 = p2 + m[6]
+        d2 += y * y / s2
+        if d2 >= gate:
+            continue
+        y = m[3] - x3
+        s3 = p3 + m[7]
+        d2 += y * y / s3
+        if d2 >= gate:
+            continue
+        out.append((j, d2 + log(s0 / m[4] * (s1 / m[5]) * (s2 / m[6]) * (s3 / m[7]))))
+    return row, out
+
+
 def update(f: Row, m: Sequence[float]) -> Row:
     """Measurement update with ``m`` = (z: cx, cy, w, h, then their noise variances r, the layout of
     ``gated_costs``' measurements): gain K = P H^T S^-1, x += K y, P = (I - K H) P; per coordinate S = var(pos) + r,

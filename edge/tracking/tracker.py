@@ -173,14 +173,14 @@ class Tracker:
             match.update(assign_pairs(third, limit))
 
     def _gated_pairs(self, meas: Measurements, kind: list[int], steps: tuple[float, float, float, float, float]):
-        """Predicts each track (as ``_predict``) and right away gates it against every detection: the (track,
-        detection, d^2 + ln(det S / det R)) of each pair the gate allows (and, class-aware, of the same class), by
-        track then detection, in the lists of passes 1, 2 and 3. Every pair is checked, with one comparison for
-        those out of reach: a window of the detections sorted by cx (bisect per track) checks fewer pairs but runs
-        more distinct code, and cold, right after the invoke, that cost more than it saved (bench/README.md,
-        "Cost")."""
+        """Predicts each track (as ``_predict``) and right away gates it against every detection, in one call per
+        track (``kalman.predict_gated``): the (track, detection, d^2 + ln(det S / det R)) of each pair the gate
+        allows (and, class-aware, of the same class), by track then detection, in the lists of passes 1, 2 and 3.
+        Every pair is checked, with one comparison for those out of reach: a window of the detections sorted by cx
+        (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke, that
+        cost more than it saved (bench/README.md, "Cost"; measured twice)."""
         cfg = self.cfg
-        accel, size_accel, predict, costs = cfg.accel, cfg.size_accel, kalman.predict, kalman.gated_costs
+        accel, size_accel, predict_gated = cfg.accel, cfg.size_accel, kalman.predict_gated
         gate, zr, far = cfg.gate, meas.zr, meas.max_r_cx
         aware, classes = cfg.class_aware, meas.class_id
         first: list[tuple[int, int, float]] = []
@@ -189,26 +189,24 @@ class Tracker:
         i = -1
         for t in self.tracks:
             i += 1
-            f = t.f
-            w = f[2] if f[2] > 1e-3 else 1e-3
-            h = f[3] if f[3] > 1e-3 else 1e-3
-            a, b, c, e = accel * w, accel * h, size_accel * w, size_accel * h
-            t.f = f = predict(f, steps, (a * a, b * b, c * c, e * e))
+            t.f, costs = predict_gated(t.f, steps, accel, size_accel, zr, gate, far)
+            if not costs:
+                continue
             cls = t.class_id if aware else -1
             if t.state == TENTATIVE:
-                for j, d2, log_det in costs(f, zr, gate, far):
+                for j, cost in costs:
                     if kind[j] == 1 and (cls < 0 or classes[j] == cls):
-                        third.append((i, j, d2 + log_det))
+                        third.append((i, j, cost))
                 continue
             recent = t.seen_last_frame
-            for j, d2, log_det in costs(f, zr, gate, far):
+            for j, cost in costs:
                 k = kind[j]
                 if not k or (cls >= 0 and classes[j] != cls):
                     continue
                 if k == 1:
-                    first.append((i, j, d2 + log_det))
+                    first.append((i, j, cost))
                 elif recent:
-                    second.append((i, j, d2 + log_det))
+                    second.append((i, j, cost))
         return first, second, third
 
     def _iou_pairs(self, meas: Measurements, kind: list[int]):

@@ -106,3 +106,31 @@ def test_inputs_are_not_modified():
     kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
     kalman.update(row, [0.6, 0.5, 0.1, 0.1] + [1e-4] * 4)
     assert row == row0
+
+
+def test_predict_gated_is_predict_then_gated_costs_bitwise():
+    """The tracker's one call per track (step and gate together) against the two functions it writes out again:
+    the same row and the same pairs, bitwise, over random rows (sizes below the 1e-3 floor included), steps,
+    measurements and gates."""
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        z = rng.uniform(0.0, 1.0, 4)
+        z[2:] = rng.choice([1e-4, 0.05, 0.3]) * rng.uniform(0.5, 1.5, 2)     # tiny, small and large boxes
+        row = kalman.initiate([*z, *rng.uniform(1e-6, 1e-3, 4)], rng.uniform(0.01, 1.0, 4).tolist())
+        row = kalman.update(kalman.predict(row, kalman.step(0.1), [1e-3] * 4), [*(z + rng.normal(0, 0.01, 4)),
+                                                                               *rng.uniform(1e-6, 1e-3, 4)])
+        accel, size_accel = rng.uniform(0.1, 3.0, 2)
+        steps = kalman.step(float(rng.uniform(0.02, 0.5)))
+        ms = [tuple([*rng.uniform(0, 1, 2), *rng.uniform(1e-3, 0.3, 2), *rng.uniform(1e-6, 1e-2, 4)])
+              for _ in range(int(rng.integers(0, 15)))]
+        ms += [tuple([*(np.array(row[:4]) + rng.normal(0, 0.02, 4)), *rng.uniform(1e-6, 1e-3, 4)])]  # one near
+        gate = float(rng.choice([9.0, 30.0, np.inf]))
+        far = max(m[4] for m in ms) if trial % 2 else float("inf")
+        w, h = max(row[2], 1e-3), max(row[3], 1e-3)
+        q = [(accel * w) ** 2, (accel * h) ** 2, (size_accel * w) ** 2, (size_accel * h) ** 2]
+        want_row = kalman.predict(row, steps, q)
+        want = [(j, d2 + ld) for j, d2, ld in kalman.gated_costs(want_row, ms, gate, far)]
+        got_row, got = kalman.predict_gated(row, steps, float(accel), float(size_accel), ms, gate, far)
+        assert got_row == want_row and got == want, trial
+        if trial == 0:
+            assert want, "the near measurement passes the gate"
