@@ -9,7 +9,10 @@ formulation (a pair is worth taking when its cost is below the limit): the same 
 extend_cost=True, cost_limit=limit)``. With ``limit=inf`` it returns a matching with as many pairs as possible
 and, among those, the cheapest.
 
-How: the allowed pairs form a bipartite graph whose connected components are independent problems. A component
+How: first two checks that settle most of what a tracker meets. If every row's cheapest allowed column is a
+different column, those pairs are optimal (every row is matched, each at its least cost); likewise if every column's
+cheapest allowed row is a different row. Otherwise: the allowed pairs form a bipartite graph whose connected
+components are independent problems. A component
 of one row and one column (the common case when objects are apart: a row and a column that each allow only the
 other) is its own answer; a row allowed to several columns that no other row wants (a star) takes its cheapest; the
 other components (a few rows and columns) are solved exactly: by trying every assignment up to 3 x 4, beyond that
@@ -46,13 +49,35 @@ def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> 
     """The same problem given as its allowed pairs (row, col, cost), every cost finite and below ``limit``:
     the tracker's gated cost matrices hold a few allowed pairs per row, so plain Python on the pair list is cheaper
     than numpy calls on the matrix. Returns the chosen (row, col) pairs, rows ascending."""
+    # Fast paths, the common cases: when every row's cheapest column is a different column, those pairs are the
+    # answer (every row matched, each at its least cost: nothing has more pairs or costs less; with a finite limit
+    # an unmatched row would cost limit/2 twice, more than any allowed pair); the same for every column's cheapest
+    # row. Objects apart (each pair alone), and a detection two tracks can reach while each track has a
+    # detection of its own, end here.
+    best: dict[int, tuple[float, int]] = {}
+    for r, c, v in pairs:
+        b = best.get(r)
+        if b is None or v < b[0]:
+            best[r] = (v, c)
+    if len({c for _v, c in best.values()}) == len(best):
+        return sorted([(r, c) for r, (_v, c) in best.items()])
+    best = {}
+    for r, c, v in pairs:
+        b = best.get(c)
+        if b is None or v < b[0]:
+            best[c] = (v, r)
+    if len({r for _v, r in best.values()}) == len(best):
+        return sorted([(r, c) for c, (_v, r) in best.items()])
+    return _assign_general(pairs, limit)
+
+
+def _assign_general(pairs: list[tuple[int, int, float]], limit: float) -> list[tuple[int, int]]:
+    """``assign_pairs`` without its fast paths: 1 x 1 components, stars, then every other component exactly."""
     row_deg: dict[int, int] = {}
     col_deg: dict[int, int] = {}
     for r, c, _v in pairs:
         row_deg[r] = row_deg.get(r, 0) + 1
         col_deg[c] = col_deg.get(c, 0) + 1
-    if len(row_deg) == len(pairs) == len(col_deg):      # every component 1 x 1 (objects apart): all pairs
-        return sorted((r, c) for r, c, _v in pairs)
     chosen: list[tuple[int, int]] = []
     rest: dict[tuple[int, int], float] = {}
     shared_rows: set[int] = set()     # rows that reach a column some other row wants too

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from edge.tracking.assignment import assign, hungarian
+from edge.tracking.assignment import _assign_general, assign, assign_pairs, hungarian
 
 
 def objective(cost, limit, rows, cols):
@@ -92,3 +92,64 @@ def test_empty_and_bad_input():
         assign(np.zeros(3))
     with pytest.raises(ValueError, match="rows <= columns"):
         hungarian(np.zeros((3, 2)))
+
+
+def gated_problem(rng, n, m, ties):
+    """Pairs as the tracker's gate leaves them: row i near column i (objects apart), a few rows reaching a neighbour's
+    column too (a detection two tracks can reach), some rows and columns alone."""
+    pairs = []
+    for r in range(n):
+        for c in range(max(0, r - 2), min(m, r + 3)):
+            if c == r and rng.random() < 0.85 or c != r and rng.random() < 0.25:
+                v = float(rng.uniform(0, 10))
+                pairs.append((r, c, float(round(v)) if ties else v))
+    return pairs
+
+
+def fast_path_taken(pairs):
+    row_best, col_best = {}, {}
+    for r, c, v in pairs:
+        if r not in row_best or v < row_best[r][0]:
+            row_best[r] = (v, c)
+        if c not in col_best or v < col_best[c][0]:
+            col_best[c] = (v, r)
+    if len({c for _v, c in row_best.values()}) == len(row_best):
+        return "rows"
+    if len({r for _v, r in col_best.values()}) == len(col_best):
+        return "columns"
+    return "general"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_fast_paths_give_what_the_full_solver_gives(seed):
+    """On gated problems up to 20 x 20: the same pairs as the solver without its fast paths (components, stars,
+    enumeration, Hungarian) when costs have no ties, the same objective with ties; the objective also equals SciPy's
+    on the matrix (forbidden pairs at a cap that no saving can beat); each of the three paths is taken."""
+    rng = np.random.default_rng(100 + seed)
+    taken = {"rows": 0, "columns": 0, "general": 0}
+    for trial in range(400):
+        n, m = int(rng.integers(1, 21)), int(rng.integers(1, 21))
+        ties = trial % 5 == 0
+        pairs = gated_problem(rng, n, m, ties)
+        limit = np.inf if trial % 2 else float(rng.uniform(3, 12))
+        pairs = [p for p in pairs if p[2] < limit]
+        got, full = assign_pairs(pairs, limit), _assign_general(pairs, limit)
+        taken[fast_path_taken(pairs)] += 1
+        cost = np.full((n, m), np.inf)
+        for r, c, v in pairs:
+            cost[r, c] = v
+        values = [objective(cost, limit, np.array([r for r, _ in x], int), np.array([c for _, c in x], int))
+                  for x in (got, full)]
+        assert values[0] == pytest.approx(values[1], abs=1e-9), (pairs, limit)
+        if not ties:
+            assert got == full, (pairs, limit)
+        if pairs:
+            big = 1e6
+            capped = np.where(np.isfinite(cost), cost, big if np.isinf(limit) else limit)
+            if np.isinf(limit):
+                capped = np.where(np.isfinite(cost), cost - big, 0.0)   # each allowed pair worth more than any saving
+            r, c = linear_sum_assignment(capped)
+            keep = np.isfinite(cost[r, c])
+            want = objective(cost, limit, r[keep], c[keep])
+            assert values[0] == pytest.approx(want, abs=1e-6), (pairs, limit)
+    assert min(taken.values()) > 20, taken
