@@ -128,7 +128,7 @@ class Tracker:
         taken = [False] * m
         ended = self._lifecycle(match, meas, ts, det_tracks, taken)
         self._births(meas, taken, kind, ts, det_tracks)
-        if twin is not None:
+        if twin is not None and twin.count(-1) < m:
             for j, o in enumerate(twin):
                 if o >= 0:
                     det_tracks[j] = det_tracks[o]
