@@ -87,9 +87,12 @@ class _Track:
 
 
 class Tracker:
-    """Plain Python on per-track lists of floats (see ``edge.tracking.kalman`` for why not numpy): predict, the
-    gated costs, the three passes, update, lifecycle and views are each one loop over the tracks or pairs. In the
-    loops, ``a if a < b else b`` instead of min()/max(): no builtin call per comparison."""
+    """Plain Python on per-track lists of floats (see ``edge.tracking.kalman`` for why not numpy): one pass over
+    the detections, one loop over the tracks that predicts and gates (each pair straight into its pass), the passes,
+    one loop that updates the matched tracks and runs the lifecycle, one for the views. Right after the invoke the
+    tracker's own code is cold and costs more than its data (bench/README.md, "Cost"), so fewer distinct code paths
+    per frame count as much as fewer operations. In the loops, ``a if a < b else b`` instead of min()/max(): no
+    builtin call per comparison."""
 
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg or TrackerConfig()
