@@ -1,10 +1,11 @@
-"""Detections -> what the tracker works on: measurement z = (cx, cy, w, h), its noise variances r, the box, score,
-class and the model's mean sigma per detection (plain Python: see ``edge.tracking.kalman`` for why).
+"""Detections -> what the tracker works on: measurement z = (cx, cy, w, h) and its noise variances r in one tuple, the
+box, score, class and the model's mean sigma per detection (plain Python: see ``edge.tracking.kalman`` for why).
 
 The noise is where the Gaussian head pays off: a detection's ``box_sigma`` (std of cx, cy, w, h in frame units,
 see ``edge.decode``) is the measurement std the Kalman filter needs, so a blurred or half-hidden object moves its
 track less and widens its gate. A model without sigma (plain head), or ``noise: constant``, gets a constant
-fraction of the box size instead, as trackers without a Gaussian head do.
+fraction of the box size instead, as trackers without a Gaussian head do: (centre x w, centre x h, size x w,
+size x h)^2 for (cx, cy, w, h), with ``constant_noise`` = (centre, size).
 """
 from __future__ import annotations
 
@@ -75,10 +76,3 @@ def from_detections(detections: Sequence[Detection], cfg: TrackerConfig,
             labels[k] = d.label
         sigmas.append(d.sigma_mean)
     return Measurements(zrs, max_r_cx, boxes, lefts, scores, classes, sigmas)
-
-
-def constant_variances(z: Quad, centre: float, size: float) -> Quad:
-    """Variances of (cx, cy, w, h) when the std is a fixed fraction (centre, size) of the box width (x, w) or
-    height (y, h)."""
-    a, b, c, e = centre * z[2], centre * z[3], size * z[2], size * z[3]
-    return (a * a, b * b, c * c, e * e)
