@@ -2,17 +2,20 @@
 
     python -m bench.capacity [--steps 250,500,1000,1500] [--seconds 40] [--bridges 2] [--window 10]
 
-One mosquitto, ``--bridges`` stream-bridge processes in one shared subscription (landing confirmations on), the
-Flink job on its local mini-cluster (``--window`` s windows, 1 s out-of-orderness by default, aggregates on
-MQTT), and simulated cameras: ``--simulators`` processes publishing, for each camera, one detections message
-(version 2, one person, as agents write it) every 1/``--fps`` s stamped with the time it is sent, QoS 1. The
-cameras take no confirmations (each would need its own connection and outbox); "nothing lost" is checked
+One mosquitto, ``--bridges`` stream-bridge processes in one shared subscription (landing confirmations on; files
+rolled every ``--roll-interval`` s, 0.25 here, 1 s by the bridge's default), the Flink job on its local
+mini-cluster (``--window`` s windows, the job's default out-of-orderness unless ``--out-of-orderness``, aggregates
+on MQTT), and simulated cameras: ``--simulators`` processes publishing, for each camera, one detections message
+(version 2, one person, as agents write it) every 1/``--fps`` s stamped with the time it is sent, QoS 1, through
+``bench.mqtt_burst`` (a few % of a core for 4,000 messages a second; paho took 0.5-1.4 cores, which the chain
+under test then lacked, and its late sends showed up as late frames). The cameras take no confirmations (each would need its own connection and outbox); "nothing lost" is checked
 where it matters, at the end: for every camera, the detections in the job's aggregates on MQTT equal the
 detections it published. Latency: per message, the arrival of the aggregate of its window minus its send time.
 
 Each step adds cameras (new device ids, so the steps do not mix), runs ``--seconds``, then sends only
 heartbeats until the step's last windows close, and is held when nothing was lost and p99 <= window + 2 s.
-Printed: per step cameras, messages/s, lost, duplicated aggregates, p50/p99 latency, CPU by process kind; then
+Printed: per step cameras, messages/s, lost, duplicated aggregates, p50/p99 latency, how long after a window's end
+its first and last camera's aggregates arrived (``--windows``: for every window), CPU by process kind; then
 the most cameras held (goal >= 1,000 on a 2-core machine). Figures are printed, never asserted.
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ import psutil
 import yaml
 
 from demo.broker import Mosquitto
+from stream.config import JobConfig
 from demo.procs import stop_group
 
 LABEL = "person"
@@ -50,27 +54,38 @@ def _template(device: str) -> tuple[bytes, bytes, bytes]:
     return head, mid, tail
 
 
-def simulate(port: int, prefix: str, first: int, count: int, fps: float, seconds: float, out: Path) -> None:
-    from tests.support.publisher import Publisher
+def simulate(port: int, prefix: str, first: int, count: int, fps: float, seconds: float, out: Path,
+             slices: int = 20) -> None:
+    """``count`` cameras at ``fps``: each tick is cut into ``slices`` and each slice's cameras publish together
+    (one write), so the messages spread over the tick as unsynchronized cameras' would, at little CPU."""
+    from bench.mqtt_burst import BurstPublisher
     devices = [f"{prefix}c{i}" for i in range(first, first + count)]
     templates = {d: _template(d) for d in devices}
-    topics = {d: f"sigmawatch/{d}/detections" for d in devices}
-    pub = Publisher("127.0.0.1", port, client_id=f"sim-{prefix}-{first}", max_inflight=5000)
+    topics = {d: f"sigmawatch/{d}/detections".encode() for d in devices}
+    groups = [devices[k * count // slices:(k + 1) * count // slices] for k in range(slices)]
+    pub = BurstPublisher("127.0.0.1", port, client_id=f"sim-{prefix}-{first}")
     sent: dict[str, list[float]] = {d: [] for d in devices}
     period = 1.0 / fps
     t0 = time.time() + 0.5
-    ticks = int(seconds * fps)
-    for tick in range(ticks):
-        for i, d in enumerate(devices):            # spread each tick's messages over the tick
-            at = t0 + tick * period + period * i / len(devices)
-            delay = at - time.time()
+    for tick in range(int(seconds * fps)):
+        seq = str(tick).encode()
+        for k, group in enumerate(groups):
+            delay = t0 + tick * period + period * k / slices - time.time()
             if delay > 0:
                 time.sleep(delay)
+            if not group:
+                continue
             now = round(time.time(), 3)
-            head, mid, tail = templates[d]
-            pub.publish(topics[d], head + str(tick).encode() + mid + repr(now).encode() + tail)
-            sent[d].append(now)
-    pub.close(timeout=60)
+            stamp = repr(now).encode()
+            batch = []
+            for d in group:
+                head, mid, tail = templates[d]
+                batch.append((topics[d], head + seq + mid + stamp + tail))
+                sent[d].append(now)
+            pub.publish_many(batch)
+    missing = pub.close(timeout=60)
+    if missing:
+        raise SystemExit(f"{missing} messages of simulator {prefix}/{first} were not acknowledged by the broker")
     out.write_text(json.dumps(sent))
 
 
@@ -124,7 +139,8 @@ class Chain:
         self.broker.stop()
 
 
-def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float, seconds: float, collector) -> dict:
+def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float, seconds: float, collector,
+             verbose: bool = False) -> dict:
     prefix = f"s{step}"
     cpu0, t0 = chain.cpu(), time.time()
     sims = []
@@ -187,6 +203,8 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
         ws = int(key.rsplit("/", 1)[1])
         spread[ws].append(arrived - (ws + size_ms) / 1000)
     full = [sorted(v) for v in spread.values() if len(v) >= 0.9 * len(sent)]   # windows every camera was in
+    per_window = [{"window_start": ws / 1000, "cameras": len(v), "first_s": round(min(v), 2),
+                   "last_s": round(max(v), 2)} for ws, v in sorted(spread.items())]
     first_after = statistics.median(v[0] for v in full) if full else None
     last_after = statistics.median(v[-1] for v in full) if full else None
     res = {"cameras": cameras, "messages": messages, "msgs_per_s": round(messages / seconds),
@@ -195,6 +213,7 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
            "simulators_cpu_s": round(sim_cpu, 1), "wall_s": round(wall, 1),
            "window_end_to_first_device_s": None if first_after is None else round(first_after, 2),
            "window_end_to_last_device_s": None if last_after is None else round(last_after, 2),
+           "windows": per_window,
            "held": lost == 0 and extra == 0 and p99 <= chain.window + 2}
     cpu_txt = ", ".join(f"{k} {v:.0f}" for k, v in res["cpu_s"].items())
     print(f"{cameras:6d} cameras  {res['msgs_per_s']:6d} msg/s  lost {lost:6d} (late {late})  extra {extra:4d}  "
@@ -203,6 +222,10 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
           f"{res['window_end_to_first_device_s']} / {res['window_end_to_last_device_s']} s)  "
           f"(CPU-s over the step: {cpu_txt}, cameras {sim_cpu:.0f}; load average {os.getloadavg()[0]:.1f})",
           flush=True)
+    if verbose:
+        for w in per_window:
+            print(f"        window {w['window_start']:.0f}: {w['cameras']} cameras, window end -> first / last camera's "
+                  f"aggregate {w['first_s']} / {w['last_s']} s", flush=True)
     return res
 
 
@@ -252,10 +275,11 @@ def _first_arrivals(collector, prefix: str) -> dict[str, float]:
 
 
 def bench_capacity(steps: list[int], seconds: float, bridges: int, simulators: int, fps: float,
-                   window: float, out_of_orderness: float = 1.0) -> dict:
+                   window: float, out_of_orderness: float, verbose: bool = False,
+                   roll_interval_s: float = 0.25) -> dict:
     from tests.support.publisher import Collector
     work = Path(tempfile.mkdtemp(prefix="sw-cap-"))
-    chain = Chain(work, bridges, window, out_of_orderness)
+    chain = Chain(work, bridges, window, out_of_orderness, roll_interval_s)
     collector = Collector("127.0.0.1", chain.broker.port, ["sigmawatch/agg/device/#"], client_id="cap-collector")
     results = []
     try:
@@ -263,7 +287,7 @@ def bench_capacity(steps: list[int], seconds: float, bridges: int, simulators: i
               f"windows), cameras at {fps:g} fps in {simulators} simulator processes; {seconds:g} s per step; "
               f"{os.cpu_count()} cores", flush=True)
         for i, cameras in enumerate(steps):
-            results.append(run_step(chain, i, cameras, simulators, fps, seconds, collector))
+            results.append(run_step(chain, i, cameras, simulators, fps, seconds, collector, verbose))
         held = [r["cameras"] for r in results if r["held"]]
         best = max(held) if held else 0
         print(f"most cameras held (nothing lost, p99 <= window + 2 s = {window + 2:g} s): {best:,} "
@@ -292,14 +316,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--simulators", type=int, default=2)
     ap.add_argument("--fps", type=float, default=4.0)
     ap.add_argument("--window", type=float, default=10.0)
-    ap.add_argument("--out-of-orderness", type=float, default=1.0, help="the job's bound on capture-time disorder")
+    ap.add_argument("--out-of-orderness", type=float, default=JobConfig.model_fields["out_of_orderness_s"].default,
+                    help="the job's bound on capture-time disorder (default: the job's)")
+    ap.add_argument("--roll-interval", type=float, default=0.25, help="the bridges' roll_interval_s")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--windows", action="store_true", help="print every window's delays (where p99 comes from)")
     args = ap.parse_args(argv)
     if args.what == "simulate":
         simulate(args.port, args.prefix, args.first, args.count, args.fps, args.seconds, args.out)
         return 0
     res = bench_capacity([int(x) for x in args.steps.split(",")], args.seconds, args.bridges, args.simulators,
-                         args.fps, args.window, args.out_of_orderness)
+                         args.fps, args.window, args.out_of_orderness, args.windows, args.roll_interval)
     if args.json:
         print(json.dumps(res, indent=2))
     return 0

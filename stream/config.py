@@ -158,7 +158,7 @@ class JobConfig(Strict):
                                "without a frame of that device")
     mini_batch_ms: int = Field(0, ge=0, description="SQL mini-batch latency (0 = off; measured 6x slower with "
                                "the current plan, whose window aggregations pre-aggregate locally anyway)")
-    python_bundle_ms: int = Field(100, ge=1, description="longest time the Python operators (payloads, alerts, MQTT) "
+    python_bundle_ms: int = Field(50, ge=1, description="longest time the Python operators (payloads, alerts, MQTT) "
                                   "buffer rows before processing them (PyFlink's default, 1000 ms, adds up to 1 s "
                                   "to every result's latency)")
     watermark_interval_ms: int = Field(50, ge=1, description="how often the source emits watermarks (Flink's "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from typing import Optional
 
 from pyflink.common import Types
@@ -31,6 +32,15 @@ log = logging.getLogger("stream.functions")
 DEST_RECORDS, DEST_DEADLETTER, DEST_CONSUMED, DEST_ACTIVITY = "records", "deadletter", "consumed", "activity"
 
 
+# DeviceWindows' keys: (shard of the device, window). Fixed: a checkpoint holds its windows under these keys, so
+# another number would scatter the devices of a restored job over windows they are not in.
+WINDOW_SHARDS = 32
+
+
+def window_shard(device: str) -> int:
+    return zlib.crc32(device.encode()) % WINDOW_SHARDS
+
+
 def tag(dest: str, body: dict) -> str:
     return dest + "\t" + json.dumps(body, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
@@ -48,7 +58,7 @@ def _reasons(text: Optional[str]) -> dict:
     return counts
 
 
-WINDOW_INPUT = "window"          # a cell or a late frame, keyed "<device>/<window_start_ms>"
+WINDOW_INPUT = "window"          # a cell or a late frame, keyed "<shard of its device>/<window_start_ms>"
 FLEET_DELTA = "fleet"            # what a device window changed for a class's fleet total, keyed "<class>/<ws_ms>"
 
 
@@ -64,19 +74,19 @@ def row_to_records(r: dict, o) -> list[str]:
     ``stream.sql.SqlOptions``. Cells go to their window, a late frame to every window it belongs to."""
     out = r["okind"]
     if out == "cell":
-        return [f"{WINDOW_INPUT}\t{r['device']}/{r['ws']}\t" + json.dumps(r, separators=(",", ":"))]
+        return [f"{WINDOW_INPUT}\t{window_shard(r['device'])}/{r['ws']}\t" + json.dumps(r, separators=(",", ":"))]
     if out == "late":
         ts_ms = int(round(r["ts"] * 1000))
         body = {k: _plain(r[k]) for k in ("okind", "device", "kcode", "seq", "ts", "recv_ts", "dets", "fps",
                                           "dropped", "outbox_depth", "state", "clock_offset")}
-        return [f"{WINDOW_INPUT}\t{r['device']}/{ws}\t" + json.dumps({**body, "ws": ws, "we": ws + o.size_ms},
-                                                                     separators=(",", ":"))
+        return [f"{WINDOW_INPUT}\t{window_shard(r['device'])}/{ws}\t"
+                + json.dumps({**body, "ws": ws, "we": ws + o.size_ms}, separators=(",", ":"))
                 for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
     if out == "object":
         ts_ms = int(round(r["ts"] * 1000))
         body = {k: r[k] for k in ("okind", "device", "kcode", "seq", "ts", "label", "ev", "es", "ee", "xl", "xd", "oc")}
-        return [f"{WINDOW_INPUT}\t{r['device']}/{ws}\t" + json.dumps({**body, "ws": ws, "we": ws + o.size_ms},
-                                                                     separators=(",", ":"))
+        return [f"{WINDOW_INPUT}\t{window_shard(r['device'])}/{ws}\t"
+                + json.dumps({**body, "ws": ws, "we": ws + o.size_ms}, separators=(",", ":"))
                 for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
     if out == "stats":
         win = {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
@@ -116,47 +126,63 @@ def routing_key(line: str) -> str:
 
 
 class _Windows(KeyedProcessFunction):
-    """Keyed by window: adds inputs up, emits the first result when the watermark passes the window's end, a
-    revision on every later input, and forgets the window ``allowed lateness`` after its end."""
+    """Keyed by window: adds inputs up, emits the first results when the watermark passes the window's end, and
+    forgets the window ``allowed lateness`` after its end.
+
+    Inputs after the first result (late frames, track events, fleet deltas of revised devices) revise it, but not
+    one by one: what they changed is noted in the state and one revision goes out when the next watermark passes
+    (an event-time timer one ms after the current watermark). A burst of late frames of a window (a camera whose
+    frames arrive behind the out-of-orderness, a bridge that catches up) is one revision, not one per frame; every
+    revision holds everything received before it, and a bounded replay's final watermark flushes the last ones.
+
+    The state is one Python object per key (pickled by PyFlink when it commits the state, at the end of a bundle,
+    not on every update)."""
 
     def __init__(self, options, high_sigma_threshold: float):
         self.options = options
         self.threshold = high_sigma_threshold
 
     def open(self, runtime_context: RuntimeContext):
-        self.state = runtime_context.get_state(ValueStateDescriptor("window", Types.STRING()))
-
-    def _load(self) -> Optional[dict]:
-        raw = self.state.value()
-        return json.loads(raw) if raw else None
+        self.state = runtime_context.get_state(ValueStateDescriptor("windows", Types.PICKLED_BYTE_ARRAY()))
 
     def _arm(self, ctx, we_ms: int) -> None:
         ctx.timer_service().register_event_time_timer(we_ms - 1)                              # first result
         ctx.timer_service().register_event_time_timer(we_ms - 1 + self.options.lateness_ms + 1)  # cleanup
 
-    def on_timer(self, timestamp, ctx):
-        st = self._load()
-        if st is None:
-            return
-        if timestamp >= st["we"] + self.options.lateness_ms:
-            self.state.clear()
-            return
-        if not st["fired"]:
-            st["fired"] = True
-            yield from self._emit(st, None)       # the window's first result: every payload
-            self.state.update(json.dumps(st, separators=(",", ":")))
+    @staticmethod
+    def _at_next_watermark(ctx) -> None:
+        ctx.timer_service().register_event_time_timer(ctx.timer_service().current_watermark() + 1)
+
+
+def _note(pending: dict, classes=None, objects=None) -> None:
+    """Add a revision's changes to ``pending``: ``c`` the classes whose aggregates (and the health) to revise
+    (absent: only track events and object counts changed), ``o`` the object labels."""
+    if classes is not None:
+        pending["c"] = sorted(set(pending.get("c", ())) | {int(c) for c in classes})
+    if objects:
+        pending["o"] = sorted(set(pending.get("o", ())) | set(objects))
 
 
 class DeviceWindows(_Windows):
-    """One (device, window): cells, late frames, track events and object counts in; aggregates, health, objects
-    and present counts (and fleet deltas) out."""
+    """One window of one shard of the devices (:data:`WINDOW_SHARDS`, by :func:`window_shard`): cells, late frames,
+    track events and object counts in; per device aggregates, health, objects and present counts (and fleet
+    deltas) out.
+
+    Keyed by (shard, window), not (device, window): PyFlink reads a key's state it has not cached, and writes
+    every changed key's state at the end of a bundle, one blocking request to the JVM per key (1-2 ms each). Per
+    (device, window) that was a read and two writes per device and window, seconds per window for 1,000 cameras,
+    all before the window's results could leave; per shard it is a few dozen."""
 
     def process_element(self, value, ctx):
         body = json.loads(value.split("\t", 2)[2])
-        st = self._load()
+        sh = self.state.value()
+        if sh is None:
+            sh = {"we": int(body["we"]), "fired": False, "dev": {}, "pending": {}}
+            self._arm(ctx, sh["we"])
+        device = body["device"]
+        st = sh["dev"].get(device)
         if st is None:
-            st = DeviceWindow(device=body["device"], ws_ms=int(body["ws"]), we_ms=int(body["we"])).s
-            self._arm(ctx, st["we"])
+            st = sh["dev"][device] = DeviceWindow(device=device, ws_ms=int(body["ws"]), we_ms=int(body["we"])).s
         w = DeviceWindow(st)
         objects: set = set()
         if body["okind"] == "cell":
@@ -167,21 +193,43 @@ class DeviceWindows(_Windows):
             changed, objects = None, w.add_object(body)
         else:
             changed, objects = w.add_late(body, self.threshold), w.late_tracks(body)
-        if st["fired"]:        # a late input: the window's result again, revised
-            yield from self._emit(st, changed, objects)
-        self.state.update(json.dumps(st, separators=(",", ":")))
+        if sh["fired"]:        # after the first results: this device's first result or a revision is due
+            if st["fired"]:
+                _note(sh["pending"].setdefault(device, {}), changed, objects)
+            self._at_next_watermark(ctx)
+        self.state.update(sh)
 
-    def _emit(self, st: dict, classes, objects=None):
-        """The window's payloads: on its first result (``classes`` None, ``objects`` None) all of them; on a
-        revision the aggregates of ``classes`` and the health (``classes`` None: neither, an object input), the
-        objects of the labels in ``objects`` (a present-counts input: ``PRESENT`` in it)."""
+    def on_timer(self, timestamp, ctx):
+        sh = self.state.value()
+        if sh is None:
+            return
+        pending, sh["pending"] = sh["pending"], {}
+        emitted = False
+        for device, st in sh["dev"].items():
+            if not st["fired"]:               # the window's first result (or a device first seen after it)
+                st["fired"] = emitted = True
+                yield from self._emit(st)
+            elif device in pending:           # a revision
+                emitted = True
+                p = pending[device]
+                yield from self._emit(st, p.get("c"), p.get("o"), revision=True)
+        first = not sh["fired"]
+        sh["fired"] = True
+        if timestamp >= sh["we"] + self.options.lateness_ms:
+            self.state.clear()
+        elif emitted or first:
+            self.state.update(sh)
+
+    def _emit(self, st: dict, classes=None, objects=None, revision: bool = False):
+        """One device's payloads: on its first result all of them; on a revision the aggregates of ``classes`` and
+        the health (``classes`` None: neither, only object inputs), the objects of the labels in ``objects`` (a
+        present-counts input: ``PRESENT`` in it)."""
         w = DeviceWindow(st)
-        first = classes is None and objects is None
-        if first or classes is not None:
-            for p in w.payloads(self.threshold, classes):
+        if not revision or classes is not None:
+            for p in w.payloads(self.threshold, classes if revision else None):
                 yield tag(DEST_RECORDS, p)
-        if first or objects:
-            for p in w.object_payloads(objects):
+        if not revision or objects:
+            for p in w.object_payloads(objects if revision else None):
                 yield tag(DEST_RECORDS, p)
         for d in w.fleet_deltas():
             yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
@@ -192,17 +240,28 @@ class FleetWindows(_Windows):
 
     def process_element(self, value, ctx):
         delta = json.loads(value.split("\t", 2)[2])
-        st = self._load()
+        st = self.state.value()
         if st is None:
             st = FleetWindow().s
             self._arm(ctx, int(delta["we"]))
         FleetWindow(st).add(delta)
         if st["fired"]:
-            yield from self._emit(st, None)
-        self.state.update(json.dumps(st, separators=(",", ":")))
+            st["pending"] = True
+            self._at_next_watermark(ctx)
+        self.state.update(st)
 
-    def _emit(self, st: dict, classes):
-        yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold))
+    def on_timer(self, timestamp, ctx):
+        st = self.state.value()
+        if st is None:
+            return
+        emit = not st["fired"] or st.pop("pending", False)
+        st["fired"] = True
+        if emit:
+            yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold))
+        if timestamp >= st["we"] + self.options.lateness_ms:
+            self.state.clear()
+        elif emit:
+            self.state.update(st)
 
 
 def window_key(line: str) -> str:
@@ -323,7 +382,7 @@ class MqttPublish(MapFunction):
         idx = runtime_context.get_index_of_this_subtask()
         self.dropped = 0
         self.client = MqttClient(self.settings, client_id=self.settings.client_id or f"{self.client_id}-{idx}",
-                                 max_inflight=100, max_queued=self.MAX_QUEUED).start()
+                                 max_inflight=1000, max_queued=self.MAX_QUEUED).start()
         try:
             self.client.wait_ready(self.CONNECT_WAIT_S)
         except BrokerError as exc:
