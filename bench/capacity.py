@@ -2,8 +2,8 @@
 
     python -m bench.capacity [--steps 250,500,1000,1500] [--seconds 40] [--bridges 2] [--window 10]
 
-One mosquitto, ``--bridges`` stream-bridge processes in one shared subscription (landing confirmations on; files
-rolled every ``--roll-interval`` s, 0.25 here, 1 s by the bridge's default), the Flink job on its local
+One mosquitto, ``--bridges`` stream-bridge processes in one shared subscription (landing confirmations on, the
+bridge's default rolls unless ``--roll-interval``), the Flink job on its local
 mini-cluster (``--window`` s windows, the job's default out-of-orderness unless ``--out-of-orderness``, aggregates
 on MQTT), and simulated cameras: ``--simulators`` processes publishing, for each camera, one detections message
 (version 2, one person, as agents write it) every 1/``--fps`` s stamped with the time it is sent, QoS 1, through
@@ -92,13 +92,13 @@ def simulate(port: int, prefix: str, first: int, count: int, fps: float, seconds
 # --------------------------------------------------------------------------- the chain
 class Chain:
     def __init__(self, work: Path, bridges: int, window: float, out_of_orderness: float,
-                 roll_interval_s: float = 0.25, job_extra: Optional[dict] = None):
+                 roll_interval_s: Optional[float] = 0.25, job_extra: Optional[dict] = None):
         self.work = work
         self.window = window
         self.broker = Mosquitto(work / "broker", max_inflight=1000).start()
         cfg = {"mqtt": {"host": "127.0.0.1", "port": self.broker.port},
                "bridge": {"landing_dir": str(work / "landing"), "consumed_dir": str(work / "out" / "consumed"),
-                          "roll_interval_s": roll_interval_s},
+                          **({} if roll_interval_s is None else {"roll_interval_s": roll_interval_s})},
                "job": {"landing_dir": str(work / "landing"), "output_dir": str(work / "out"),
                        "checkpoint_dir": str(work / "chk"), "checkpoint_interval_s": 5, "out_of_orderness_s": out_of_orderness,
                        "window": {"size_s": window}, **(job_extra or {})}}
@@ -276,7 +276,7 @@ def _first_arrivals(collector, prefix: str) -> dict[str, float]:
 
 def bench_capacity(steps: list[int], seconds: float, bridges: int, simulators: int, fps: float,
                    window: float, out_of_orderness: float, verbose: bool = False,
-                   roll_interval_s: float = 0.25) -> dict:
+                   roll_interval_s: Optional[float] = None) -> dict:
     from tests.support.publisher import Collector
     work = Path(tempfile.mkdtemp(prefix="sw-cap-"))
     chain = Chain(work, bridges, window, out_of_orderness, roll_interval_s)
@@ -318,7 +318,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--out-of-orderness", type=float, default=JobConfig.model_fields["out_of_orderness_s"].default,
                     help="the job's bound on capture-time disorder (default: the job's)")
-    ap.add_argument("--roll-interval", type=float, default=0.25, help="the bridges' roll_interval_s")
+    ap.add_argument("--roll-interval", type=float, default=None,
+                    help="the bridges' roll_interval_s (default: the bridge's)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--windows", action="store_true", help="print every window's delays (where p99 comes from)")
     args = ap.parse_args(argv)

@@ -114,7 +114,9 @@ class Bridge:
         n = len(self.writer)
         if n == 0 or now < self.retry_at:
             return False
-        return (n >= b.roll_max_records or now - self.first_pending >= b.roll_interval_s
+        age = now - self.first_pending
+        return (n >= b.roll_max_records or age >= b.roll_interval_s
+                or (n >= b.roll_burst_records and age >= b.roll_busy_s)
                 or ((self.idle_roll or n >= b.roll_burst_records) and now - self.last_message >= b.roll_idle_s))
 
     def roll(self) -> bool:

@@ -97,6 +97,10 @@ class BridgeConfig(Strict):
                                     "records once no message arrived for roll_idle_s: the end of a burst or of a "
                                     "backlog lands at once instead of up to roll_interval_s later, while a quiet "
                                     "camera still gets at most one file per roll_interval_s")
+    roll_busy_s: float = Field(0.25, gt=0, le=60, description="roll a file of at least roll_burst_records records "
+                               "once its oldest line is this old: at high rates a file every roll_busy_s (each of "
+                               "hundreds of lines) instead of every roll_interval_s or roll_max_records, which "
+                               "would hold a window's last frames back that much longer")
     retry_interval_s: float = Field(2.0, gt=0, le=60, description="when the landing directory fails (disk full, "
                                     "I/O error): retry writing this often; nothing is acknowledged meanwhile")
     max_payload_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads are dead-lettered (truncated)")

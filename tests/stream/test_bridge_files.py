@@ -68,3 +68,27 @@ def test_the_end_of_a_burst_lands_at_once_and_a_quiet_camera_waits_for_the_inter
     assert len(landed(landing)) == 630, "the burst, with the 30 before it, lands without waiting for the interval"
     assert waited < 10, waited
     assert bridge.terminate() == 0
+
+
+def test_at_a_high_rate_files_roll_every_busy_interval_not_every_roll_interval(tmp_path, bridges, broker):
+    """A steady 1,000 messages a second (no idle gap for the idle roll): files of >= roll_burst_records roll once
+    their oldest line is roll_busy_s old, long before roll_interval_s (20 s here) or roll_max_records."""
+    landing = tmp_path / "landing"
+    cfg = write_bridge_config(tmp_path / "stream.yaml", broker.host, broker.port, landing, roll_interval_s=20.0,
+                              roll_max_records=100_000, roll_idle_s=5.0, roll_burst_records=100, roll_busy_s=0.25)
+    bridge = bridges(cfg, "b1").wait_subscribed()
+    pub = Publisher(broker.host, broker.port)
+    t0 = time.time()
+    for seq in range(3000):                     # 3 s at 1,000 messages a second
+        time.sleep(max(0.0, t0 + seq / 1000 - time.time()))
+        pub.publish("sigmawatch/cam-1/detections", _msg(seq))
+    during = len(landed(landing))
+    pub.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(landed(landing)) < 3000:
+        time.sleep(0.1)
+    files = sorted(landing.glob("*.jsonl"))
+    assert len(landed(landing)) == 3000
+    assert during >= 2000, f"only {during} of 3000 messages landed while they were being published"
+    assert 8 <= len(files) <= 30, f"{len(files)} files for 3 s at 1,000 messages a second (roll_busy_s 0.25 s)"
+    assert bridge.terminate() == 0
