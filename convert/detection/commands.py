@@ -25,6 +25,10 @@ def _command_line() -> str:
     return "convert-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+# train-detector options that define the network; --init-weights RUN takes them from RUN/detector.json instead
+_ARCHITECTURE_FLAGS = ("--backbone", "--width", "--input-size", "--head", "--layout", "--neck-channels", "--anchors")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="write a synthetic detection dataset (YOLO format)")
     p.add_argument("--out", required=True, help="output folder")
@@ -76,9 +80,19 @@ def register(subparsers) -> None:
     p.add_argument("--grad-log-every", type=int, default=25,
                    help="log the gradient norm of each loss part every N steps (0 = never)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-weights", metavar="RUN", default=None,
+                   help="start a new run from the trained weights of this run directory (its final weights, else "
+                   "its last checkpoint) with a fresh optimizer and schedule; the architecture (pruned widths "
+                   "included) is RUN's detector.json")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train, applies=(
-        Applies(("--clip-norm",), lambda a: a.clip_factor is None, "--clip-factor replaces the fixed clip"),))
+        Applies(("--clip-norm",), lambda a: a.clip_factor is None, "--clip-factor replaces the fixed clip"),
+        Applies(_ARCHITECTURE_FLAGS, lambda a: a.init_weights is None,
+                "--init-weights RUN takes the architecture from RUN/detector.json; leave the architecture "
+                "options out"),
+        Applies(("--init-weights",), lambda a: not a.resume, "--resume continues the run in --out from its own "
+                "checkpoint; start a new --out to initialize from another run"),
+    ))
 
     p = subparsers.add_parser("export-detector", help="export a trained detector run to TFLite (+ metadata)")
     p.add_argument("--run", required=True, help="run directory from train-detector")
@@ -187,12 +201,22 @@ def cmd_train(args) -> int:
     from convert.detection.train import BOX_WEIGHT, TrainConfig, train
     ds = load_dataset(args.data, "train")
     print(ds.summary())
-    cfg = _detector_config(args, ds)
+    init = None
+    if args.init_weights:
+        from convert.detection.train import trained_weights
+        cfg, init = trained_weights(Path(args.init_weights))
+        if cfg.labels != ds.names:
+            raise UsageError(f"--init-weights {args.init_weights} was trained on the classes {cfg.labels}, --data "
+                             f"{args.data} has {ds.names}; use a dataset with the same classes in the same order")
+        print(f"architecture from {Path(args.init_weights) / 'detector.json'}")
+    else:
+        cfg = _detector_config(args, ds)
+    head = cfg.head
     try:
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                            lr=args.lr, warmup_steps=args.warmup_steps, augment=not args.no_augment, seed=args.seed,
                            threads=args.threads, obj_weight=args.obj_weight,
-                           box_weight=BOX_WEIGHT[args.head] if args.box_weight is None else args.box_weight,
+                           box_weight=BOX_WEIGHT[head] if args.box_weight is None else args.box_weight,
                            cls_weight=args.cls_weight, clip_norm=args.clip_norm or None, clip_factor=args.clip_factor,
                            grad_log_every=args.grad_log_every)
     except ValueError as exc:
@@ -202,7 +226,7 @@ def cmd_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(_command_line() + "\n")
     write_run_data(out, args.data)
-    train(cfg, tcfg, ds, out, resume=args.resume, progress=not args.no_progress)
+    train(cfg, tcfg, ds, out, resume=args.resume, progress=not args.no_progress, init_weights=init)
     print(f"trained: {out / 'final.weights.h5'}")
     run = shlex.quote(str(out))
     print(f"next:\n  measure it:  convert-model evaluate --model {run} --data {shlex.quote(str(args.data))} --split val\n"

@@ -91,16 +91,22 @@ def run_dir_files(out: Path) -> dict[str, Path]:
             "history": out / "history.jsonl", "final": out / "final.weights.h5"}
 
 
-def load_trained(run: str | Path, batch_size: int | None = None) -> Detector:
-    """Rebuild a trained detector from a run directory (final weights, else the last checkpoint)."""
+def trained_weights(run: str | Path) -> tuple[DetectorConfig, Path]:
+    """A run directory's detector config and its trained weights (final weights, else the last checkpoint)."""
     files = run_dir_files(Path(run))
     if not files["detector"].is_file():
         raise InputError(f"{run} is not a training run directory (no detector.json); train with convert-model train-detector")
     cfg = DetectorConfig.model_validate_json(files["detector"].read_text())
-    det = build_detector(cfg, batch_size)
     weights = files["final"] if files["final"].is_file() else files["weights"]
     if not weights.is_file():
         raise InputError(f"{run} has no weights yet ({files['final'].name} or ckpt/last.weights.h5)")
+    return cfg, weights
+
+
+def load_trained(run: str | Path, batch_size: int | None = None) -> Detector:
+    """Rebuild a trained detector from a run directory (final weights, else the last checkpoint)."""
+    cfg, weights = trained_weights(run)
+    det = build_detector(cfg, batch_size)
     det.train_model.load_weights(str(weights))
     return det
 

@@ -1,12 +1,13 @@
 """``convert-model prune``: Network Slimming for classifiers (--model) and detectors (--run).
 
     convert-model prune --model cls.keras --data DATASET/ --output cls-pruned.keras --ratio 0.5
-    convert-model prune --run runs/demo --data data/synth256 --out runs/demo-pruned --ratio 0.5
+    convert-model prune --run runs/demo --data data/synth256 --out runs/demo-pruned --ratio 0.5 [--baseline]
 
 Steps: sparsity training (L1 on the BatchNorm scales of prunable channels), removal of the lowest-scale channels
 (one global threshold; convert.prune.surgery keeps every layer and equal split sizes), fine-tuning, then the
 original and the pruned model side by side: accuracy (classifier, validation split) or mAP@0.5 (detector, int8 as
-the device runs it), parameters, and float32/int8 latency measured in one interleaved run.
+the device runs it), parameters, and float32/int8 latency measured in one interleaved run. A detector's
+``--baseline`` adds the original trained for the same extra steps (the equal-budget comparison).
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--finetune-epochs", type=int, default=3, help="classifier: epochs after pruning")
     p.add_argument("--sparsity-steps", type=int, default=400, help="detector: steps with the L1 penalty")
     p.add_argument("--finetune-steps", type=int, default=600, help="detector: steps after pruning")
+    p.add_argument("--baseline", action="store_true", help="detector: also train the original for the same "
+                   "sparsity + fine-tune steps and schedules (no L1, no pruning) and compare the pruned model with "
+                   "it: the equal-budget comparison")
     p.add_argument("--lr", type=float, default=None, help="learning rate (classifier 5e-4, detector 1e-3)")
     p.add_argument("--split", default="val", help="detector: the split the mAP is measured on (default val)")
     p.add_argument("--threads", default="1", help="interpreter threads for the latency columns, e.g. 1 or 1,2")
@@ -44,7 +48,7 @@ def register(subparsers) -> None:
         Applies(("--output", "--sparsity-epochs", "--finetune-epochs"), lambda a: bool(a.model),
                 "it applies to classifiers (--model); a detector (--run) takes --out, --sparsity-steps, "
                 "--finetune-steps"),
-        Applies(("--out", "--sparsity-steps", "--finetune-steps", "--split"), lambda a: bool(a.run),
+        Applies(("--out", "--sparsity-steps", "--finetune-steps", "--split", "--baseline"), lambda a: bool(a.run),
                 "it applies to detectors (--run); a classifier (--model) takes --output, --sparsity-epochs, "
                 "--finetune-epochs"),
         Applies(("--sparsity",), lambda a: a.l1 is None, "--l1 sets the L1 weight directly"),
@@ -70,6 +74,10 @@ def cmd_prune(args) -> int:
     else:
         if not args.out:
             raise UsageError("pruning a detector (--run) needs --out PRUNED_RUN_DIR")
+        for flag, steps in (("--sparsity-steps", args.sparsity_steps), ("--finetune-steps", args.finetune_steps)):
+            if steps < 1 or (steps > 100 and steps % 100):
+                raise UsageError(f"{flag} {steps}: a detector phase runs in epochs of 100 steps; use 1-100 or a "
+                                 "multiple of 100")
         from convert.prune.run_detector import prune_detector
         rows = prune_detector(args, threads)
     print(format_rows(rows, threads))
@@ -82,23 +90,32 @@ def cmd_prune(args) -> int:
 
 
 def format_rows(rows: list[dict], threads) -> str:
-    """Before/after table; latency ratios are from one interleaved benchmark run."""
+    """Before/after table; latency ratios are from one interleaved benchmark run. Rows: "original", optionally
+    "baseline" (the original trained for the same extra steps as the pruned model), "pruned"."""
     metric = rows[0]["metric"]
-    head = f"{'model':<10}{metric:>12}{'params':>12}" + "".join(
+    both_maps = all("map50_95" in r for r in rows)
+    head = f"{'model':<10}{metric:>12}" + (f"{'mAP@.5:.95':>12}" if both_maps else "") + f"{'params':>12}" + "".join(
         f"{f'fp32 {n}t ms':>13}{f'int8 {n}t ms':>13}{'int8/fp32':>11}" for n in threads)
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = f"{r['name']:<10}{r['score']:>12.2f}{r['params']:>12,}"
+        line = f"{r['name']:<10}{r['score']:>12.2f}" + (f"{r['map50_95']:>12.2f}" if both_maps else "") + \
+            f"{r['params']:>12,}"
         for n in threads:
             f, q = r["float32_ms"][n], r["int8_ms"][n]
             line += f"{f:>13.2f}{q:>13.2f}{q / f:>10.2f}x"
         lines.append(line)
-    a, b = rows
+    by_name = {r["name"]: r for r in rows}
+    a, b = by_name["original"], by_name["pruned"]
     for n in threads:
         lines.append(f"{n} thread(s): pruned int8 is {a['int8_ms'][n] / b['int8_ms'][n]:.2f}x as fast as the "
                      f"original int8 ({b['int8_ms'][n]:.2f} vs {a['int8_ms'][n]:.2f} ms)")
-    lines.append(f"{metric}: {b['score'] - a['score']:+.2f} points; parameters {b['params'] / a['params']:.0%} of the "
-                 "original")
+    refs = [("original", a)] + ([("baseline (same training steps)", by_name["baseline"])] if "baseline" in by_name
+                                else [])
+    compared = [(metric, "score")] + ([("mAP@.5:.95", "map50_95")] if both_maps else [])
+    for what, key in compared:
+        lines.append(f"{what}: pruned " + ", ".join(f"{b[key] - r[key]:+.2f} points vs the {label}"
+                                                    for label, r in refs))
+    lines.append(f"parameters {b['params'] / a['params']:.0%} of the original")
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ def l1_for(sparsity: float, learning_rates) -> float:
 
 
 def bench_pair(paths: dict[str, dict[str, Path]], threads, runs: int, rounds: int) -> dict[str, dict]:
-    """{name: {"float32": path, "int8": path}} -> {name: {"float32_ms": {n: ms}, "int8_ms": {n: ms}}}, all four
-    files timed in one interleaved run."""
+    """{name: {"float32": path, "int8": path}} -> {name: {"float32_ms": {n: ms}, "int8_ms": {n: ms}, XNNPACK
+    partitions and the ops left outside them}}, every file timed in one interleaved run."""
     from edge.modelbench import bench_interleaved
     order = [(name, q) for name in paths for q in ("float32", "int8")]
     results = bench_interleaved([paths[name][q] for name, q in order], threads, runs=runs, rounds=rounds)
@@ -26,6 +26,7 @@ def bench_pair(paths: dict[str, dict[str, Path]], threads, runs: int, rounds: in
     for (name, q), r in zip(order, results):
         out[name][f"{q}_ms"] = dict(r.latency_ms)
         out[name][f"{q}_partitions"] = r.delegation.partitions if r.delegation else None
+        out[name][f"{q}_undelegated"] = dict(r.delegation.undelegated) if r.delegation else None
     return out
 
 

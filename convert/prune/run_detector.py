@@ -2,12 +2,19 @@
 
 Every phase is an ordinary training run directory (OUT/sparse, OUT itself for the pruned detector), so it can be
 evaluated, exported and resumed like any other; the pruned run's detector.json carries the channel widths.
+
+``--baseline`` adds the equal-budget comparison: the original trained on through the same two phases (same steps,
+schedules and seed, no L1, no pruning; OUT/baseline-phase1, OUT/baseline), so the pruned model's extra training is
+not counted as the pruning's gain. Exports are int8 with int8 input/output, as the shipped detector (uint8 I/O adds
+a QUANTIZE per tensor outside XNNPACK's partition).
 """
 from __future__ import annotations
 
-import shutil
+import shlex
+import sys
 from pathlib import Path
 
+from convert.detection.cli_args import write_run_data
 from edge.contract.errors import OutputError, UsageError
 from convert.prune.classifier import progress_log
 from convert.prune.common import bench_pair, check_input, write_json
@@ -32,8 +39,8 @@ def _export_pair(det, data: str, out_dir: Path, name: str) -> dict[str, Path]:
         path = out_dir / f"{name}-{q}.tflite"
         meta = detector_metadata(architecture=f"{c.head}-yolov3-{c.backbone}-{c.layout}", model_id=f"{name}-{q}",
                                  input_hw=c.input_size, labels=c.labels, detection=c.detection_metadata(),
-                                 quantization=q, io_dtype="uint8")
-        export_detector(export_model(det), path, metadata=meta, quantization=q,
+                                 quantization=q, io_dtype="int8")
+        export_detector(export_model(det), path, metadata=meta, quantization=q, io_dtype="int8",
                         calibration=calib if q == "int8" else None)
         paths[q] = path
     return paths
@@ -44,7 +51,7 @@ def prune_detector(args, threads) -> list[dict]:
 
     from convert.detection.datasets import load_dataset
     from convert.detection.evaluate import TFLitePredictor, evaluate
-    from convert.detection.train import load_trained, run_dir_files, set_threads, train
+    from convert.detection.train import load_trained, set_threads, train, trained_weights
     from convert.prune.channel_graph import analyze
     from convert.prune.surgery import count_params, plan_pruning, prune_model
 
@@ -60,16 +67,18 @@ def prune_detector(args, threads) -> list[dict]:
     if train_ds.names != cfg.labels:
         raise UsageError(f"--data classes {train_ds.names} differ from the run's labels {cfg.labels}")
     lr = args.lr or 1e-3
+    original_weights = trained_weights(base)[1]
     sparse_dir = out / "sparse"
     from convert.detection.train import WarmupCosine
     from convert.prune.common import l1_for
     sparse_cfg = _train_cfg(base, args.sparsity_steps, lr, 0.0, args.seed)
+    finetune_cfg = _train_cfg(base, args.finetune_steps, lr, 0.0, args.seed)
     steps = sparse_cfg.epochs * sparse_cfg.steps_per_epoch
     schedule = WarmupCosine(lr, sparse_cfg.warmup_steps, steps)
     l1 = args.l1 if args.l1 is not None else l1_for(args.sparsity, [float(schedule(i)) for i in range(1, steps + 1)])
     progress_log(f"sparsity fine-tune: {steps} steps, L1 {l1:.4g} on the BatchNorm scales")
     sparse = train(cfg, sparse_cfg.model_copy(update={"l1_bn": l1}), train_ds, sparse_dir,
-                   progress=False, log=progress_log, init_weights=run_dir_files(base)["final"])
+                   progress=False, log=progress_log, init_weights=original_weights)
     plan = plan_pruning(analyze(sparse.train_model), args.ratio)
     pruned_model = prune_model(sparse.train_model, plan)
     pruned_cfg = cfg.model_copy(update={"channels": plan.channel_overrides()})
@@ -82,17 +91,27 @@ def prune_detector(args, threads) -> list[dict]:
     shell.train_model.save_weights(str(init))
     progress_log(f"pruned {plan.removed_channels():,} channels in {len(plan.channel_overrides())} layers; fine-tuning "
                  f"{args.finetune_steps} steps")
-    pruned = train(pruned_cfg, _train_cfg(base, args.finetune_steps, lr, 0.0, args.seed), train_ds, out,
-                   progress=False, log=progress_log, init_weights=init)
-    for name in ("command.txt", "data.txt"):
-        if (base / name).is_file() and not (out / name).exists():
-            shutil.copy(base / name, out / name)
+    pruned = train(pruned_cfg, finetune_cfg, train_ds, out, progress=False, log=progress_log, init_weights=init)
+    models = {"original": original}
+    run_dirs = [out, sparse_dir]
+    if args.baseline:
+        progress_log(f"equal-budget baseline: the original trained {args.sparsity_steps} + {args.finetune_steps} "
+                     "steps more with the same schedules, without L1 or pruning")
+        phase1 = out / "baseline-phase1"
+        train(cfg, sparse_cfg, train_ds, phase1, progress=False, log=progress_log, init_weights=original_weights)
+        models["baseline"] = train(cfg, finetune_cfg, train_ds, out / "baseline", progress=False, log=progress_log,
+                                   init_weights=trained_weights(phase1)[1])
+        run_dirs += [phase1, out / "baseline"]
+    models["pruned"] = pruned
+    command = "convert-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for run in run_dirs:   # what reproduces each run directory, and the data its exports calibrate on
+        (run / "command.txt").write_text(command + "\n")
+        write_run_data(run, args.data)
     split = load_dataset(args.data, args.split)
-    paths = {"original": _export_pair(original, args.data, out, "original"),
-             "pruned": _export_pair(pruned, args.data, out, "pruned")}
+    paths = {name: _export_pair(det, args.data, out, name) for name, det in models.items()}
     timing = bench_pair(paths, threads, args.runs, args.rounds)
     rows = []
-    for name, det in (("original", original), ("pruned", pruned)):
+    for name, det in models.items():
         report = evaluate(TFLitePredictor(paths[name]["int8"], threads=2), split, out_dir=out / "eval",
                           name=f"{name}-int8")
         rows.append({"name": name, "metric": f"mAP@.5 {args.split}", "score": 100 * report.map50,

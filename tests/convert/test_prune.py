@@ -134,3 +134,82 @@ def test_prune_command_refuses_bad_arguments(tmp_path, capsys):
     assert main(["prune", "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path), "--output",
                  str(tmp_path / "p.keras")]) == 3
     assert "does not exist" in capsys.readouterr().err
+    assert main(["prune", "--model", str(tmp_path / "none.keras"), "--data", str(tmp_path), "--output",
+                 str(tmp_path / "p.keras"), "--baseline"]) == 2
+    assert "--baseline" in capsys.readouterr().err
+    # a detector phase runs in epochs of 100 steps: 250 would silently become 200
+    assert main(["prune", "--run", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "p"),
+                 "--sparsity-steps", "250"]) == 2
+    assert "--sparsity-steps 250" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
+def _row(name, score, strict, params, int8_ms):
+    return {"name": name, "metric": "mAP@.5 test", "score": score, "map50_95": strict, "params": params,
+            "float32_ms": {1: 4.0}, "int8_ms": {1: int8_ms}}
+
+
+def test_table_compares_the_pruned_detector_with_the_equal_budget_baseline():
+    """The printed verdict: speed against the original (same architecture as the baseline), accuracy against the
+    original and against the original trained for as many steps as the pruned model."""
+    from convert.prune.commands import format_rows
+    text = format_rows([_row("original", 82.27, 58.28, 1_442_414, 2.2), _row("baseline", 85.10, 60.00, 1_442_414, 2.2),
+                        _row("pruned", 84.70, 57.24, 519_461, 1.4)], (1,))
+    lines = text.splitlines()
+    assert [line.split()[0] for line in lines[2:5]] == ["original", "baseline", "pruned"]
+    assert lines[3].split()[1:4] == ["85.10", "60.00", "1,442,414"]
+    assert "1 thread(s): pruned int8 is 1.57x as fast as the original int8 (1.40 vs 2.20 ms)" in lines
+    assert "mAP@.5 test: pruned +2.43 points vs the original, -0.40 points vs the baseline (same training steps)" in lines
+    assert "mAP@.5:.95: pruned -1.04 points vs the original, -2.76 points vs the baseline (same training steps)" in lines
+    assert lines[-1] == "parameters 36% of the original"
+    plain = format_rows([_row("original", 82.27, 58.28, 1_442_414, 2.2), _row("pruned", 84.70, 57.24, 519_461, 1.4)],
+                        (1,))
+    assert "baseline" not in plain and "mAP@.5 test: pruned +2.43 points vs the original" in plain.splitlines()
+
+
+def _train_config(run):
+    import json
+    return json.loads((run / "train.json").read_text())
+
+
+def _steps(run):
+    import json
+    return json.loads((run / "ckpt" / "state.json").read_text())["step"]
+
+
+@pytest.mark.slow
+def test_prune_command_on_a_detector_with_the_equal_budget_baseline(tmp_path, capsys):
+    """`convert-model prune --run ... --baseline`: the baseline is the original trained through the same phases as
+    the pruned model (same configs, steps and seed; no L1, no pruning), and all six exports run in one XNNPACK
+    partition with nothing outside it (int8 input/output, as the device runs the detector)."""
+    import json
+
+    from convert.cli import main
+    from convert.detection.train import load_trained
+    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "pruned"
+    assert main(["synth", "--out", str(data), "--train", "16", "--val", "4", "--test", "6", "--size", "64"]) == 0
+    assert main(["train-detector", "--data", str(data), "--out", str(run), "--backbone", "mobilenetv3_small",
+                 "--input-size", "64", "--neck-channels", "32", "--epochs", "1", "--batch-size", "4",
+                 "--steps-per-epoch", "3", "--warmup-steps", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["prune", "--run", str(run), "--data", str(data), "--out", str(out), "--ratio", "0.5",
+                 "--sparsity-steps", "2", "--finetune-steps", "3", "--baseline", "--split", "test", "--threads", "1",
+                 "--runs", "6", "--rounds", "1"]) == 0
+    text = capsys.readouterr().out
+    rows = {r["name"]: r for r in json.loads((out / "prune.json").read_text())}
+    assert list(rows) == ["original", "baseline", "pruned"]
+    assert rows["baseline"]["params"] == rows["original"]["params"]
+    assert rows["pruned"]["params"] < 0.8 * rows["original"]["params"]
+    for r in rows.values():
+        for q in ("float32", "int8"):
+            assert r[f"{q}_partitions"] == 1 and r[f"{q}_undelegated"] == {}, (r["name"], q, r)
+    # equal budget: phase by phase the baseline had the pruned model's training config (the L1 aside) and steps
+    sparse = _train_config(out / "sparse")
+    assert sparse["l1_bn"] > 0
+    assert _train_config(out / "baseline-phase1") == dict(sparse, l1_bn=0.0)
+    assert _train_config(out / "baseline") == _train_config(out)
+    assert (_steps(out / "baseline-phase1"), _steps(out / "baseline")) == (_steps(out / "sparse"), _steps(out)) == (2, 3)
+    original, baseline = load_trained(run).train_model, load_trained(out / "baseline").train_model
+    assert any(np.abs(np.asarray(x) - np.asarray(y)).max() > 1e-4    # trained on from the original's weights
+               for x, y in zip(original.trainable_weights, baseline.trainable_weights))
+    assert "vs the baseline (same training steps)" in text
+

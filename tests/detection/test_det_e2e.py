@@ -3,6 +3,7 @@ and the exported model run by edge.runtime + edge.decode like the device."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -38,6 +39,54 @@ def test_resume_continues_and_refuses_to_overwrite(trained, capsys):
     history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
     assert json.loads((run / "ckpt/state.json").read_text()) == {"epochs_done": 2, "step": 6}
+
+
+# a continuation: no architecture options (they come from the --init-weights run), a learning rate too small to move
+# the weights, so the new run must hold the source run's weights
+CONTINUE = ["--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--lr", "1e-9", "--warmup-steps", "0",
+            "--threads", "2", "--no-progress"]
+
+
+def _max_weight_change(run_a, run_b) -> float:
+    from convert.detection.train import load_trained
+    a, b = load_trained(run_a).train_model, load_trained(run_b).train_model
+    assert [w.shape for w in a.trainable_weights] == [w.shape for w in b.trainable_weights]
+    return max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+               for x, y in zip(a.trainable_weights, b.trainable_weights))
+
+
+def test_init_weights_continues_from_a_trained_run(trained, tmp_path, capsys):
+    """`train-detector --init-weights RUN`: a new run (fresh optimizer and schedule) that starts from RUN's trained
+    weights and architecture; the same command without it starts from the random initialization."""
+    data, run = trained
+    cont, fresh = tmp_path / "continued", tmp_path / "fresh"
+    assert main(["train-detector", "--data", str(data), "--out", str(cont), "--init-weights", str(run), *CONTINUE]) == 0
+    assert json.loads((cont / "detector.json").read_text()) == json.loads((run / "detector.json").read_text())
+    assert json.loads((cont / "ckpt/state.json").read_text()) == {"epochs_done": 1, "step": 1}   # its own schedule
+    assert main(["train-detector", "--data", str(data), "--out", str(fresh), *TRAIN[:6], *CONTINUE, "--seed", "1"]) == 0
+    assert _max_weight_change(run, cont) < 1e-5
+    assert _max_weight_change(run, fresh) > 1e-2
+
+
+def test_init_weights_refuses_what_it_cannot_honour(trained, tmp_path, capsys):
+    data, run = trained
+    out = str(tmp_path / "r")
+    assert main(["train-detector", "--data", str(data), "--out", out, "--init-weights", str(run),
+                 "--backbone", "mobilenetv3_small", *CONTINUE]) == 2
+    err = capsys.readouterr().err
+    assert "--backbone" in err and "detector.json" in err
+    assert main(["train-detector", "--data", str(data), "--out", out, "--init-weights", str(run), "--resume",
+                 *CONTINUE]) == 2
+    assert "--init-weights" in capsys.readouterr().err
+    assert main(["train-detector", "--data", str(data), "--out", out, "--init-weights", str(tmp_path),
+                 *CONTINUE]) == 3
+    assert "no detector.json" in capsys.readouterr().err
+    other = tmp_path / "other-classes"
+    shutil.copytree(data, other)
+    names = (other / "classes.txt").read_text().split()
+    (other / "classes.txt").write_text("\n".join(reversed(names)) + "\n")
+    assert main(["train-detector", "--data", str(other), "--out", out, "--init-weights", str(run), *CONTINUE]) == 2
+    assert "same classes" in capsys.readouterr().err
 
 
 def test_int8_export_runs_like_the_device(trained, capsys):
