@@ -89,7 +89,9 @@ function onEvent(ev) {
     case "status": case "metrics": case "detections": case "events": case "objects": {
       const d = device(ev.device);
       if (ev.kind !== "events") d[ev.kind] = ev.payload;     // events: the tracks event that follows has them
-      if (ev.kind === "objects") S.dirty.add("tracks");
+      // the tracks card shows the counts and whether the camera is offline: a status that arrives after the last
+      // counts (an agent stopping) must redraw it too
+      if (ev.kind === "objects" || ev.kind === "status") S.dirty.add("tracks");
       d.last_seen = ev.last_seen;
       S.counters.messages++;
       if (ev.kind === "detections") {
