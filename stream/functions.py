@@ -69,6 +69,16 @@ def _plain(v):
     return v
 
 
+def _window_lines(body: dict, o) -> list[str]:
+    """A late frame's or track event's lines: one per window its time ``ts`` (s) falls in, each keyed by the shard
+    of its device and the window's start."""
+    ts_ms = int(round(body["ts"] * 1000))
+    key = window_shard(body["device"])
+    return [f"{WINDOW_INPUT}\t{key}/{ws}\t" + json.dumps({**body, "ws": ws, "we": ws + o.size_ms},
+                                                          separators=(",", ":"))
+            for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
+
+
 def row_to_records(r: dict, o) -> list[str]:
     """Map one output row (as a dict of ``stream.sql.OUTPUT_COLUMNS``) to its tagged lines; ``o`` is the job's
     ``stream.sql.SqlOptions``. Cells go to their window, a late frame to every window it belongs to."""
@@ -76,18 +86,12 @@ def row_to_records(r: dict, o) -> list[str]:
     if out == "cell":
         return [f"{WINDOW_INPUT}\t{window_shard(r['device'])}/{r['ws']}\t" + json.dumps(r, separators=(",", ":"))]
     if out == "late":
-        ts_ms = int(round(r["ts"] * 1000))
         body = {k: _plain(r[k]) for k in ("okind", "device", "kcode", "seq", "ts", "recv_ts", "dets", "fps",
                                           "dropped", "outbox_depth", "state", "clock_offset")}
-        return [f"{WINDOW_INPUT}\t{window_shard(r['device'])}/{ws}\t"
-                + json.dumps({**body, "ws": ws, "we": ws + o.size_ms}, separators=(",", ":"))
-                for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
+        return _window_lines(body, o)
     if out == "object":
-        ts_ms = int(round(r["ts"] * 1000))
         body = {k: r[k] for k in ("okind", "device", "kcode", "seq", "ts", "label", "ev", "es", "ee", "xl", "xd", "oc")}
-        return [f"{WINDOW_INPUT}\t{window_shard(r['device'])}/{ws}\t"
-                + json.dumps({**body, "ws": ws, "we": ws + o.size_ms}, separators=(",", ":"))
-                for ws in window_starts(ts_ms, o.size_ms, o.slide_ms)]
+        return _window_lines(body, o)
     if out == "stats":
         win = {"window_start": r["ws"] / 1000.0, "window_end": r["we"] / 1000.0}
         return [tag(DEST_RECORDS, outputs.build("stats", **win, dead_letters=int(r["dead_letters"]),
@@ -153,6 +157,22 @@ class _Windows(KeyedProcessFunction):
     def _at_next_watermark(ctx) -> None:
         ctx.timer_service().register_event_time_timer(ctx.timer_service().current_watermark() + 1)
 
+    def on_timer(self, timestamp, ctx):
+        """Emit what is due (:meth:`_fire`: the first results, or the pending revisions), then forget the window
+        ``allowed lateness`` after its end, or keep what changed."""
+        st = self.state.value()
+        if st is None:
+            return
+        changed = yield from self._fire(st)
+        if timestamp >= st["we"] + self.options.lateness_ms:
+            self.state.clear()
+        elif changed:
+            self.state.update(st)
+
+    def _fire(self, st: dict):
+        """Yield the window's due payloads; return whether the state changed."""
+        raise NotImplementedError
+
 
 def _note(pending: dict, classes=None, objects=None) -> None:
     """Add a revision's changes to ``pending``: ``c`` the classes whose aggregates (and the health) to revise
@@ -199,10 +219,7 @@ class DeviceWindows(_Windows):
             self._at_next_watermark(ctx)
         self.state.update(sh)
 
-    def on_timer(self, timestamp, ctx):
-        sh = self.state.value()
-        if sh is None:
-            return
+    def _fire(self, sh: dict):
         pending, sh["pending"] = sh["pending"], {}
         emitted = False
         for device, st in sh["dev"].items():
@@ -215,10 +232,7 @@ class DeviceWindows(_Windows):
                 yield from self._emit(st, p.get("c"), p.get("o"), revision=True)
         first = not sh["fired"]
         sh["fired"] = True
-        if timestamp >= sh["we"] + self.options.lateness_ms:
-            self.state.clear()
-        elif emitted or first:
-            self.state.update(sh)
+        return emitted or first
 
     def _emit(self, st: dict, classes=None, objects=None, revision: bool = False):
         """One device's payloads: on its first result all of them; on a revision the aggregates of ``classes`` and
@@ -250,18 +264,12 @@ class FleetWindows(_Windows):
             self._at_next_watermark(ctx)
         self.state.update(st)
 
-    def on_timer(self, timestamp, ctx):
-        st = self.state.value()
-        if st is None:
-            return
+    def _fire(self, st: dict):
         emit = not st["fired"] or st.pop("pending", False)
         st["fired"] = True
         if emit:
             yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold))
-        if timestamp >= st["we"] + self.options.lateness_ms:
-            self.state.clear()
-        elif emit:
-            self.state.update(st)
+        return emit
 
 
 def window_key(line: str) -> str:
