@@ -6,7 +6,9 @@
 - :class:`WindowAlerts` (keyed by ``<device|_fleet>/<class>``) runs ``class_count``/``uncertainty_spike``
   rules, with an event-time timer at the end of the next window to clear alerts of keys that went quiet.
 - :class:`SilenceAlerts` (keyed by device) runs ``device_silent`` with processing-time timers.
-- :class:`MqttPublish` publishes payloads QoS 1 retained (the paho client lives in ``open``/``close``).
+- :class:`DeviceWindows` / :class:`FleetWindows` (keyed by window) make the window results and publish them to MQTT
+  themselves as they make them (``stream.publish``); :class:`MqttPublish` publishes the other payloads (stats,
+  alerts). Both QoS 1 retained; their paho clients live in ``open``/``close``.
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, 
 from pyflink.datastream.state import ValueStateDescriptor
 
 from edge.contract import outputs
-from edge.contract.errors import BrokerError
-from edge.contract.mqtt import ERR_NO_CONN, SUCCESS, MqttClient
+from edge.contract.mqtt import MqttSettings
 from stream.alerts import SilenceRule, WindowRules
 from stream.config import AlertRules
-from stream.windows import DeviceWindow, FleetWindow, window_starts
+from stream.publish import ResultPublisher, operator_client_id
+from stream.windows import DeviceWindow, FleetWindow, merge_fleet_delta, window_starts
 
 log = logging.getLogger("stream.functions")
 
@@ -140,14 +142,29 @@ class _Windows(KeyedProcessFunction):
     revision holds everything received before it, and a bounded replay's final watermark flushes the last ones.
 
     The state is one Python object per key (pickled by PyFlink when it commits the state, at the end of a bundle,
-    not on every update)."""
+    not on every update).
 
-    def __init__(self, options, high_sigma_threshold: float):
+    With ``mqtt`` settings the results are published here, each as it is made, and passed on for the file sinks
+    and alert rules (see ``stream.publish`` for why not downstream)."""
+    ROLE = "windows"          # in the MQTT client id
+
+    def __init__(self, options, high_sigma_threshold: float, mqtt: Optional[MqttSettings] = None,
+                 client_id: str = "sigmawatch-job"):
         self.options = options
         self.threshold = high_sigma_threshold
+        self.mqtt = mqtt
+        self.client_id = client_id
 
     def open(self, runtime_context: RuntimeContext):
         self.state = runtime_context.get_state(ValueStateDescriptor("windows", Types.PICKLED_BYTE_ARRAY()))
+        self.publisher = None
+        if self.mqtt is not None:
+            self.publisher = ResultPublisher(self.mqtt, operator_client_id(
+                self.mqtt, self.client_id, self.ROLE, runtime_context.get_index_of_this_subtask()))
+
+    def close(self):
+        if getattr(self, "publisher", None) is not None:
+            self.publisher.stop()
 
     def _arm(self, ctx, we_ms: int) -> None:
         ctx.timer_service().register_event_time_timer(we_ms - 1)                              # first result
@@ -163,14 +180,27 @@ class _Windows(KeyedProcessFunction):
         st = self.state.value()
         if st is None:
             return
-        changed = yield from self._fire(st)
+        due = self._fire(st)
+        while True:
+            try:
+                out = next(due)
+            except StopIteration as done:
+                changed = done.value
+                break
+            if isinstance(out, dict):           # a payload: published now, and on to records/
+                line = tag(DEST_RECORDS, out)
+                if self.publisher is not None:
+                    self.publisher.publish(out, line[len(DEST_RECORDS) + 1:])
+                yield line
+            else:
+                yield out
         if timestamp >= st["we"] + self.options.lateness_ms:
             self.state.clear()
         elif changed:
             self.state.update(st)
 
     def _fire(self, st: dict):
-        """Yield the window's due payloads; return whether the state changed."""
+        """Yield the window's due payloads (dicts) and routed lines (str); return whether the state changed."""
         raise NotImplementedError
 
 
@@ -222,35 +252,37 @@ class DeviceWindows(_Windows):
     def _fire(self, sh: dict):
         pending, sh["pending"] = sh["pending"], {}
         emitted = False
+        fleet: dict = {}
         for device, st in sh["dev"].items():
             if not st["fired"]:               # the window's first result (or a device first seen after it)
                 st["fired"] = emitted = True
-                yield from self._emit(st)
+                yield from self._emit(st, fleet)
             elif device in pending:           # a revision
                 emitted = True
                 p = pending[device]
-                yield from self._emit(st, p.get("c"), p.get("o"), revision=True)
+                yield from self._emit(st, fleet, p.get("c"), p.get("o"), revision=True)
+        for d in fleet.values():              # the shard's fleet deltas: one per class, not one per device
+            yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
         first = not sh["fired"]
         sh["fired"] = True
         return emitted or first
 
-    def _emit(self, st: dict, classes=None, objects=None, revision: bool = False):
+    def _emit(self, st: dict, fleet: dict, classes=None, objects=None, revision: bool = False):
         """One device's payloads: on its first result all of them; on a revision the aggregates of ``classes`` and
         the health (``classes`` None: neither, only object inputs), the objects of the labels in ``objects`` (a
-        present-counts input: ``PRESENT`` in it)."""
+        present-counts input: ``PRESENT`` in it). Its fleet deltas are added to ``fleet`` (per class)."""
         w = DeviceWindow(st)
         if not revision or classes is not None:
-            for p in w.payloads(self.threshold, classes if revision else None):
-                yield tag(DEST_RECORDS, p)
+            yield from w.payloads(self.threshold, classes if revision else None)
         if not revision or objects:
-            for p in w.object_payloads(objects if revision else None):
-                yield tag(DEST_RECORDS, p)
+            yield from w.object_payloads(objects if revision else None)
         for d in w.fleet_deltas():
-            yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
+            merge_fleet_delta(fleet, d)
 
 
 class FleetWindows(_Windows):
-    """One (class, window) over all devices, from the device windows' deltas."""
+    """One (class, window) over all devices, from the device windows' deltas (one per shard and class)."""
+    ROLE = "fleet"
 
     def process_element(self, value, ctx):
         delta = json.loads(value.split("\t", 2)[2])
@@ -268,7 +300,7 @@ class FleetWindows(_Windows):
         emit = not st["fired"] or st.pop("pending", False)
         st["fired"] = True
         if emit:
-            yield tag(DEST_RECORDS, FleetWindow(st).payload(self.threshold))
+            yield FleetWindow(st).payload(self.threshold)
         return emit
 
 
@@ -373,45 +405,25 @@ class SilenceAlerts(_JsonState):
 
 
 class MqttPublish(MapFunction):
-    """Publishes record payloads (QoS 1, retained) and passes every line through unchanged.
+    """Publishes the record payloads that reach it (QoS 1, retained; see ``stream.publish``) and passes every line
+    through unchanged."""
+    ROLE = "out"
 
-    Holds the MQTT settings, not the password: the client (created in ``open``, on the TaskManager) reads the
-    password file or credential there. A broker that refuses the connection (credentials, TLS) fails the task
-    with the broker's reason; a broker that is only away is reconnected in the background while up to
-    ``MAX_QUEUED`` messages wait (more are counted and logged as dropped: the file sink keeps every record)."""
-    MAX_QUEUED = 100_000
-    CONNECT_WAIT_S = 10.0
-
-    def __init__(self, settings, client_id: str):
+    def __init__(self, settings: MqttSettings, client_id: str):
         self.settings = settings
         self.client_id = client_id
 
     def open(self, runtime_context: RuntimeContext):
-        idx = runtime_context.get_index_of_this_subtask()
-        self.dropped = 0
-        self.client = MqttClient(self.settings, client_id=self.settings.client_id or f"{self.client_id}-{idx}",
-                                 max_inflight=1000, max_queued=self.MAX_QUEUED).start()
-        try:
-            self.client.wait_ready(self.CONNECT_WAIT_S)
-        except BrokerError as exc:
-            if self.client.refused:
-                self.client.stop()
-                raise RuntimeError(f"MQTT output: {exc}") from None
-            log.warning("MQTT output: %s; results queue until it is reachable", exc)
+        self.publisher = ResultPublisher(self.settings, operator_client_id(
+            self.settings, self.client_id, self.ROLE, runtime_context.get_index_of_this_subtask()))
 
     def map(self, value):
         dest, body = untag(value)
         if dest == DEST_RECORDS:
-            payload = json.loads(body)
-            rc, _mid = self.client.publish(outputs.topic_for(self.settings.topic_prefix, payload), body.encode(),
-                                           qos=1, retain=True)
-            if rc not in (SUCCESS, ERR_NO_CONN):      # NO_CONN: queued for the reconnect
-                self.dropped += 1
-                if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                    log.error("MQTT output: %d results not published (paho rc %s); they are in records/", self.dropped, rc)
+            self.publisher.publish(json.loads(body), body)
         return value
 
     def close(self):
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.stop()
+        publisher = getattr(self, "publisher", None)
+        if publisher is not None:
+            publisher.stop()

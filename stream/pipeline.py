@@ -4,7 +4,8 @@ The JVM does all per-event work: the landing files read once by ``LandingSource`
 by ``SeqDedup``, each row's event time, the one watermark and its split into on time / late / rejects / trailers
 by ``LandingSplit`` (the job's Java operators, stream/java/), then SQL (stream.sql) windows the on-time frames
 into cells and projects everything onto one union table. One conversion to a DataStream hands those few
-rows to Python (stream.functions): window results and their revisions, fleet totals, payloads, alerts, MQTT, and
+rows to Python (stream.functions): window results and their revisions (published to MQTT as they are made),
+fleet totals, payloads, alerts, MQTT, and
 Flink's exactly-once file sinks (``records/``, ``deadletter/``, ``consumed/`` under the output directory; files
 become visible when the checkpoint that covers them completes).
 """
@@ -154,32 +155,36 @@ def build_pipeline(env, t_env, source: SourceSpec, sinks: SinkSpec, cfg: JobConf
 
     rows = t_env.to_data_stream(t_env.sql_query(query))
     lines = rows.flat_map(ToPayload(names, o), output_type=Types.STRING()).uid("to-payload")
-    # window results: cells and late frames per (device, window) -> aggregates, health and fleet deltas; the
-    # deltas per (class, window) -> fleet totals. Each emits when the watermark passes the window's end and
-    # again, revised, when a late frame changes it
+    # window results: cells and late frames per (device shard, window) -> aggregates, health and fleet deltas;
+    # the deltas per (class, window) -> fleet totals. Each emits when the watermark passes the window's end and
+    # again, revised, when late input changes it, and publishes what it emits to MQTT itself (stream.publish)
     device_windows = (lines.filter(is_window_input).uid("window-inputs")
                       .key_by(routing_key, key_type=Types.STRING())
-                      .process(DeviceWindows(o, cfg.high_sigma_threshold), output_type=Types.STRING())
+                      .process(DeviceWindows(o, cfg.high_sigma_threshold, sinks.mqtt, sinks.client_id),
+                               output_type=Types.STRING())
                       .uid("device-windows"))
     fleet = (device_windows.filter(is_fleet_delta).uid("fleet-deltas")
              .key_by(routing_key, key_type=Types.STRING())
-             .process(FleetWindows(o, cfg.high_sigma_threshold), output_type=Types.STRING()).uid("fleet-windows"))
+             .process(FleetWindows(o, cfg.high_sigma_threshold, sinks.mqtt, sinks.client_id),
+                      output_type=Types.STRING()).uid("fleet-windows"))
     results = device_windows.filter(lambda x: not is_fleet_delta(x)).uid("device-results").union(fleet)
-    out = (lines.filter(lambda x: not x.startswith(DEST_ACTIVITY + "\t") and not is_window_input(x))
-           .uid("not-activity").union(results))
+    # the rest of the payloads (stats, alerts) and the dead-letter and consumption records
+    rest = (lines.filter(lambda x: not x.startswith(DEST_ACTIVITY + "\t") and not is_window_input(x))
+            .uid("not-activity"))
     window_rules = [r for r in rules.rules if r.type in ("class_count", "uncertainty_spike", "clock_skew")]
     if window_rules:
         alerts = (results.filter(is_window_result).uid("window-results")
                   .key_by(window_key, key_type=Types.STRING())
                   .process(WindowAlerts(rules, o.slide_ms / 1000.0), output_type=Types.STRING()).uid("window-alerts"))
-        out = out.union(alerts)
+        rest = rest.union(alerts)
     if silence:
         silent = (lines.filter(lambda x: x.startswith(DEST_ACTIVITY + "\t")).uid("activity")
                   .key_by(lambda x: untag(x)[1].split('"device":"', 1)[1].split('"', 1)[0], key_type=Types.STRING())
                   .process(SilenceAlerts(rules), output_type=Types.STRING()).uid("silence-alerts"))
-        out = out.union(silent)
+        rest = rest.union(silent)
     if sinks.mqtt is not None:
-        out = out.map(MqttPublish(sinks.mqtt, sinks.client_id), output_type=Types.STRING()).uid("mqtt-publish")
+        rest = rest.map(MqttPublish(sinks.mqtt, sinks.client_id), output_type=Types.STRING()).uid("mqtt-publish")
+    out = rest.union(results)
     if sinks.output_dir:
         for dest in (DEST_RECORDS, DEST_DEADLETTER, DEST_CONSUMED):
             (out.filter(lambda x, d=dest: x.startswith(d + "\t")).uid(f"to-{dest}")

@@ -229,8 +229,24 @@ class DeviceWindow:
         return out
 
 
+def merge_fleet_delta(merged: dict, d: dict) -> None:
+    """Add one device's fleet delta (:meth:`DeviceWindow.fleet_deltas`) to ``merged``, deltas per class id (of one
+    window): sums added, maxima kept, ``devices`` the number of devices new to the class's window. The job sends
+    one merged delta per class and shard of the devices to the fleet totals, not one per device."""
+    m = merged.get(d["class_id"])
+    if m is None:
+        m = merged[d["class_id"]] = {"class_id": d["class_id"], "label": "", "ws": d["ws"], "we": d["we"],
+                                     "devices": 0, "gm": None, **{k: 0 for k in SUM_KEYS}}
+    m["label"] = max(m["label"], d["label"] or "")
+    for k in SUM_KEYS:
+        m[k] += d[k]
+    if d["gm"] is not None:
+        m["gm"] = d["gm"] if m["gm"] is None else max(m["gm"], d["gm"])
+    m["devices"] += bool(d["first"])
+
+
 class FleetWindow:
-    """One class over all devices for one window, added up from :meth:`DeviceWindow.fleet_deltas`."""
+    """One class over all devices for one window, added up from merged deltas (:func:`merge_fleet_delta`)."""
 
     def __init__(self, state: Optional[dict] = None):
         self.s = state or {**_cls(), "class_id": None, "ws": 0, "we": 0, "devices": 0, "fired": False, "rev": -1}
@@ -243,7 +259,7 @@ class FleetWindow:
             s[k] += delta[k]
         if delta["gm"] is not None:
             s["gm"] = delta["gm"] if s["gm"] is None else max(s["gm"], delta["gm"])
-        s["devices"] += bool(delta["first"])
+        s["devices"] += delta["devices"]
 
     def payload(self, high_sigma_threshold: float) -> dict:
         s = self.s

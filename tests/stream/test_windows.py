@@ -1,12 +1,14 @@
 """Window results and their revisions, without Flink: cells and late frames in, payloads and fleet deltas out."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from edge.contract import outputs
 from stream.alerts import WindowRules
 from stream.config import AlertRules
-from stream.windows import DeviceWindow, FleetWindow, window_starts
+from stream.windows import DeviceWindow, FleetWindow, merge_fleet_delta, window_starts
 
 T = 0.25          # high-sigma threshold
 
@@ -70,17 +72,58 @@ def test_fleet_totals_add_the_devices_changes_and_count_each_device_once():
     a.add_cell(cell(0, n=2, ns=2, fc=1, ss=1.0, gs=0.2, gm=0.1, frames=1))
     b.add_cell({**cell(0, n=1, ns=0, fc=1, ss=0.5, frames=1), "device": "cam-2"})   # a model without sigma
     fleet = FleetWindow()
+    merged: dict = {}
     for d in a.fleet_deltas() + b.fleet_deltas():
-        fleet.add(d)
+        merge_fleet_delta(merged, d)
+    (m,) = merged.values()
+    fleet.add(m)
     p = fleet.payload(T)
     assert (p["revision"], p["devices"], p["detections"], p["with_sigma"], p["sigma_mean"]) == (0, 2, 3, 2, 0.1)
     assert a.fleet_deltas() == []                          # nothing changed since
     a.add_late(late_frame(9, 2.0, [(0, "person", 1.0, 0.3)]), T)
     (delta,) = a.fleet_deltas()
     assert (delta["first"], delta["n"], delta["ns"], delta["gm"]) == (False, 1, 1, 0.3)
-    fleet.add(delta)
+    merged = {}
+    merge_fleet_delta(merged, delta)
+    fleet.add(merged[0])
     p = fleet.payload(T)
     assert (p["revision"], p["devices"], p["detections"], p["sigma_max"]) == (1, 2, 4, 0.3)
+
+
+def test_fleet_totals_are_the_same_whatever_the_devices_deltas_are_merged_in():
+    """The job merges the deltas per shard of the devices: any grouping must give the totals of adding them one
+    device at a time (here: all in one merge, per device, and in three uneven groups, with revisions between)."""
+    rng = random.Random(7)
+    windows = [DeviceWindow(device=f"cam-{i}", ws_ms=0, we_ms=10_000) for i in range(12)]
+    rounds = []
+    for _ in range(3):                     # first results, then two rounds of late frames into some devices
+        deltas = []
+        for w in windows:
+            if rng.random() < 0.7:
+                for c in rng.sample([0, 1, 2], rng.randint(1, 3)):
+                    g = rng.choice([None, round(rng.uniform(0.01, 0.9), 3)])
+                    w.add_late(late_frame(rng.randint(1, 9), 2.0, [(c, f"c{c}", rng.uniform(0.3, 1.0), g)]), T)
+            deltas += w.fleet_deltas()
+        rounds.append(deltas)
+
+    def totals(groups_of):
+        fleets: dict = {}
+        out = []
+        for deltas in rounds:
+            for group in groups_of(deltas):
+                merged: dict = {}
+                for d in group:
+                    merge_fleet_delta(merged, d)
+                for cid, m in merged.items():
+                    fleets.setdefault(cid, FleetWindow()).add(m)
+            out.append({cid: f.payload(T) for cid, f in sorted(fleets.items())})
+        return out
+
+    one_each = totals(lambda ds: [[d] for d in ds])
+    assert one_each == totals(lambda ds: [ds])
+    assert one_each == totals(lambda ds: [ds[:2], ds[2:9], ds[9:]])
+    for cid, p in one_each[-1].items():
+        assert p["devices"] == sum(str(cid) in w.s["classes"] for w in windows) > 0
 
 
 def test_window_starts_of_sliding_windows():
