@@ -13,7 +13,7 @@ demo: setup
 	bash scripts/demo.sh $(ARGS)
 
 test: setup
-	rc=0; $(PYTEST) -q || rc=$$?; SIGMAWATCH_PYTHON=$(PY) bash scripts/test-pi.sh || rc=$$?; exit $$rc
+	rc=0; $(PYTEST) -q --durations=30 || rc=$$?; SIGMAWATCH_PYTHON=$(PY) bash scripts/test-pi.sh || rc=$$?; exit $$rc
 
 test-slow: setup
 	$(PYTEST) -q -m slow
