@@ -31,7 +31,7 @@ from edge.decode import Detection
 from edge.tracking import kalman
 from edge.tracking.assignment import assign_pairs
 from edge.tracking.config import TrackerConfig
-from edge.tracking.measurements import Measurements, from_detections
+from edge.tracking.measurements import Measurements, from_detections, noise_settings
 
 TENTATIVE, CONFIRMED, LOST = "tentative", "confirmed", "lost"
 
@@ -69,7 +69,7 @@ class FrameTracks:
 
 
 class _Track:
-    """One track: bookkeeping and its filter (``f``, ``edge.tracking.kalman``'s list of 20 floats)."""
+    """One track: bookkeeping and its filter (``f``, ``edge.tracking.kalman``'s tuple of 20 floats)."""
     __slots__ = ("id", "class_id", "state", "start_ts", "last_seen_ts", "score", "best_score", "hits", "missed",
                  "sigma_sum", "sigma_n", "class_votes", "seen_last_frame", "f", "seen")
 
@@ -87,7 +87,7 @@ class _Track:
 
 
 class Tracker:
-    """Plain Python on per-track lists of floats (see ``edge.tracking.kalman`` for why not numpy): one pass over
+    """Plain Python on per-track tuples of floats (see ``edge.tracking.kalman`` for why not numpy): one pass over
     the detections, one loop over the tracks that predicts and gates (each pair straight into its pass), the passes,
     one loop that updates the matched tracks and runs the lifecycle, one for the views. Right after the invoke the
     tracker's own code is cold and costs more than its data (bench/README.md, "Cost"), so fewer distinct code paths
@@ -95,7 +95,16 @@ class Tracker:
     builtin call per comparison."""
 
     def __init__(self, cfg: TrackerConfig | None = None):
-        self.cfg = cfg or TrackerConfig()
+        self.cfg = cfg = cfg or TrackerConfig()
+        # the settings each frame reads, as plain tuples (the configuration is frozen): right after the invoke an
+        # attribute of the pydantic model costs about 0.4 us to read (bench/README.md, "Cost")
+        self._noise = noise_settings(cfg)
+        self._frame = (cfg.duplicate_iou, cfg.dt_default, cfg.low_score, cfg.high_score,
+                       cfg.association == "mahalanobis")
+        self._gating = (cfg.accel, cfg.size_accel, cfg.gate, cfg.class_aware)
+        self._life = (cfg.confirm_hits, cfg.max_missed, not cfg.class_aware)
+        self._birth = (cfg.max_tracks, cfg.new_track_score, CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE,
+                       cfg.init_velocity, cfg.init_size_velocity)
         self.tracks: list[_Track] = []
         self.labels: dict[int, str] = {}
         self.last_ts: float | None = None
@@ -106,15 +115,14 @@ class Tracker:
         """One frame captured at ``ts``. ``dt``: the filter's step in seconds when the capture times do not follow
         the scene (a video file read as fast as it is processed: its frame interval); None = the time since the
         previous frame."""
-        cfg = self.cfg
-        meas = from_detections(detections, cfg, self.labels)
+        dup_iou, dt_default, low, high, mahalanobis = self._frame
+        meas = from_detections(detections, self._noise, self.labels)
         m = len(meas)
         scores = meas.score
-        twin = duplicates(meas.boxes, scores, cfg.duplicate_iou, meas.x1) if cfg.duplicate_iou is not None else None
+        twin = duplicates(meas.boxes, scores, dup_iou, meas.x1) if dup_iou is not None else None
         if dt is None or dt <= 0:
-            dt = cfg.dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
+            dt = dt_default if self.last_ts is None or ts <= self.last_ts else ts - self.last_ts
         self.last_ts = ts
-        low, high = cfg.low_score, cfg.high_score
         # per detection: 1 = high score (passes 1 and 3, may start a track), 2 = low score (pass 2), 0 = not tracked
         # (below low_score, or a duplicate)
         if twin is None:
@@ -124,7 +132,7 @@ class Tracker:
         match: dict[int, int] = {}                  # track index -> detection index
         if self.tracks:
             if kind.count(0) < m:
-                self._associate(meas, kind, match, kalman.step(dt))      # predicts every track first
+                self._associate(meas, kind, match, kalman.step(dt), mahalanobis)     # predicts every track first
             else:
                 self._predict(kalman.step(dt))
         det_tracks: list[Optional[int]] = [None] * m
@@ -140,7 +148,7 @@ class Tracker:
     def _predict(self, steps: tuple[float, float, float, float, float]) -> None:
         """Every track to the frame's time (``kalman.step(dt)``); the acceleration std is ``accel`` /
         ``size_accel`` box sizes."""
-        accel, size_accel, predict = self.cfg.accel, self.cfg.size_accel, kalman.predict
+        accel, size_accel, predict = self._gating[0], self._gating[1], kalman.predict
         for t in self.tracks:
             f = t.f
             w = f[2] if f[2] > 1e-3 else 1e-3
@@ -150,10 +158,10 @@ class Tracker:
 
     # ------------------------------------------------------------------ association
     def _associate(self, meas: Measurements, kind: list[int], match: dict[int, int],
-                   steps: tuple[float, float, float, float, float]) -> None:
+                   steps: tuple[float, float, float, float, float], mahalanobis: bool) -> None:
         """Predicts every track, then the three passes (module doc) on the gated pairs, each pair put into the one
         pass it can be in as its cost is computed."""
-        if self.cfg.association == "mahalanobis":
+        if mahalanobis:
             first, second, third = self._gated_pairs(meas, kind, steps)
             limit = float("inf")     # the gate decides what may match; the cost only ranks (see the module doc)
         else:
@@ -182,10 +190,8 @@ class Tracker:
         Every pair is checked, with one comparison for those out of reach: a window of the detections sorted by cx
         (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke, that
         cost more than it saved (bench/README.md, "Cost"; measured twice)."""
-        cfg = self.cfg
-        accel, size_accel, predict_gated = cfg.accel, cfg.size_accel, kalman.predict_gated
-        gate, zr, far = cfg.gate, meas.zr, meas.max_r_cx
-        aware, classes = cfg.class_aware, meas.class_id
+        accel, size_accel, gate, aware = self._gating
+        predict_gated, zr, far, classes = kalman.predict_gated, meas.zr, meas.max_r_cx, meas.class_id
         first: list[tuple[int, int, float]] = []
         second: list[tuple[int, int, float]] = []
         third: list[tuple[int, int, float]] = []
@@ -244,8 +250,7 @@ class Tracker:
                    taken: list[bool]) -> list[TrackView]:
         """The filter update of every matched track (and ``taken`` marks its detection), confirmation, misses and
         ends."""
-        cfg = self.cfg
-        confirm, max_missed, vote = cfg.confirm_hits, cfg.max_missed, not cfg.class_aware
+        confirm, max_missed, vote = self._life
         scores, sigmas, classes, zr, update = meas.score, meas.sigma_mean, meas.class_id, meas.zr, kalman.update
         ended: list[_Track] = []
         dropped = False
@@ -297,18 +302,15 @@ class Tracker:
 
     def _births(self, meas: Measurements, taken: list[bool], kind: list[int], ts: float,
                 det_tracks: list[Optional[int]]) -> None:
-        cfg = self.cfg
-        room = cfg.max_tracks - len(self.tracks)
+        max_tracks, least, state, move, resize = self._birth
+        room = max_tracks - len(self.tracks)
         if room <= 0:
             return
         scores = meas.score
-        least = cfg.new_track_score
         new = [j for j, v in enumerate(scores) if v >= least and kind[j] and not taken[j]]
         if not new:
             return
         new.sort(key=scores.__getitem__, reverse=True)     # stable: equal scores keep the detections' order
-        state = CONFIRMED if cfg.confirm_hits <= 1 else TENTATIVE
-        move, resize = cfg.init_velocity, cfg.init_size_velocity
         for j in new[:room]:
             m = meas.zr[j]
             w, h = m[2], m[3]

@@ -100,12 +100,16 @@ def test_measurement_noise_sets_how_far_an_update_moves_the_track():
     assert sure[kalman.PP][0] < unsure[kalman.PP][0]
 
 
-def test_inputs_are_not_modified():
+def test_rows_are_new_immutable_tuples():
+    """A track's row cannot change behind the tracker's back (an ended track reports the row of its last match,
+    which later steps must not touch): every function returns a new tuple of 20 floats."""
     row = kalman.initiate([0.5, 0.5, 0.1, 0.1] + [1e-4] * 4, [0.05] * 4)
-    row0 = list(row)
-    kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
-    kalman.update(row, [0.6, 0.5, 0.1, 0.1] + [1e-4] * 4)
-    assert row == row0
+    predicted = kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
+    gated, _costs = kalman.predict_gated(row, kalman.step(0.1), 0.5, 0.5, [], 30.0)
+    updated = kalman.update(predicted, [0.6, 0.5, 0.1, 0.1] + [1e-4] * 4)
+    for r in (row, predicted, gated, updated):
+        assert type(r) is tuple and len(r) == kalman.WIDTH and all(type(v) is float for v in r)
+    assert updated is not predicted and predicted is not row
 
 
 def test_predict_gated_is_predict_then_gated_costs_bitwise():
