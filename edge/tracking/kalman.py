@@ -75,24 +75,27 @@ def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
 
 
 def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
-                max_r_cx: float = float("inf")) -> list[tuple[int, float, float]]:
+                max_r_cx: float = float("inf"), max_r_cy: float = float("inf")) -> list[tuple[int, float, float]]:
     """(j, d^2, ln(det S / det R)) for every measurement j with d^2 < ``gate``; ``measurements[j]`` is
     (z_cx, z_cy, z_w, z_h, r_cx, r_cy, r_w, r_h): the measurement and its variances in one tuple, and the loop
     neither zips nor enumerates (half the time of a loop over zip(z, r) with enumerate).
 
-    Most measurements are far from the track: with ``max_r_cx`` (the largest r_cx of them) one comparison drops
-    those whose cx is out of reach, since d^2 >= (z_cx - cx)^2 / (var(cx) + r_cx) >= gate once
-    |z_cx - cx| >= sqrt(gate (var(cx) + max_r_cx)) (the bound widened by 1e-9 relative and 1e-12 against rounding);
-    the others are dropped at the first coordinate whose partial sum reaches the gate."""
+    Most measurements are far from the track: with ``max_r_cx`` and ``max_r_cy`` (the largest r_cx, r_cy of them)
+    two comparisons drop those whose centre is out of reach, since d^2 >= (z_cx - cx)^2 / (var(cx) + r_cx) >= gate
+    once |z_cx - cx| >= sqrt(gate (var(cx) + max_r_cx)) (the bound widened by 1e-9 relative and 1e-12 against
+    rounding), and the same in y; the others are dropped at the first coordinate whose partial sum reaches the gate.
+    A measurement with a NaN centre never passes."""
     x0, x1, x2, x3 = f[0], f[1], f[2], f[3]
     p0, p1, p2, p3 = f[8], f[9], f[10], f[11]
     reach = sqrt(gate * (p0 + max_r_cx)) * (1.0 + 1e-9) + 1e-12
     lo, hi = x0 - reach, x0 + reach
+    reach = sqrt(gate * (p1 + max_r_cy)) * (1.0 + 1e-9) + 1e-12
+    ylo, yhi = x1 - reach, x1 + reach
     out = []
     j = -1
     for m in measurements:
         j += 1
-        if not lo < m[0] < hi:
+        if not (lo < m[0] < hi and ylo < m[1] < yhi):
             continue
         y = m[0] - x0
         s0 = p0 + m[4]
@@ -119,8 +122,8 @@ def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
 
 
 def predict_gated(f: Row, steps: tuple[float, float, float, float, float], accel: float, size_accel: float,
-                  measurements: Sequence[tuple[float, ...]], gate: float,
-                  max_r_cx: float = float("inf")) -> tuple[Row, list[tuple[int, float]]]:
+                  measurements: Sequence[tuple[float, ...]], gate: float, max_r_cx: float = float("inf"),
+                  max_r_cy: float = float("inf")) -> tuple[Row, list[tuple[int, float]]]:
     """One track's step and its gated costs in one call, as the tracker needs them for every track right after the
     interpreter's invoke: ``predict(f, steps, q)`` with the acceleration std ``accel`` (centre) and ``size_accel``
     (size) box sizes, q = ((accel w)^2, (accel h)^2, (size_accel w)^2, (size_accel h)^2), w and h the row's size (at
@@ -140,11 +143,13 @@ def predict_gated(f: Row, steps: tuple[float, float, float, float, float], accel
            g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2)
     reach = sqrt(gate * (p0 + max_r_cx)) * (1.0 + 1e-9) + 1e-12
     lo, hi = x0 - reach, x0 + reach
+    reach = sqrt(gate * (p1 + max_r_cy)) * (1.0 + 1e-9) + 1e-12
+    ylo, yhi = x1 - reach, x1 + reach
     out = []
     j = -1
     for m in measurements:
         j += 1
-        if not lo < m[0] < hi:
+        if not (lo < m[0] < hi and ylo < m[1] < yhi):
             continue
         y = m[0] - x0
         s0 = p0 + m[4]

@@ -22,9 +22,10 @@ Quad = tuple[float, float, float, float]
 class Measurements:
     zr: list[tuple[float, ...]]        # per detection (cx, cy, w, h, var cx, var cy, var w, var h): the measurement
                                        # and its noise variances in one tuple (what kalman's functions take)
-    max_r_cx: float                    # the largest var cx (kalman.gated_costs' reach)
+    max_r_cx: float                    # the largest var cx and var cy (kalman.gated_costs' reach)
+    max_r_cy: float
     boxes: list[Quad]                  # x1, y1, x2, y2 as detected
-    x1: list[float]                    # their left edges (duplicates' sweep)
+    x1: list[tuple[float, int]]        # (left edge, index) of each box (the duplicates' sweep sorts them)
     score: list[float]
     class_id: list[int]
     sigma_mean: list[Optional[float]]  # the model's mean sigma, None without one
@@ -49,7 +50,7 @@ def from_detections(detections: Sequence[Detection], noise: tuple[bool, float, f
     if labels is None:
         labels = {}
     zrs, boxes, lefts, scores, classes, sigmas = [], [], [], [], [], []
-    max_r_cx = 0.0
+    max_r_cx = max_r_cy = 0.0
     for d in detections:
         box = d.box
         x1, y1, x2, y2 = box
@@ -71,15 +72,18 @@ def from_detections(detections: Sequence[Detection], noise: tuple[bool, float, f
             if e < floor:
                 e = floor
         a *= a
+        b *= b
         if a > max_r_cx:
             max_r_cx = a
-        zrs.append(((x1 + x2) * 0.5, (y1 + y2) * 0.5, w, h, a, b * b, c * c, e * e))
+        if b > max_r_cy:
+            max_r_cy = b
+        zrs.append(((x1 + x2) * 0.5, (y1 + y2) * 0.5, w, h, a, b, c * c, e * e))
         boxes.append(box)
-        lefts.append(x1)
+        lefts.append((x1, len(lefts)))
         scores.append(d.score)
         k = d.class_id
         classes.append(k)
         if k not in labels:
             labels[k] = d.label
         sigmas.append(d.sigma_mean)
-    return Measurements(zrs, max_r_cx, boxes, lefts, scores, classes, sigmas)
+    return Measurements(zrs, max_r_cx, max_r_cy, boxes, lefts, scores, classes, sigmas)
