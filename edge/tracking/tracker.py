@@ -22,7 +22,6 @@ object (class-aware NMS keeps both) count once. Only confirmed tracks are report
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from math import sqrt
 from typing import NamedTuple, Optional, Sequence
 
@@ -30,7 +29,7 @@ from edge.decode import Detection
 from edge.tracking import kalman
 from edge.tracking.assignment import assign_pairs
 from edge.tracking.config import TrackerConfig
-from edge.tracking.measurements import Measurements, from_detections, noise_settings
+from edge.tracking.measurements import Measurements
 
 TENTATIVE, CONFIRMED, LOST = "tentative", "confirmed", "lost"
 
@@ -58,13 +57,14 @@ class TrackView(NamedTuple):
         return self.state == CONFIRMED
 
 
-@dataclass
-class FrameTracks:
+class FrameTracks(NamedTuple):
+    """What one frame did (a named tuple: the tracker makes one per frame, and right after the invoke a tuple is the
+    cheapest object to make)."""
     ts: float
     tracks: list[TrackView]                      # confirmed tracks alive after this frame, by id
     detection_tracks: list[Optional[int]]        # per input detection: its confirmed track's id, or None
-    ended: list[TrackView] = field(default_factory=list)   # confirmed tracks that ended at this frame (box and
-                                                           # box_sigma as after their last match)
+    ended: list[TrackView]                       # confirmed tracks that ended at this frame (box and box_sigma as
+                                                 # after their last match)
 
 
 class _Track:
@@ -98,7 +98,7 @@ class Tracker:
         self.cfg = cfg = cfg or TrackerConfig()
         # the settings each frame reads, as plain tuples (the configuration is frozen): right after the invoke an
         # attribute of the pydantic model costs about 0.4 us to read (bench/README.md, "Cost")
-        self._noise = noise_settings(cfg)
+        self._meas = Measurements(cfg)          # this frame's detections, filled anew by each update
         self._frame = (cfg.duplicate_iou, cfg.dt_default, cfg.low_score, cfg.high_score,
                        cfg.association == "mahalanobis")
         self._gating = (cfg.accel, cfg.size_accel, cfg.gate, cfg.class_aware)
@@ -116,8 +116,8 @@ class Tracker:
         the scene (a video file read as fast as it is processed: its frame interval); None = the time since the
         previous frame."""
         dup_iou, dt_default, low, high, mahalanobis = self._frame
-        meas = from_detections(detections, self._noise, self.labels)
-        m = len(meas)
+        meas = self._meas
+        m = meas.fill(detections, self.labels)
         scores = meas.score
         twin = duplicates(meas.boxes, scores, dup_iou, meas.x1) if dup_iou is not None else None
         if dt is None or dt <= 0:
@@ -164,7 +164,7 @@ class Tracker:
                 if o >= 0:
                     det_tracks[j] = det_tracks[o]
                 j += 1
-        return FrameTracks(ts, self._views(self.tracks, skip_tentative=True), det_tracks, ended)
+        return tuple.__new__(FrameTracks, (ts, self._views(self.tracks, False, True), det_tracks, ended))
 
     def _predict(self, steps: tuple[float, float, float, float, float]) -> None:
         """Every track to the frame's time (``kalman.step(dt)``); the acceleration std is ``accel`` /
@@ -199,7 +199,11 @@ class Tracker:
         # pass 2: confirmed tracks seen in the previous frame and still free, the low-score detections
         if second:
             if matched:
-                second = [p for p in second if det_of[p[0]] < 0]
+                free = []
+                for p in second:
+                    if det_of[p[0]] < 0:
+                        free.append(p)
+                second = free
             for i, j in assign_pairs(second, limit) if second else ():
                 det_of[i] = j
                 taken[j] = True
@@ -207,7 +211,11 @@ class Tracker:
         # pass 3: tentative tracks, the high-score detections left
         if third:
             if matched:
-                third = [p for p in third if not taken[p[1]]]
+                free = []
+                for p in third:
+                    if not taken[p[1]]:
+                        free.append(p)
+                third = free
             for i, j in assign_pairs(third, limit) if third else ():
                 det_of[i] = j
                 taken[j] = True
@@ -306,9 +314,15 @@ class Tracker:
                         votes[c] += score
                     else:
                         votes[c] = score
-                    if c != t.class_id:
-                        t.class_id = max(votes, key=votes.get)
-                        t.label = self.labels[t.class_id]
+                    if c != t.class_id:              # the class with the most votes, the first of equal ones:
+                        best = most = None           # max(votes, key=votes.get) written out (a cold builtin)
+                        for k in votes:
+                            v = votes[k]
+                            if most is None or v > most:
+                                best, most = k, v
+                        if best != t.class_id:
+                            t.class_id = best
+                            t.label = self.labels[best]
                 if t.state != TENTATIVE or t.hits >= confirm:
                     t.state = CONFIRMED
                     det_tracks[d] = t.id
@@ -325,7 +339,7 @@ class Tracker:
             cx, cy = t.f[0], t.f[1]
             if t.missed > max_missed or not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
                 ended.append(t)
-        ended_views = self._views(ended, at_last_match=True) if ended else []
+        ended_views = self._views(ended, True, False) if ended else []
         if ended or dropped:
             for t in ended:
                 t.state = None
@@ -362,7 +376,7 @@ class Tracker:
             self.next_id += 1
 
     # ------------------------------------------------------------------ views
-    def _views(self, tracks: list[_Track], at_last_match: bool = False, skip_tentative: bool = False) -> list[TrackView]:
+    def _views(self, tracks: list[_Track], at_last_match: bool, skip_tentative: bool) -> list[TrackView]:
         """Views of ``tracks`` (but tentative ones with ``skip_tentative``): their current estimate, or (ended
         tracks) the one after their last match. The box is clipped to the frame. Every track's class came from a
         detection, whose label ``update`` recorded."""
