@@ -91,8 +91,11 @@ class Tracker:
     the detections, one loop over the tracks that predicts and gates (each pair straight into its pass), the passes,
     one loop that updates the matched tracks and runs the lifecycle, one for the views. Right after the invoke the
     tracker's own code is cold and costs more than its data (bench/README.md, "Cost"), so fewer distinct code paths
-    per frame count as much as fewer operations. In the loops, ``a if a < b else b`` instead of min()/max(): no
-    builtin call per comparison."""
+    per frame count as much as fewer operations: the first call of a builtin in a frame (sorted with a key, islice,
+    zip, a comprehension, dict.get, max with a key, making an object of a Python class) costs 1-9 us there, against
+    well under 1 us warm, while plain bytecode on floats costs about the same cold as warm. So the common path
+    uses plain loops, tuples and lists, and only the builtins it cannot do without (sorting, sqrt, log). In the
+    loops, ``a if a < b else b`` instead of min()/max(): no builtin call per comparison."""
 
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg = cfg or TrackerConfig()
@@ -224,9 +227,9 @@ class Tracker:
         """Predicts each track (as ``_predict``) and right away gates it against every detection, in one call per
         track (``kalman.predict_gated``): the (track, detection, d^2 + ln(det S / det R)) of each pair the gate
         allows (and, class-aware, of the same class), by track then detection, in the lists of passes 1, 2 and 3.
-        Every pair is checked, with one comparison for those out of reach: a window of the detections sorted by cx
-        (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke, that
-        cost more than it saved (bench/README.md, "Cost"; measured twice)."""
+        Every pair is checked, with one or two comparisons for those out of reach: a window of the detections sorted
+        by cx (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke,
+        that cost more than it saved (bench/README.md, "Cost"; measured three times)."""
         accel, size_accel, gate, aware = self._gating
         predict_gated, zr, classes = kalman.predict_gated, meas.zr, meas.class_id
         far, far_y = meas.max_r_cx, meas.max_r_cy
