@@ -25,7 +25,7 @@ class Measurements:
     one); and ``max_r_cx``, ``max_r_cy``, the largest var cx and var cy (kalman.gated_costs' reach). One object per
     tracker, filled anew each frame: right after the invoke, making an object of a Python class costs about 2.5 us,
     setting its attributes next to nothing (bench/README.md, "Cost")."""
-    __slots__ = ("noise", "zr", "max_r_cx", "max_r_cy", "boxes", "x1", "score", "class_id", "sigma_mean")
+    __slots__ = ("boxes", "class_id", "max_r_cx", "max_r_cy", "noise", "score", "sigma_mean", "x1", "zr")
 
     def __init__(self, cfg: TrackerConfig):
         centre, size = cfg.constant_noise
