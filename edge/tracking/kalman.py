@@ -32,7 +32,7 @@ from typing import Sequence
 
 DIM = 4          # measured coordinates: cx, cy, w, h
 STATE = 2 * DIM  # plus their velocities
-WIDTH = 5 * DIM  # one track's list: state and the three covariance blocks
+WIDTH = 5 * DIM  # one track's tuple: state and the three covariance blocks
 POS, VEL, PP, PV, VV = (slice(k * DIM, (k + 1) * DIM) for k in range(5))
 
 Row = tuple           # 20 floats, the layout above

@@ -99,9 +99,9 @@ class Tracker:
 
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg = cfg or TrackerConfig()
+        self._meas = Measurements(cfg)          # this frame's detections, filled anew by each update
         # the settings each frame reads, as plain tuples (the configuration is frozen): right after the invoke an
         # attribute of the pydantic model costs about 0.4 us to read (bench/README.md, "Cost")
-        self._meas = Measurements(cfg)          # this frame's detections, filled anew by each update
         self._frame = (cfg.duplicate_iou, cfg.dt_default, cfg.low_score, cfg.high_score,
                        cfg.association == "mahalanobis")
         self._gating = (cfg.accel, cfg.size_accel, cfg.gate, cfg.class_aware)
@@ -129,7 +129,7 @@ class Tracker:
         # per detection: 1 = high score (passes 1 and 3, may start a track), 2 = low score (pass 2), 0 = not tracked
         # (below low_score, or a duplicate)
         # (plain loops, no comprehension, zip or count: right after the invoke each such builtin's code path costs
-        # 1-4 us the first time in a frame; bench/README.md, "Cost")
+        # 1-9 us the first time in a frame; bench/README.md, "Cost")
         kind: list[int] = []
         tracked = twins = False
         if twin is None:
