@@ -229,7 +229,7 @@ class Tracker:
         allows (and, class-aware, of the same class), by track then detection, in the lists of passes 1, 2 and 3.
         Every pair is checked, with one or two comparisons for those out of reach: a window of the detections sorted
         by cx (bisect per track) checks fewer pairs but runs more distinct code, and cold, right after the invoke,
-        that cost more than it saved (bench/README.md, "Cost"; measured three times)."""
+        that cost more than it saved (bench/README.md, "Cost"; measured four times)."""
         accel, size_accel, gate, aware = self._gating
         predict_gated, zr, classes = kalman.predict_gated, meas.zr, meas.class_id
         far, far_y = meas.max_r_cx, meas.max_r_cy
