@@ -54,20 +54,50 @@ def assign_pairs(pairs: list[tuple[int, int, float]], limit: float = np.inf) -> 
     # an unmatched row would cost limit/2 twice, more than any allowed pair); the same for every column's cheapest
     # row. Objects apart (each pair alone), and a detection two tracks can reach while each track has a
     # detection of its own, end here.
-    best: dict[int, tuple[float, int]] = {}
+    # Plain loops over dicts (no dict.get, set or sorted() on this path, which most frames take: right after the
+    # invoke each such builtin's code costs 1-9 us the first time in a frame; bench/README.md, "Cost").
+    best: dict[int, tuple[float, int]] = {}      # row -> (its least cost, that column)
+    ordered = True                               # rows first met in ascending order (the tracker's pairs are)
+    last = None
     for r, c, v in pairs:
-        b = best.get(r)
-        if b is None or v < b[0]:
+        if r in best:
+            if v < best[r][0]:
+                best[r] = (v, c)
+        else:
             best[r] = (v, c)
-    if len({c for _v, c in best.values()}) == len(best):
-        return sorted([(r, c) for r, (_v, c) in best.items()])
+            if last is not None and r < last:
+                ordered = False
+            last = r
+    cols: dict[int, int] = {}
+    out = []
+    for r in best:
+        c = best[r][1]
+        if c in cols:
+            break
+        cols[c] = r
+        out.append((r, c))
+    else:
+        if not ordered:
+            out.sort()
+        return out
     best = {}
     for r, c, v in pairs:
-        b = best.get(c)
-        if b is None or v < b[0]:
+        if c in best:
+            if v < best[c][0]:
+                best[c] = (v, r)
+        else:
             best[c] = (v, r)
-    if len({r for _v, r in best.values()}) == len(best):
-        return sorted([(r, c) for c, (_v, r) in best.items()])
+    rows: dict[int, int] = {}
+    out = []
+    for c in best:
+        r = best[c][1]
+        if r in rows:
+            break
+        rows[r] = c
+        out.append((r, c))
+    else:
+        out.sort()
+        return out
     return _assign_general(pairs, limit)
 
 

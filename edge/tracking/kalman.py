@@ -10,7 +10,7 @@ acceleration) with variance ``q`` (units^2/s^4): per coordinate Q = q * [[dt^4/4
 
 Structure used: F, Q, H and R never couple two coordinates, so a covariance that starts block-diagonal (one 2 x 2
 block per coordinate: position, velocity) stays so through every predict and update, and the 8-state filter is
-exactly four independent 2-state filters. A track is one list of 20 floats (``WIDTH``):
+exactly four independent 2-state filters. A track is one tuple of 20 floats (``WIDTH``):
 
     position (4) | velocity (4) | var(position) (4) | cov(position, velocity) (4) | var(velocity) (4)
 
@@ -21,7 +21,9 @@ Why plain Python and not numpy arrays of all tracks: the tracker runs right afte
 weights and activations have evicted the caches; there, every distinct numpy operation costs about 10 us
 (its dispatch and loop code reloaded) against about 1 us warm, and a frame needs dozens of them, while a loop
 over a few dozen tracks in Python costs a few us more cold than warm (bench/README.md, "Cost").
-Functions return new lists and never modify their inputs.
+Functions return new tuples and never modify their inputs. A tuple, not a list: its items sit in the object itself,
+so reaching a track's numbers right after the invoke takes one cache miss less than through a list's separate item
+array (measured: bench/README.md, "Cost").
 """
 from __future__ import annotations
 
@@ -30,10 +32,10 @@ from typing import Sequence
 
 DIM = 4          # measured coordinates: cx, cy, w, h
 STATE = 2 * DIM  # plus their velocities
-WIDTH = 5 * DIM  # one track's list: state and the three covariance blocks
+WIDTH = 5 * DIM  # one track's tuple: state and the three covariance blocks
 POS, VEL, PP, PV, VV = (slice(k * DIM, (k + 1) * DIM) for k in range(5))
 
-Row = list            # 20 floats, the layout above
+Row = tuple           # 20 floats, the layout above
 Quad = Sequence[float]
 
 
@@ -42,7 +44,7 @@ def initiate(m: Sequence[float], velocity_std: Quad) -> Row:
     ``velocity_std``."""
     z0, z1, z2, z3, r0, r1, r2, r3 = m
     a, b, c, e = velocity_std
-    return [z0, z1, z2, z3, 0.0, 0.0, 0.0, 0.0, r0, r1, r2, r3, 0.0, 0.0, 0.0, 0.0, a * a, b * b, c * c, e * e]
+    return (z0, z1, z2, z3, 0.0, 0.0, 0.0, 0.0, r0, r1, r2, r3, 0.0, 0.0, 0.0, 0.0, a * a, b * b, c * c, e * e)
 
 
 def step(dt: float) -> tuple[float, float, float, float, float]:
@@ -57,11 +59,11 @@ def predict(f: Row, steps: tuple[float, float, float, float, float], q: Quad) ->
     dt, two, c2, c3, c4 = steps
     x0, x1, x2, x3, v0, v1, v2, v3, a0, a1, a2, a3, b0, b1, b2, b3, g0, g1, g2, g3 = f
     q0, q1, q2, q3 = q
-    return [x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3, v0, v1, v2, v3,
+    return (x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3, v0, v1, v2, v3,
             a0 + two * b0 + c2 * g0 + q0 * c4, a1 + two * b1 + c2 * g1 + q1 * c4,
             a2 + two * b2 + c2 * g2 + q2 * c4, a3 + two * b3 + c2 * g3 + q3 * c4,
             b0 + dt * g0 + q0 * c3, b1 + dt * g1 + q1 * c3, b2 + dt * g2 + q2 * c3, b3 + dt * g3 + q3 * c3,
-            g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2]
+            g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2)
 
 
 def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
@@ -73,24 +75,27 @@ def innovation(f: Row, z: Quad, r: Quad) -> tuple[float, float]:
 
 
 def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
-                max_r_cx: float = float("inf")) -> list[tuple[int, float, float]]:
+                max_r_cx: float = float("inf"), max_r_cy: float = float("inf")) -> list[tuple[int, float, float]]:
     """(j, d^2, ln(det S / det R)) for every measurement j with d^2 < ``gate``; ``measurements[j]`` is
     (z_cx, z_cy, z_w, z_h, r_cx, r_cy, r_w, r_h): the measurement and its variances in one tuple, and the loop
     neither zips nor enumerates (half the time of a loop over zip(z, r) with enumerate).
 
-    Most measurements are far from the track: with ``max_r_cx`` (the largest r_cx of them) one comparison drops
-    those whose cx is out of reach, since d^2 >= (z_cx - cx)^2 / (var(cx) + r_cx) >= gate once
-    |z_cx - cx| >= sqrt(gate (var(cx) + max_r_cx)) (the bound widened by 1e-9 relative and 1e-12 against rounding);
-    the others are dropped at the first coordinate whose partial sum reaches the gate."""
+    Most measurements are far from the track: with ``max_r_cx`` and ``max_r_cy`` (the largest r_cx, r_cy of them)
+    two comparisons drop those whose centre is out of reach, since d^2 >= (z_cx - cx)^2 / (var(cx) + r_cx) >= gate
+    once |z_cx - cx| >= sqrt(gate (var(cx) + max_r_cx)) (the bound widened by 1e-9 relative and 1e-12 against
+    rounding), and the same in y; the others are dropped at the first coordinate whose partial sum reaches the gate.
+    A measurement with a NaN centre never passes."""
     x0, x1, x2, x3 = f[0], f[1], f[2], f[3]
     p0, p1, p2, p3 = f[8], f[9], f[10], f[11]
     reach = sqrt(gate * (p0 + max_r_cx)) * (1.0 + 1e-9) + 1e-12
     lo, hi = x0 - reach, x0 + reach
+    reach = sqrt(gate * (p1 + max_r_cy)) * (1.0 + 1e-9) + 1e-12
+    ylo, yhi = x1 - reach, x1 + reach
     out = []
     j = -1
     for m in measurements:
         j += 1
-        if not lo < m[0] < hi:
+        if not (lo < m[0] < hi and ylo < m[1] < yhi):
             continue
         y = m[0] - x0
         s0 = p0 + m[4]
@@ -117,8 +122,8 @@ def gated_costs(f: Row, measurements: Sequence[tuple[float, ...]], gate: float,
 
 
 def predict_gated(f: Row, steps: tuple[float, float, float, float, float], accel: float, size_accel: float,
-                  measurements: Sequence[tuple[float, ...]], gate: float,
-                  max_r_cx: float = float("inf")) -> tuple[Row, list[tuple[int, float]]]:
+                  measurements: Sequence[tuple[float, ...]], gate: float, max_r_cx: float = float("inf"),
+                  max_r_cy: float = float("inf")) -> tuple[Row, list[tuple[int, float]]]:
     """One track's step and its gated costs in one call, as the tracker needs them for every track right after the
     interpreter's invoke: ``predict(f, steps, q)`` with the acceleration std ``accel`` (centre) and ``size_accel``
     (size) box sizes, q = ((accel w)^2, (accel h)^2, (size_accel w)^2, (size_accel h)^2), w and h the row's size (at
@@ -133,16 +138,18 @@ def predict_gated(f: Row, steps: tuple[float, float, float, float, float], accel
     x0, x1, x2, x3 = x0 + dt * v0, x1 + dt * v1, x2 + dt * v2, x3 + dt * v3
     p0, p1 = a0 + two * b0 + c2 * g0 + q0 * c4, a1 + two * b1 + c2 * g1 + q1 * c4
     p2, p3 = a2 + two * b2 + c2 * g2 + q2 * c4, a3 + two * b3 + c2 * g3 + q3 * c4
-    row = [x0, x1, x2, x3, v0, v1, v2, v3, p0, p1, p2, p3,
+    row = (x0, x1, x2, x3, v0, v1, v2, v3, p0, p1, p2, p3,
            b0 + dt * g0 + q0 * c3, b1 + dt * g1 + q1 * c3, b2 + dt * g2 + q2 * c3, b3 + dt * g3 + q3 * c3,
-           g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2]
+           g0 + q0 * c2, g1 + q1 * c2, g2 + q2 * c2, g3 + q3 * c2)
     reach = sqrt(gate * (p0 + max_r_cx)) * (1.0 + 1e-9) + 1e-12
     lo, hi = x0 - reach, x0 + reach
+    reach = sqrt(gate * (p1 + max_r_cy)) * (1.0 + 1e-9) + 1e-12
+    ylo, yhi = x1 - reach, x1 + reach
     out = []
     j = -1
     for m in measurements:
         j += 1
-        if not lo < m[0] < hi:
+        if not (lo < m[0] < hi and ylo < m[1] < yhi):
             continue
         y = m[0] - x0
         s0 = p0 + m[4]
@@ -182,11 +189,11 @@ def update(f: Row, m: Sequence[float]) -> Row:
     k2, j2, y2 = a2 / s, b2 / s, z2 - x2
     s = a3 + r3
     k3, j3, y3 = a3 / s, b3 / s, z3 - x3
-    return [x0 + k0 * y0, x1 + k1 * y1, x2 + k2 * y2, x3 + k3 * y3,
+    return (x0 + k0 * y0, x1 + k1 * y1, x2 + k2 * y2, x3 + k3 * y3,
             v0 + j0 * y0, v1 + j1 * y1, v2 + j2 * y2, v3 + j3 * y3,
             a0 - k0 * a0, a1 - k1 * a1, a2 - k2 * a2, a3 - k3 * a3,
             b0 - k0 * b0, b1 - k1 * b1, b2 - k2 * b2, b3 - k3 * b3,
-            g0 - j0 * b0, g1 - j1 * b1, g2 - j2 * b2, g3 - j3 * b3]
+            g0 - j0 * b0, g1 - j1 * b1, g2 - j2 * b2, g3 - j3 * b3)
 
 
 def measurement_std(f: Row) -> tuple[float, float, float, float]:

@@ -143,6 +143,9 @@ def test_the_fast_paths_give_what_the_full_solver_gives(seed):
         assert values[0] == pytest.approx(values[1], abs=1e-9), (pairs, limit)
         if not ties:
             assert got == full, (pairs, limit)
+            shuffled = [pairs[k] for k in rng.permutation(len(pairs))]     # the pairs' order does not matter
+            assert assign_pairs(shuffled, limit) == got, (pairs, limit)
+        assert got == sorted(got)                                          # rows ascending
         if pairs:
             big = 1e6
             capped = np.where(np.isfinite(cost), cost, big if np.isinf(limit) else limit)

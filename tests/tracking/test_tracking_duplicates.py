@@ -70,7 +70,7 @@ def test_the_sweep_finds_what_every_pair_finds(iou):
                                     rng.uniform(0, 1, len(boxes)))]                  # ties on even trials
         want = every_pair(boxes, score, iou)
         assert duplicates(boxes, score, iou) == want, (boxes, score)
-        assert duplicates(boxes, score, iou, [b[0] for b in boxes]) == want
+        assert duplicates(boxes, score, iou, [(b[0], j) for j, b in enumerate(boxes)]) == want
         found += sum(t >= 0 for t in want)
     if iou < 1.0:
         assert found > 100, "the boxes must overlap above the limit often"

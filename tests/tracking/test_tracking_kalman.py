@@ -74,11 +74,13 @@ def test_matches_the_matrix_filter_over_a_random_sequence():
             gate = sorted(c[1] for c in costs)[1]       # the gate drops what reaches it, keeps what is below
             assert [c[0] for c in kalman.gated_costs(rows[k], both, gate)] == \
                 [c[0] for c in costs if c[1] < gate]
-            # the reach in cx (one comparison per far measurement) drops nothing the gate keeps, at every gate
-            # from the smallest cost to the largest, the costs themselves included
+            # the reach in cx and in cy (two comparisons per far measurement) drops nothing the gate keeps, at every
+            # gate from the smallest cost to the largest, the costs themselves included
             for gate in sorted({c[1] for c in costs} | {c[1] * (1 + 1e-12) for c in costs}):
-                assert kalman.gated_costs(rows[k], both, gate, float(r[:, 0].max())) == \
-                    kalman.gated_costs(rows[k], both, gate)
+                exact = [c for c in kalman.gated_costs(rows[k], both, float("inf")) if c[1] < gate]
+                assert kalman.gated_costs(rows[k], both, gate) == exact
+                assert kalman.gated_costs(rows[k], both, gate, float(r[:, 0].max())) == exact
+                assert kalman.gated_costs(rows[k], both, gate, float(r[:, 0].max()), float(r[:, 1].max())) == exact
         seen = rng.random(n) < 0.7                       # some tracks miss their detection this step
         for k in np.nonzero(seen)[0]:
             rows[k] = kalman.update(rows[k], [*z[k], *r[k]])
@@ -100,18 +102,22 @@ def test_measurement_noise_sets_how_far_an_update_moves_the_track():
     assert sure[kalman.PP][0] < unsure[kalman.PP][0]
 
 
-def test_inputs_are_not_modified():
+def test_rows_are_new_immutable_tuples():
+    """A track's row cannot change behind the tracker's back (an ended track reports the row of its last match,
+    which later steps must not touch): every function returns a new tuple of 20 floats."""
     row = kalman.initiate([0.5, 0.5, 0.1, 0.1] + [1e-4] * 4, [0.05] * 4)
-    row0 = list(row)
-    kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
-    kalman.update(row, [0.6, 0.5, 0.1, 0.1] + [1e-4] * 4)
-    assert row == row0
+    predicted = kalman.predict(row, kalman.step(0.1), [0.1 ** 2] * 4)
+    gated, _costs = kalman.predict_gated(row, kalman.step(0.1), 0.5, 0.5, [], 30.0)
+    updated = kalman.update(predicted, [0.6, 0.5, 0.1, 0.1] + [1e-4] * 4)
+    for r in (row, predicted, gated, updated):
+        assert type(r) is tuple and len(r) == kalman.WIDTH and all(type(v) is float for v in r)
+    assert updated is not predicted and predicted is not row
 
 
 def test_predict_gated_is_predict_then_gated_costs_bitwise():
     """The tracker's one call per track (step and gate together) against the two functions it writes out again:
     the same row and the same pairs, bitwise, over random rows (sizes below the 1e-3 floor included), steps,
-    measurements and gates."""
+    measurements and gates; with the reach in cx and cy from the largest variances or without (the same pairs)."""
     rng = np.random.default_rng(3)
     for trial in range(300):
         z = rng.uniform(0.0, 1.0, 4)
@@ -126,11 +132,13 @@ def test_predict_gated_is_predict_then_gated_costs_bitwise():
         ms += [tuple([*(np.array(row[:4]) + rng.normal(0, 0.02, 4)), *rng.uniform(1e-6, 1e-3, 4)])]  # one near
         gate = float(rng.choice([9.0, 30.0, np.inf]))
         far = max(m[4] for m in ms) if trial % 2 else float("inf")
+        far_y = max(m[5] for m in ms) if trial % 3 else float("inf")
         w, h = max(row[2], 1e-3), max(row[3], 1e-3)
         q = [(accel * w) ** 2, (accel * h) ** 2, (size_accel * w) ** 2, (size_accel * h) ** 2]
         want_row = kalman.predict(row, steps, q)
-        want = [(j, d2 + ld) for j, d2, ld in kalman.gated_costs(want_row, ms, gate, far)]
-        got_row, got = kalman.predict_gated(row, steps, float(accel), float(size_accel), ms, gate, far)
+        want = [(j, d2 + ld) for j, d2, ld in kalman.gated_costs(want_row, ms, gate, far, far_y)]
+        assert want == [(j, d2 + ld) for j, d2, ld in kalman.gated_costs(want_row, ms, gate)]   # the reach: no loss
+        got_row, got = kalman.predict_gated(row, steps, float(accel), float(size_accel), ms, gate, far, far_y)
         assert got_row == want_row and got == want, trial
         if trial == 0:
             assert want, "the near measurement passes the gate"

@@ -155,3 +155,18 @@ def test_a_given_step_replaces_the_capture_time_difference():
         assert [x for v in b.tracks for x in (*v.box, *v.box_sigma, *v.velocity)] == \
             pytest.approx([x for v in a.tracks for x in (*v.box, *v.box_sigma, *v.velocity)], rel=1e-9, abs=1e-12)
     assert len(a.tracks) == 2
+
+
+def test_measurements_hold_only_the_latest_frame():
+    """The tracker fills one Measurements object every frame: a smaller frame after a larger one leaves nothing of
+    the larger behind (lists, the largest variances the gate's reach uses), and a new label is recorded."""
+    from edge.tracking.measurements import Measurements
+    meas, labels = Measurements(TrackerConfig()), {}
+    assert meas.fill([det(0.2, 0.2, sigma=0.05), det(0.6, 0.6, cls=1), det(0.8, 0.3)], labels) == 3
+    assert meas.max_r_cx == pytest.approx((0.05 * 0.885) ** 2) and labels == {0: "square", 1: "disc"}
+    assert meas.fill([det(0.4, 0.5, w=0.2, h=0.1, score=0.5, cls=2, sigma=(0.004, 0.006, 0.01, 0.02))], labels) == 1
+    assert [len(v) for v in (meas.zr, meas.boxes, meas.x1, meas.score, meas.class_id, meas.sigma_mean)] == [1] * 6
+    assert meas.max_r_cx == pytest.approx((0.004 * 0.885) ** 2) and meas.max_r_cy == pytest.approx((0.006 * 0.885) ** 2)
+    assert meas.zr[0][:4] == pytest.approx((0.4, 0.5, 0.2, 0.1)) and meas.x1 == [(pytest.approx(0.3), 0)]
+    assert meas.score == [0.5] and meas.class_id == [2] and labels[2] == "triangle"
+    assert meas.fill([], labels) == 0 and meas.zr == [] and meas.max_r_cx == meas.max_r_cy == 0.0
