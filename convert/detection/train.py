@@ -55,6 +55,8 @@ class TrainConfig(BaseModel):
     grad_log_every: int = Field(25, ge=0, description="log per-part gradient norms every N steps (0: never)")
     l1_bn: float = Field(0.0, ge=0, description="Network Slimming's L1 on the BatchNorm scales of prunable channels, "
                          "decoupled from Adam: after every step each |gamma| shrinks by learning rate x l1_bn")
+    distill_weight: float = Field(0.0, ge=0, description="weight of the knowledge-distillation loss toward a teacher "
+                                  "detector's outputs (convert.detection.distill_loss; train(teacher=...)); 0: none")
 
 
 def set_threads(threads: int) -> None:
@@ -113,10 +115,12 @@ def load_trained(run: str | Path, batch_size: int | None = None) -> Detector:
 
 def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: DetectionDataset, out: str | Path,
           *, resume: bool = False, progress: bool = True, log=print, augment_cfg: Augment | None = None,
-          init_weights: str | Path | None = None) -> Detector:
+          init_weights: str | Path | None = None, teacher: Detector | None = None) -> Detector:
     """Train (or continue training) a detector on ``dataset``; returns it with the final weights loaded.
     ``augment_cfg`` replaces the default augmentation (e.g. ``pipeline.STRONG`` for distillation);
-    ``init_weights`` starts a new run from these weights instead of the random initialization."""
+    ``init_weights`` starts a new run from these weights instead of the random initialization;
+    ``teacher`` (with ``train_cfg.distill_weight`` > 0) adds distill_weight x the distillation loss toward the
+    teacher's outputs on the same (augmented) images (convert.detection.distill_loss)."""
     import tensorflow as tf
     from convert.console import progress as progress_bar
 
@@ -127,6 +131,15 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     files = run_dir_files(out)
     if dataset.names != detector_cfg.labels:
         raise UsageError(f"dataset classes {dataset.names} differ from the detector's labels {detector_cfg.labels}")
+    if (teacher is not None) != (train_cfg.distill_weight > 0):
+        raise UsageError("distillation needs both a teacher detector and distill_weight > 0 "
+                         f"(got teacher={'yes' if teacher is not None else 'none'}, "
+                         f"distill_weight={train_cfg.distill_weight})")
+    if teacher is not None and (teacher.config.head, teacher.config.labels, teacher.config.strides,
+                                teacher.config.input_size) != (detector_cfg.head, detector_cfg.labels,
+                                                               detector_cfg.strides, detector_cfg.input_size):
+        raise UsageError("the teacher's head, labels, strides or input size differ from the student's; "
+                         "distillation needs the same output contract")
     if files["state"].is_file() and not resume:
         raise UsageError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     if resume and files["detector"].is_file():
@@ -169,6 +182,11 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     model = det.train_model
 
     weights = {"box": train_cfg.box_weight, "obj": train_cfg.obj_weight, "cls": train_cfg.cls_weight}
+    distill = None
+    if teacher is not None:
+        from convert.detection.distill_loss import DistillLoss
+        distill = DistillLoss(detector_cfg.head, detector_cfg.num_classes)
+        teacher_model = teacher.train_model
     gammas = []
     if train_cfg.l1_bn:
         from convert.prune.channel_graph import analyze
@@ -185,6 +203,9 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
                 objective = parts["total"]
                 if gammas:
                     parts["l1"] = tf.add_n([tf.reduce_sum(tf.abs(g)) for g in gammas])
+                if distill is not None:
+                    parts["distill"] = distill(outs, teacher_model(images, training=False))["total"]
+                    objective = objective + train_cfg.distill_weight * parts["distill"]
             variables = model.trainable_variables
             grads = tape.gradient(objective, variables)
             norm = tf.linalg.global_norm(grads)
@@ -212,7 +233,8 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
 
     it = iter(data.tf_dataset(train_cfg.batch_size, shuffle=True, repeat=True))
     for epoch in range(start_epoch, train_cfg.epochs):
-        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0, **({"l1": 0.0} if gammas else {})}
+        sums = {"total": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0, **({"l1": 0.0} if gammas else {}),
+                **({"distill": 0.0} if distill is not None else {})}
         t0 = time.time()
         bar = progress_bar(range(steps), desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="step", enabled=progress)
         norms, limits, part_norms = [], [], {"box": [], "obj": [], "cls": []}
@@ -240,7 +262,8 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
         _checkpoint(model, opt, files, epoch + 1)
         ratio = record.get("grad_box_over_obj")
         log(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {means['total']:.3f} (box {means['box']:.3f} obj {means['obj']:.3f} "
-            f"cls {means['cls']:.3f})  grad norm median {record['grad_norm_median']:.1f}, clipped "
+            f"cls {means['cls']:.3f})" + (f" distill {means['distill']:.3f}" if distill is not None else "")
+            + f"  grad norm median {record['grad_norm_median']:.1f}, clipped "
             f"{100 * record['clipped_share']:.0f}% of steps"
             + (f", box/obj gradient {ratio[1]:.2f} (min {ratio[0]:.2f}, max {ratio[2]:.2f})" if ratio else "")
             + f"  {record['seconds']:.0f}s")

@@ -33,8 +33,12 @@ def register(subparsers) -> None:
                    "each |gamma| shrinks by learning rate x L1 (the penalty's proximal step)")
     p.add_argument("--sparsity-epochs", type=int, default=3, help="classifier: epochs with the L1 penalty")
     p.add_argument("--finetune-epochs", type=int, default=3, help="classifier: epochs after pruning")
-    p.add_argument("--sparsity-steps", type=int, default=400, help="detector: steps with the L1 penalty")
+    p.add_argument("--sparsity-steps", type=int, default=400, help="detector: steps with the L1 penalty (0: no "
+                   "sparsity phase; the original's BatchNorm scales choose the channels)")
     p.add_argument("--finetune-steps", type=int, default=600, help="detector: steps after pruning")
+    p.add_argument("--distill-weight", type=float, default=None, help="detector: fine-tune with knowledge "
+                   "distillation from the unpruned original, this weight x the distillation loss (objectness and "
+                   "class KL, boxes and sigmas where the teacher sees objects) added to the training loss")
     p.add_argument("--baseline", action="store_true", help="detector: also train the original for the same "
                    "sparsity + fine-tune steps and schedules (no L1, no pruning) and compare the pruned model with "
                    "it: the equal-budget comparison")
@@ -48,10 +52,13 @@ def register(subparsers) -> None:
         Applies(("--output", "--sparsity-epochs", "--finetune-epochs"), lambda a: bool(a.model),
                 "it applies to classifiers (--model); a detector (--run) takes --out, --sparsity-steps, "
                 "--finetune-steps"),
-        Applies(("--out", "--sparsity-steps", "--finetune-steps", "--split", "--baseline"), lambda a: bool(a.run),
+        Applies(("--out", "--sparsity-steps", "--finetune-steps", "--split", "--baseline", "--distill-weight"),
+                lambda a: bool(a.run),
                 "it applies to detectors (--run); a classifier (--model) takes --output, --sparsity-epochs, "
                 "--finetune-epochs"),
         Applies(("--sparsity",), lambda a: a.l1 is None, "--l1 sets the L1 weight directly"),
+        Applies(("--sparsity", "--l1"), lambda a: not (a.run and a.sparsity_steps == 0),
+                "--sparsity-steps 0 skips the sparsity phase (no L1)"),
     ))
 
 
@@ -74,10 +81,14 @@ def cmd_prune(args) -> int:
     else:
         if not args.out:
             raise UsageError("pruning a detector (--run) needs --out PRUNED_RUN_DIR")
-        for flag, steps in (("--sparsity-steps", args.sparsity_steps), ("--finetune-steps", args.finetune_steps)):
-            if steps < 1 or (steps > 100 and steps % 100):
-                raise UsageError(f"{flag} {steps}: a detector phase runs in epochs of 100 steps; use 1-100 or a "
-                                 "multiple of 100")
+        for flag, steps, least in (("--sparsity-steps", args.sparsity_steps, 0),
+                                   ("--finetune-steps", args.finetune_steps, 1)):
+            if steps < least or (steps > 100 and steps % 100):
+                raise UsageError(f"{flag} {steps}: a detector phase runs in epochs of 100 steps; use "
+                                 f"{least}-100 or a multiple of 100")
+        if args.distill_weight is not None and args.distill_weight <= 0:
+            raise UsageError(f"--distill-weight {args.distill_weight}: the distillation weight must be > 0 "
+                             "(leave the option out for no distillation)")
         from convert.prune.run_detector import prune_detector
         rows = prune_detector(args, threads)
     print(format_rows(rows, threads))

@@ -2,6 +2,9 @@
 
 Every phase is an ordinary training run directory (OUT/sparse, OUT itself for the pruned detector), so it can be
 evaluated, exported and resumed like any other; the pruned run's detector.json carries the channel widths.
+``--sparsity-steps 0`` skips the sparsity phase (the original's own BatchNorm scales choose the channels);
+``--distill-weight W`` adds knowledge distillation from the unpruned original to the fine-tune
+(convert.detection.distill_loss).
 
 ``--baseline`` adds the equal-budget comparison: the original trained on through the same two phases (same steps,
 schedules and seed, no L1, no pruning; OUT/baseline-phase1, OUT/baseline), so the pruned model's extra training is
@@ -25,7 +28,8 @@ def _train_cfg(base: Path, steps: int, lr: float, l1: float, seed: int):
     saved = run_dir_files(base)["train"]
     cfg = TrainConfig.model_validate_json(saved.read_text()) if saved.is_file() else TrainConfig()
     return cfg.model_copy(update={"epochs": max(1, steps // 100), "steps_per_epoch": min(100, steps), "lr": lr,
-                                  "warmup_steps": min(50, steps // 10), "l1_bn": l1, "seed": seed})
+                                  "warmup_steps": min(50, steps // 10), "l1_bn": l1, "distill_weight": 0.0,
+                                  "seed": seed})
 
 
 def _export_pair(det, data: str, out_dir: Path, name: str) -> dict[str, Path]:
@@ -71,14 +75,21 @@ def prune_detector(args, threads) -> list[dict]:
     sparse_dir = out / "sparse"
     from convert.detection.train import WarmupCosine
     from convert.prune.common import l1_for
-    sparse_cfg = _train_cfg(base, args.sparsity_steps, lr, 0.0, args.seed)
     finetune_cfg = _train_cfg(base, args.finetune_steps, lr, 0.0, args.seed)
-    steps = sparse_cfg.epochs * sparse_cfg.steps_per_epoch
-    schedule = WarmupCosine(lr, sparse_cfg.warmup_steps, steps)
-    l1 = args.l1 if args.l1 is not None else l1_for(args.sparsity, [float(schedule(i)) for i in range(1, steps + 1)])
-    progress_log(f"sparsity fine-tune: {steps} steps, L1 {l1:.4g} on the BatchNorm scales")
-    sparse = train(cfg, sparse_cfg.model_copy(update={"l1_bn": l1}), train_ds, sparse_dir,
-                   progress=False, log=progress_log, init_weights=original_weights)
+    run_dirs = [out]
+    if args.sparsity_steps:
+        sparse_cfg = _train_cfg(base, args.sparsity_steps, lr, 0.0, args.seed)
+        steps = sparse_cfg.epochs * sparse_cfg.steps_per_epoch
+        schedule = WarmupCosine(lr, sparse_cfg.warmup_steps, steps)
+        l1 = args.l1 if args.l1 is not None else l1_for(args.sparsity,
+                                                        [float(schedule(i)) for i in range(1, steps + 1)])
+        progress_log(f"sparsity fine-tune: {steps} steps, L1 {l1:.4g} on the BatchNorm scales")
+        sparse = train(cfg, sparse_cfg.model_copy(update={"l1_bn": l1}), train_ds, sparse_dir,
+                       progress=False, log=progress_log, init_weights=original_weights)
+        run_dirs.append(sparse_dir)
+    else:
+        progress_log("no sparsity phase (--sparsity-steps 0): the original's BatchNorm scales choose the channels")
+        sparse = original
     plan = plan_pruning(analyze(sparse.train_model), args.ratio)
     pruned_model = prune_model(sparse.train_model, plan)
     pruned_cfg = cfg.model_copy(update={"channels": plan.channel_overrides()})
@@ -89,19 +100,25 @@ def prune_detector(args, threads) -> list[dict]:
         if layer.weights:
             shell.train_model.get_layer(layer.name).set_weights(layer.get_weights())
     shell.train_model.save_weights(str(init))
+    distill = args.distill_weight or 0.0
     progress_log(f"pruned {plan.removed_channels():,} channels in {len(plan.channel_overrides())} layers; fine-tuning "
-                 f"{args.finetune_steps} steps")
-    pruned = train(pruned_cfg, finetune_cfg, train_ds, out, progress=False, log=progress_log, init_weights=init)
+                 f"{args.finetune_steps} steps" + (f", distilling from the original (weight {distill:g})"
+                                                   if distill else ""))
+    pruned = train(pruned_cfg, finetune_cfg.model_copy(update={"distill_weight": distill}), train_ds, out,
+                   progress=False, log=progress_log, init_weights=init, teacher=original if distill else None)
     models = {"original": original}
-    run_dirs = [out, sparse_dir]
     if args.baseline:
         progress_log(f"equal-budget baseline: the original trained {args.sparsity_steps} + {args.finetune_steps} "
-                     "steps more with the same schedules, without L1 or pruning")
-        phase1 = out / "baseline-phase1"
-        train(cfg, sparse_cfg, train_ds, phase1, progress=False, log=progress_log, init_weights=original_weights)
+                     "steps more with the same schedules, without L1, pruning or distillation")
+        start = original_weights
+        if args.sparsity_steps:
+            phase1 = out / "baseline-phase1"
+            train(cfg, sparse_cfg, train_ds, phase1, progress=False, log=progress_log, init_weights=original_weights)
+            start = trained_weights(phase1)[1]
+            run_dirs.append(phase1)
         models["baseline"] = train(cfg, finetune_cfg, train_ds, out / "baseline", progress=False, log=progress_log,
-                                   init_weights=trained_weights(phase1)[1])
-        run_dirs += [phase1, out / "baseline"]
+                                   init_weights=start)
+        run_dirs.append(out / "baseline")
     models["pruned"] = pruned
     command = "convert-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for run in run_dirs:   # what reproduces each run directory, and the data its exports calibrate on

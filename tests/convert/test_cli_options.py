@@ -84,7 +84,7 @@ RUNS: dict[str, tuple[bool, list[str]]] = {
     "prune-detector": (True, ["prune", "--run", "{ws}/run", "--data", "{ws}/synth", "--out", "{ws}/pruned",
                               "--ratio", "0.3", "--sparsity", "0.3", "--sparsity-steps", "2", "--finetune-steps",
                               "2", "--lr", "1e-3", "--split", "val", "--threads", "1", "--runs", "2", "--rounds", "1",
-                              "--seed", "1", "--baseline"]),
+                              "--seed", "1", "--baseline", "--distill-weight", "0.5"]),
     "prune-classifier": (True, ["prune", "--model", "{ws}/trained.keras", "--data", "{ws}/shapes", "--output",
                                 "{ws}/pruned.keras", "--ratio", "0.3", "--l1", "1e-4", "--sparsity-epochs", "1",
                                 "--finetune-epochs", "1", "--threads", "1", "--runs", "2", "--rounds", "1"]),
@@ -166,6 +166,10 @@ REFUSED: list[tuple[list[str], str, str]] = [
      "--baseline", "applies to detectors"),
     (["prune", "--model", "{ws}/tiny.keras", "--data", "{ws}/shapes", "--output", "{ws}/p.keras", "--l1", "1e-4",
       "--sparsity", "0.3"], "--sparsity", "--l1 sets the L1 weight directly"),
+    (["prune", "--model", "{ws}/tiny.keras", "--data", "{ws}/shapes", "--output", "{ws}/p.keras",
+      "--distill-weight", "1"], "--distill-weight", "applies to detectors"),
+    (["prune", "--run", "{ws}/run", "--data", "{ws}/synth", "--out", "{ws}/p", "--sparsity-steps", "0", "--l1",
+      "1e-4"], "--l1", "--sparsity-steps 0 skips the sparsity phase"),
 ]
 
 # The distill chain on the real teacher and footage ({teacher}, {video}, {photos}: fetched at setup; slow).

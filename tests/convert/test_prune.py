@@ -141,6 +141,12 @@ def test_prune_command_refuses_bad_arguments(tmp_path, capsys):
     assert main(["prune", "--run", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "p"),
                  "--sparsity-steps", "250"]) == 2
     assert "--sparsity-steps 250" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert main(["prune", "--run", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "p"),
+                 "--finetune-steps", "0"]) == 2
+    assert "--finetune-steps 0" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert main(["prune", "--run", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "p"),
+                 "--distill-weight", "0"]) == 2
+    assert "--distill-weight 0.0: the distillation weight must be > 0" in capsys.readouterr().err
 
 
 def _row(name, score, strict, params, int8_ms):
@@ -213,3 +219,33 @@ def test_prune_command_on_a_detector_with_the_equal_budget_baseline(tmp_path, ca
                for x, y in zip(original.trainable_weights, baseline.trainable_weights))
     assert "vs the baseline (same training steps)" in text
 
+
+
+@pytest.mark.slow
+def test_prune_command_distils_from_the_original_without_a_sparsity_phase(tmp_path, capsys):
+    """`--sparsity-steps 0 --distill-weight W`: no sparse phase (the original's scales choose the channels), the
+    fine-tune distils from the original (weight recorded, term logged per epoch), and the baseline is the original
+    trained the same steps in one phase, without distillation."""
+    import json
+
+    from convert.cli import main
+    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "pruned"
+    assert main(["synth", "--out", str(data), "--train", "16", "--val", "4", "--test", "6", "--size", "64"]) == 0
+    assert main(["train-detector", "--data", str(data), "--out", str(run), "--backbone", "mobilenetv3_small",
+                 "--input-size", "64", "--neck-channels", "32", "--epochs", "1", "--batch-size", "4",
+                 "--steps-per-epoch", "3", "--warmup-steps", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["prune", "--run", str(run), "--data", str(data), "--out", str(out), "--ratio", "0.3",
+                 "--sparsity-steps", "0", "--finetune-steps", "3", "--distill-weight", "2", "--baseline",
+                 "--split", "test", "--threads", "1", "--runs", "6", "--rounds", "1"]) == 0
+    assert not (out / "sparse").exists() and not (out / "baseline-phase1").exists()
+    pruned, baseline = _train_config(out), _train_config(out / "baseline")
+    assert pruned["distill_weight"] == 2.0 and pruned["l1_bn"] == 0.0
+    assert baseline == dict(pruned, distill_weight=0.0)
+    assert _steps(out) == _steps(out / "baseline") == 3
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[0]["distill"] > 0
+    assert "distill" not in json.loads((out / "baseline" / "history.jsonl").read_text().splitlines()[0])
+    rows = {r["name"]: r for r in json.loads((out / "prune.json").read_text())}
+    assert list(rows) == ["original", "baseline", "pruned"]
+    assert rows["pruned"]["params"] < rows["original"]["params"]
