@@ -182,6 +182,18 @@ def _steps(run):
     return json.loads((run / "ckpt" / "state.json").read_text())["step"]
 
 
+def _tiny_detector_run(tmp_path, capsys):
+    """A tiny synthetic dataset and a detector trained on it for 3 steps: (data, run, the prune output folder)."""
+    from convert.cli import main
+    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "pruned"
+    assert main(["synth", "--out", str(data), "--train", "16", "--val", "4", "--test", "6", "--size", "64"]) == 0
+    assert main(["train-detector", "--data", str(data), "--out", str(run), "--backbone", "mobilenetv3_small",
+                 "--input-size", "64", "--neck-channels", "32", "--epochs", "1", "--batch-size", "4",
+                 "--steps-per-epoch", "3", "--warmup-steps", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    return data, run, out
+
+
 @pytest.mark.slow
 def test_prune_command_on_a_detector_with_the_equal_budget_baseline(tmp_path, capsys):
     """`convert-model prune --run ... --baseline`: the baseline is the original trained through the same phases as
@@ -191,12 +203,7 @@ def test_prune_command_on_a_detector_with_the_equal_budget_baseline(tmp_path, ca
 
     from convert.cli import main
     from convert.detection.train import load_trained
-    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "pruned"
-    assert main(["synth", "--out", str(data), "--train", "16", "--val", "4", "--test", "6", "--size", "64"]) == 0
-    assert main(["train-detector", "--data", str(data), "--out", str(run), "--backbone", "mobilenetv3_small",
-                 "--input-size", "64", "--neck-channels", "32", "--epochs", "1", "--batch-size", "4",
-                 "--steps-per-epoch", "3", "--warmup-steps", "1", "--no-progress"]) == 0
-    capsys.readouterr()
+    data, run, out = _tiny_detector_run(tmp_path, capsys)
     assert main(["prune", "--run", str(run), "--data", str(data), "--out", str(out), "--ratio", "0.5",
                  "--sparsity-steps", "2", "--finetune-steps", "3", "--baseline", "--split", "test", "--threads", "1",
                  "--runs", "6", "--rounds", "1"]) == 0
@@ -229,12 +236,7 @@ def test_prune_command_distils_from_the_original_without_a_sparsity_phase(tmp_pa
     import json
 
     from convert.cli import main
-    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "pruned"
-    assert main(["synth", "--out", str(data), "--train", "16", "--val", "4", "--test", "6", "--size", "64"]) == 0
-    assert main(["train-detector", "--data", str(data), "--out", str(run), "--backbone", "mobilenetv3_small",
-                 "--input-size", "64", "--neck-channels", "32", "--epochs", "1", "--batch-size", "4",
-                 "--steps-per-epoch", "3", "--warmup-steps", "1", "--no-progress"]) == 0
-    capsys.readouterr()
+    data, run, out = _tiny_detector_run(tmp_path, capsys)
     assert main(["prune", "--run", str(run), "--data", str(data), "--out", str(out), "--ratio", "0.3",
                  "--sparsity-steps", "0", "--finetune-steps", "3", "--distill-weight", "2", "--baseline",
                  "--split", "test", "--threads", "1", "--runs", "6", "--rounds", "1"]) == 0
