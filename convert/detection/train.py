@@ -197,6 +197,9 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
     def make_step(with_parts: bool):
         @tf.function(reduce_retracing=True)
         def step(images, targets, gt):
+            # the teacher's outputs are targets: computed outside the tape, which would otherwise record its
+            # forward pass (and, persistent, keep its activations) for no gradient
+            teacher_outs = teacher_model(images, training=False) if distill is not None else None
             with tf.GradientTape(persistent=with_parts) as tape:
                 outs = model(images, training=True)
                 parts = loss_fn(outs, list(targets), gt)
@@ -204,7 +207,7 @@ def train(detector_cfg: DetectorConfig, train_cfg: TrainConfig, dataset: Detecti
                 if gammas:
                     parts["l1"] = tf.add_n([tf.reduce_sum(tf.abs(g)) for g in gammas])
                 if distill is not None:
-                    parts["distill"] = distill(outs, teacher_model(images, training=False))["total"]
+                    parts["distill"] = distill(outs, teacher_outs)["total"]
                     objective = objective + train_cfg.distill_weight * parts["distill"]
             variables = model.trainable_variables
             grads = tape.gradient(objective, variables)
