@@ -159,6 +159,10 @@ def steady_windows(first_ms: int, last_ms: int, size_ms: int) -> list[int]:
             if ws >= first_ms + STEADY_AFTER_S * 1000 and ws + size_ms <= last_ms - STEADY_BEFORE_END_S * 1000]
 
 
+def _p99(sorted_values: list[float]) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(0.99 * len(sorted_values)))] if sorted_values else float("inf")
+
+
 def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float, seconds: float, collector,
              verbose: bool = False) -> dict:
     prefix = f"s{step}"
@@ -195,8 +199,8 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
     for _, out in sims:
         sent.update(json.loads(out.read_text()))
     size_ms = int(chain.window * 1000)
-    steady = steady_windows(int(min(min(v) for v in sent.values() if v) * 1000),
-                            int(max(max(v) for v in sent.values() if v) * 1000), size_ms)
+    steady = set(steady_windows(int(min(min(v) for v in sent.values() if v) * 1000),
+                                int(max(max(v) for v in sent.values() if v) * 1000), size_ms))
     if not steady:
         raise SystemExit(f"--seconds {seconds:g} leaves no whole window of steady state: give at least "
                          f"{2 * chain.window + STEADY_AFTER_S + STEADY_BEFORE_END_S:g} s")
@@ -228,8 +232,7 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
     messages = sum(expected.values())
     lost = sum(max(0, n - got.get(d, 0)) for d, n in expected.items())
     extra = sum(max(0, got.get(d, 0) - n) for d, n in expected.items())
-    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("inf")
-    p99_all = lat_all[min(len(lat_all) - 1, int(0.99 * len(lat_all)))] if lat_all else float("inf")
+    p99, p99_all = _p99(lat), _p99(lat_all)
     # where the time after a window's end goes: the first and the last device's first aggregate of each window
     spread: dict[int, list[float]] = defaultdict(list)
     for key, arrived in firsts.items():
@@ -242,7 +245,8 @@ def run_step(chain: Chain, step: int, cameras: int, simulators: int, fps: float,
     last_after = statistics.median(v[-1] for v in full) if full else None
     res = {"cameras": cameras, "messages": messages, "msgs_per_s": round(messages / seconds),
            "lost": lost, "late": late, "extra": extra, "p50_s": round(statistics.median(lat), 2) if lat else None,
-           "p99_s": round(p99, 2), "p99_all_s": round(p99_all, 2), "steady_windows": len(steady), "cpu_s": {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 1) for k in cpu1},
+           "p99_s": round(p99, 2), "p99_all_s": round(p99_all, 2), "steady_windows": len(steady),
+           "cpu_s": {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 1) for k in cpu1},
            "simulators_cpu_s": round(sim_cpu, 1), "wall_s": round(wall, 1),
            "window_end_to_first_device_s": None if first_after is None else round(first_after, 2),
            "window_end_to_last_device_s": None if last_after is None else round(last_after, 2),

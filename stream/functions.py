@@ -180,13 +180,8 @@ class _Windows(KeyedProcessFunction):
         st = self.state.value()
         if st is None:
             return
-        due = self._fire(st)
-        while True:
-            try:
-                out = next(due)
-            except StopIteration as done:
-                changed = done.value
-                break
+        due, changed = self._fire(st)
+        for out in due:
             if isinstance(out, dict):           # a payload: published now, and on to records/
                 line = tag(DEST_RECORDS, out)
                 if self.publisher is not None:
@@ -199,8 +194,8 @@ class _Windows(KeyedProcessFunction):
         elif changed:
             self.state.update(st)
 
-    def _fire(self, st: dict):
-        """Yield the window's due payloads (dicts) and routed lines (str); return whether the state changed."""
+    def _fire(self, st: dict) -> tuple[list, bool]:
+        """The window's due payloads (dicts) and routed lines (str), and whether the state changed."""
         raise NotImplementedError
 
 
@@ -249,35 +244,38 @@ class DeviceWindows(_Windows):
             self._at_next_watermark(ctx)
         self.state.update(sh)
 
-    def _fire(self, sh: dict):
+    def _fire(self, sh: dict) -> tuple[list, bool]:
         pending, sh["pending"] = sh["pending"], {}
         emitted = False
+        due: list = []
         fleet: dict = {}
         for device, st in sh["dev"].items():
             if not st["fired"]:               # the window's first result (or a device first seen after it)
                 st["fired"] = emitted = True
-                yield from self._emit(st, fleet)
+                due += self._emit(st, fleet)
             elif device in pending:           # a revision
                 emitted = True
                 p = pending[device]
-                yield from self._emit(st, fleet, p.get("c"), p.get("o"), revision=True)
+                due += self._emit(st, fleet, p.get("c"), p.get("o"), revision=True)
         for d in fleet.values():              # the shard's fleet deltas: one per class, not one per device
-            yield f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":"))
+            due.append(f"{FLEET_DELTA}\t{d['class_id']}/{d['ws']}\t" + json.dumps(d, separators=(",", ":")))
         first = not sh["fired"]
         sh["fired"] = True
-        return emitted or first
+        return due, emitted or first
 
-    def _emit(self, st: dict, fleet: dict, classes=None, objects=None, revision: bool = False):
+    def _emit(self, st: dict, fleet: dict, classes=None, objects=None, revision: bool = False) -> list[dict]:
         """One device's payloads: on its first result all of them; on a revision the aggregates of ``classes`` and
         the health (``classes`` None: neither, only object inputs), the objects of the labels in ``objects`` (a
         present-counts input: ``PRESENT`` in it). Its fleet deltas are added to ``fleet`` (per class)."""
         w = DeviceWindow(st)
+        out: list[dict] = []
         if not revision or classes is not None:
-            yield from w.payloads(self.threshold, classes if revision else None)
+            out += w.payloads(self.threshold, classes if revision else None)
         if not revision or objects:
-            yield from w.object_payloads(objects if revision else None)
+            out += w.object_payloads(objects if revision else None)
         for d in w.fleet_deltas():
             merge_fleet_delta(fleet, d)
+        return out
 
 
 class FleetWindows(_Windows):
@@ -296,12 +294,10 @@ class FleetWindows(_Windows):
             self._at_next_watermark(ctx)
         self.state.update(st)
 
-    def _fire(self, st: dict):
+    def _fire(self, st: dict) -> tuple[list, bool]:
         emit = not st["fired"] or st.pop("pending", False)
         st["fired"] = True
-        if emit:
-            yield FleetWindow(st).payload(self.threshold)
-        return emit
+        return ([FleetWindow(st).payload(self.threshold)] if emit else []), emit
 
 
 def window_key(line: str) -> str:

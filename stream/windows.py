@@ -235,14 +235,18 @@ def merge_fleet_delta(merged: dict, d: dict) -> None:
     one merged delta per class and shard of the devices to the fleet totals, not one per device."""
     m = merged.get(d["class_id"])
     if m is None:
-        m = merged[d["class_id"]] = {"class_id": d["class_id"], "label": "", "ws": d["ws"], "we": d["we"],
-                                     "devices": 0, "gm": None, **{k: 0 for k in SUM_KEYS}}
-    m["label"] = max(m["label"], d["label"] or "")
-    for k in SUM_KEYS:
-        m[k] += d[k]
-    if d["gm"] is not None:
-        m["gm"] = d["gm"] if m["gm"] is None else max(m["gm"], d["gm"])
+        m = merged[d["class_id"]] = {**_cls(), "class_id": d["class_id"], "ws": d["ws"], "we": d["we"], "devices": 0}
+    _add_class_sums(m, d)
     m["devices"] += bool(d["first"])
+
+
+def _add_class_sums(into: dict, d: dict) -> None:
+    """Add a delta's label, sums and sigma maximum to a class's (a merged delta's or a fleet window's)."""
+    into["label"] = max(into["label"], d["label"] or "")
+    for k in SUM_KEYS:
+        into[k] += d[k]
+    if d["gm"] is not None:
+        into["gm"] = d["gm"] if into["gm"] is None else max(into["gm"], d["gm"])
 
 
 class FleetWindow:
@@ -254,11 +258,7 @@ class FleetWindow:
     def add(self, delta: dict) -> None:
         s = self.s
         s["class_id"], s["ws"], s["we"] = delta["class_id"], delta["ws"], delta["we"]
-        s["label"] = max(s["label"], delta["label"] or "")
-        for k in SUM_KEYS:
-            s[k] += delta[k]
-        if delta["gm"] is not None:
-            s["gm"] = delta["gm"] if s["gm"] is None else max(s["gm"], delta["gm"])
+        _add_class_sums(s, delta)
         s["devices"] += delta["devices"]
 
     def payload(self, high_sigma_threshold: float) -> dict:
